@@ -1,0 +1,296 @@
+//! The stage cache: every stage output is stored under a key that hashes all
+//! of the stage's inputs, and committed atomically.
+//!
+//! Layout under the cache root (`$FINNIX_CACHE_DIR`, default `target/finnix-cache`):
+//!
+//! ```text
+//! <stage>/<key>/...        committed entries, trusted by later runs
+//! tmp/<name>.<pid>.<n>/    work in progress; never trusted, swept when its process is gone
+//! logs/<stage>.log         full output of every tool a stage ran
+//! ```
+//!
+//! An entry only ever appears by `rename(2)` of a finished temporary
+//! directory, so a build killed at any point leaves at most a `tmp/` directory
+//! that no run will read.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::TempDir;
+
+/// Accumulates a stage's inputs; `finish` hashes them into a [`Key`].
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    inputs: Vec<(String, String)>,
+}
+
+/// A cache key: the hash of a stage's labelled inputs, and the inputs themselves
+/// (written next to the entry so a maintainer can see why it was rebuilt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub hex: String,
+    pub inputs: Vec<(String, String)>,
+}
+
+impl KeyBuilder {
+    /// `recipe` is the stage's own version: bump it when the way a stage builds
+    /// changes, so old entries are not reused.
+    pub fn new(stage: &str, recipe: u32) -> KeyBuilder {
+        KeyBuilder { inputs: vec![("stage".into(), stage.into()), ("recipe".into(), recipe.to_string())] }
+    }
+
+    /// A small textual input (a version, a flag), recorded as is.
+    pub fn text(&mut self, label: &str, value: impl AsRef<str>) -> &mut Self {
+        let value = value.as_ref().replace(['\n', '\t'], " ");
+        self.inputs.push((label.to_string(), value));
+        self
+    }
+
+    /// A blob input, recorded by its sha256.
+    pub fn bytes(&mut self, label: &str, data: &[u8]) -> &mut Self {
+        self.inputs.push((label.to_string(), sha256_hex(data)));
+        self
+    }
+
+    /// A file input, recorded by its sha256.
+    pub fn file(&mut self, label: &str, path: &Path) -> Result<&mut Self> {
+        let hash = sha256_file(path)?;
+        self.inputs.push((label.to_string(), hash));
+        Ok(self)
+    }
+
+    /// Another stage's key (its output is an input here).
+    pub fn key(&mut self, label: &str, key: &Key) -> &mut Self {
+        self.inputs.push((label.to_string(), key.hex.clone()));
+        self
+    }
+
+    pub fn finish(&self) -> Key {
+        let text = render_inputs(&self.inputs);
+        let hex = sha256_hex(text.as_bytes())[..32].to_string();
+        Key { hex, inputs: self.inputs.clone() }
+    }
+}
+
+fn render_inputs(inputs: &[(String, String)]) -> String {
+    let mut text = String::new();
+    for (label, value) in inputs {
+        let _ = writeln!(text, "{label}\t{value}");
+    }
+    text
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// The cache root and its operations.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Cache {
+    pub fn new(root: PathBuf) -> Cache {
+        Cache { root }
+    }
+
+    pub fn entry_path(&self, stage: &str, key: &Key) -> PathBuf {
+        self.root.join(stage).join(&key.hex)
+    }
+
+    /// The committed entry for `key`, if there is one.
+    pub fn lookup(&self, stage: &str, key: &Key) -> Option<PathBuf> {
+        let path = self.entry_path(stage, key);
+        path.is_dir().then_some(path)
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// A fresh temporary directory under `tmp/`, removed when dropped (or by a
+    /// later sweep if this process is killed).
+    pub fn temp_dir(&self, name: &str) -> Result<TempDir> {
+        let tmp = self.root.join("tmp");
+        fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = tmp.join(format!("{name}.{}.{n}", std::process::id()));
+        TempDir::create(path)
+    }
+
+    /// Commit a finished temporary directory as the entry for `key`. The
+    /// inputs are written beside the outputs (`inputs.txt`). If another process
+    /// committed the same key meanwhile, its entry wins and ours is dropped.
+    pub fn commit(&self, stage: &str, key: &Key, tmp: TempDir) -> Result<PathBuf> {
+        fs::write(tmp.path().join("inputs.txt"), render_inputs(&key.inputs))?;
+        let dest = self.entry_path(stage, key);
+        let parent = dest.parent().expect("entry has a parent");
+        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        match tmp.persist(&dest) {
+            Ok(()) => Ok(dest),
+            Err((tmp, e)) if dest.is_dir() => {
+                drop(tmp);
+                let _ = e;
+                Ok(dest)
+            }
+            Err((_, e)) => Err(e).with_context(|| format!("cannot commit cache entry {}", dest.display())),
+        }
+    }
+
+    /// Remove temporary directories left by processes that no longer run.
+    pub fn sweep(&self) -> Result<()> {
+        let tmp = self.root.join("tmp");
+        let entries = match fs::read_dir(&tmp) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", tmp.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let alive = owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            if !alive {
+                crate::fsutil::remove_all(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove every entry of `stage` except `keep` (old builds of a stage).
+    pub fn prune_stage(&self, stage: &str, keep: &Key) -> Result<()> {
+        let dir = self.root.join(stage);
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy() != keep.hex {
+                crate::fsutil::remove_all(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pid a temporary directory name `<name>.<pid>.<n>` belongs to.
+fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplit('.');
+    let _n: usize = parts.next()?.parse().ok()?;
+    parts.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(extra: &[(&str, &str)]) -> Key {
+        let mut b = KeyBuilder::new("kernel-um", 1);
+        b.text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n");
+        for (l, v) in extra {
+            b.text(l, v);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn keys_are_stable_across_runs() {
+        // The same inputs give the same key, and this exact value: a change in
+        // how keys are computed must be deliberate (it invalidates every cache).
+        assert_eq!(key(&[]), key(&[]));
+        assert_eq!(key(&[]).hex, KeyBuilder::new("kernel-um", 1).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n").finish().hex);
+        assert_eq!(key(&[]).hex.len(), 32);
+        assert_eq!(key(&[]).hex, "0033ca179423b77d1d6c26c14b148772");
+    }
+
+    #[test]
+    fn every_input_changes_the_key() {
+        let base = key(&[]).hex;
+        let variants = [
+            KeyBuilder::new("kernel-xen", 1).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n").finish(),
+            KeyBuilder::new("kernel-um", 2).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n").finish(),
+            KeyBuilder::new("kernel-um", 1).text("source", "abd").bytes("fragment common.config", b"CONFIG_X=y\n").finish(),
+            KeyBuilder::new("kernel-um", 1).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=n\n").finish(),
+            KeyBuilder::new("kernel-um", 1).text("source", "abc").bytes("fragment um.config", b"CONFIG_X=y\n").finish(),
+            key(&[("gcc", "12.2.0")]),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(base);
+        for v in variants {
+            assert!(seen.insert(v.hex.clone()), "collision for {:?}", v.inputs);
+        }
+    }
+
+    #[test]
+    fn a_half_written_entry_is_never_used() {
+        let dir = std::env::temp_dir().join(format!("finnix-cache-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cache = Cache::new(dir.clone());
+        let k = key(&[]);
+
+        // A build that dies after writing part of its output: its temporary
+        // directory exists, but no entry does.
+        let tmp = cache.temp_dir("kernel-um").unwrap();
+        fs::write(tmp.path().join("linux"), b"half").unwrap();
+        let crashed = tmp.path().to_path_buf();
+        std::mem::forget(tmp); // simulate a kill: no destructor runs
+        assert!(cache.lookup("kernel-um", &k).is_none());
+
+        // A dead owner's temporary directory is swept; a live one is kept.
+        let dead = dir.join("tmp").join("kernel-xen.999999999.0");
+        fs::create_dir_all(&dead).unwrap();
+        cache.sweep().unwrap();
+        assert!(!dead.exists());
+        assert!(crashed.exists(), "our own (live) temporary directory must survive a sweep");
+        fs::remove_dir_all(&crashed).unwrap();
+
+        // A finished one is committed atomically and then found.
+        let tmp = cache.temp_dir("kernel-um").unwrap();
+        fs::write(tmp.path().join("linux"), b"whole").unwrap();
+        let entry = cache.commit("kernel-um", &k, tmp).unwrap();
+        assert_eq!(cache.lookup("kernel-um", &k), Some(entry.clone()));
+        assert_eq!(fs::read(entry.join("linux")).unwrap(), b"whole");
+        assert!(fs::read_to_string(entry.join("inputs.txt")).unwrap().contains("source\tabc"));
+
+        // A temporary directory dropped on an error path disappears.
+        let tmp = cache.temp_dir("kernel-um").unwrap();
+        let path = tmp.path().to_path_buf();
+        drop(tmp);
+        assert!(!path.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn owner_pid_parses_temp_names() {
+        assert_eq!(owner_pid("kernel-um.1234.0"), Some(1234));
+        assert_eq!(owner_pid("garbage"), None);
+    }
+}

@@ -1,0 +1,282 @@
+//! `configs/finnix.toml`: the typed build configuration (pure: parsing and
+//! validation only; the caller reads the file).
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub distribution: Distribution,
+    pub kernel: Kernel,
+}
+
+/// The file as written; [`Config::parse`] checks it and builds a [`Config`].
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawConfig {
+    distribution: Distribution,
+    kernel: RawKernel,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Distribution {
+    pub name: String,
+    pub version: String,
+    pub volume_label: String,
+    pub publisher: String,
+    pub hostname: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawKernel {
+    source: SourceKind,
+    package: Option<String>,
+    url: Option<String>,
+    sha256: Option<String>,
+    localversion: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+enum SourceKind {
+    #[serde(rename = "debian")]
+    Debian,
+    #[serde(rename = "kernel.org")]
+    KernelOrg,
+}
+
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub source: KernelSource,
+    /// Appended to every kernel release (`-um-<localversion>`, `-<localversion>`).
+    pub localversion: String,
+}
+
+/// Where the kernel source tarball comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSource {
+    /// The tarball inside Debian's `linux-source-X.Y` package.
+    Debian { package: String },
+    /// A kernel.org tarball: fixed url and sha256.
+    KernelOrg { url: String, sha256: String },
+}
+
+/// A configuration error, located in its file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// 1-based line and column of byte offset `pos` in `text`.
+pub fn line_column(text: &str, pos: usize) -> (usize, usize) {
+    let pos = pos.min(text.len());
+    let before = &text[..pos];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Parse any TOML document into `T`, reporting errors as `file:line:column: message`.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+        ConfigError {
+            file: file.display().to_string(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })
+}
+
+impl Config {
+    pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = parse_toml(text, file)?;
+        let at = |key: &str, message: String| {
+            let pos = find_key(text, key).unwrap_or(0);
+            let (line, column) = line_column(text, pos);
+            ConfigError { file: file.display().to_string(), line, column, message }
+        };
+        let d = &raw.distribution;
+        let label = &d.volume_label;
+        if label.is_empty()
+            || label.len() > 32
+            || !label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(at(
+                "volume-label",
+                format!("invalid volume-label {label:?}: expected 1 to 32 characters from A-Z, 0-9 and _"),
+            ));
+        }
+        let version = &d.version;
+        if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || ".-+~_".contains(c)) {
+            return Err(at("version", format!("invalid version {version:?}: expected letters, digits and . - + ~ _")));
+        }
+        let k = raw.kernel;
+        let lv = &k.localversion;
+        if lv.is_empty() || !lv.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
+            return Err(at(
+                "localversion",
+                format!("invalid localversion {lv:?}: expected letters, digits, . and _ (no dashes)"),
+            ));
+        }
+        let only = |present: &[(&str, bool)], kind: &str| -> Result<(), ConfigError> {
+            match present.iter().find(|(_, p)| *p) {
+                Some((key, _)) => Err(at(key, format!("{key} does not apply to source = \"{kind}\""))),
+                None => Ok(()),
+            }
+        };
+        let source = match k.source {
+            SourceKind::Debian => {
+                only(&[("url", k.url.is_some()), ("sha256", k.sha256.is_some())], "debian")?;
+                let package = k.package.ok_or_else(|| at("source", "source = \"debian\" needs package = \"linux-source-X.Y\"".into()))?;
+                if !package.starts_with("linux-source-") {
+                    return Err(at("package", format!("invalid package {package:?}: expected a linux-source-X.Y package")));
+                }
+                KernelSource::Debian { package }
+            }
+            SourceKind::KernelOrg => {
+                only(&[("package", k.package.is_some())], "kernel.org")?;
+                let url = k.url.ok_or_else(|| at("source", "source = \"kernel.org\" needs url = \"...\"".into()))?;
+                let sha256 = k.sha256.ok_or_else(|| at("source", "source = \"kernel.org\" needs sha256 = \"...\"".into()))?;
+                if !is_sha256(&sha256) {
+                    return Err(at("sha256", format!("invalid sha256 {sha256:?}: expected 64 lowercase hex digits")));
+                }
+                if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("file://")) {
+                    return Err(at("url", format!("invalid url {url:?}: expected https://, http:// or file://")));
+                }
+                KernelSource::KernelOrg { url, sha256 }
+            }
+        };
+        Ok(Config { distribution: raw.distribution, kernel: Kernel { source, localversion: k.localversion } })
+    }
+}
+
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Byte offset of the first line that assigns `key`.
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return Some(offset + (line.len() - trimmed.len()));
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[distribution]
+name = "Finnix"
+version = "127-dev"
+volume-label = "FINNIX_127"
+publisher = "x"
+hostname = "finnix"
+
+[kernel]
+source = "debian"
+package = "linux-source-6.1"
+localversion = "finnix"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("configs/finnix.toml"))
+    }
+
+    #[test]
+    fn parses_the_shipped_config() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/finnix.toml")).unwrap();
+        let config = parse(&text).unwrap();
+        assert_eq!(config.distribution.name, "Finnix");
+        assert!(matches!(config.kernel.source, KernelSource::Debian { .. }));
+    }
+
+    #[test]
+    fn parses_both_kernel_sources() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.kernel.source, KernelSource::Debian { package: "linux-source-6.1".into() });
+        let sha = "a".repeat(64);
+        let text = GOOD.replace(
+            "source = \"debian\"\npackage = \"linux-source-6.1\"",
+            &format!("source = \"kernel.org\"\nurl = \"https://cdn.kernel.org/x.tar.xz\"\nsha256 = \"{sha}\""),
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.kernel.source,
+            KernelSource::KernelOrg { url: "https://cdn.kernel.org/x.tar.xz".into(), sha256: sha }
+        );
+    }
+
+    #[test]
+    fn type_error_has_line_and_column() {
+        let text = GOOD.replace("version = \"127-dev\"", "version = 127");
+        let err = parse(&text).unwrap_err();
+        assert_eq!((err.line, err.column), (4, 11), "{err}");
+        assert!(err.message.contains("expected a string"), "{err}");
+        assert!(err.to_string().starts_with("configs/finnix.toml:4:11: "), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = GOOD.replace("hostname = \"finnix\"", "hostname = \"finnix\"\nhostnam = \"x\"");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 8, "{err}");
+        assert!(err.message.contains("unknown field `hostnam`"), "{err}");
+    }
+
+    #[test]
+    fn missing_key_and_bad_syntax_are_located() {
+        let err = parse(&GOOD.replace("publisher = \"x\"\n", "")).unwrap_err();
+        assert!(err.message.contains("missing field `publisher`"), "{err}");
+        let err = parse(&GOOD.replace("name = \"Finnix\"", "name = \"Finnix")).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+    }
+
+    #[test]
+    fn unknown_kernel_source_lists_the_choices() {
+        let err = parse(&GOOD.replace("source = \"debian\"", "source = \"gentoo\"")).unwrap_err();
+        assert!(err.message.contains("debian") && err.message.contains("kernel.org"), "{err}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key() {
+        let err = parse(&GOOD.replace("FINNIX_127", "finnix 127")).unwrap_err();
+        assert_eq!((err.line, err.column), (5, 1), "{err}");
+        assert!(err.message.contains("volume-label"), "{err}");
+        let err = parse(&GOOD.replace("localversion = \"finnix\"", "localversion = \"-finnix\"")).unwrap_err();
+        assert_eq!(err.line, 12, "{err}");
+    }
+
+    #[test]
+    fn line_column_counts_from_one() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+    }
+}

@@ -1,0 +1,121 @@
+//! File-system helpers shared by the stages: temporary directories that clean
+//! up after themselves (also on Ctrl-C and SIGTERM), atomic file replacement,
+//! and tree copies.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+
+/// Paths to delete if the process is interrupted.
+static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn register(path: &Path) {
+    LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_path_buf());
+}
+
+fn unregister(path: &Path) {
+    LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != path);
+}
+
+/// Install the Ctrl-C / SIGTERM handler: remove every live temporary path,
+/// then exit 130. Child processes share our process group and receive the
+/// terminal's SIGINT themselves.
+pub fn install_interrupt_cleanup() {
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("\ninterrupted: removing temporary files");
+        let paths = std::mem::take(&mut *LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()));
+        for p in paths.iter().rev() {
+            let _ = remove_all(p);
+        }
+        std::process::exit(130);
+    });
+}
+
+/// A temporary directory (or file) that is removed when dropped unless
+/// [`TempDir::persist`] renamed it into place.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn create(path: PathBuf) -> Result<TempDir> {
+        if path.exists() {
+            remove_all(&path)?;
+        }
+        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        register(&path);
+        Ok(TempDir { path })
+    }
+
+    /// Track a path that will be created by someone else (a file).
+    pub fn track(path: PathBuf) -> TempDir {
+        register(&path);
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Rename into `dest`. On failure the temporary stays owned by the caller.
+    pub fn persist(self, dest: &Path) -> std::result::Result<(), (TempDir, io::Error)> {
+        match fs::rename(&self.path, dest) {
+            Ok(()) => {
+                unregister(&self.path);
+                std::mem::forget(self);
+                Ok(())
+            }
+            Err(e) => Err((self, e)),
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = remove_all(&self.path);
+        unregister(&self.path);
+    }
+}
+
+/// Remove a file or a directory tree; a missing path is fine. Directories
+/// made read-only (a patched tree, a rootfs) are made writable first.
+pub fn remove_all(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        Ok(m) if m.is_dir() => match fs::remove_dir_all(path) {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let _ = duct::cmd!("chmod", "-R", "u+rwx", path).stderr_null().unchecked().run();
+                fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
+            }
+        },
+        Ok(_) => fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
+/// Write `data` to `dest` atomically: a temporary file in the same directory,
+/// flushed, then renamed over `dest`.
+pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = TempDir::track(dir.join(format!(".{name}.tmp.{}", std::process::id())));
+    let mut file = fs::File::create(tmp.path()).with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    file.write_all(data).and_then(|_| file.sync_all()).with_context(|| format!("cannot write {}", dest.display()))?;
+    drop(file);
+    tmp.persist(dest).map_err(|(_, e)| e).with_context(|| format!("cannot write {}", dest.display()))
+}
+
+/// Copy a directory tree with `cp -a` (keeps modes, links, special files).
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    duct::cmd!("cp", "-a", "--reflink=auto", "--no-target-directory", from, to)
+        .stderr_capture()
+        .run()
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    Ok(())
+}

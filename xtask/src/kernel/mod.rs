@@ -1,0 +1,331 @@
+//! Stage `kernel`: patch, configure and build the UML and the domU kernel.
+//!
+//! The data lives in folders: `kernel-patches/{common,<flavor>}/series` and
+//! `configs/kernel/{common,<flavor>}.config`. Per flavor:
+//!
+//! 1. the unpacked source (`source`), copied fresh;
+//! 2. the common, then the flavor's patch series (`patches`);
+//! 3. the base config (`make defconfig` / `x86_64_defconfig kvm_guest.config
+//!    xen.config`), the fragments merged over it, `olddefconfig`, and every
+//!    fragment line checked against the result (`kconfig`);
+//! 4. `make` out of tree with reproducible settings.
+
+pub mod kconfig;
+pub mod patches;
+pub mod source;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Key, KeyBuilder};
+use crate::context::{tool_version, Ctx};
+use crate::ui::{self, Outcome, Stage};
+
+/// Bump when the way kernels are built changes.
+const RECIPE: u32 = 1;
+pub const BUILD_USER: &str = "finnix";
+pub const BUILD_HOST: &str = "finnix";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Flavor {
+    /// The User Mode Linux guest kernel.
+    Um,
+    /// The Xen domU kernel (also boots the ISO on qemu and hardware).
+    Xen,
+}
+
+impl Flavor {
+    pub const ALL: [Flavor; 2] = [Flavor::Um, Flavor::Xen];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Um => "um",
+            Flavor::Xen => "xen",
+        }
+    }
+
+    pub fn stage(self) -> &'static str {
+        match self {
+            Flavor::Um => "kernel-um",
+            Flavor::Xen => "kernel-xen",
+        }
+    }
+
+    fn arch(self) -> &'static str {
+        match self {
+            Flavor::Um => "um",
+            Flavor::Xen => "x86_64",
+        }
+    }
+
+    /// make targets that produce the base configuration.
+    fn base_targets(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Um => &["defconfig"],
+            Flavor::Xen => &["x86_64_defconfig", "kvm_guest.config", "xen.config"],
+        }
+    }
+
+    fn build_targets(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Um => &["linux"],
+            Flavor::Xen => &["bzImage", "vmlinux"],
+        }
+    }
+
+    fn localversion(self, lv: &str) -> String {
+        match self {
+            Flavor::Um => format!("-um-{lv}"),
+            Flavor::Xen => format!("-{lv}"),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Flavor::Um => "UML guest kernel",
+            Flavor::Xen => "Xen domU kernel",
+        }
+    }
+}
+
+/// What a kernel entry records about itself (`kernel.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KernelInfo {
+    /// Upstream version, `6.1.192`.
+    pub version: String,
+    /// `uname -r`, `6.1.192-um-finnix`.
+    pub release: String,
+    /// Output files, relative to the entry.
+    pub files: Vec<String>,
+}
+
+/// A built kernel in the cache.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub flavor: Flavor,
+    pub entry: PathBuf,
+    pub key: Key,
+    pub info: KernelInfo,
+}
+
+impl Kernel {
+    /// The UML binary `linux-<kver>-um-<lv>`, or the domU bzImage `vmlinuz-<kver>-<lv>`.
+    pub fn image(&self) -> PathBuf {
+        self.entry.join(&self.info.files[0])
+    }
+
+    /// The domU's uncompressed ELF (PVH direct boot).
+    pub fn vmlinux(&self) -> Option<PathBuf> {
+        self.info.files.iter().find(|f| f.starts_with("vmlinux-")).map(|f| self.entry.join(f))
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.entry.join("config")
+    }
+}
+
+/// Output file names for a flavor.
+pub fn output_names(flavor: Flavor, version: &str, lv: &str) -> Vec<String> {
+    match flavor {
+        Flavor::Um => vec![format!("linux-{version}-um-{lv}")],
+        Flavor::Xen => vec![format!("vmlinuz-{version}-{lv}"), format!("vmlinux-{version}-{lv}")],
+    }
+}
+
+/// The fragments that feed a flavor, in merge order.
+fn fragment_files(root: &Path, flavor: Flavor) -> Vec<PathBuf> {
+    ["common", flavor.name()].iter().map(|n| root.join("configs/kernel").join(format!("{n}.config"))).collect()
+}
+
+fn read_fragments(root: &Path, flavor: Flavor) -> Result<Vec<kconfig::Setting>> {
+    let mut all = Vec::new();
+    for path in fragment_files(root, flavor) {
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read config fragment {}", path.display()))?;
+        let label = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        all.extend(kconfig::parse_fragment(&text, &label).map_err(anyhow::Error::msg)?);
+    }
+    Ok(all)
+}
+
+fn read_patches(root: &Path, flavor: Flavor) -> Result<Vec<patches::Patch>> {
+    let dir = root.join("kernel-patches");
+    let mut all = patches::read_series(&dir, "common")?;
+    all.extend(patches::read_series(&dir, flavor.name())?);
+    Ok(all)
+}
+
+/// The cache key of a flavor's build: everything that can change its bytes.
+pub fn key(ctx: &Ctx, flavor: Flavor, source: &crate::lock::LockedSource) -> Result<Key> {
+    let mut k = KeyBuilder::new(flavor.stage(), RECIPE);
+    k.text("source sha256", &source.sha256).text("source version", &source.version);
+    for p in read_patches(&ctx.root, flavor)? {
+        k.file(&format!("patch {}/{} -p{}", p.series, p.name, p.strip), &p.path)?;
+    }
+    for f in fragment_files(&ctx.root, flavor) {
+        let label = f.strip_prefix(&ctx.root).unwrap_or(&f).display().to_string();
+        k.file(&format!("fragment {label}"), &f)?;
+    }
+    k.text("base", flavor.base_targets().join(" "))
+        .text("localversion", flavor.localversion(&ctx.config.kernel.localversion))
+        .text("timestamp", crate::date::kernel_timestamp(ctx.epoch.kernel))
+        .text("build user@host", format!("{BUILD_USER}@{BUILD_HOST}"));
+    for tool in ["gcc", "ld", "make", "bison", "flex", "perl"] {
+        k.text(&format!("tool {tool}"), tool_version(tool));
+    }
+    Ok(k.finish())
+}
+
+/// Build (or take from the cache) the kernel of `flavor`.
+pub fn build(ctx: &Ctx, flavor: Flavor) -> Result<Kernel> {
+    let lv = &ctx.config.kernel.localversion;
+    let what = format!("patch, configure and build the {}", flavor.describe());
+    ui::stage(&ctx.logs(), flavor.stage(), what, |stage| {
+        // Cache hit without touching the network: the lock names the source.
+        if let Some(id) = source::locked(ctx)? {
+            let key = key(ctx, flavor, &id)?;
+            if let Some(kernel) = load(ctx, flavor, &key)? {
+                let detail = ui::display_path(&kernel.image());
+                return Ok((kernel, Outcome::Cached, detail));
+            }
+        }
+        let tree = source::fetch_and_unpack(ctx, stage)?;
+        let key = key(ctx, flavor, &tree.id)?;
+        if let Some(kernel) = load(ctx, flavor, &key)? {
+            let detail = ui::display_path(&kernel.image());
+            return Ok((kernel, Outcome::Cached, detail));
+        }
+        let kernel = compile(ctx, stage, flavor, &tree, &key, lv)?;
+        let size = fs::metadata(kernel.image()).map(|m| m.len()).unwrap_or(0);
+        let detail = format!("{} ({})", ui::display_path(&kernel.image()), ui::fmt_size(size));
+        Ok((kernel, Outcome::Built, detail))
+    })
+}
+
+fn load(ctx: &Ctx, flavor: Flavor, key: &Key) -> Result<Option<Kernel>> {
+    let Some(entry) = ctx.cache.lookup(flavor.stage(), key) else { return Ok(None) };
+    let text = fs::read_to_string(entry.join("kernel.toml"))?;
+    let info: KernelInfo = toml::from_str(&text).with_context(|| format!("corrupt cache entry {}", entry.display()))?;
+    Ok(Some(Kernel { flavor, entry, key: key.clone(), info }))
+}
+
+fn compile(ctx: &Ctx, stage: &mut Stage, flavor: Flavor, tree: &source::SourceTree, key: &Key, lv: &str) -> Result<Kernel> {
+    let work = ctx.cache.temp_dir(flavor.stage())?;
+    let src = work.path().join("src");
+    let build = work.path().join("build");
+    let arch = format!("ARCH={}", flavor.arch());
+    let localversion = format!("LOCALVERSION={}", flavor.localversion(lv));
+    let out_dir = format!("O={}", build.display());
+
+    // 1. A fresh copy of the pristine tree, patched.
+    stage.note(format!("copying {} to {}", tree.tree().display(), src.display()));
+    crate::fsutil::copy_tree(&tree.tree(), &src)?;
+    let patches = read_patches(&ctx.root, flavor)?;
+    patches::apply(&src, &patches, |expr| {
+        stage.note(format!("$ {expr:?}"));
+        let o = expr.stderr_to_stdout().stdout_capture().unchecked().run()?;
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        stage.note(&text);
+        Ok((o.status.success(), text))
+    })?;
+    stage.note(format!("applied {} patch(es)", patches.len()));
+
+    let make = |args: &[&str]| {
+        let mut all: Vec<String> = vec![format!("-C{}", src.display()), out_dir.clone(), arch.clone(), localversion.clone()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        duct::cmd("make", all)
+            .env("KBUILD_BUILD_TIMESTAMP", crate::date::kernel_timestamp(ctx.epoch.kernel))
+            .env("KBUILD_BUILD_USER", BUILD_USER)
+            .env("KBUILD_BUILD_HOST", BUILD_HOST)
+            .env("KBUILD_BUILD_VERSION", "1")
+            .env("SOURCE_DATE_EPOCH", ctx.epoch.kernel.to_string())
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .env_remove("MAKEFLAGS")
+            .env_remove("MFLAGS")
+    };
+
+    // 2. Configuration: base, fragments, olddefconfig, check.
+    stage.run(make(flavor.base_targets()))?;
+    let fragments = read_fragments(&ctx.root, flavor)?;
+    let dot_config = build.join(".config");
+    let base = fs::read_to_string(&dot_config)?;
+    fs::write(&dot_config, kconfig::merge(&base, &fragments))?;
+    stage.run(make(&["olddefconfig"]))?;
+    let final_config = fs::read_to_string(&dot_config)?;
+    let mismatches = kconfig::check(&kconfig::parse_config(&final_config), &fragments);
+    if !mismatches.is_empty() {
+        let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+        bail!(
+            "{} option(s) of the config fragments do not hold in the final .config of the {} kernel:\n{}\nfix the fragment (a missing dependency, or a value Kconfig does not allow)",
+            mismatches.len(),
+            flavor.name(),
+            list.join("\n")
+        );
+    }
+
+    // 3. Build.
+    let jobs = format!("-j{}", ctx.jobs);
+    let mut args = vec![jobs.as_str()];
+    args.extend(flavor.build_targets());
+    stage.run(make(&args))?;
+    let release = stage.read(make(&["-s", "kernelrelease"]))?.trim().to_string();
+    let version = tree.id.version.clone();
+
+    // 4. Outputs into a new entry.
+    let out = ctx.cache.temp_dir(&format!("{}-out", flavor.stage()))?;
+    let names = output_names(flavor, &version, lv);
+    let sources: Vec<PathBuf> = match flavor {
+        Flavor::Um => vec![build.join("linux")],
+        Flavor::Xen => vec![build.join("arch/x86/boot/bzImage"), build.join("vmlinux")],
+    };
+    for (from, name) in sources.iter().zip(&names) {
+        fs::copy(from, out.path().join(name)).with_context(|| format!("build did not produce {}", from.display()))?;
+    }
+    fs::copy(&dot_config, out.path().join("config"))?;
+    let info = KernelInfo { version, release, files: names };
+    fs::write(out.path().join("kernel.toml"), toml::to_string(&info)?)?;
+    let entry = ctx.cache.commit(flavor.stage(), key, out)?;
+    drop(work);
+    Ok(Kernel { flavor, entry, key: key.clone(), info })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_follow_the_spec() {
+        assert_eq!(output_names(Flavor::Um, "6.1.192", "finnix"), ["linux-6.1.192-um-finnix"]);
+        assert_eq!(output_names(Flavor::Xen, "6.1.192", "finnix"), ["vmlinuz-6.1.192-finnix", "vmlinux-6.1.192-finnix"]);
+    }
+
+    #[test]
+    fn shipped_fragments_parse_and_ask_for_what_the_live_system_needs() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for flavor in Flavor::ALL {
+            let f = read_fragments(root, flavor).unwrap();
+            let want = |sym: &str, value: &str| {
+                assert!(
+                    f.iter().any(|s| s.symbol == sym && s.value == kconfig::Value::Set(value.into())),
+                    "{} lacks {sym}={value}",
+                    flavor.name()
+                )
+            };
+            for sym in ["CONFIG_SQUASHFS", "CONFIG_SQUASHFS_XZ", "CONFIG_SQUASHFS_ZSTD", "CONFIG_SQUASHFS_ZLIB", "CONFIG_OVERLAY_FS", "CONFIG_ISO9660_FS", "CONFIG_JOLIET", "CONFIG_BLK_DEV_LOOP", "CONFIG_TMPFS_XATTR", "CONFIG_DEVTMPFS", "CONFIG_BLK_DEV_INITRD", "CONFIG_RD_GZIP", "CONFIG_RD_XZ", "CONFIG_RD_ZSTD", "CONFIG_EXT4_FS"] {
+                want(sym, "y");
+            }
+        }
+        let um = read_fragments(root, Flavor::Um).unwrap();
+        for sym in ["CONFIG_BLK_DEV_UBD", "CONFIG_HOSTFS", "CONFIG_MCONSOLE", "CONFIG_UML_NET_TUNTAP", "CONFIG_UML_NET_VECTOR"] {
+            assert!(um.iter().any(|s| s.symbol == sym), "um lacks {sym}");
+        }
+        let xen = read_fragments(root, Flavor::Xen).unwrap();
+        for sym in ["CONFIG_XEN_PV", "CONFIG_XEN_PVH", "CONFIG_XEN_BLKDEV_FRONTEND", "CONFIG_XEN_NETDEV_FRONTEND", "CONFIG_HVC_XEN", "CONFIG_EFI_STUB", "CONFIG_USB_STORAGE", "CONFIG_SATA_AHCI"] {
+            assert!(xen.iter().any(|s| s.symbol == sym && s.value == kconfig::Value::Set("y".into())), "xen lacks {sym}");
+        }
+        assert!(xen.iter().any(|s| s.symbol == "CONFIG_XEN_BLKDEV_BACKEND" && s.value == kconfig::Value::NotSet));
+    }
+}

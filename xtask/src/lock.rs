@@ -1,0 +1,112 @@
+//! `finnix.lock`: the exact inputs fetched from outside the repository (the
+//! kernel source), so that a release can insist on them (`--locked`).
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::parse_toml;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Lock {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_source: Option<LockedSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockedSource {
+    /// `debian` or `kernel.org`
+    pub source: String,
+    /// The Debian package and its exact version, or the kernel.org url.
+    pub origin: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub package_version: String,
+    /// Upstream kernel version (Makefile VERSION.PATCHLEVEL.SUBLEVEL).
+    pub version: String,
+    /// sha256 of the source tarball.
+    pub sha256: String,
+}
+
+const HEADER: &str = "# Written by `cargo xtask`: the exact kernel source the build used.\n\
+# `cargo xtask --locked ...` (releases) fails if what it fetches differs;\n\
+# without --locked a moved pin is reported and this file updated.\n";
+
+impl Lock {
+    pub fn read(path: &Path) -> Result<Lock> {
+        match fs::read_to_string(path) {
+            Ok(text) => Ok(parse_toml(&text, path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn render(&self) -> String {
+        format!("{HEADER}\n{}", toml::to_string(self).expect("lock serializes"))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::fsutil::write_atomic(path, self.render().as_bytes())
+    }
+}
+
+/// What `--locked` and the default mode do when a fetched source differs
+/// from the lock.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Same,
+    /// No lock yet: record it.
+    New,
+    /// Differs: the message names both hashes.
+    Moved(String),
+}
+
+pub fn compare(locked: Option<&LockedSource>, fetched: &LockedSource) -> Verdict {
+    match locked {
+        None => Verdict::New,
+        Some(l) if l == fetched => Verdict::Same,
+        Some(l) => Verdict::Moved(format!(
+            "kernel source differs from finnix.lock:\n  locked:  {} {} {} sha256 {}\n  fetched: {} {} {} sha256 {}",
+            l.origin, l.package_version, l.version, l.sha256, fetched.origin, fetched.package_version, fetched.version, fetched.sha256
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(sha: &str) -> LockedSource {
+        LockedSource {
+            source: "debian".into(),
+            origin: "linux-source-6.1".into(),
+            package_version: "6.1.192-2".into(),
+            version: "6.1.192".into(),
+            sha256: sha.into(),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let lock = Lock { kernel_source: Some(src(&"a".repeat(64))) };
+        let text = lock.render();
+        assert!(text.contains("[kernel-source]") && text.contains("package-version = \"6.1.192-2\""), "{text}");
+        let back: Lock = parse_toml(&text, Path::new("finnix.lock")).unwrap();
+        assert_eq!(back, lock);
+    }
+
+    #[test]
+    fn a_moved_source_names_both_hashes() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        assert_eq!(compare(None, &src(&a)), Verdict::New);
+        assert_eq!(compare(Some(&src(&a)), &src(&a)), Verdict::Same);
+        match compare(Some(&src(&a)), &src(&b)) {
+            Verdict::Moved(m) => assert!(m.contains(&a) && m.contains(&b), "{m}"),
+            v => panic!("{v:?}"),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Host prerequisites: one table maps each stage's host tools to the Debian
+//! packages that provide them. Missing ones are reported together before any
+//! long work starts; as root on a Debian-family host they are installed.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+/// How to tell that a requirement is met.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// An executable found on PATH (or an absolute path).
+    Command(&'static str),
+    /// A file that must exist (headers, boot loader images, firmware).
+    File(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement {
+    pub probe: Probe,
+    pub package: &'static str,
+}
+
+const fn cmd(name: &'static str, package: &'static str) -> Requirement {
+    Requirement { probe: Probe::Command(name), package }
+}
+
+const fn file(path: &'static str, package: &'static str) -> Requirement {
+    Requirement { probe: Probe::File(path), package }
+}
+
+/// Stage → what it runs on the host → the Debian package providing it.
+pub const TABLE: &[(&str, &[Requirement])] = &[
+    (
+        "kernel",
+        &[
+            cmd("make", "make"),
+            cmd("gcc", "gcc"),
+            cmd("ld", "binutils"),
+            cmd("bc", "bc"),
+            cmd("bison", "bison"),
+            cmd("flex", "flex"),
+            cmd("perl", "perl"),
+            cmd("patch", "patch"),
+            cmd("xz", "xz-utils"),
+            cmd("tar", "tar"),
+            cmd("dpkg-deb", "dpkg"),
+            cmd("apt-get", "apt"),
+            cmd("curl", "curl"),
+            file("/usr/include/libelf.h", "libelf-dev"),
+            file("/usr/include/openssl/ssl.h", "libssl-dev"),
+        ],
+    ),
+    (
+        "initrd",
+        &[
+            file("/bin/busybox", "busybox-static"),
+            file("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+            cmd("cc", "gcc"),
+            cmd("cpio", "cpio"),
+        ],
+    ),
+    ("rootfs", &[file("/bin/busybox", "busybox-static"), cmd("mmdebstrap", "mmdebstrap"), cmd("fakeroot", "fakeroot")]),
+    ("squashfs", &[cmd("unsquashfs", "squashfs-tools"), cmd("mksquashfs", "squashfs-tools")]),
+    (
+        "iso",
+        &[
+            cmd("xorriso", "xorriso"),
+            file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
+            file("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux"),
+            file("/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"),
+            cmd("grub-mkstandalone", "grub-common"),
+            file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
+            cmd("mformat", "mtools"),
+            cmd("mkfs.vfat", "dosfstools"),
+        ],
+    ),
+    (
+        "boot",
+        &[
+            cmd("qemu-system-x86_64", "qemu-system-x86"),
+            file("/usr/share/ovmf/OVMF.fd", "ovmf"),
+            file("/boot/xen-4.17-amd64.gz", "xen-hypervisor-4.17-amd64"),
+            file("/usr/lib/xen-4.17/bin/readnotes", "xen-utils-4.17"),
+            cmd("uml_mconsole", "uml-utilities"),
+            cmd("setsid", "util-linux"),
+            cmd("ip", "iproute2"),
+        ],
+    ),
+    ("cow", &[cmd("mke2fs", "e2fsprogs")]),
+    ("repro", &[cmd("diffoscope", "diffoscope"), cmd("unshare", "util-linux")]),
+];
+
+pub fn requirements(stages: &[&str]) -> Vec<Requirement> {
+    let mut out: Vec<Requirement> = vec![];
+    for (stage, reqs) in TABLE {
+        if stages.contains(stage) {
+            out.extend(reqs.iter().copied());
+        }
+    }
+    out
+}
+
+fn present(probe: Probe) -> bool {
+    match probe {
+        Probe::File(p) => Path::new(p).exists(),
+        Probe::Command(c) if c.contains('/') => Path::new(c).exists(),
+        Probe::Command(c) => std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(c))))
+            .unwrap_or(false),
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+/// The packages whose probes fail, sorted and deduplicated, with what was missing.
+pub fn missing(stages: &[&str]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut by_package: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for r in requirements(stages) {
+        if !present(r.probe) {
+            let what = match r.probe {
+                Probe::Command(c) | Probe::File(c) => c,
+            };
+            by_package.entry(r.package).or_default().push(what);
+        }
+    }
+    by_package.into_iter().collect()
+}
+
+pub fn install_line(packages: &[&str]) -> String {
+    format!("apt-get install --no-install-recommends {}", packages.join(" "))
+}
+
+/// Check the host for `stages`; install what is missing when we can (root on
+/// a Debian-family host), otherwise fail with the exact command to run.
+pub fn ensure(stages: &[&str], logs: &Path) -> Result<()> {
+    let missing = missing(stages);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    let details: Vec<String> = missing.iter().map(|(p, what)| format!("  {p}: {}", what.join(", "))).collect();
+    let can_install = unsafe { libc::geteuid() } == 0 && Path::new("/etc/debian_version").exists();
+    if !can_install {
+        bail!(
+            "missing host tools for {}:\n{}\ninstall them with:\n  sudo {}",
+            stages.join(", "),
+            details.join("\n"),
+            install_line(&packages)
+        );
+    }
+    eprintln!("==> host: installing missing packages ({}): {}", stages.join(", "), install_line(&packages));
+    crate::ui::stage(logs, "host-packages", format!("apt-get install {}", packages.join(" ")), |s| {
+        s.run(
+            duct::cmd!("apt-get", "update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        let mut args = vec!["install", "-y", "--no-install-recommends"];
+        args.extend(&packages);
+        s.run(duct::cmd("apt-get", &args).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        Ok(((), crate::ui::Outcome::Built, format!("{} package(s)", packages.len())))
+    })?;
+    let still = self::missing(stages);
+    if !still.is_empty() {
+        let names: Vec<&str> = still.iter().map(|(p, _)| *p).collect();
+        bail!("still missing after installation: {} (see the host-packages log)", names.join(" "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_named_in_the_table_has_requirements() {
+        for (stage, reqs) in TABLE {
+            assert!(!reqs.is_empty(), "{stage}");
+        }
+        assert!(requirements(&["kernel"]).iter().any(|r| r.package == "libelf-dev"));
+        assert!(requirements(&["nonexistent"]).is_empty());
+    }
+
+    #[test]
+    fn the_install_line_is_exact() {
+        assert_eq!(install_line(&["bc", "flex"]), "apt-get install --no-install-recommends bc flex");
+    }
+
+    #[test]
+    fn a_missing_tool_is_reported_with_its_package() {
+        assert!(!present(Probe::Command("surely-not-a-command-finnix")));
+        assert!(present(Probe::Command("sh")));
+        assert!(!present(Probe::File("/nonexistent/finnix")));
+    }
+}
