@@ -1,1 +1,429 @@
-fn main() {}
+//! The Finnix initramfs `/init`.
+//!
+//! Finds the live medium (an ISO9660 image holding `FINNIX/FINNIX`, or with
+//! `squashroot` a squashfs device), mounts the squashfs under an overlayfs
+//! whose upper layer is a tmpfs, keeps the squashfs visible at `/FINNIX`,
+//! moves /dev, /proc, /sys and /run into the new root and switches to
+//! `/sbin/init`. Every failure says what was tried and what was found, then
+//! starts an emergency shell; leaving the shell tries again.
+
+mod cmdline;
+mod medium;
+mod sys;
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cmdline::{GuestMode, Params};
+use medium::Found;
+
+const RUN: &str = "/run/finnix";
+const MEDIUM_MNT: &str = "/run/finnix/medium";
+const SQUASH_MNT: &str = "/run/finnix/squashfs";
+const TORAM_MNT: &str = "/run/finnix/toram";
+const RW_MNT: &str = "/run/finnix/rw";
+const NEWROOT: &str = "/newroot";
+const DEFAULT_WAIT_SECS: u64 = 30;
+
+/// A boot step that failed: what was tried, what was found.
+struct Failure {
+    step: &'static str,
+    details: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "finnix-init: {} failed:", self.step)?;
+        for d in &self.details {
+            writeln!(f, "  {d}")?;
+        }
+        Ok(())
+    }
+}
+
+fn fail(step: &'static str, detail: impl Into<String>) -> Failure {
+    Failure {
+        step,
+        details: vec![detail.into()],
+    }
+}
+
+struct Boot {
+    params: Params,
+    mode: GuestMode,
+}
+
+impl Boot {
+    fn say(&self, msg: impl AsRef<str>) {
+        if self.params.debug {
+            println!("finnix-init: {}", msg.as_ref());
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+fn main() {
+    std::env::set_var("PATH", "/bin:/sbin:/usr/bin:/usr/sbin");
+    loop {
+        let failure = boot();
+        println!("\n{failure}");
+        emergency_shell("Exit the shell to try booting again.");
+    }
+}
+
+/// Mount what the initramfs itself needs.
+fn early_mounts() -> Result<(), Failure> {
+    let nodev_nosuid = libc::MS_NOSUID | libc::MS_NODEV;
+    for (src, dir, fstype, flags, data) in [
+        ("devtmpfs", "/dev", "devtmpfs", libc::MS_NOSUID, "mode=0755"),
+        ("proc", "/proc", "proc", nodev_nosuid | libc::MS_NOEXEC, ""),
+        ("sysfs", "/sys", "sysfs", nodev_nosuid | libc::MS_NOEXEC, ""),
+        ("tmpfs", "/run", "tmpfs", nodev_nosuid, "mode=0755"),
+    ] {
+        let _ = sys::mkdir(dir);
+        if !sys::is_mountpoint(dir) {
+            sys::mount(src, dir, fstype, flags, data).map_err(|e| {
+                fail(
+                    "mounting the initramfs's own filesystems",
+                    format!("mount -t {fstype} {src} {dir}: {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn detect_mode(params: &Params) -> GuestMode {
+    if let Some(m) = params.mode {
+        return m;
+    }
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if cpuinfo.contains("User Mode Linux") {
+        return GuestMode::Uml;
+    }
+    if fs::read_to_string("/sys/hypervisor/type").is_ok_and(|t| t.trim() == "xen") {
+        return GuestMode::Xen;
+    }
+    GuestMode::Metal
+}
+
+/// The real devices behind [`medium::Probe`].
+struct Devices<'a> {
+    boot: &'a Boot,
+}
+
+impl medium::Probe for Devices<'_> {
+    fn head(&mut self, dev: &str) -> Result<Vec<u8>, String> {
+        sys::read_head(dev, medium::PROBE_LEN)
+    }
+
+    fn iso_has_finnix(&mut self, dev: &str) -> Result<bool, String> {
+        let _ = sys::mkdir(MEDIUM_MNT);
+        sys::mount(dev, MEDIUM_MNT, "iso9660", libc::MS_RDONLY, "").map_err(|e| e.to_string())?;
+        let has = fs::metadata(format!("{MEDIUM_MNT}/FINNIX/FINNIX")).is_ok_and(|m| m.is_file());
+        self.boot.say(format!(
+            "{dev}: ISO9660, FINNIX/FINNIX {}",
+            if has { "present" } else { "absent" }
+        ));
+        if !has {
+            let _ = sys::umount(MEDIUM_MNT);
+        }
+        Ok(has)
+    }
+}
+
+/// Scan (or wait for `root=`) until the medium appears or time runs out.
+fn find_medium(b: &Boot) -> Result<Found, Failure> {
+    let wait = Duration::from_secs(b.params.wait_secs.unwrap_or(DEFAULT_WAIT_SECS));
+    let start = Instant::now();
+    let mut announced = false;
+    loop {
+        let devices = match b.params.root_device() {
+            Some(root) => vec![root.to_string()],
+            None => medium::candidates(&sys::block_devices()),
+        };
+        b.say(format!(
+            "looking for the medium on: {}",
+            if devices.is_empty() {
+                "(no devices yet)".to_string()
+            } else {
+                devices.join(" ")
+            }
+        ));
+        let result = medium::search(&b.params, &devices, &mut Devices { boot: b });
+        match result {
+            Ok(found) => return Ok(found),
+            Err(report) if start.elapsed() >= wait => {
+                let mut details = vec![format!(
+                    "looked for {} for {} s{}",
+                    if b.params.squashroot {
+                        "a squashfs device (squashroot)"
+                    } else {
+                        "an ISO9660 medium holding FINNIX/FINNIX"
+                    },
+                    wait.as_secs(),
+                    match b.params.root_device() {
+                        Some(r) => format!(" on root={r}"),
+                        None => format!(" on {}* devices", medium::PREFIXES.join("*, ")),
+                    }
+                )];
+                details.extend(report);
+                details.push(
+                    "give the medium to the machine, or name it with root=/dev/<device>".into(),
+                );
+                return Err(Failure {
+                    step: "finding the Finnix medium",
+                    details,
+                });
+            }
+            Err(report) => {
+                if !announced {
+                    println!(
+                        "finnix-init: waiting up to {} s for the Finnix medium...",
+                        wait.as_secs()
+                    );
+                    announced = true;
+                }
+                for line in report {
+                    b.say(line);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+}
+
+fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
+}
+
+/// `toram`: copy the squashfs into a tmpfs; returns the copy's path.
+fn copy_to_ram(b: &Boot, source: &str) -> Result<String, Failure> {
+    let step = "copying the root filesystem to RAM (toram)";
+    let size =
+        sys::size_of(source).map_err(|e| fail(step, format!("cannot size {source}: {e}")))?;
+    if let Some(avail) = mem_available() {
+        // Keep a quarter of what is free for the system itself.
+        if size > avail / 4 * 3 {
+            return Err(fail(step, format!("{source} is {} MiB but only {} MiB of memory is available: boot without toram, or give the machine more memory", size >> 20, avail >> 20)));
+        }
+    }
+    let _ = sys::mkdir(TORAM_MNT);
+    let opts = format!("size={},mode=0700", size + (1 << 20));
+    sys::mount(
+        "tmpfs",
+        TORAM_MNT,
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_NODEV,
+        &opts,
+    )
+    .map_err(|e| fail(step, format!("mount tmpfs on {TORAM_MNT}: {e}")))?;
+    let dest = format!("{TORAM_MNT}/FINNIX");
+    print!(
+        "[*] Copying the root filesystem ({} MiB) to RAM...",
+        size >> 20
+    );
+    let _ = std::io::stdout().flush();
+    let copied = (|| -> std::io::Result<u64> {
+        let mut from = fs::File::open(source)?;
+        let mut to = fs::File::create(&dest)?;
+        std::io::copy(&mut from, &mut to)
+    })()
+    .map_err(|e| fail(step, format!("copy {source} to {dest}: {e}")))?;
+    println!(" done");
+    b.say(format!("copied {copied} bytes to {dest}"));
+    Ok(dest)
+}
+
+/// Everything up to switch_root. Returns only on failure.
+fn boot() -> Failure {
+    match try_boot() {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+enum Never {}
+
+fn try_boot() -> Result<Never, Failure> {
+    early_mounts()?;
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let params = cmdline::parse(&cmdline);
+    let mode = detect_mode(&params);
+    let b = Boot { params, mode };
+    b.say(format!("kernel command line: {}", cmdline.trim()));
+    b.say(format!(
+        "guest mode: {} ({})",
+        mode.name(),
+        if b.params.mode.is_some() {
+            "from the command line"
+        } else {
+            "detected"
+        }
+    ));
+
+    // Start from a clean slate when retrying after an emergency shell.
+    for dir in [NEWROOT, SQUASH_MNT, RW_MNT, TORAM_MNT, MEDIUM_MNT] {
+        while sys::is_mountpoint(dir) {
+            if sys::umount(dir).is_err() {
+                break;
+            }
+        }
+    }
+
+    let found = find_medium(&b)?;
+    let (medium, mut source, kind) = match &found {
+        Found::Iso { device } => (
+            device.clone(),
+            format!("{MEDIUM_MNT}/FINNIX/FINNIX"),
+            "iso9660",
+        ),
+        Found::Squashfs { device } => (device.clone(), device.clone(), "squashfs"),
+    };
+    b.say(format!(
+        "medium: {medium} ({kind}); root filesystem image: {source}"
+    ));
+
+    if b.params.toram {
+        source = copy_to_ram(&b, &source)?;
+        if matches!(found, Found::Iso { .. }) {
+            sys::umount(MEDIUM_MNT).map_err(|e| {
+                fail(
+                    "releasing the medium after toram",
+                    format!("umount {MEDIUM_MNT}: {e}"),
+                )
+            })?;
+        }
+        b.say(format!("the medium {medium} is no longer in use"));
+    }
+
+    // The squashfs: a block device mounts directly; a file goes through loop.
+    let step = "mounting the squashfs root filesystem";
+    let _ = sys::mkdir(SQUASH_MNT);
+    let squash_dev = if source.starts_with("/dev/") {
+        source.clone()
+    } else {
+        let dev = sys::loop_attach(&source).map_err(|e| {
+            fail(
+                step,
+                format!("cannot attach {source} to a loop device: {e}"),
+            )
+        })?;
+        b.say(format!("{source} on {dev}"));
+        dev
+    };
+    sys::mount(&squash_dev, SQUASH_MNT, "squashfs", libc::MS_RDONLY, "").map_err(|e| {
+        fail(step, format!("mount -t squashfs -o ro {squash_dev} {SQUASH_MNT} ({source}): {e}: is it a squashfs image, and does the kernel have CONFIG_SQUASHFS with its compressor?"))
+    })?;
+
+    // The writable layer: overlayfs over the squashfs, upper layer in tmpfs.
+    let step = "assembling the overlay root filesystem";
+    let _ = sys::mkdir(RW_MNT);
+    sys::mount("tmpfs", RW_MNT, "tmpfs", 0, "mode=0755")
+        .map_err(|e| fail(step, format!("mount tmpfs {RW_MNT}: {e}")))?;
+    for d in ["upper", "work"] {
+        sys::mkdir(&format!("{RW_MNT}/{d}"))
+            .map_err(|e| fail(step, format!("mkdir {RW_MNT}/{d}: {e}")))?;
+    }
+    let _ = sys::mkdir(NEWROOT);
+    let opts = format!("lowerdir={SQUASH_MNT},upperdir={RW_MNT}/upper,workdir={RW_MNT}/work");
+    sys::mount("overlay", NEWROOT, "overlay", 0, &opts).map_err(|e| {
+        fail(
+            step,
+            format!("mount -t overlay -o {opts} overlay {NEWROOT}: {e}"),
+        )
+    })?;
+    let finnix = format!("{NEWROOT}/FINNIX");
+    let _ = sys::mkdir(&finnix);
+    sys::bind(SQUASH_MNT, &finnix, true)
+        .map_err(|e| fail(step, format!("bind {SQUASH_MNT} on {finnix}: {e}")))?;
+    b.say(format!(
+        "overlay root on {NEWROOT}; squashfs also at /FINNIX"
+    ));
+
+    // What the live system needs to know about its boot (finnix create, the banner).
+    let facts = [
+        ("mode", b.mode.name().to_string()),
+        ("medium", medium.clone()),
+        ("medium-type", kind.to_string()),
+        ("squashfs", source.clone()),
+        (
+            "toram",
+            if b.params.toram {
+                "1".into()
+            } else {
+                "0".into()
+            },
+        ),
+    ];
+    for (name, value) in facts {
+        let _ = fs::write(format!("{RUN}/{name}"), format!("{value}\n"));
+    }
+
+    if b.params.break_shell {
+        emergency_shell(&format!(
+            "break: the new root is mounted on {NEWROOT}. Exit the shell to continue booting."
+        ));
+    }
+
+    let init = format!("{NEWROOT}/sbin/init");
+    if fs::symlink_metadata(&init).is_err() {
+        return Err(fail(
+            "starting the live system",
+            format!("{init} does not exist in the root filesystem from {source}"),
+        ));
+    }
+    for dir in ["/dev", "/proc", "/sys", "/run"] {
+        let target = format!("{NEWROOT}{dir}");
+        let _ = sys::mkdir(&target);
+        sys::move_mount(dir, &target).map_err(|e| {
+            fail(
+                "moving mounts into the new root",
+                format!("mount --move {dir} {target}: {e}"),
+            )
+        })?;
+    }
+    b.say("switch_root /newroot /sbin/init");
+    let _ = std::io::stdout().flush();
+    // Bare words from the kernel command line (uml, xen, ...) are our argv:
+    // pass them on to init, as the kernel would have.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let err = Command::new("/bin/busybox")
+        .arg("switch_root")
+        .arg(NEWROOT)
+        .arg("/sbin/init")
+        .args(&args)
+        .exec();
+    Err(fail(
+        "switch_root to /sbin/init",
+        format!("exec /bin/busybox switch_root: {err}"),
+    ))
+}
+
+/// A busybox shell on the console; returns when it exits.
+fn emergency_shell(message: &str) {
+    println!("{message}");
+    println!("Emergency shell (busybox). `reboot -f` or `poweroff -f` leave the machine.");
+    let _ = std::io::stdout().flush();
+    let status = Command::new("/bin/busybox")
+        .args(["setsid", "cttyhack", "/bin/sh"])
+        .env("PS1", "(finnix-initrd) # ")
+        .env("HOME", "/")
+        .status();
+    if status.is_err() {
+        // No shell at all: do not spin.
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    // A shell with no input (closed console) exits at once: do not spin.
+    std::thread::sleep(Duration::from_secs(1));
+}

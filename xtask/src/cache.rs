@@ -42,7 +42,12 @@ impl KeyBuilder {
     /// `recipe` is the stage's own version: bump it when the way a stage builds
     /// changes, so old entries are not reused.
     pub fn new(stage: &str, recipe: u32) -> KeyBuilder {
-        KeyBuilder { inputs: vec![("stage".into(), stage.into()), ("recipe".into(), recipe.to_string())] }
+        KeyBuilder {
+            inputs: vec![
+                ("stage".into(), stage.into()),
+                ("recipe".into(), recipe.to_string()),
+            ],
+        }
     }
 
     /// A small textual input (a version, a flag), recorded as is.
@@ -74,7 +79,10 @@ impl KeyBuilder {
     pub fn finish(&self) -> Key {
         let text = render_inputs(&self.inputs);
         let hex = sha256_hex(text.as_bytes())[..32].to_string();
-        Key { hex, inputs: self.inputs.clone() }
+        Key {
+            hex,
+            inputs: self.inputs.clone(),
+        }
     }
 }
 
@@ -99,11 +107,14 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -156,7 +167,8 @@ impl Cache {
         fs::write(tmp.path().join("inputs.txt"), render_inputs(&key.inputs))?;
         let dest = self.entry_path(stage, key);
         let parent = dest.parent().expect("entry has a parent");
-        fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
         match tmp.persist(&dest) {
             Ok(()) => Ok(dest),
             Err((tmp, e)) if dest.is_dir() => {
@@ -164,7 +176,9 @@ impl Cache {
                 let _ = e;
                 Ok(dest)
             }
-            Err((_, e)) => Err(e).with_context(|| format!("cannot commit cache entry {}", dest.display())),
+            Err((_, e)) => {
+                Err(e).with_context(|| format!("cannot commit cache entry {}", dest.display()))
+            }
         }
     }
 
@@ -179,7 +193,8 @@ impl Cache {
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let alive = owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+            let alive =
+                owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
             if !alive {
                 crate::fsutil::remove_all(&entry.path())?;
             }
@@ -190,7 +205,9 @@ impl Cache {
     /// Remove every entry of `stage` except `keep` (old builds of a stage).
     pub fn prune_stage(&self, stage: &str, keep: &Key) -> Result<()> {
         let dir = self.root.join(stage);
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
         for entry in entries {
             let entry = entry?;
             if entry.file_name().to_string_lossy() != keep.hex {
@@ -214,7 +231,8 @@ mod tests {
 
     fn key(extra: &[(&str, &str)]) -> Key {
         let mut b = KeyBuilder::new("kernel-um", 1);
-        b.text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n");
+        b.text("source", "abc")
+            .bytes("fragment common.config", b"CONFIG_X=y\n");
         for (l, v) in extra {
             b.text(l, v);
         }
@@ -226,7 +244,14 @@ mod tests {
         // The same inputs give the same key, and this exact value: a change in
         // how keys are computed must be deliberate (it invalidates every cache).
         assert_eq!(key(&[]), key(&[]));
-        assert_eq!(key(&[]).hex, KeyBuilder::new("kernel-um", 1).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n").finish().hex);
+        assert_eq!(
+            key(&[]).hex,
+            KeyBuilder::new("kernel-um", 1)
+                .text("source", "abc")
+                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .finish()
+                .hex
+        );
         assert_eq!(key(&[]).hex.len(), 32);
         assert_eq!(key(&[]).hex, "0033ca179423b77d1d6c26c14b148772");
     }
@@ -235,11 +260,26 @@ mod tests {
     fn every_input_changes_the_key() {
         let base = key(&[]).hex;
         let variants = [
-            KeyBuilder::new("kernel-xen", 1).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n").finish(),
-            KeyBuilder::new("kernel-um", 2).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=y\n").finish(),
-            KeyBuilder::new("kernel-um", 1).text("source", "abd").bytes("fragment common.config", b"CONFIG_X=y\n").finish(),
-            KeyBuilder::new("kernel-um", 1).text("source", "abc").bytes("fragment common.config", b"CONFIG_X=n\n").finish(),
-            KeyBuilder::new("kernel-um", 1).text("source", "abc").bytes("fragment um.config", b"CONFIG_X=y\n").finish(),
+            KeyBuilder::new("kernel-xen", 1)
+                .text("source", "abc")
+                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .finish(),
+            KeyBuilder::new("kernel-um", 2)
+                .text("source", "abc")
+                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .finish(),
+            KeyBuilder::new("kernel-um", 1)
+                .text("source", "abd")
+                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .finish(),
+            KeyBuilder::new("kernel-um", 1)
+                .text("source", "abc")
+                .bytes("fragment common.config", b"CONFIG_X=n\n")
+                .finish(),
+            KeyBuilder::new("kernel-um", 1)
+                .text("source", "abc")
+                .bytes("fragment um.config", b"CONFIG_X=y\n")
+                .finish(),
             key(&[("gcc", "12.2.0")]),
         ];
         let mut seen = std::collections::HashSet::new();
@@ -269,7 +309,10 @@ mod tests {
         fs::create_dir_all(&dead).unwrap();
         cache.sweep().unwrap();
         assert!(!dead.exists());
-        assert!(crashed.exists(), "our own (live) temporary directory must survive a sweep");
+        assert!(
+            crashed.exists(),
+            "our own (live) temporary directory must survive a sweep"
+        );
         fs::remove_dir_all(&crashed).unwrap();
 
         // A finished one is committed atomically and then found.
@@ -278,7 +321,9 @@ mod tests {
         let entry = cache.commit("kernel-um", &k, tmp).unwrap();
         assert_eq!(cache.lookup("kernel-um", &k), Some(entry.clone()));
         assert_eq!(fs::read(entry.join("linux")).unwrap(), b"whole");
-        assert!(fs::read_to_string(entry.join("inputs.txt")).unwrap().contains("source\tabc"));
+        assert!(fs::read_to_string(entry.join("inputs.txt"))
+            .unwrap()
+            .contains("source\tabc"));
 
         // A temporary directory dropped on an error path disappears.
         let tmp = cache.temp_dir("kernel-um").unwrap();

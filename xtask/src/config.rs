@@ -10,6 +10,23 @@ use serde::Deserialize;
 pub struct Config {
     pub distribution: Distribution,
     pub kernel: Kernel,
+    pub rootfs: RootfsConfig,
+    pub squashfs: SquashfsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RootfsConfig {
+    /// The profile `dist` and the stages build unless told otherwise.
+    pub default_profile: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SquashfsConfig {
+    pub compression: crate::squashfs::Compression,
+    /// Bytes, a power of two from 4096 to 1048576.
+    pub block_size: u32,
 }
 
 /// The file as written; [`Config::parse`] checks it and builds a [`Config`].
@@ -18,6 +35,8 @@ pub struct Config {
 struct RawConfig {
     distribution: Distribution,
     kernel: RawKernel,
+    rootfs: RootfsConfig,
+    squashfs: SquashfsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -75,7 +94,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -112,13 +135,20 @@ impl Config {
         let at = |key: &str, message: String| {
             let pos = find_key(text, key).unwrap_or(0);
             let (line, column) = line_column(text, pos);
-            ConfigError { file: file.display().to_string(), line, column, message }
+            ConfigError {
+                file: file.display().to_string(),
+                line,
+                column,
+                message,
+            }
         };
         let d = &raw.distribution;
         let label = &d.volume_label;
         if label.is_empty()
             || label.len() > 32
-            || !label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         {
             return Err(at(
                 "volume-label",
@@ -126,51 +156,189 @@ impl Config {
             ));
         }
         let version = &d.version;
-        if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || ".-+~_".contains(c)) {
-            return Err(at("version", format!("invalid version {version:?}: expected letters, digits and . - + ~ _")));
+        if version.is_empty()
+            || !version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-+~_".contains(c))
+        {
+            return Err(at(
+                "version",
+                format!("invalid version {version:?}: expected letters, digits and . - + ~ _"),
+            ));
         }
         let k = raw.kernel;
         let lv = &k.localversion;
-        if lv.is_empty() || !lv.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_') {
+        if lv.is_empty()
+            || !lv
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+        {
             return Err(at(
                 "localversion",
-                format!("invalid localversion {lv:?}: expected letters, digits, . and _ (no dashes)"),
+                format!(
+                    "invalid localversion {lv:?}: expected letters, digits, . and _ (no dashes)"
+                ),
             ));
         }
         let only = |present: &[(&str, bool)], kind: &str| -> Result<(), ConfigError> {
             match present.iter().find(|(_, p)| *p) {
-                Some((key, _)) => Err(at(key, format!("{key} does not apply to source = \"{kind}\""))),
+                Some((key, _)) => Err(at(
+                    key,
+                    format!("{key} does not apply to source = \"{kind}\""),
+                )),
                 None => Ok(()),
             }
         };
         let source = match k.source {
             SourceKind::Debian => {
-                only(&[("url", k.url.is_some()), ("sha256", k.sha256.is_some())], "debian")?;
-                let package = k.package.ok_or_else(|| at("source", "source = \"debian\" needs package = \"linux-source-X.Y\"".into()))?;
+                only(
+                    &[("url", k.url.is_some()), ("sha256", k.sha256.is_some())],
+                    "debian",
+                )?;
+                let package = k.package.ok_or_else(|| {
+                    at(
+                        "source",
+                        "source = \"debian\" needs package = \"linux-source-X.Y\"".into(),
+                    )
+                })?;
                 if !package.starts_with("linux-source-") {
-                    return Err(at("package", format!("invalid package {package:?}: expected a linux-source-X.Y package")));
+                    return Err(at(
+                        "package",
+                        format!("invalid package {package:?}: expected a linux-source-X.Y package"),
+                    ));
                 }
                 KernelSource::Debian { package }
             }
             SourceKind::KernelOrg => {
                 only(&[("package", k.package.is_some())], "kernel.org")?;
-                let url = k.url.ok_or_else(|| at("source", "source = \"kernel.org\" needs url = \"...\"".into()))?;
-                let sha256 = k.sha256.ok_or_else(|| at("source", "source = \"kernel.org\" needs sha256 = \"...\"".into()))?;
+                let url = k.url.ok_or_else(|| {
+                    at(
+                        "source",
+                        "source = \"kernel.org\" needs url = \"...\"".into(),
+                    )
+                })?;
+                let sha256 = k.sha256.ok_or_else(|| {
+                    at(
+                        "source",
+                        "source = \"kernel.org\" needs sha256 = \"...\"".into(),
+                    )
+                })?;
                 if !is_sha256(&sha256) {
-                    return Err(at("sha256", format!("invalid sha256 {sha256:?}: expected 64 lowercase hex digits")));
+                    return Err(at(
+                        "sha256",
+                        format!("invalid sha256 {sha256:?}: expected 64 lowercase hex digits"),
+                    ));
                 }
-                if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("file://")) {
-                    return Err(at("url", format!("invalid url {url:?}: expected https://, http:// or file://")));
+                if !(url.starts_with("https://")
+                    || url.starts_with("http://")
+                    || url.starts_with("file://"))
+                {
+                    return Err(at(
+                        "url",
+                        format!("invalid url {url:?}: expected https://, http:// or file://"),
+                    ));
                 }
                 KernelSource::KernelOrg { url, sha256 }
             }
         };
-        Ok(Config { distribution: raw.distribution, kernel: Kernel { source, localversion: k.localversion } })
+        let opts = crate::squashfs::Options {
+            compression: raw.squashfs.compression,
+            block_size: raw.squashfs.block_size,
+        };
+        if let Err(e) = opts.validate() {
+            return Err(at("block-size", e.to_string()));
+        }
+        Ok(Config {
+            distribution: raw.distribution,
+            kernel: Kernel {
+                source,
+                localversion: k.localversion,
+            },
+            rootfs: raw.rootfs,
+            squashfs: raw.squashfs,
+        })
+    }
+}
+
+/// A root filesystem profile: `configs/profiles/<name>.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Profile {
+    /// One line for `--help` and logs.
+    pub description: String,
+    /// How the base tree is made.
+    pub base: Base,
+    /// Debian suite for `base = "debian"`.
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// Debian mirror for `base = "debian"`.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Package list file (relative to configs/profiles/) for `base = "debian"`.
+    #[serde(default)]
+    pub packages: Option<String>,
+    /// Folders under live/overlay/ copied over the base tree, in order.
+    pub overlays: Vec<String>,
+    /// Guest memory (MiB) the boot checks give this profile.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+}
+
+fn default_memory() -> u32 {
+    64
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Base {
+    /// Debian's static busybox and nothing else.
+    Busybox,
+    /// A Debian tree made by mmdebstrap.
+    Debian,
+}
+
+impl Profile {
+    pub fn load(root: &Path, name: &str) -> anyhow::Result<Profile> {
+        let rel = format!("configs/profiles/{name}.toml");
+        let path = root.join(&rel);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let known: Vec<String> = std::fs::read_dir(root.join("configs/profiles"))
+                .map(|d| {
+                    d.filter_map(|e| {
+                        e.ok()?
+                            .file_name()
+                            .to_str()?
+                            .strip_suffix(".toml")
+                            .map(String::from)
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "cannot read profile {name:?} ({rel}: {e}); known profiles: {}",
+                known.join(", ")
+            )
+        })?;
+        let profile: Profile = parse_toml(&text, Path::new(&rel))?;
+        if profile.base == Base::Debian {
+            for (key, v) in [
+                ("suite", &profile.suite),
+                ("mirror", &profile.mirror),
+                ("packages", &profile.packages),
+            ] {
+                if v.is_none() {
+                    anyhow::bail!("{rel}: base = \"debian\" needs {key} = \"...\"");
+                }
+            }
+        }
+        Ok(profile)
     }
 }
 
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Byte offset of the first line that assigns `key`.
@@ -204,6 +372,13 @@ hostname = "finnix"
 source = "debian"
 package = "linux-source-6.1"
 localversion = "finnix"
+
+[rootfs]
+default-profile = "mini"
+
+[squashfs]
+compression = "xz"
+block-size = 131072
 "#;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -212,7 +387,11 @@ localversion = "finnix"
 
     #[test]
     fn parses_the_shipped_config() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/finnix.toml")).unwrap();
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../configs/finnix.toml"
+        ))
+        .unwrap();
         let config = parse(&text).unwrap();
         assert_eq!(config.distribution.name, "Finnix");
         assert!(matches!(config.kernel.source, KernelSource::Debian { .. }));
@@ -221,7 +400,12 @@ localversion = "finnix"
     #[test]
     fn parses_both_kernel_sources() {
         let config = parse(GOOD).unwrap();
-        assert_eq!(config.kernel.source, KernelSource::Debian { package: "linux-source-6.1".into() });
+        assert_eq!(
+            config.kernel.source,
+            KernelSource::Debian {
+                package: "linux-source-6.1".into()
+            }
+        );
         let sha = "a".repeat(64);
         let text = GOOD.replace(
             "source = \"debian\"\npackage = \"linux-source-6.1\"",
@@ -230,7 +414,10 @@ localversion = "finnix"
         let config = parse(&text).unwrap();
         assert_eq!(
             config.kernel.source,
-            KernelSource::KernelOrg { url: "https://cdn.kernel.org/x.tar.xz".into(), sha256: sha }
+            KernelSource::KernelOrg {
+                url: "https://cdn.kernel.org/x.tar.xz".into(),
+                sha256: sha
+            }
         );
     }
 
@@ -240,12 +427,18 @@ localversion = "finnix"
         let err = parse(&text).unwrap_err();
         assert_eq!((err.line, err.column), (4, 11), "{err}");
         assert!(err.message.contains("expected a string"), "{err}");
-        assert!(err.to_string().starts_with("configs/finnix.toml:4:11: "), "{err}");
+        assert!(
+            err.to_string().starts_with("configs/finnix.toml:4:11: "),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let text = GOOD.replace("hostname = \"finnix\"", "hostname = \"finnix\"\nhostnam = \"x\"");
+        let text = GOOD.replace(
+            "hostname = \"finnix\"",
+            "hostname = \"finnix\"\nhostnam = \"x\"",
+        );
         let err = parse(&text).unwrap_err();
         assert_eq!(err.line, 8, "{err}");
         assert!(err.message.contains("unknown field `hostnam`"), "{err}");
@@ -262,7 +455,10 @@ localversion = "finnix"
     #[test]
     fn unknown_kernel_source_lists_the_choices() {
         let err = parse(&GOOD.replace("source = \"debian\"", "source = \"gentoo\"")).unwrap_err();
-        assert!(err.message.contains("debian") && err.message.contains("kernel.org"), "{err}");
+        assert!(
+            err.message.contains("debian") && err.message.contains("kernel.org"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -270,7 +466,8 @@ localversion = "finnix"
         let err = parse(&GOOD.replace("FINNIX_127", "finnix 127")).unwrap_err();
         assert_eq!((err.line, err.column), (5, 1), "{err}");
         assert!(err.message.contains("volume-label"), "{err}");
-        let err = parse(&GOOD.replace("localversion = \"finnix\"", "localversion = \"-finnix\"")).unwrap_err();
+        let err = parse(&GOOD.replace("localversion = \"finnix\"", "localversion = \"-finnix\""))
+            .unwrap_err();
         assert_eq!(err.line, 12, "{err}");
     }
 

@@ -44,8 +44,14 @@ impl Epoch {
                 .parse()
                 .ok()
                 .filter(|e| *e >= 0)
-                .with_context(|| format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970"))?;
-            return Ok(Epoch { global: epoch, kernel: epoch, from_env: true });
+                .with_context(|| {
+                    format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970")
+                })?;
+            return Ok(Epoch {
+                global: epoch,
+                kernel: epoch,
+                from_env: true,
+            });
         }
         let global = git_time(root, &[])?.with_context(|| {
             format!(
@@ -54,7 +60,11 @@ impl Epoch {
             )
         })?;
         let kernel = git_time(root, KERNEL_INPUT_PATHS)?.unwrap_or(global);
-        Ok(Epoch { global, kernel, from_env: false })
+        Ok(Epoch {
+            global,
+            kernel,
+            from_env: false,
+        })
     }
 }
 
@@ -64,7 +74,12 @@ fn git_time(root: &Path, paths: &[&str]) -> Result<Option<i64>> {
         args.push("--");
         args.extend(paths);
     }
-    let out = duct::cmd("git", &args).dir(root).stdout_capture().stderr_null().unchecked().run();
+    let out = duct::cmd("git", &args)
+        .dir(root)
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .run();
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
@@ -78,8 +93,12 @@ impl Ctx {
     pub fn load(locked: bool, jobs: Option<usize>) -> Result<Ctx> {
         let root = repo_root()?;
         let config_path = root.join("configs/finnix.toml");
-        let text = std::fs::read_to_string(&config_path)
-            .with_context(|| format!("cannot read the build configuration {}", config_path.display()))?;
+        let text = std::fs::read_to_string(&config_path).with_context(|| {
+            format!(
+                "cannot read the build configuration {}",
+                config_path.display()
+            )
+        })?;
         let config = Config::parse(&text, Path::new("configs/finnix.toml"))?;
         let cache_root = match std::env::var_os("FINNIX_CACHE_DIR") {
             Some(dir) if !dir.is_empty() => {
@@ -95,8 +114,19 @@ impl Ctx {
         let cache = Cache::new(cache_root);
         cache.sweep()?;
         let epoch = Epoch::resolve(&root)?;
-        let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-        Ok(Ctx { root, config, cache, epoch, locked, jobs })
+        let jobs = jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(Ctx {
+            root,
+            config,
+            cache,
+            epoch,
+            locked,
+            jobs,
+        })
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -125,7 +155,9 @@ fn repo_root() -> Result<PathBuf> {
             break;
         }
     }
-    let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
     match compiled {
         Some(d) if d.join("configs/finnix.toml").is_file() => Ok(d),
         _ => bail!("cannot find the repository root (a directory with configs/finnix.toml): run cargo xtask inside the checkout"),
@@ -134,11 +166,24 @@ fn repo_root() -> Result<PathBuf> {
 
 /// First line of `<tool> --version`, for cache keys and the manifest.
 pub fn tool_version(tool: &str) -> String {
-    let out = duct::cmd!(tool, "--version").stdout_capture().stderr_capture().unchecked().run();
+    let out = duct::cmd!(tool, "--version")
+        .stdout_capture()
+        .stderr_capture()
+        .unchecked()
+        .run();
     match out {
         Ok(o) => {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_string()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
         }
         Err(_) => format!("{tool}: not found"),
     }

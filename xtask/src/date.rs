@@ -30,11 +30,21 @@ pub fn utc(epoch: i64) -> Utc {
     let days = epoch.div_euclid(86_400);
     let secs = epoch.rem_euclid(86_400) as u32;
     let (year, month, day) = civil_from_days(days);
-    Utc { year, month, day, hour: secs / 3600, minute: secs / 60 % 60, second: secs % 60, weekday: (days + 4).rem_euclid(7) as u32 }
+    Utc {
+        year,
+        month,
+        day,
+        hour: secs / 3600,
+        minute: secs / 60 % 60,
+        second: secs % 60,
+        weekday: (days + 4).rem_euclid(7) as u32,
+    }
 }
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// `date -u` style, as the kernel prints its build time: `Thu Nov 26 12:00:00 UTC 2026`.
 pub fn kernel_timestamp(epoch: i64) -> String {
@@ -54,7 +64,10 @@ pub fn kernel_timestamp(epoch: i64) -> String {
 /// ISO 8601: `2026-11-26T12:00:00Z`.
 pub fn iso8601(epoch: i64) -> String {
     let t = utc(epoch);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", t.year, t.month, t.day, t.hour, t.minute, t.second)
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
 }
 
 #[cfg(test)]
@@ -65,7 +78,10 @@ mod tests {
     fn formats_like_date() {
         // `date -u -d @0` and `date -u -d @1700000000`
         assert_eq!(kernel_timestamp(0), "Thu Jan  1 00:00:00 UTC 1970");
-        assert_eq!(kernel_timestamp(1_700_000_000), "Tue Nov 14 22:13:20 UTC 2023");
+        assert_eq!(
+            kernel_timestamp(1_700_000_000),
+            "Tue Nov 14 22:13:20 UTC 2023"
+        );
         assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(iso8601(4_107_542_399), "2100-02-28T23:59:59Z");
     }

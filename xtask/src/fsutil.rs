@@ -13,11 +13,17 @@ use anyhow::{Context, Result};
 static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn register(path: &Path) {
-    LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_path_buf());
+    LIVE_TEMPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.to_path_buf());
 }
 
 fn unregister(path: &Path) {
-    LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != path);
+    LIVE_TEMPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| p != path);
 }
 
 /// Install the Ctrl-C / SIGTERM handler: remove every live temporary path,
@@ -90,8 +96,12 @@ pub fn remove_all(path: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => match fs::remove_dir_all(path) {
             Ok(()) => Ok(()),
             Err(_) => {
-                let _ = duct::cmd!("chmod", "-R", "u+rwx", path).stderr_null().unchecked().run();
-                fs::remove_dir_all(path).with_context(|| format!("cannot remove {}", path.display()))
+                let _ = duct::cmd!("chmod", "-R", "u+rwx", path)
+                    .stderr_null()
+                    .unchecked()
+                    .run();
+                fs::remove_dir_all(path)
+                    .with_context(|| format!("cannot remove {}", path.display()))
             }
         },
         Ok(_) => fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display())),
@@ -103,19 +113,34 @@ pub fn remove_all(path: &Path) -> Result<()> {
 pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = TempDir::track(dir.join(format!(".{name}.tmp.{}", std::process::id())));
-    let mut file = fs::File::create(tmp.path()).with_context(|| format!("cannot write {}", tmp.path().display()))?;
-    file.write_all(data).and_then(|_| file.sync_all()).with_context(|| format!("cannot write {}", dest.display()))?;
+    let mut file = fs::File::create(tmp.path())
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    file.write_all(data)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     drop(file);
-    tmp.persist(dest).map_err(|(_, e)| e).with_context(|| format!("cannot write {}", dest.display()))
+    tmp.persist(dest)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("cannot write {}", dest.display()))
 }
 
 /// Copy a directory tree with `cp -a` (keeps modes, links, special files).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    duct::cmd!("cp", "-a", "--reflink=auto", "--no-target-directory", from, to)
-        .stderr_capture()
-        .run()
-        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    duct::cmd!(
+        "cp",
+        "-a",
+        "--reflink=auto",
+        "--no-target-directory",
+        from,
+        to
+    )
+    .stderr_capture()
+    .run()
+    .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }

@@ -45,7 +45,10 @@ impl Lock {
     }
 
     pub fn render(&self) -> String {
-        format!("{HEADER}\n{}", toml::to_string(self).expect("lock serializes"))
+        format!(
+            "{HEADER}\n{}",
+            toml::to_string(self).expect("lock serializes")
+        )
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
@@ -91,9 +94,14 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let lock = Lock { kernel_source: Some(src(&"a".repeat(64))) };
+        let lock = Lock {
+            kernel_source: Some(src(&"a".repeat(64))),
+        };
         let text = lock.render();
-        assert!(text.contains("[kernel-source]") && text.contains("package-version = \"6.1.192-2\""), "{text}");
+        assert!(
+            text.contains("[kernel-source]") && text.contains("package-version = \"6.1.192-2\""),
+            "{text}"
+        );
         let back: Lock = parse_toml(&text, Path::new("finnix.lock")).unwrap();
         assert_eq!(back, lock);
     }

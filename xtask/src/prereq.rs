@@ -22,11 +22,17 @@ pub struct Requirement {
 }
 
 const fn cmd(name: &'static str, package: &'static str) -> Requirement {
-    Requirement { probe: Probe::Command(name), package }
+    Requirement {
+        probe: Probe::Command(name),
+        package,
+    }
 }
 
 const fn file(path: &'static str, package: &'static str) -> Requirement {
-    Requirement { probe: Probe::File(path), package }
+    Requirement {
+        probe: Probe::File(path),
+        package,
+    }
 }
 
 /// Stage → what it runs on the host → the Debian package providing it.
@@ -60,15 +66,31 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
             cmd("cpio", "cpio"),
         ],
     ),
-    ("rootfs", &[file("/bin/busybox", "busybox-static"), cmd("mmdebstrap", "mmdebstrap"), cmd("fakeroot", "fakeroot")]),
-    ("squashfs", &[cmd("unsquashfs", "squashfs-tools"), cmd("mksquashfs", "squashfs-tools")]),
+    (
+        "rootfs",
+        &[
+            file("/bin/busybox", "busybox-static"),
+            cmd("mmdebstrap", "mmdebstrap"),
+            cmd("fakeroot", "fakeroot"),
+        ],
+    ),
+    (
+        "squashfs",
+        &[
+            cmd("unsquashfs", "squashfs-tools"),
+            cmd("mksquashfs", "squashfs-tools"),
+        ],
+    ),
     (
         "iso",
         &[
             cmd("xorriso", "xorriso"),
             file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
             file("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux"),
-            file("/usr/lib/syslinux/modules/bios/ldlinux.c32", "syslinux-common"),
+            file(
+                "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+                "syslinux-common",
+            ),
             cmd("grub-mkstandalone", "grub-common"),
             file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
             cmd("mformat", "mtools"),
@@ -88,7 +110,13 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
         ],
     ),
     ("cow", &[cmd("mke2fs", "e2fsprogs")]),
-    ("repro", &[cmd("diffoscope", "diffoscope"), cmd("unshare", "util-linux")]),
+    (
+        "repro",
+        &[
+            cmd("diffoscope", "diffoscope"),
+            cmd("unshare", "util-linux"),
+        ],
+    ),
 ];
 
 pub fn requirements(stages: &[&str]) -> Vec<Requirement> {
@@ -113,7 +141,9 @@ fn present(probe: Probe) -> bool {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// The packages whose probes fail, sorted and deduplicated, with what was missing.
@@ -131,7 +161,10 @@ pub fn missing(stages: &[&str]) -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 pub fn install_line(packages: &[&str]) -> String {
-    format!("apt-get install --no-install-recommends {}", packages.join(" "))
+    format!(
+        "apt-get install --no-install-recommends {}",
+        packages.join(" ")
+    )
 }
 
 /// Check the host for `stages`; install what is missing when we can (root on
@@ -142,7 +175,10 @@ pub fn ensure(stages: &[&str], logs: &Path) -> Result<()> {
         return Ok(());
     }
     let packages: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
-    let details: Vec<String> = missing.iter().map(|(p, what)| format!("  {p}: {}", what.join(", "))).collect();
+    let details: Vec<String> = missing
+        .iter()
+        .map(|(p, what)| format!("  {p}: {}", what.join(", ")))
+        .collect();
     let can_install = unsafe { libc::geteuid() } == 0 && Path::new("/etc/debian_version").exists();
     if !can_install {
         bail!(
@@ -152,21 +188,34 @@ pub fn ensure(stages: &[&str], logs: &Path) -> Result<()> {
             install_line(&packages)
         );
     }
-    eprintln!("==> host: installing missing packages ({}): {}", stages.join(", "), install_line(&packages));
-    crate::ui::stage(logs, "host-packages", format!("apt-get install {}", packages.join(" ")), |s| {
-        s.run(
-            duct::cmd!("apt-get", "update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        let mut args = vec!["install", "-y", "--no-install-recommends"];
-        args.extend(&packages);
-        s.run(duct::cmd("apt-get", &args).env("DEBIAN_FRONTEND", "noninteractive"))?;
-        Ok(((), crate::ui::Outcome::Built, format!("{} package(s)", packages.len())))
-    })?;
+    eprintln!(
+        "==> host: installing missing packages ({}): {}",
+        stages.join(", "),
+        install_line(&packages)
+    );
+    crate::ui::stage(
+        logs,
+        "host-packages",
+        format!("apt-get install {}", packages.join(" ")),
+        |s| {
+            s.run(duct::cmd!("apt-get", "update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+            let mut args = vec!["install", "-y", "--no-install-recommends"];
+            args.extend(&packages);
+            s.run(duct::cmd("apt-get", &args).env("DEBIAN_FRONTEND", "noninteractive"))?;
+            Ok((
+                (),
+                crate::ui::Outcome::Built,
+                format!("{} package(s)", packages.len()),
+            ))
+        },
+    )?;
     let still = self::missing(stages);
     if !still.is_empty() {
         let names: Vec<&str> = still.iter().map(|(p, _)| *p).collect();
-        bail!("still missing after installation: {} (see the host-packages log)", names.join(" "));
+        bail!(
+            "still missing after installation: {} (see the host-packages log)",
+            names.join(" ")
+        );
     }
     Ok(())
 }
@@ -180,13 +229,18 @@ mod tests {
         for (stage, reqs) in TABLE {
             assert!(!reqs.is_empty(), "{stage}");
         }
-        assert!(requirements(&["kernel"]).iter().any(|r| r.package == "libelf-dev"));
+        assert!(requirements(&["kernel"])
+            .iter()
+            .any(|r| r.package == "libelf-dev"));
         assert!(requirements(&["nonexistent"]).is_empty());
     }
 
     #[test]
     fn the_install_line_is_exact() {
-        assert_eq!(install_line(&["bc", "flex"]), "apt-get install --no-install-recommends bc flex");
+        assert_eq!(
+            install_line(&["bc", "flex"]),
+            "apt-get install --no-install-recommends bc flex"
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ impl Stage {
         let head = format!("==> {name}: {what} [log: {}]", display_path(&log));
         let bar = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{msg} {spinner} {elapsed}").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{msg} {spinner} {elapsed}").expect("valid template"),
+            );
             bar.set_message(head);
             bar.enable_steady_tick(Duration::from_millis(250));
             Some(bar)
@@ -51,7 +53,15 @@ impl Stage {
             eprint!("{head} ... ");
             None
         };
-        Ok(Stage { name: name.into(), what, log, start: Instant::now(), bar, warnings: vec![], finished: false })
+        Ok(Stage {
+            name: name.into(),
+            what,
+            log,
+            start: Instant::now(),
+            bar,
+            warnings: vec![],
+            finished: false,
+        })
     }
 
     pub fn log_path(&self) -> &Path {
@@ -77,7 +87,10 @@ impl Stage {
     }
 
     fn log_file(&self) -> Result<File> {
-        OpenOptions::new().append(true).open(&self.log).with_context(|| format!("cannot open log {}", self.log.display()))
+        OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("cannot open log {}", self.log.display()))
     }
 
     /// Run a command; stdout and stderr go to the log. A failure names the
@@ -121,7 +134,11 @@ impl Stage {
             Outcome::Passed => "ok",
         };
         let detail = detail.as_ref();
-        let tail = format!("{word} in {}{}{detail}", fmt_duration(self.elapsed()), if detail.is_empty() { "" } else { ": " });
+        let tail = format!(
+            "{word} in {}{}{detail}",
+            fmt_duration(self.elapsed()),
+            if detail.is_empty() { "" } else { ": " }
+        );
         self.note(format!("== {}: {tail}", self.name));
         self.end_line(&tail);
         self.finished = true;
@@ -134,7 +151,10 @@ impl Stage {
         self.finished = true;
         let tail = tail(&self.log, TAIL_LINES);
         if !tail.trim().is_empty() {
-            eprintln!("--- last lines of {} ---\n{tail}--- end of log ---", display_path(&self.log));
+            eprintln!(
+                "--- last lines of {} ---\n{tail}--- end of log ---",
+                display_path(&self.log)
+            );
         }
     }
 
@@ -142,7 +162,12 @@ impl Stage {
         match self.bar.take() {
             Some(bar) => {
                 bar.finish_and_clear();
-                eprintln!("==> {}: {} [log: {}] ... {tail}", self.name, self.what, display_path(&self.log));
+                eprintln!(
+                    "==> {}: {} [log: {}] ... {tail}",
+                    self.name,
+                    self.what,
+                    display_path(&self.log)
+                );
             }
             None => eprintln!("{tail}"),
         }
@@ -177,7 +202,10 @@ pub fn stage<T>(
         Err(e) => {
             let log = s.log_path().to_path_buf();
             s.fail(&e);
-            Err(e.context(format!("stage {name} failed (full log: {})", display_path(&log))))
+            Err(e.context(format!(
+                "stage {name} failed (full log: {})",
+                display_path(&log)
+            )))
         }
     }
 }
@@ -193,7 +221,9 @@ fn describe(expr: &duct::Expression) -> String {
 
 /// The last `n` lines of a file.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let mut out = String::new();
     for line in &lines[lines.len().saturating_sub(n)..] {

@@ -54,16 +54,24 @@ fn parse_line(line: &str) -> Result<Option<(String, Value)>, String> {
     if line.starts_with('#') {
         return Ok(None);
     }
-    let (symbol, value) = line.split_once('=').ok_or_else(|| format!("expected CONFIG_X=value, got {line:?}"))?;
-    let name = symbol.strip_prefix("CONFIG_").ok_or_else(|| format!("expected an option starting with CONFIG_, got {symbol:?}"))?;
+    let (symbol, value) = line
+        .split_once('=')
+        .ok_or_else(|| format!("expected CONFIG_X=value, got {line:?}"))?;
+    let name = symbol
+        .strip_prefix("CONFIG_")
+        .ok_or_else(|| format!("expected an option starting with CONFIG_, got {symbol:?}"))?;
     if !valid_symbol(name) {
         return Err(format!("invalid option name {symbol:?}"));
     }
     if value.is_empty() {
-        return Err(format!("{symbol} has no value (write `# {symbol} is not set` to disable it)"));
+        return Err(format!(
+            "{symbol} has no value (write `# {symbol} is not set` to disable it)"
+        ));
     }
     if value == "n" {
-        return Err(format!("{symbol}=n is not how Kconfig writes a disabled option: use `# {symbol} is not set`"));
+        return Err(format!(
+            "{symbol}=n is not how Kconfig writes a disabled option: use `# {symbol} is not set`"
+        ));
     }
     Ok(Some((symbol.to_string(), Value::Set(value.to_string()))))
 }
@@ -81,9 +89,17 @@ pub fn parse_fragment(text: &str, file: &str) -> Result<Vec<Setting>, String> {
             Ok(None) => {}
             Ok(Some((symbol, value))) => {
                 if let Some(first) = seen.insert(symbol.clone(), i + 1) {
-                    return Err(format!("{file}:{}: {symbol} is already set on line {first}", i + 1));
+                    return Err(format!(
+                        "{file}:{}: {symbol} is already set on line {first}",
+                        i + 1
+                    ));
                 }
-                out.push(Setting { symbol, value, file: file.to_string(), line: i + 1 });
+                out.push(Setting {
+                    symbol,
+                    value,
+                    file: file.to_string(),
+                    line: i + 1,
+                });
             }
             Err(e) => return Err(format!("{file}:{}: {e}", i + 1)),
         }
@@ -93,7 +109,9 @@ pub fn parse_fragment(text: &str, file: &str) -> Result<Vec<Setting>, String> {
 
 /// Parse a `.config` into option → value. Options never mentioned are absent.
 pub fn parse_config(text: &str) -> BTreeMap<String, Value> {
-    text.lines().filter_map(|l| parse_line(l).ok().flatten()).collect()
+    text.lines()
+        .filter_map(|l| parse_line(l).ok().flatten())
+        .collect()
 }
 
 fn render(symbol: &str, value: &Value) -> String {
@@ -148,7 +166,11 @@ impl fmt::Display for Mismatch {
             Some(v) => v.to_string(),
             None => "absent (dropped by Kconfig: unmet dependency or unknown option)".to_string(),
         };
-        write!(f, "{}:{}: {} wanted {}, got {}", s.file, s.line, s.symbol, s.value, actual)
+        write!(
+            f,
+            "{}:{}: {} wanted {}, got {}",
+            s.file, s.line, s.symbol, s.value, actual
+        )
     }
 }
 
@@ -172,7 +194,10 @@ pub fn check(config: &BTreeMap<String, Value>, fragments: &[Setting]) -> Vec<Mis
             _ => false,
         };
         if !holds {
-            out.push(Mismatch { setting: s.clone(), actual: actual.cloned() });
+            out.push(Mismatch {
+                setting: s.clone(),
+                actual: actual.cloned(),
+            });
         }
     }
     out
@@ -190,7 +215,15 @@ mod tests {
     fn parses_fragments_with_comments() {
         let f = frag("# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"finnix\"\n# mentions CONFIG_D in prose\n");
         assert_eq!(f.len(), 3);
-        assert_eq!(f[0], Setting { symbol: "CONFIG_A".into(), value: Value::Set("y".into()), file: "common.config".into(), line: 3 });
+        assert_eq!(
+            f[0],
+            Setting {
+                symbol: "CONFIG_A".into(),
+                value: Value::Set("y".into()),
+                file: "common.config".into(),
+                line: 3
+            }
+        );
         assert_eq!(f[1].value, Value::NotSet);
         assert_eq!(f[2].value, Value::Set("\"finnix\"".into()));
     }
@@ -208,8 +241,14 @@ mod tests {
     #[test]
     fn merge_replaces_in_place_and_appends() {
         let base = "CONFIG_A=m\n# CONFIG_B is not set\nCONFIG_C=y\n";
-        let merged = merge(base, &frag("CONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n"));
-        assert_eq!(merged, "CONFIG_A=m\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n");
+        let merged = merge(
+            base,
+            &frag("CONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n"),
+        );
+        assert_eq!(
+            merged,
+            "CONFIG_A=m\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n"
+        );
     }
 
     #[test]
@@ -246,6 +285,9 @@ mod tests {
         let m = check(&config, &f);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].actual, Some(Value::NotSet));
-        assert_eq!(m[0].to_string(), "common.config:2: CONFIG_Y wanted y, got is not set");
+        assert_eq!(
+            m[0].to_string(),
+            "common.config:2: CONFIG_Y wanted y, got is not set"
+        );
     }
 }

@@ -119,7 +119,11 @@ impl Kernel {
 
     /// The domU's uncompressed ELF (PVH direct boot).
     pub fn vmlinux(&self) -> Option<PathBuf> {
-        self.info.files.iter().find(|f| f.starts_with("vmlinux-")).map(|f| self.entry.join(f))
+        self.info
+            .files
+            .iter()
+            .find(|f| f.starts_with("vmlinux-"))
+            .map(|f| self.entry.join(f))
     }
 
     pub fn config(&self) -> PathBuf {
@@ -131,20 +135,31 @@ impl Kernel {
 pub fn output_names(flavor: Flavor, version: &str, lv: &str) -> Vec<String> {
     match flavor {
         Flavor::Um => vec![format!("linux-{version}-um-{lv}")],
-        Flavor::Xen => vec![format!("vmlinuz-{version}-{lv}"), format!("vmlinux-{version}-{lv}")],
+        Flavor::Xen => vec![
+            format!("vmlinuz-{version}-{lv}"),
+            format!("vmlinux-{version}-{lv}"),
+        ],
     }
 }
 
 /// The fragments that feed a flavor, in merge order.
 fn fragment_files(root: &Path, flavor: Flavor) -> Vec<PathBuf> {
-    ["common", flavor.name()].iter().map(|n| root.join("configs/kernel").join(format!("{n}.config"))).collect()
+    ["common", flavor.name()]
+        .iter()
+        .map(|n| root.join("configs/kernel").join(format!("{n}.config")))
+        .collect()
 }
 
 fn read_fragments(root: &Path, flavor: Flavor) -> Result<Vec<kconfig::Setting>> {
     let mut all = Vec::new();
     for path in fragment_files(root, flavor) {
-        let text = fs::read_to_string(&path).with_context(|| format!("cannot read config fragment {}", path.display()))?;
-        let label = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config fragment {}", path.display()))?;
+        let label = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         all.extend(kconfig::parse_fragment(&text, &label).map_err(anyhow::Error::msg)?);
     }
     Ok(all)
@@ -160,16 +175,27 @@ fn read_patches(root: &Path, flavor: Flavor) -> Result<Vec<patches::Patch>> {
 /// The cache key of a flavor's build: everything that can change its bytes.
 pub fn key(ctx: &Ctx, flavor: Flavor, source: &crate::lock::LockedSource) -> Result<Key> {
     let mut k = KeyBuilder::new(flavor.stage(), RECIPE);
-    k.text("source sha256", &source.sha256).text("source version", &source.version);
+    k.text("source sha256", &source.sha256)
+        .text("source version", &source.version);
     for p in read_patches(&ctx.root, flavor)? {
-        k.file(&format!("patch {}/{} -p{}", p.series, p.name, p.strip), &p.path)?;
+        k.file(
+            &format!("patch {}/{} -p{}", p.series, p.name, p.strip),
+            &p.path,
+        )?;
     }
     for f in fragment_files(&ctx.root, flavor) {
-        let label = f.strip_prefix(&ctx.root).unwrap_or(&f).display().to_string();
+        let label = f
+            .strip_prefix(&ctx.root)
+            .unwrap_or(&f)
+            .display()
+            .to_string();
         k.file(&format!("fragment {label}"), &f)?;
     }
     k.text("base", flavor.base_targets().join(" "))
-        .text("localversion", flavor.localversion(&ctx.config.kernel.localversion))
+        .text(
+            "localversion",
+            flavor.localversion(&ctx.config.kernel.localversion),
+        )
         .text("timestamp", crate::date::kernel_timestamp(ctx.epoch.kernel))
         .text("build user@host", format!("{BUILD_USER}@{BUILD_HOST}"));
     for tool in ["gcc", "ld", "make", "bison", "flex", "perl"] {
@@ -199,19 +225,38 @@ pub fn build(ctx: &Ctx, flavor: Flavor) -> Result<Kernel> {
         }
         let kernel = compile(ctx, stage, flavor, &tree, &key, lv)?;
         let size = fs::metadata(kernel.image()).map(|m| m.len()).unwrap_or(0);
-        let detail = format!("{} ({})", ui::display_path(&kernel.image()), ui::fmt_size(size));
+        let detail = format!(
+            "{} ({})",
+            ui::display_path(&kernel.image()),
+            ui::fmt_size(size)
+        );
         Ok((kernel, Outcome::Built, detail))
     })
 }
 
 fn load(ctx: &Ctx, flavor: Flavor, key: &Key) -> Result<Option<Kernel>> {
-    let Some(entry) = ctx.cache.lookup(flavor.stage(), key) else { return Ok(None) };
+    let Some(entry) = ctx.cache.lookup(flavor.stage(), key) else {
+        return Ok(None);
+    };
     let text = fs::read_to_string(entry.join("kernel.toml"))?;
-    let info: KernelInfo = toml::from_str(&text).with_context(|| format!("corrupt cache entry {}", entry.display()))?;
-    Ok(Some(Kernel { flavor, entry, key: key.clone(), info }))
+    let info: KernelInfo = toml::from_str(&text)
+        .with_context(|| format!("corrupt cache entry {}", entry.display()))?;
+    Ok(Some(Kernel {
+        flavor,
+        entry,
+        key: key.clone(),
+        info,
+    }))
 }
 
-fn compile(ctx: &Ctx, stage: &mut Stage, flavor: Flavor, tree: &source::SourceTree, key: &Key, lv: &str) -> Result<Kernel> {
+fn compile(
+    ctx: &Ctx,
+    stage: &mut Stage,
+    flavor: Flavor,
+    tree: &source::SourceTree,
+    key: &Key,
+    lv: &str,
+) -> Result<Kernel> {
     let work = ctx.cache.temp_dir(flavor.stage())?;
     let src = work.path().join("src");
     let build = work.path().join("build");
@@ -220,7 +265,11 @@ fn compile(ctx: &Ctx, stage: &mut Stage, flavor: Flavor, tree: &source::SourceTr
     let out_dir = format!("O={}", build.display());
 
     // 1. A fresh copy of the pristine tree, patched.
-    stage.note(format!("copying {} to {}", tree.tree().display(), src.display()));
+    stage.note(format!(
+        "copying {} to {}",
+        tree.tree().display(),
+        src.display()
+    ));
     crate::fsutil::copy_tree(&tree.tree(), &src)?;
     let patches = read_patches(&ctx.root, flavor)?;
     patches::apply(&src, &patches, |expr| {
@@ -233,10 +282,18 @@ fn compile(ctx: &Ctx, stage: &mut Stage, flavor: Flavor, tree: &source::SourceTr
     stage.note(format!("applied {} patch(es)", patches.len()));
 
     let make = |args: &[&str]| {
-        let mut all: Vec<String> = vec![format!("-C{}", src.display()), out_dir.clone(), arch.clone(), localversion.clone()];
+        let mut all: Vec<String> = vec![
+            format!("-C{}", src.display()),
+            out_dir.clone(),
+            arch.clone(),
+            localversion.clone(),
+        ];
         all.extend(args.iter().map(|s| s.to_string()));
         duct::cmd("make", all)
-            .env("KBUILD_BUILD_TIMESTAMP", crate::date::kernel_timestamp(ctx.epoch.kernel))
+            .env(
+                "KBUILD_BUILD_TIMESTAMP",
+                crate::date::kernel_timestamp(ctx.epoch.kernel),
+            )
             .env("KBUILD_BUILD_USER", BUILD_USER)
             .env("KBUILD_BUILD_HOST", BUILD_HOST)
             .env("KBUILD_BUILD_VERSION", "1")
@@ -271,7 +328,10 @@ fn compile(ctx: &Ctx, stage: &mut Stage, flavor: Flavor, tree: &source::SourceTr
     let mut args = vec![jobs.as_str()];
     args.extend(flavor.build_targets());
     stage.run(make(&args))?;
-    let release = stage.read(make(&["-s", "kernelrelease"]))?.trim().to_string();
+    let release = stage
+        .read(make(&["-s", "kernelrelease"]))?
+        .trim()
+        .to_string();
     let version = tree.id.version.clone();
 
     // 4. Outputs into a new entry.
@@ -282,14 +342,24 @@ fn compile(ctx: &Ctx, stage: &mut Stage, flavor: Flavor, tree: &source::SourceTr
         Flavor::Xen => vec![build.join("arch/x86/boot/bzImage"), build.join("vmlinux")],
     };
     for (from, name) in sources.iter().zip(&names) {
-        fs::copy(from, out.path().join(name)).with_context(|| format!("build did not produce {}", from.display()))?;
+        fs::copy(from, out.path().join(name))
+            .with_context(|| format!("build did not produce {}", from.display()))?;
     }
     fs::copy(&dot_config, out.path().join("config"))?;
-    let info = KernelInfo { version, release, files: names };
+    let info = KernelInfo {
+        version,
+        release,
+        files: names,
+    };
     fs::write(out.path().join("kernel.toml"), toml::to_string(&info)?)?;
     let entry = ctx.cache.commit(flavor.stage(), key, out)?;
     drop(work);
-    Ok(Kernel { flavor, entry, key: key.clone(), info })
+    Ok(Kernel {
+        flavor,
+        entry,
+        key: key.clone(),
+        info,
+    })
 }
 
 #[cfg(test)]
@@ -298,8 +368,14 @@ mod tests {
 
     #[test]
     fn output_names_follow_the_spec() {
-        assert_eq!(output_names(Flavor::Um, "6.1.192", "finnix"), ["linux-6.1.192-um-finnix"]);
-        assert_eq!(output_names(Flavor::Xen, "6.1.192", "finnix"), ["vmlinuz-6.1.192-finnix", "vmlinux-6.1.192-finnix"]);
+        assert_eq!(
+            output_names(Flavor::Um, "6.1.192", "finnix"),
+            ["linux-6.1.192-um-finnix"]
+        );
+        assert_eq!(
+            output_names(Flavor::Xen, "6.1.192", "finnix"),
+            ["vmlinuz-6.1.192-finnix", "vmlinux-6.1.192-finnix"]
+        );
     }
 
     #[test]
@@ -309,23 +385,61 @@ mod tests {
             let f = read_fragments(root, flavor).unwrap();
             let want = |sym: &str, value: &str| {
                 assert!(
-                    f.iter().any(|s| s.symbol == sym && s.value == kconfig::Value::Set(value.into())),
+                    f.iter()
+                        .any(|s| s.symbol == sym && s.value == kconfig::Value::Set(value.into())),
                     "{} lacks {sym}={value}",
                     flavor.name()
                 )
             };
-            for sym in ["CONFIG_SQUASHFS", "CONFIG_SQUASHFS_XZ", "CONFIG_SQUASHFS_ZSTD", "CONFIG_SQUASHFS_ZLIB", "CONFIG_OVERLAY_FS", "CONFIG_ISO9660_FS", "CONFIG_JOLIET", "CONFIG_BLK_DEV_LOOP", "CONFIG_TMPFS_XATTR", "CONFIG_DEVTMPFS", "CONFIG_BLK_DEV_INITRD", "CONFIG_RD_GZIP", "CONFIG_RD_XZ", "CONFIG_RD_ZSTD", "CONFIG_EXT4_FS"] {
+            for sym in [
+                "CONFIG_SQUASHFS",
+                "CONFIG_SQUASHFS_XZ",
+                "CONFIG_SQUASHFS_ZSTD",
+                "CONFIG_SQUASHFS_ZLIB",
+                "CONFIG_OVERLAY_FS",
+                "CONFIG_ISO9660_FS",
+                "CONFIG_JOLIET",
+                "CONFIG_BLK_DEV_LOOP",
+                "CONFIG_TMPFS_XATTR",
+                "CONFIG_DEVTMPFS",
+                "CONFIG_BLK_DEV_INITRD",
+                "CONFIG_RD_GZIP",
+                "CONFIG_RD_XZ",
+                "CONFIG_RD_ZSTD",
+                "CONFIG_EXT4_FS",
+            ] {
                 want(sym, "y");
             }
         }
         let um = read_fragments(root, Flavor::Um).unwrap();
-        for sym in ["CONFIG_BLK_DEV_UBD", "CONFIG_HOSTFS", "CONFIG_MCONSOLE", "CONFIG_UML_NET_TUNTAP", "CONFIG_UML_NET_VECTOR"] {
+        for sym in [
+            "CONFIG_BLK_DEV_UBD",
+            "CONFIG_HOSTFS",
+            "CONFIG_MCONSOLE",
+            "CONFIG_UML_NET_TUNTAP",
+            "CONFIG_UML_NET_VECTOR",
+        ] {
             assert!(um.iter().any(|s| s.symbol == sym), "um lacks {sym}");
         }
         let xen = read_fragments(root, Flavor::Xen).unwrap();
-        for sym in ["CONFIG_XEN_PV", "CONFIG_XEN_PVH", "CONFIG_XEN_BLKDEV_FRONTEND", "CONFIG_XEN_NETDEV_FRONTEND", "CONFIG_HVC_XEN", "CONFIG_EFI_STUB", "CONFIG_USB_STORAGE", "CONFIG_SATA_AHCI"] {
-            assert!(xen.iter().any(|s| s.symbol == sym && s.value == kconfig::Value::Set("y".into())), "xen lacks {sym}");
+        for sym in [
+            "CONFIG_XEN_PV",
+            "CONFIG_XEN_PVH",
+            "CONFIG_XEN_BLKDEV_FRONTEND",
+            "CONFIG_XEN_NETDEV_FRONTEND",
+            "CONFIG_HVC_XEN",
+            "CONFIG_EFI_STUB",
+            "CONFIG_USB_STORAGE",
+            "CONFIG_SATA_AHCI",
+        ] {
+            assert!(
+                xen.iter()
+                    .any(|s| s.symbol == sym && s.value == kconfig::Value::Set("y".into())),
+                "xen lacks {sym}"
+            );
         }
-        assert!(xen.iter().any(|s| s.symbol == "CONFIG_XEN_BLKDEV_BACKEND" && s.value == kconfig::Value::NotSet));
+        assert!(xen
+            .iter()
+            .any(|s| s.symbol == "CONFIG_XEN_BLKDEV_BACKEND" && s.value == kconfig::Value::NotSet));
     }
 }

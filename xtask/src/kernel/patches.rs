@@ -34,12 +34,27 @@ pub fn parse_series(text: &str, dir: &Path, series: &str) -> Result<Vec<Patch>, 
             strip = opt
                 .strip_prefix("-p")
                 .and_then(|n| n.parse().ok())
-                .ok_or_else(|| format!("{series}:{}: unknown option {opt:?} (only -pN is supported)", i + 1))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{series}:{}: unknown option {opt:?} (only -pN is supported)",
+                        i + 1
+                    )
+                })?;
         }
         if name.contains("..") || name.starts_with('/') {
-            return Err(format!("{series}:{}: patch name {name:?} must stay inside {}", i + 1, dir.display()));
+            return Err(format!(
+                "{series}:{}: patch name {name:?} must stay inside {}",
+                i + 1,
+                dir.display()
+            ));
         }
-        out.push(Patch { path: dir.join(&name), name, strip, series: series.to_string(), line: i + 1 });
+        out.push(Patch {
+            path: dir.join(&name),
+            name,
+            strip,
+            series: series.to_string(),
+            line: i + 1,
+        });
     }
     Ok(out)
 }
@@ -57,7 +72,13 @@ pub fn read_series(patches_root: &Path, set: &str) -> Result<Vec<Patch>> {
     let patches = parse_series(&text, &dir, &label).map_err(anyhow::Error::msg)?;
     for p in &patches {
         if !p.path.is_file() {
-            bail!("{}:{}: patch {} is listed but kernel-patches/{set}/{} does not exist", p.series, p.line, p.name, p.name);
+            bail!(
+                "{}:{}: patch {} is listed but kernel-patches/{set}/{} does not exist",
+                p.series,
+                p.line,
+                p.name,
+                p.name
+            );
         }
     }
     Ok(patches)
@@ -73,7 +94,16 @@ pub fn apply(
 ) -> Result<()> {
     for p in patches {
         let strip = format!("-p{}", p.strip);
-        let expr = duct::cmd!("patch", &strip, "--forward", "--batch", "--no-backup-if-mismatch", "-i", &p.path).dir(tree);
+        let expr = duct::cmd!(
+            "patch",
+            &strip,
+            "--forward",
+            "--batch",
+            "--no-backup-if-mismatch",
+            "-i",
+            &p.path
+        )
+        .dir(tree);
         let (ok, output) = run(expr)?;
         if !ok {
             let rejects = rejected_hunks(tree, &output);
@@ -83,7 +113,11 @@ pub fn apply(
                 p.series,
                 p.line,
                 indent(&output),
-                if rejects.is_empty() { String::new() } else { format!("rejected hunks:\n{}", indent(&rejects)) }
+                if rejects.is_empty() {
+                    String::new()
+                } else {
+                    format!("rejected hunks:\n{}", indent(&rejects))
+                }
             );
         }
     }
@@ -133,7 +167,10 @@ mod tests {
 
     fn run(e: duct::Expression) -> Result<(bool, String)> {
         let o = e.stderr_to_stdout().stdout_capture().unchecked().run()?;
-        Ok((o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned()))
+        Ok((
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        ))
     }
 
     #[test]
@@ -155,16 +192,33 @@ mod tests {
             "Why: this hunk expects a line that is not there.\n--- a/init/main.c\n+++ b/init/main.c\n@@ -1,3 +1,3 @@\n int a;\n-int zzz;\n+int yyy;\n int c;\n",
         )
         .unwrap();
-        fs::write(pdir.join("0003-never.patch"), "--- a/x\n+++ b/x\n@@ -0,0 +1 @@\n+x\n").unwrap();
-        fs::write(pdir.join("series"), "0001-good.patch\n0002-bad.patch\n0003-never.patch\n").unwrap();
+        fs::write(
+            pdir.join("0003-never.patch"),
+            "--- a/x\n+++ b/x\n@@ -0,0 +1 @@\n+x\n",
+        )
+        .unwrap();
+        fs::write(
+            pdir.join("series"),
+            "0001-good.patch\n0002-bad.patch\n0003-never.patch\n",
+        )
+        .unwrap();
 
         let series = fs::read_to_string(pdir.join("series")).unwrap();
         let patches = parse_series(&series, &pdir, "kernel-patches/um/series").unwrap();
         let err = apply(&tree, &patches, run).unwrap_err().to_string();
-        assert!(err.starts_with("patch 0002-bad.patch (kernel-patches/um/series:2) does not apply"), "{err}");
-        assert!(err.contains("rejected hunks:") && err.contains("-int zzz;"), "{err}");
+        assert!(
+            err.starts_with("patch 0002-bad.patch (kernel-patches/um/series:2) does not apply"),
+            "{err}"
+        );
+        assert!(
+            err.contains("rejected hunks:") && err.contains("-int zzz;"),
+            "{err}"
+        );
         // The good patch before it was applied; the one after it never ran.
-        assert_eq!(fs::read_to_string(tree.join("init/main.c")).unwrap(), "int a;\nint bee;\nint c;\n");
+        assert_eq!(
+            fs::read_to_string(tree.join("init/main.c")).unwrap(),
+            "int a;\nint bee;\nint c;\n"
+        );
         assert!(!tree.join("x").exists());
         fs::remove_dir_all(&base).unwrap();
     }
@@ -175,7 +229,10 @@ mod tests {
         fs::create_dir_all(base.join("um")).unwrap();
         fs::write(base.join("um/series"), "0001-missing.patch\n").unwrap();
         let err = read_series(&base, "um").unwrap_err().to_string();
-        assert!(err.contains("kernel-patches/um/series:1") && err.contains("does not exist"), "{err}");
+        assert!(
+            err.contains("kernel-patches/um/series:1") && err.contains("does not exist"),
+            "{err}"
+        );
         assert!(read_series(&base, "xen").unwrap().is_empty());
         fs::remove_dir_all(&base).unwrap();
     }

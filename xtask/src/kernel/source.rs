@@ -40,17 +40,26 @@ fn source_kind(source: &KernelSource) -> (&'static str, &str) {
 pub fn locked(ctx: &Ctx) -> Result<Option<LockedSource>> {
     let lock = Lock::read(&ctx.lock_path())?;
     let (kind, origin) = source_kind(&ctx.config.kernel.source);
-    Ok(lock.kernel_source.filter(|l| l.source == kind && l.origin == origin))
+    Ok(lock
+        .kernel_source
+        .filter(|l| l.source == kind && l.origin == origin))
 }
 
 fn tree_key(sha256: &str) -> crate::cache::Key {
-    KeyBuilder::new("kernel-source", RECIPE).text("tarball sha256", sha256).finish()
+    KeyBuilder::new("kernel-source", RECIPE)
+        .text("tarball sha256", sha256)
+        .finish()
 }
 
 /// The unpacked tree for the locked source if it is in the cache (no network).
 pub fn cached_tree(ctx: &Ctx) -> Result<Option<SourceTree>> {
-    let Some(id) = locked(ctx)? else { return Ok(None) };
-    Ok(ctx.cache.lookup("kernel-source", &tree_key(&id.sha256)).map(|entry| SourceTree { entry, id }))
+    let Some(id) = locked(ctx)? else {
+        return Ok(None);
+    };
+    Ok(ctx
+        .cache
+        .lookup("kernel-source", &tree_key(&id.sha256))
+        .map(|entry| SourceTree { entry, id }))
 }
 
 /// Fetch, check against the lock, and unpack the kernel source.
@@ -61,10 +70,17 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
     let previous = locked(ctx)?;
     let work = ctx.cache.temp_dir("kernel-fetch")?;
     let (tarball, fetched) = match &ctx.config.kernel.source {
-        KernelSource::Debian { package } => fetch_debian(ctx, stage, package, previous.as_ref(), work.path())?,
-        KernelSource::KernelOrg { url, sha256 } => fetch_kernel_org(stage, url, sha256, work.path())?,
+        KernelSource::Debian { package } => {
+            fetch_debian(ctx, stage, package, previous.as_ref(), work.path())?
+        }
+        KernelSource::KernelOrg { url, sha256 } => {
+            fetch_kernel_org(stage, url, sha256, work.path())?
+        }
     };
-    stage.note(format!("fetched {} {} sha256 {}", fetched.origin, fetched.package_version, fetched.sha256));
+    stage.note(format!(
+        "fetched {} {} sha256 {}",
+        fetched.origin, fetched.package_version, fetched.sha256
+    ));
 
     // Unpack before deciding on the lock, so the upstream version is known.
     let unpack = ctx.cache.temp_dir("kernel-source")?;
@@ -77,13 +93,18 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
     match compare(previous.as_ref(), &fetched) {
         Verdict::Same => {}
         Verdict::New => {
-            stage.warn(format!("recording the kernel source in finnix.lock: {} {} sha256 {}", fetched.origin, fetched.package_version, fetched.sha256));
+            stage.warn(format!(
+                "recording the kernel source in finnix.lock: {} {} sha256 {}",
+                fetched.origin, fetched.package_version, fetched.sha256
+            ));
         }
         Verdict::Moved(message) if ctx.locked => {
             bail!("{message}\n--locked: refusing to build from a kernel source that differs from finnix.lock (drop --locked to accept it and update the lock)");
         }
         Verdict::Moved(message) => {
-            stage.warn(format!("{message}\nupdating finnix.lock (use --locked to refuse this)"));
+            stage.warn(format!(
+                "{message}\nupdating finnix.lock (use --locked to refuse this)"
+            ));
         }
     }
     if previous.as_ref() != Some(&fetched) {
@@ -91,8 +112,13 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
         lock.kernel_source = Some(fetched.clone());
         lock.write(&ctx.lock_path())?;
     }
-    fs::write(unpack.path().join("source.toml"), toml::to_string(&fetched)?)?;
-    let entry = ctx.cache.commit("kernel-source", &tree_key(&fetched.sha256), unpack)?;
+    fs::write(
+        unpack.path().join("source.toml"),
+        toml::to_string(&fetched)?,
+    )?;
+    let entry = ctx
+        .cache
+        .commit("kernel-source", &tree_key(&fetched.sha256), unpack)?;
     Ok(SourceTree { entry, id: fetched })
 }
 
@@ -121,7 +147,10 @@ fn fetch_debian(
         Some(d) => d,
         None => apt_download(stage, package, work)?,
     };
-    let deb_version = stage.read(duct::cmd!("dpkg-deb", "-f", &deb, "Version"))?.trim().to_string();
+    let deb_version = stage
+        .read(duct::cmd!("dpkg-deb", "-f", &deb, "Version"))?
+        .trim()
+        .to_string();
     let tarball = work.join(format!("{package}.tar.xz"));
     let sha256 = extract_from_deb(&deb, &format!("usr/src/{package}.tar.xz"), &tarball)
         .with_context(|| format!("cannot take the source tarball out of {}", deb.display()))?;
@@ -156,11 +185,17 @@ fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
 
 /// Copy one file out of a .deb's data archive, returning its sha256.
 fn extract_from_deb(deb: &Path, inner: &str, dest: &Path) -> Result<String> {
-    let reader = duct::cmd!("dpkg-deb", "--fsys-tarfile", deb).stderr_capture().reader()?;
+    let reader = duct::cmd!("dpkg-deb", "--fsys-tarfile", deb)
+        .stderr_capture()
+        .reader()?;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
+        let path = entry
+            .path()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
         if path == inner {
             return copy_hashing(&mut entry, dest);
         }
@@ -184,11 +219,31 @@ fn copy_hashing(reader: &mut impl Read, dest: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
-fn fetch_kernel_org(stage: &Stage, url: &str, sha256: &str, work: &Path) -> Result<(PathBuf, LockedSource)> {
-    let name = url.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("linux.tar.xz");
+fn fetch_kernel_org(
+    stage: &Stage,
+    url: &str,
+    sha256: &str,
+    work: &Path,
+) -> Result<(PathBuf, LockedSource)> {
+    let name = url
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("linux.tar.xz");
     let tarball = work.join(name);
     stage
-        .run(duct::cmd!("curl", "--fail", "--location", "--silent", "--show-error", "--retry", "3", "-o", &tarball, url))
+        .run(duct::cmd!(
+            "curl",
+            "--fail",
+            "--location",
+            "--silent",
+            "--show-error",
+            "--retry",
+            "3",
+            "-o",
+            &tarball,
+            url
+        ))
         .with_context(|| format!("cannot download {url}"))?;
     let got = crate::cache::sha256_file(&tarball)?;
     if got != sha256 {
@@ -209,7 +264,10 @@ fn fetch_kernel_org(stage: &Stage, url: &str, sha256: &str, work: &Path) -> Resu
 }
 
 fn single_subdir(dir: &Path) -> Result<PathBuf> {
-    let mut dirs = fs::read_dir(dir)?.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.path());
+    let mut dirs = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.path());
     match (dirs.next(), dirs.next()) {
         (Some(d), None) => Ok(d),
         _ => bail!("the kernel source tarball must hold exactly one top-level directory"),
@@ -218,8 +276,10 @@ fn single_subdir(dir: &Path) -> Result<PathBuf> {
 
 /// `VERSION.PATCHLEVEL.SUBLEVEL` from a kernel Makefile.
 pub fn makefile_version(makefile: &Path) -> Result<String> {
-    let text = fs::read_to_string(makefile).with_context(|| format!("cannot read {}", makefile.display()))?;
-    parse_makefile_version(&text).with_context(|| format!("{} has no VERSION/PATCHLEVEL/SUBLEVEL", makefile.display()))
+    let text = fs::read_to_string(makefile)
+        .with_context(|| format!("cannot read {}", makefile.display()))?;
+    parse_makefile_version(&text)
+        .with_context(|| format!("{} has no VERSION/PATCHLEVEL/SUBLEVEL", makefile.display()))
 }
 
 pub fn parse_makefile_version(text: &str) -> Option<String> {
@@ -230,7 +290,10 @@ pub fn parse_makefile_version(text: &str) -> Option<String> {
         })
     };
     let (v, p, s) = (get("VERSION")?, get("PATCHLEVEL")?, get("SUBLEVEL")?);
-    if [&v, &p, &s].iter().all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit())) {
+    if [&v, &p, &s]
+        .iter()
+        .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+    {
         Some(format!("{v}.{p}.{s}"))
     } else {
         None

@@ -1,0 +1,158 @@
+//! The kernel command line, as the initramfs reads it (pure).
+
+/// How the live system runs: told by `uml` / `xen`, or found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestMode {
+    Uml,
+    Xen,
+    /// Hardware or a full virtual machine: autodetection runs.
+    Metal,
+}
+
+impl GuestMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestMode::Uml => "uml",
+            GuestMode::Xen => "xen",
+            GuestMode::Metal => "metal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Params {
+    /// `uml` or `xen` was given.
+    pub mode: Option<GuestMode>,
+    /// `squashroot`: the block device is the squashfs itself.
+    pub squashroot: bool,
+    /// `root=<device>`: use this device instead of scanning.
+    pub root: Option<String>,
+    /// `toram`: copy the squashfs into RAM so the medium can go.
+    pub toram: bool,
+    /// `debug`: say every step.
+    pub debug: bool,
+    /// `break`: a shell before switching root.
+    pub break_shell: bool,
+    /// `rootwait=<seconds>`: how long to wait for the medium (default 30).
+    pub wait_secs: Option<u64>,
+}
+
+/// Parse `/proc/cmdline`. Unknown words (and the obsolete `mode=tt`) are ignored.
+pub fn parse(cmdline: &str) -> Params {
+    let mut p = Params::default();
+    for word in split(cmdline) {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word.as_str(), None),
+        };
+        match (key, value) {
+            ("uml", None) => p.mode = Some(GuestMode::Uml),
+            ("xen", None) => p.mode = Some(GuestMode::Xen),
+            ("squashroot", None) => p.squashroot = true,
+            ("toram", None) => p.toram = true,
+            ("debug", None) => p.debug = true,
+            ("break", None) => p.break_shell = true,
+            ("root", Some(dev)) if !dev.is_empty() => p.root = Some(normalize_device(dev)),
+            ("rootwait", Some(secs)) => p.wait_secs = secs.parse().ok(),
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Words of a command line; double quotes group (as the kernel does).
+fn split(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// `ubda` → `/dev/ubda`; `/dev/ubda` stays. UML's numeric default
+/// `root=98:0` means "no choice" and scanning applies.
+fn normalize_device(dev: &str) -> String {
+    if dev.starts_with('/') {
+        dev.to_string()
+    } else {
+        format!("/dev/{dev}")
+    }
+}
+
+impl Params {
+    /// `root=` that names a device path (not UML's `98:0` default).
+    pub fn root_device(&self) -> Option<&str> {
+        self.root
+            .as_deref()
+            .filter(|r| !r.trim_start_matches("/dev/").contains(':'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_command_lines() {
+        // What UML leaves in /proc/cmdline for the spec's two command lines.
+        let p = parse("mem=64M initrd=initrd.img root=/dev/ubda ubdar=finnix.iso uml console=tty0");
+        assert_eq!(p.mode, Some(GuestMode::Uml));
+        assert_eq!(p.root_device(), Some("/dev/ubda"));
+        assert!(!p.squashroot && !p.toram && !p.debug && !p.break_shell);
+
+        let p = parse("mode=tt mem=64M root=/dev/ubda ubdar=FINNIX squashroot uml");
+        assert!(p.squashroot);
+        assert_eq!(p.mode, Some(GuestMode::Uml));
+    }
+
+    #[test]
+    fn xen_and_flags() {
+        let p = parse("console=hvc0 xen toram debug break root=xvda rootwait=5");
+        assert_eq!(p.mode, Some(GuestMode::Xen));
+        assert!(p.toram && p.debug && p.break_shell);
+        assert_eq!(p.root_device(), Some("/dev/xvda"));
+        assert_eq!(p.wait_secs, Some(5));
+    }
+
+    #[test]
+    fn unknown_words_and_mode_tt_are_ignored() {
+        assert_eq!(parse("mode=tt quiet splash foo=bar 3"), Params::default());
+        assert_eq!(parse(""), Params::default());
+        // A word that merely starts like a known one is not it.
+        assert_eq!(parse("umlx xenial debugging root="), Params::default());
+    }
+
+    #[test]
+    fn uml_default_root_means_scan() {
+        let p = parse("root=98:0 uml");
+        assert_eq!(p.root_device(), None);
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        let p = parse("foo=\"a b\" toram");
+        assert!(p.toram);
+        assert_eq!(split("a \"b c\" d"), ["a", "b c", "d"]);
+    }
+}

@@ -1,0 +1,359 @@
+//! `finnix boot start` and `finnix boot stop`: the Finnix boot and shutdown
+//! lines, called by the init scripts (busybox's rcS/rcK, sysvinit's
+//! /etc/init.d/finnix).
+
+use std::ffi::CString;
+use std::fs;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fsprobe;
+use crate::fstab::{self, Found};
+use crate::sysinfo::{self, Mode};
+
+fn read(path: &str) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+fn flush() {
+    let _ = std::io::stdout().flush();
+}
+
+pub fn mode() -> Mode {
+    // The initramfs wrote what it decided; COW mode (no initramfs) detects.
+    match read("/run/finnix/mode").trim() {
+        "uml" => Mode::Uml,
+        "xen" => Mode::Xen,
+        "metal" => Mode::Metal,
+        _ => sysinfo::detect_mode(
+            &read("/proc/cmdline"),
+            &read("/proc/cpuinfo"),
+            &read("/sys/hypervisor/type"),
+        ),
+    }
+}
+
+fn uname() -> (String, String, String) {
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    unsafe { libc::uname(&mut u) };
+    let field = |f: &[libc::c_char]| {
+        unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    (field(&u.release), field(&u.version), field(&u.machine))
+}
+
+fn host_line(mode: Mode) -> Option<String> {
+    match mode {
+        Mode::Uml => sysinfo::uml_host(&read("/proc/cpuinfo")),
+        Mode::Xen => {
+            let v = |f: &str| {
+                read(&format!("/sys/hypervisor/version/{f}"))
+                    .trim()
+                    .to_string()
+            };
+            let major = v("major");
+            (!major.is_empty()).then(|| format!("Xen {major}.{}{}", v("minor"), v("extra")))
+        }
+        Mode::Metal => {
+            let vendor = read("/sys/class/dmi/id/sys_vendor").trim().to_string();
+            let product = read("/sys/class/dmi/id/product_name").trim().to_string();
+            (!vendor.is_empty() || !product.is_empty())
+                .then(|| format!("{vendor} {product}").trim().to_string())
+        }
+    }
+}
+
+fn set_hostname() {
+    let name = read("/etc/hostname").trim().to_string();
+    let name = if name.is_empty() {
+        "finnix".to_string()
+    } else {
+        name
+    };
+    unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) };
+}
+
+/// The devices worth listing in fstab, with what they hold.
+fn scan_partitions(medium: Option<&str>) -> Vec<Found> {
+    let mut found = Vec::new();
+    for name in fstab::parse_partitions(&read("/proc/partitions")) {
+        if fstab::skip(&name, medium) {
+            continue;
+        }
+        let Ok(mut f) = fs::File::open(format!("/dev/{name}")) else {
+            continue;
+        };
+        let mut buf = vec![0u8; fsprobe::PROBE_LEN];
+        let mut got = 0;
+        while got < buf.len() {
+            match std::io::Read::read(&mut f, &mut buf[got..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n,
+            }
+        }
+        buf.truncate(got);
+        if let Some(fs) = fsprobe::probe(&buf) {
+            found.push(Found { name, fs });
+        }
+    }
+    found
+}
+
+fn swapon(dev: &str) -> std::io::Result<()> {
+    let path = CString::new(dev).expect("device path");
+    if unsafe { libc::swapon(path.as_ptr(), 0) } < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Ethernet-like interfaces of this machine (not loopback, bridges, taps).
+fn network_interfaces() -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/sys/class/net") else {
+        return vec![];
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            let base = format!("/sys/class/net/{name}");
+            read(&format!("{base}/type")).trim() == "1"
+                && !fs::metadata(format!("{base}/bridge")).is_ok()
+                && !fs::metadata(format!("{base}/tun_flags")).is_ok()
+                && !name.starts_with("veth")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn have(cmd: &str) -> bool {
+    ["/sbin", "/bin", "/usr/sbin", "/usr/bin"]
+        .iter()
+        .any(|d| fs::metadata(format!("{d}/{cmd}")).is_ok())
+}
+
+fn link(iface: &str, up: bool) {
+    let _ = Command::new(if have("ip") { "ip" } else { "busybox" })
+        .args(if have("ip") {
+            vec!["link", "set", iface, if up { "up" } else { "down" }]
+        } else {
+            vec!["ip", "link", "set", iface, if up { "up" } else { "down" }]
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Start a DHCP client in the background: dhclient if installed, else busybox udhcpc.
+fn start_dhcp(iface: &str) {
+    link(iface, true);
+    let _ = fs::create_dir_all("/run/finnix");
+    let log = fs::File::create(format!("/run/finnix/dhcp-{iface}.log")).ok();
+    let (out, err) = match log {
+        Some(f) => (Stdio::from(f.try_clone().expect("dup")), Stdio::from(f)),
+        None => (Stdio::null(), Stdio::null()),
+    };
+    let mut cmd = if have("dhclient") {
+        let mut c = Command::new("dhclient");
+        c.args(["-nw", "-pf", &format!("/run/dhclient.{iface}.pid"), iface]);
+        c
+    } else {
+        let mut c = Command::new("busybox");
+        c.args([
+            "udhcpc",
+            "-b",
+            "-S",
+            "-i",
+            iface,
+            "-p",
+            &format!("/run/udhcpc.{iface}.pid"),
+        ]);
+        c
+    };
+    let _ = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn();
+}
+
+pub fn start() -> i32 {
+    let mode = mode();
+    let (release, _version, machine) = uname();
+    println!("{}", mode.welcome());
+    println!("{}", ".".repeat(80));
+    println!("[*] Running Linux kernel {release} on {machine}");
+    if let Some(host) = host_line(mode) {
+        println!("[*] Host: {host}");
+    }
+    set_hostname();
+
+    if !mode.is_guest() {
+        let count = |dir: &str| fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        println!(
+            "[*] Hardware: {} PCI devices, {} USB devices",
+            count("/sys/bus/pci/devices"),
+            fs::read_dir("/sys/bus/usb/devices")
+                .map(|d| d
+                    .filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().contains(':'))
+                    .count())
+                .unwrap_or(0)
+        );
+    }
+
+    print!("[*] Scanning for partitions and creating /etc/fstab...");
+    flush();
+    let medium = read("/run/finnix/medium").trim().to_string();
+    let found = scan_partitions((!medium.is_empty()).then_some(medium.as_str()));
+    for dir in fstab::mount_points(&found) {
+        let _ = fs::create_dir_all(dir);
+    }
+    match fs::write("/etc/fstab", fstab::render(&found)) {
+        Ok(()) => println!(" done"),
+        Err(e) => println!(" failed: {e}"),
+    }
+
+    for f in found.iter().filter(|f| f.fs == fsprobe::Fs::Swap) {
+        let dev = format!("/dev/{}", f.name);
+        match swapon(&dev) {
+            Ok(()) => println!("[*] Using swap partition {dev}"),
+            Err(e) => println!("[*] Not using swap partition {dev}: {e}"),
+        }
+    }
+
+    let ifaces = network_interfaces();
+    if !ifaces.is_empty() {
+        println!(
+            "[*] Starting background DHCP request... {}",
+            ifaces.join(" ")
+        );
+        for iface in &ifaces {
+            start_dhcp(iface);
+        }
+    }
+
+    let release_text = read("/etc/finnix-release");
+    let version =
+        sysinfo::release_field(&release_text, "VERSION").unwrap_or_else(|| "unknown".into());
+    let packages = sysinfo::installed_packages(&read("/var/lib/dpkg/status"));
+    println!("[*] Finnix version {version} ready; {packages} packages available");
+    flush();
+    0
+}
+
+/// Processes to signal at shutdown: everything but init, kernel threads and
+/// our own session (the script running us), as killall5 does.
+fn killable() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let my_sid = unsafe { libc::getsid(0) };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return vec![];
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != me)
+        .filter(|&pid| unsafe { libc::getsid(pid) } != my_sid)
+        .filter(|&pid| !read(&format!("/proc/{pid}/cmdline")).is_empty()) // kernel threads have none
+        .collect()
+}
+
+fn signal_all(sig: libc::c_int) {
+    for pid in killable() {
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+pub fn stop() -> i32 {
+    signal_all(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !killable().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("[*] Sent all processes the TERM signal...");
+    signal_all(libc::SIGKILL);
+    std::thread::sleep(Duration::from_millis(200));
+    println!("[*] Sent all processes the KILL signal...");
+
+    let is_up = |i: &String| {
+        let flags = read(&format!("/sys/class/net/{i}/flags"));
+        u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).is_ok_and(|f| f & 1 != 0)
+    };
+    let ifaces: Vec<String> = network_interfaces().into_iter().filter(is_up).collect();
+    if !ifaces.is_empty() {
+        println!("[*] Shutting down network device... {}", ifaces.join(" "));
+        for i in &ifaces {
+            link(i, false);
+        }
+    }
+
+    print!("[*] Turning off swap....");
+    flush();
+    let mut swap_ok = true;
+    for line in read("/proc/swaps").lines().skip(1) {
+        if let Some(dev) = line.split_whitespace().next() {
+            let path = CString::new(dev).expect("path");
+            if unsafe { libc::swapoff(path.as_ptr()) } < 0 {
+                swap_ok = false;
+            }
+        }
+    }
+    println!(" {}", if swap_ok { "done" } else { "failed" });
+
+    print!("[*] Unmounting remaining file systems...");
+    flush();
+    let failed = unmount_all();
+    if failed.is_empty() {
+        println!(" done");
+    } else {
+        println!(" still busy: {}", failed.join(" "));
+    }
+    println!("[*] Shutting down...");
+    flush();
+    0
+}
+
+/// Mount points that stay: the root (remounted read-only instead) and the
+/// kernel's own filesystems that the final halt still needs.
+const KEEP: &[&str] = &["/", "/proc", "/sys", "/dev", "/run"];
+/// What the root filesystem itself stands on (the medium, the squashfs, the
+/// overlay's upper layer): released by the kernel at halt.
+const UNDER_ROOT: &str = "/run/finnix/";
+
+/// Unmount everything else, deepest first; remount the root read-only.
+/// Returns what could not be unmounted.
+fn unmount_all() -> Vec<String> {
+    let mounts = read("/proc/self/mounts");
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|p| p.replace("\\040", " "))
+        .filter(|p| !KEEP.contains(&p.as_str()) && !p.starts_with(UNDER_ROOT))
+        .collect();
+    points.reverse();
+    let mut failed = Vec::new();
+    for p in &points {
+        let c = CString::new(p.as_str()).expect("path");
+        if unsafe { libc::umount2(c.as_ptr(), 0) } < 0 {
+            // Second chance for filesystems a killed process held a moment ago.
+            std::thread::sleep(Duration::from_millis(100));
+            if unsafe { libc::umount2(c.as_ptr(), 0) } < 0 {
+                failed.push(p.clone());
+            }
+        }
+    }
+    let root = CString::new("/").expect("path");
+    let none = CString::new("").expect("empty");
+    unsafe { libc::sync() };
+    unsafe {
+        libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            none.as_ptr(),
+            libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        )
+    };
+    failed
+}

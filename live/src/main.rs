@@ -1,0 +1,45 @@
+//! `finnix`: the live system's own command.
+//!
+//! - `finnix boot start|stop`: the boot banner and the shutdown lines
+//!   (called by the init scripts of every profile);
+//! - `finnix console <tty>`: a root shell without login on a console.
+
+mod boot;
+mod console;
+mod fsprobe;
+mod fstab;
+mod sysinfo;
+
+const USAGE: &str = "usage: finnix <command>
+
+commands:
+  boot start       print the Finnix boot lines: partitions and /etc/fstab,
+                   swap, background DHCP, the ready banner (init scripts)
+  boot stop        stop processes, take the network down, turn swap off,
+                   unmount file systems (init scripts, at halt)
+  console <tty>    a root shell without login on /dev/<tty>, if this mode
+                   uses that console (tty0: UML, hvc0: Xen, tty1/ttyS0: hardware)
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let code = match args.as_slice() {
+        ["boot", "start"] => boot::start(),
+        ["boot", "stop"] => boot::stop(),
+        ["console", tty] => console::run(tty),
+        ["mode"] => {
+            println!("{}", boot::mode().name());
+            0
+        }
+        ["--help" | "-h" | "help"] => {
+            print!("{USAGE}");
+            0
+        }
+        _ => {
+            eprint!("{USAGE}");
+            2
+        }
+    };
+    std::process::exit(code);
+}

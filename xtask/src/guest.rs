@@ -1,0 +1,253 @@
+//! Driving a guest through its console: start it (UML or qemu) with its
+//! console on pipes, wait for lines, type commands, read their output, and
+//! stop it. Everything the guest prints is also written to a console log.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+struct Shared {
+    output: Vec<u8>,
+    closed: bool,
+}
+
+pub struct Guest {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    shared: Arc<(Mutex<Shared>, Condvar)>,
+    /// How far `expect` has consumed the output.
+    cursor: usize,
+    pub log: PathBuf,
+    pub started: Instant,
+}
+
+impl Guest {
+    /// Start `cmd` in its own session (a guest panic signals its whole
+    /// process group, which must not be ours), console on pipes.
+    pub fn start(mut cmd: Command, log: &Path) -> Result<Guest> {
+        let mut log_file =
+            File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        writeln!(log_file, "$ {cmd:?}")?;
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+        let shared = Arc::new((
+            Mutex::new(Shared {
+                output: Vec::new(),
+                closed: false,
+            }),
+            Condvar::new(),
+        ));
+        let log_file = Arc::new(Mutex::new(log_file));
+        let mut open_streams = 0;
+        let streams: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("piped stdout")),
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ];
+        let remaining = Arc::new(Mutex::new(streams.len()));
+        for mut stream in streams {
+            open_streams += 1;
+            let shared = shared.clone();
+            let log_file = log_file.clone();
+            let remaining = remaining.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            let _ = log_file.lock().map(|mut f| f.write_all(&buf[..n]));
+                            let (lock, cv) = &*shared;
+                            lock.lock()
+                                .expect("guest output lock")
+                                .output
+                                .extend_from_slice(&buf[..n]);
+                            cv.notify_all();
+                        }
+                    }
+                }
+                let mut left = remaining.lock().expect("stream count");
+                *left -= 1;
+                if *left == 0 {
+                    let (lock, cv) = &*shared;
+                    lock.lock().expect("guest output lock").closed = true;
+                    cv.notify_all();
+                }
+            });
+        }
+        debug_assert_eq!(open_streams, 2);
+        let stdin = child.stdin.take();
+        Ok(Guest {
+            child,
+            stdin,
+            shared,
+            cursor: 0,
+            log: log.to_path_buf(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait until `pattern` appears after the cursor; the cursor moves past
+    /// it. Returns the text from the old cursor to the end of the match.
+    pub fn expect(&mut self, pattern: &str, timeout: Duration) -> Result<String> {
+        self.expect_any(&[pattern], timeout).map(|(_, text)| text)
+    }
+
+    /// Like [`Guest::expect`] for several patterns: the first to appear wins.
+    pub fn expect_any(&mut self, patterns: &[&str], timeout: Duration) -> Result<(usize, String)> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cv) = &*self.shared;
+        let mut shared = lock.lock().expect("guest output lock");
+        loop {
+            let hay = &shared.output[self.cursor..];
+            let hit = patterns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| find(hay, p.as_bytes()).map(|pos| (pos, i, p.len())))
+                .min();
+            if let Some((pos, i, len)) = hit {
+                let text = String::from_utf8_lossy(&hay[..pos + len]).into_owned();
+                self.cursor += pos + len;
+                return Ok((i, text));
+            }
+            if shared.closed {
+                bail!("the guest exited before printing {:?}", patterns);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "timed out after {} s waiting for {:?}",
+                    timeout.as_secs(),
+                    patterns
+                );
+            }
+            shared = cv
+                .wait_timeout(shared, deadline - now)
+                .expect("guest output lock")
+                .0;
+        }
+    }
+
+    /// Everything the guest printed so far.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.shared.0.lock().expect("guest output lock").output)
+            .into_owned()
+    }
+
+    /// The last `n` lines printed.
+    pub fn tail(&self, n: usize) -> String {
+        let out = self.output();
+        let lines: Vec<&str> = out.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .context("the guest's console input is closed")?;
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Run a shell command in the guest and return its output: the command
+    /// is wrapped in markers the shell computes, so the echo of the typed
+    /// line never matches.
+    pub fn run(&mut self, command: &str, timeout: Duration) -> Result<String> {
+        self.send(&format!(
+            "echo \"<<$((6*7))\"; {command}; echo \"$((6*7))>>\"\n"
+        ))?;
+        self.expect("<<42", timeout)?;
+        let text = self.expect("42>>", timeout)?;
+        let body = text.strip_suffix("42>>").unwrap_or(&text);
+        Ok(body.replace('\r', "").trim_matches('\n').to_string())
+    }
+
+    /// Wait for the guest process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                bail!("the guest did not exit within {} s", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kill the guest's whole process group.
+    pub fn kill(&mut self) {
+        let pgid = self.child.id() as i32;
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drives_a_shell_like_a_console() {
+        let log = std::env::temp_dir().join(format!("finnix-guest-{}.log", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo booting; echo 'ready banner'; exec sh");
+        let mut g = Guest::start(cmd, &log).unwrap();
+        g.expect("ready banner", Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            g.run("echo hello; echo world", Duration::from_secs(5))
+                .unwrap(),
+            "hello\nworld"
+        );
+        assert!(g
+            .expect("never printed", Duration::from_millis(200))
+            .unwrap_err()
+            .to_string()
+            .contains("timed out"));
+        g.send("exit 3\n").unwrap();
+        assert_eq!(g.wait(Duration::from_secs(5)).unwrap().code(), Some(3));
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("ready banner"));
+        std::fs::remove_file(&log).unwrap();
+    }
+}

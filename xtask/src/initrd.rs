@@ -1,0 +1,115 @@
+//! Stage `initrd`: the initramfs. The static Rust `/init` (initrd-src/) and
+//! Debian's static busybox (the emergency shell, `switch_root`), packed as a
+//! newc cpio and compressed with zstd.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::cache::{Key, KeyBuilder};
+use crate::context::{package_version, Ctx};
+use crate::cpio::{Archive, Kind};
+use crate::ui::{self, Outcome};
+
+const RECIPE: u32 = 1;
+const BUSYBOX: &str = "/bin/busybox";
+const ZSTD_LEVEL: i32 = 19;
+
+pub struct Initrd {
+    pub entry: PathBuf,
+    pub key: Key,
+}
+
+impl Initrd {
+    pub fn image(&self) -> PathBuf {
+        self.entry.join("initrd.img")
+    }
+}
+
+pub fn build(ctx: &Ctx) -> Result<Initrd> {
+    ui::stage(
+        &ctx.logs(),
+        "initrd",
+        "build the static /init, pack it with busybox (newc cpio, zstd)",
+        |s| {
+            let init = crate::rustbin::build(ctx, s, "finnix-init", "init")?;
+            let key = KeyBuilder::new("initrd", RECIPE)
+                .file("init", &init)?
+                .file("busybox", Path::new(BUSYBOX))?
+                .text("busybox-static", package_version("busybox-static"))
+                .text("epoch", ctx.epoch.global.to_string())
+                .text("compression", format!("zstd-{ZSTD_LEVEL}"))
+                .finish();
+            if let Some(entry) = ctx.cache.lookup("initrd", &key) {
+                let initrd = Initrd { entry, key };
+                let detail = ui::display_path(&initrd.image());
+                return Ok((initrd, Outcome::Cached, detail));
+            }
+            let applets = s.read(duct::cmd!(BUSYBOX, "--list-full"))?;
+            let archive = archive(
+                &fs::read(&init)?,
+                &fs::read(BUSYBOX).context("reading /bin/busybox")?,
+                &applets,
+            );
+            let cpio = archive.write(ctx.epoch.global as u32);
+            let image = compress(&cpio)?;
+            let tmp = ctx.cache.temp_dir("initrd")?;
+            fs::write(tmp.path().join("initrd.img"), &image)?;
+            let entry = ctx.cache.commit("initrd", &key, tmp)?;
+            let initrd = Initrd { entry, key };
+            let detail = format!(
+                "{} ({}, {} entries)",
+                ui::display_path(&initrd.image()),
+                ui::fmt_size(image.len() as u64),
+                archive.len()
+            );
+            Ok((initrd, Outcome::Built, detail))
+        },
+    )
+}
+
+/// The initramfs contents.
+pub fn archive(init: &[u8], busybox: &[u8], applets: &str) -> Archive {
+    let mut a = Archive::new();
+    a.add("init", 0o755, Kind::File(init.to_vec()));
+    a.add("bin/busybox", 0o755, Kind::File(busybox.to_vec()));
+    for path in applets
+        .lines()
+        .map(str::trim)
+        .filter(|p| p.contains('/') && *p != "bin/busybox")
+    {
+        a.add(path, 0o777, Kind::Symlink("/bin/busybox".into()));
+    }
+    for dir in ["dev", "proc", "sys", "run", "newroot", "mnt"] {
+        a.dir(dir);
+    }
+    a.add("tmp", 0o1777, Kind::Dir);
+    a.add("root", 0o700, Kind::Dir);
+    // The kernel opens /dev/console for /init before devtmpfs is mounted.
+    a.add("dev/console", 0o600, Kind::CharDev { major: 5, minor: 1 });
+    a.add("dev/null", 0o666, Kind::CharDev { major: 1, minor: 3 });
+    a
+}
+
+pub fn compress(cpio: &[u8]) -> Result<Vec<u8>> {
+    // Single-threaded zstd: the same bytes on every machine.
+    Ok(zstd::bulk::compress(cpio, ZSTD_LEVEL)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_packs_give_the_same_bytes() {
+        let applets = "bin/sh\nsbin/switch_root\nlinuxrc\nbin/busybox\n";
+        let a = compress(&archive(b"init", b"busybox", applets).write(1_700_000_000)).unwrap();
+        let b = compress(&archive(b"init", b"busybox", applets).write(1_700_000_000)).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(&a[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+        let cpio = zstd::bulk::decompress(&a, 1 << 20).unwrap();
+        let text = String::from_utf8_lossy(&cpio);
+        assert!(text.contains("sbin/switch_root") && !text.contains("linuxrc"));
+    }
+}

@@ -1,0 +1,372 @@
+//! Stage `rootfs`: the live system's root filesystem tree.
+//!
+//! Two steps, cached apart so that the expensive one does not depend on the
+//! kernels: `rootfs-base-<profile>` (busybox, or a Debian tree made by
+//! mmdebstrap from the profile's package list) and `rootfs-<profile>`, which
+//! adds the live system's own parts (live/overlay/, the `finnix` tool, the
+//! UML kernel and initrd under /usr/share/finnix-uml/) and normalises the
+//! tree for reproducibility.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::cache::{Key, KeyBuilder};
+use crate::config::{Base, Profile};
+use crate::context::{package_version, tool_version, Ctx};
+use crate::initrd::Initrd;
+use crate::kernel::Kernel;
+use crate::ui::{self, Outcome, Stage};
+
+const BASE_RECIPE: u32 = 1;
+const RECIPE: u32 = 1;
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A root filesystem tree in the cache: `<entry>/tree`, and the installed
+/// packages with exact versions in `<entry>/packages.txt`.
+#[derive(Debug, Clone)]
+pub struct Rootfs {
+    pub profile: String,
+    pub entry: PathBuf,
+    pub key: Key,
+}
+
+impl Rootfs {
+    pub fn tree(&self) -> PathBuf {
+        self.entry.join("tree")
+    }
+
+    pub fn packages(&self) -> PathBuf {
+        self.entry.join("packages.txt")
+    }
+}
+
+pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Result<Rootfs> {
+    let profile = Profile::load(&ctx.root, profile_name)?;
+    let base = base(ctx, profile_name, &profile)?;
+    let stage = format!("rootfs-{profile_name}");
+    ui::stage(
+        &ctx.logs(),
+        &stage,
+        format!("assemble the {profile_name} live root filesystem"),
+        |s| {
+            let finnix = crate::rustbin::build(ctx, s, "finnix", "finnix")?;
+            let mut k = KeyBuilder::new("rootfs", RECIPE);
+            k.key("base", &base.key)
+                .key("kernel-um", &um.key)
+                .key("initrd", &initrd.key)
+                .file("finnix", &finnix)?;
+            for overlay in &profile.overlays {
+                k.text(
+                    &format!("overlay {overlay}"),
+                    hash_tree(&ctx.root.join("live/overlay").join(overlay))?,
+                );
+            }
+            let d = &ctx.config.distribution;
+            k.text(
+                "distribution",
+                format!("{} {} {}", d.name, d.version, d.hostname),
+            )
+            .text("epoch", ctx.epoch.global.to_string());
+            let key = k.finish();
+            if let Some(entry) = ctx.cache.lookup(&stage, &key) {
+                return Ok((
+                    Rootfs {
+                        profile: profile_name.into(),
+                        entry,
+                        key,
+                    },
+                    Outcome::Cached,
+                    String::new(),
+                ));
+            }
+
+            let tmp = ctx.cache.temp_dir(&stage)?;
+            let tree = tmp.path().join("tree");
+            s.note(format!("copying the base tree {}", base.tree().display()));
+            crate::fsutil::copy_tree(&base.tree(), &tree)?;
+            for overlay in &profile.overlays {
+                copy_overlay(&ctx.root.join("live/overlay").join(overlay), &tree)?;
+            }
+            install(&finnix, &tree.join("usr/bin/finnix"), 0o755)?;
+            let uml_dir = tree.join("usr/share/finnix-uml");
+            install(
+                &um.image(),
+                &uml_dir.join(um.image().file_name().expect("kernel file name")),
+                0o755,
+            )?;
+            install(&initrd.image(), &uml_dir.join("initrd.img"), 0o644)?;
+            fs::write(tree.join("etc/hostname"), format!("{}\n", d.hostname))?;
+            fs::write(
+                tree.join("etc/finnix-release"),
+                format!(
+                    "NAME=\"{}\"\nVERSION=\"{}\"\nPROFILE=\"{profile_name}\"\nKERNEL=\"{}\"\n",
+                    d.name, d.version, um.info.version
+                ),
+            )?;
+            for dir in ["FINNIX", "dev", "proc", "sys", "run", "tmp", "mnt", "root"] {
+                fs::create_dir_all(tree.join(dir))?;
+            }
+            fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+            fs::set_permissions(tree.join("root"), fs::Permissions::from_mode(0o700))?;
+            fs::copy(base.packages(), tmp.path().join("packages.txt"))?;
+            let stats = normalise(&tree, ctx.epoch.global)?;
+            s.note(format!(
+                "normalised: {} entries, {} mtimes clamped, {} owners reset to root",
+                stats.entries, stats.clamped, stats.chowned
+            ));
+            let entry = ctx.cache.commit(&stage, &key, tmp)?;
+            let rootfs = Rootfs {
+                profile: profile_name.into(),
+                entry,
+                key,
+            };
+            let count = fs::read_to_string(rootfs.packages())?.lines().count();
+            Ok((
+                rootfs,
+                Outcome::Built,
+                format!("{} entries, {count} packages", stats.entries),
+            ))
+        },
+    )
+}
+
+/// The base tree of a profile.
+fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
+    let stage = format!("rootfs-base-{name}");
+    let what = match profile.base {
+        Base::Busybox => "Debian's static busybox tree".to_string(),
+        Base::Debian => format!(
+            "Debian {} tree with mmdebstrap",
+            profile.suite.as_deref().unwrap_or("?")
+        ),
+    };
+    ui::stage(&ctx.logs(), &stage, what, |s| {
+        let mut k = KeyBuilder::new("rootfs-base", BASE_RECIPE);
+        k.text("profile", name)
+            .text("epoch", ctx.epoch.global.to_string());
+        match profile.base {
+            Base::Busybox => {
+                k.file("busybox", Path::new(BUSYBOX))?
+                    .text("busybox-static", package_version("busybox-static"));
+            }
+            Base::Debian => {
+                bail!("profile {name}: base = \"debian\" is not implemented yet");
+            }
+        }
+        let key = k.finish();
+        if let Some(entry) = ctx.cache.lookup(&stage, &key) {
+            return Ok((
+                Rootfs {
+                    profile: name.into(),
+                    entry,
+                    key,
+                },
+                Outcome::Cached,
+                String::new(),
+            ));
+        }
+        let tmp = ctx.cache.temp_dir(&stage)?;
+        let tree = tmp.path().join("tree");
+        let packages = match profile.base {
+            Base::Busybox => busybox_tree(s, &tree)?,
+            Base::Debian => unreachable!(),
+        };
+        fs::write(tmp.path().join("packages.txt"), &packages)?;
+        let entry = ctx.cache.commit(&stage, &key, tmp)?;
+        Ok((
+            Rootfs {
+                profile: name.into(),
+                entry,
+                key,
+            },
+            Outcome::Built,
+            format!("{} package(s)", packages.lines().count()),
+        ))
+    })
+}
+
+/// The mini base: busybox, its applet links, a root account, and a dpkg
+/// status that tells the truth (one package: busybox-static).
+fn busybox_tree(s: &Stage, tree: &Path) -> Result<String> {
+    for dir in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "var/lib/dpkg",
+        "var/log",
+        "home",
+    ] {
+        fs::create_dir_all(tree.join(dir))?;
+    }
+    install(Path::new(BUSYBOX), &tree.join("bin/busybox"), 0o755)?;
+    let applets = s.read(duct::cmd!(BUSYBOX, "--list-full"))?;
+    for path in applets
+        .lines()
+        .map(str::trim)
+        .filter(|p| p.contains('/') && *p != "bin/busybox")
+    {
+        let link = tree.join(path);
+        fs::create_dir_all(link.parent().expect("applet dir"))?;
+        std::os::unix::fs::symlink("/bin/busybox", &link)
+            .with_context(|| format!("applet link {path}"))?;
+    }
+    fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    fs::write(tree.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
+    fs::write(tree.join("etc/shadow"), "root:*:0:0:99999:7:::\n")?;
+    fs::set_permissions(tree.join("etc/shadow"), fs::Permissions::from_mode(0o640))?;
+    let status = s.read(duct::cmd!("dpkg-query", "--status", "busybox-static"))?;
+    fs::write(
+        tree.join("var/lib/dpkg/status"),
+        format!("{}\n", status.trim_end()),
+    )?;
+    Ok(format!(
+        "busybox-static {}\n",
+        package_version("busybox-static")
+    ))
+}
+
+fn install(from: &Path, to: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(to.parent().expect("has parent"))?;
+    fs::copy(from, to)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Copy an overlay folder over the tree: files keep their permission bits
+/// (scripts are executable in git), owners become root.
+fn copy_overlay(overlay: &Path, tree: &Path) -> Result<()> {
+    if !overlay.is_dir() {
+        bail!("overlay {} does not exist", overlay.display());
+    }
+    for entry in walkdir::WalkDir::new(overlay)
+        .min_depth(1)
+        .sort_by_file_name()
+    {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(overlay).expect("below overlay");
+        let dest = tree.join(rel);
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&dest)?;
+        } else if ft.is_symlink() {
+            let _ = fs::remove_file(&dest);
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &dest)?;
+        } else {
+            let _ = fs::remove_file(&dest);
+            let mode = entry.metadata()?.permissions().mode() & 0o777;
+            install(
+                entry.path(),
+                &dest,
+                if mode & 0o111 != 0 { 0o755 } else { 0o644 },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A hash of a source folder's paths, modes and contents (for cache keys).
+pub fn hash_tree(dir: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(dir).expect("below dir");
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        let ft = entry.file_type();
+        if ft.is_symlink() {
+            h.update(b"l");
+            h.update(fs::read_link(entry.path())?.as_os_str().as_encoded_bytes());
+        } else if ft.is_file() {
+            let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
+            h.update(if exec { b"x" } else { b"f" });
+            h.update(fs::read(entry.path())?);
+        } else {
+            h.update(b"d");
+        }
+        h.update([0]);
+    }
+    Ok(crate::cache::hex(&h.finalize()))
+}
+
+pub struct NormaliseStats {
+    pub entries: usize,
+    pub clamped: usize,
+    pub chowned: usize,
+}
+
+/// Make the tree independent of the build: every mtime clamped to `epoch`,
+/// and owners that the tree's own passwd/group do not define reset to root.
+pub fn normalise(tree: &Path, epoch: i64) -> Result<NormaliseStats> {
+    let ids = |file: &str| -> BTreeSet<u32> {
+        fs::read_to_string(tree.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+            .collect()
+    };
+    let (uids, gids) = (ids("etc/passwd"), ids("etc/group"));
+    let mut stats = NormaliseStats {
+        entries: 0,
+        clamped: 0,
+        chowned: 0,
+    };
+    for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(path)?;
+        stats.entries += 1;
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let new_uid = if uids.contains(&uid) { uid } else { 0 };
+        let new_gid = if gids.contains(&gid) { gid } else { 0 };
+        if (new_uid, new_gid) != (uid, gid) {
+            std::os::unix::fs::lchown(path, Some(new_uid), Some(new_gid))?;
+            stats.chowned += 1;
+        }
+        // Every entry: seconds only (no nanoseconds), atime = mtime.
+        if meta.mtime() > epoch {
+            stats.clamped += 1;
+        }
+        set_times(path, meta.mtime().min(epoch))?;
+    }
+    Ok(stats)
+}
+
+fn set_times(path: &Path, t: i64) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    let ts = [
+        libc::timespec {
+            tv_sec: t,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: t,
+            tv_nsec: 0,
+        },
+    ];
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot set times of {}", path.display()));
+    }
+    Ok(())
+}
+
+/// `mmdebstrap` version, for keys and the manifest.
+pub fn mmdebstrap_version() -> String {
+    tool_version("mmdebstrap")
+}

@@ -1,0 +1,53 @@
+//! The Rust programs that run inside the live system (the initramfs `/init`,
+//! the `finnix` tool), built as static binaries: no shared libraries, the same
+//! bytes from any checkout path.
+
+use std::path::PathBuf;
+
+use anyhow::{ensure, Result};
+
+use crate::context::Ctx;
+use crate::ui::Stage;
+
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// `cargo build --release -p <package> --bin <bin>`, statically linked.
+pub fn build(ctx: &Ctx, stage: &Stage, package: &str, bin: &str) -> Result<PathBuf> {
+    let target_dir = ctx.root.join("target/static");
+    let cargo_home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let rustflags = [
+        "-C target-feature=+crt-static".to_string(),
+        format!("--remap-path-prefix={}=/finnix", ctx.root.display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        "-C link-arg=-Wl,--build-id=sha1".to_string(),
+    ]
+    .join(" ");
+    stage.run(
+        duct::cmd!(
+            "cargo",
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            package,
+            "--bin",
+            bin,
+            "--target",
+            TARGET,
+            "--target-dir",
+            &target_dir
+        )
+        .dir(&ctx.root)
+        .env("RUSTFLAGS", rustflags)
+        .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER"),
+    )?;
+    let path = target_dir.join(TARGET).join("release").join(bin);
+    ensure!(path.is_file(), "cargo did not produce {}", path.display());
+    Ok(path)
+}

@@ -1,0 +1,403 @@
+//! Stage `squashfs`: the root filesystem tree packed as a squashfs image
+//! (the ISO's `FINNIX/FINNIX`), written by backhand.
+//!
+//! The tree is walked in sorted order and every header is derived from the
+//! tree alone: mode, owner, size, link target, device number, and the mtime
+//! clamped to SOURCE_DATE_EPOCH. Regular files, directories, symlinks,
+//! device nodes, fifos and sockets are kept; all-zero blocks become holes.
+
+use std::fs;
+use std::io::BufWriter;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use backhand::compression::Compressor;
+use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
+
+use crate::cache::{Key, KeyBuilder};
+use crate::context::Ctx;
+use crate::rootfs::Rootfs;
+use crate::ui::{self, Outcome};
+
+const RECIPE: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
+
+    fn backhand(self) -> Compressor {
+        match self {
+            Compression::Xz => Compressor::Xz,
+            Compression::Zstd => Compressor::Zstd,
+            Compression::Gzip => Compressor::Gzip,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub compression: Compression,
+    pub block_size: u32,
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<()> {
+        let b = self.block_size;
+        if !(4096..=1 << 20).contains(&b) || !b.is_power_of_two() {
+            bail!("squashfs block size {b} is invalid: expected a power of two from 4096 (4K) to 1048576 (1M)");
+        }
+        Ok(())
+    }
+}
+
+pub struct Squashfs {
+    pub entry: PathBuf,
+    pub key: Key,
+}
+
+impl Squashfs {
+    pub fn image(&self) -> PathBuf {
+        self.entry.join("FINNIX")
+    }
+}
+
+pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
+    opts.validate()?;
+    let stage = format!("squashfs-{}", rootfs.profile);
+    let what = format!(
+        "pack the {} tree with backhand ({}, {} KiB blocks)",
+        rootfs.profile,
+        opts.compression.name(),
+        opts.block_size / 1024
+    );
+    ui::stage(&ctx.logs(), &stage, what, |s| {
+        let key = KeyBuilder::new("squashfs", RECIPE)
+            .key("rootfs", &rootfs.key)
+            .text("compression", opts.compression.name())
+            .text("block size", opts.block_size.to_string())
+            .text("epoch", ctx.epoch.global.to_string())
+            .text("backhand", "0.25.5")
+            .finish();
+        if let Some(entry) = ctx.cache.lookup(&stage, &key) {
+            let sq = Squashfs { entry, key };
+            let detail = ui::display_path(&sq.image());
+            return Ok((sq, Outcome::Cached, detail));
+        }
+        let tmp = ctx.cache.temp_dir(&stage)?;
+        let stats = write_image(
+            &rootfs.tree(),
+            &tmp.path().join("FINNIX"),
+            opts,
+            ctx.epoch.global,
+        )?;
+        s.note(format!("{} inodes, {} bytes", stats.nodes, stats.bytes));
+        let entry = ctx.cache.commit(&stage, &key, tmp)?;
+        let sq = Squashfs { entry, key };
+        let detail = format!(
+            "{} ({}, {} inodes)",
+            ui::display_path(&sq.image()),
+            ui::fmt_size(stats.bytes),
+            stats.nodes
+        );
+        Ok((sq, Outcome::Built, detail))
+    })
+}
+
+pub struct Stats {
+    pub nodes: usize,
+    pub bytes: u64,
+}
+
+/// Write `tree` as a squashfs image at `out`.
+pub fn write_image(tree: &Path, out: &Path, opts: Options, epoch: i64) -> Result<Stats> {
+    opts.validate()?;
+    let clamp = |t: i64| -> u32 { t.clamp(0, epoch) as u32 };
+    let mut w = FilesystemWriter::default();
+    w.set_time(clamp(epoch));
+    w.set_block_size(opts.block_size);
+    w.set_compressor(FilesystemCompressor::new(
+        opts.compression.backhand(),
+        None,
+    )?);
+    w.set_no_duplicate_files(true);
+    let root_meta =
+        fs::symlink_metadata(tree).with_context(|| format!("cannot read {}", tree.display()))?;
+    w.set_root_mode((root_meta.mode() & 0o7777) as u16);
+    w.set_root_uid(root_meta.uid());
+    w.set_root_gid(root_meta.gid());
+
+    let mut nodes = 1;
+    for entry in walkdir::WalkDir::new(tree).min_depth(1).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot walk {}", tree.display()))?;
+        let path = entry.path();
+        let rel = Path::new("/").join(path.strip_prefix(tree).expect("below tree"));
+        let meta = fs::symlink_metadata(path)?;
+        let header = NodeHeader::new(
+            (meta.mode() & 0o7777) as u16,
+            meta.uid(),
+            meta.gid(),
+            clamp(meta.mtime()),
+        );
+        let ft = meta.file_type();
+        let pushed = if ft.is_dir() {
+            w.push_dir(&rel, header)
+        } else if ft.is_file() {
+            w.push_file_from_path(path, &rel, header)
+        } else if ft.is_symlink() {
+            w.push_symlink(fs::read_link(path)?, &rel, header)
+        } else if ft.is_char_device() {
+            w.push_char_device(device_number(meta.rdev()), &rel, header)
+        } else if ft.is_block_device() {
+            w.push_block_device(device_number(meta.rdev()), &rel, header)
+        } else if ft.is_fifo() {
+            w.push_fifo(&rel, header)
+        } else if ft.is_socket() {
+            w.push_socket(&rel, header)
+        } else {
+            bail!("{}: unsupported file type", path.display());
+        };
+        pushed.with_context(|| format!("cannot add {} to the squashfs", rel.display()))?;
+        nodes += 1;
+    }
+    let file = fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut writer = BufWriter::new(file);
+    let (_, bytes) = w
+        .write(&mut writer)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(Stats { nodes, bytes })
+}
+
+/// squashfs stores device numbers in the kernel's "new" encoding.
+fn device_number(rdev: u64) -> u32 {
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    fn fixture(dir: &Path) {
+        let _ = fs::remove_dir_all(dir);
+        fs::create_dir_all(dir.join("etc/empty-dir")).unwrap();
+        fs::create_dir_all(dir.join("dev")).unwrap();
+        fs::create_dir_all(dir.join("usr/bin")).unwrap();
+        fs::write(dir.join("etc/hostname"), "finnix\n").unwrap();
+        fs::write(dir.join("etc/empty"), "").unwrap();
+        fs::write(dir.join("usr/bin/tool"), vec![7u8; 300_000]).unwrap();
+        fs::write(dir.join("usr/bin/copy"), vec![7u8; 300_000]).unwrap(); // a duplicate
+        fs::set_permissions(dir.join("usr/bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::write(dir.join("usr/bin/sg"), "x").unwrap();
+        fs::set_permissions(dir.join("usr/bin/sg"), fs::Permissions::from_mode(0o2755)).unwrap();
+        // Sparse: 1 MiB hole then data.
+        let f = fs::File::create(dir.join("sparse")).unwrap();
+        f.set_len(1 << 20).unwrap();
+        drop(f);
+        use std::io::{Seek, Write};
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("sparse"))
+            .unwrap();
+        f.seek(std::io::SeekFrom::End(0)).unwrap();
+        f.write_all(b"tail").unwrap();
+        std::os::unix::fs::symlink("../etc/hostname", dir.join("usr/link")).unwrap();
+        std::os::unix::fs::symlink("/a/dangling/target", dir.join("dangling")).unwrap();
+        let mknod =
+            |args: &[&str]| assert!(Command::new("mknod").args(args).status().unwrap().success());
+        if unsafe { libc::geteuid() } == 0 {
+            mknod(&[dir.join("dev/console").to_str().unwrap(), "c", "5", "1"]);
+            mknod(&[dir.join("dev/sda").to_str().unwrap(), "b", "8", "0"]);
+            mknod(&[dir.join("dev/big").to_str().unwrap(), "c", "260", "300"]);
+            std::os::unix::fs::lchown(dir.join("etc/hostname"), Some(1000), Some(100)).unwrap();
+        }
+        mknod(&[dir.join("fifo").to_str().unwrap(), "p"]);
+        let _ = Command::new("touch")
+            .args(["-h", "-d", "@1000000000"])
+            .arg(dir.join("etc/hostname"))
+            .status();
+    }
+
+    fn lls(args: &[&str]) -> String {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .env("TZ", "UTC")
+            .output()
+            .expect("squashfs-tools");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `unsquashfs -lls` of the image against a listing of the tree made by
+    /// `mksquashfs` + `unsquashfs` (both squashfs-tools): names, modes,
+    /// owners, sizes and link targets must be equal.
+    #[test]
+    fn every_file_type_survives_as_unsquashfs_sees_it() {
+        let base = std::env::temp_dir().join(format!("finnix-sqfs-{}", std::process::id()));
+        let tree = base.join("tree");
+        fixture(&tree);
+        fs::create_dir_all(&base).unwrap();
+        let ours = base.join("ours.sqfs");
+        let opts = Options {
+            compression: Compression::Xz,
+            block_size: 131072,
+        };
+        write_image(&tree, &ours, opts, 1_700_000_000).unwrap();
+        let reference = base.join("ref.sqfs");
+        let _ = fs::remove_file(&reference);
+        let o = Command::new("mksquashfs")
+            .arg(&tree)
+            .arg(&reference)
+            .args(["-comp", "xz", "-no-progress", "-quiet", "-no-xattrs"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+        // Columns: mode, uid/gid, size (or major,minor), ..., name [-> target]; drop the date.
+        let normalise = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with(['d', '-', 'l', 'c', 'b', 'p', 's']))
+                .map(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    let name_at = cols
+                        .iter()
+                        .position(|c| c.starts_with("squashfs-root"))
+                        .unwrap();
+                    // size column for devices is "major, minor" split in two
+                    let size = cols[2..name_at - 2].join(" ");
+                    format!(
+                        "{} {} {} {}",
+                        cols[0],
+                        cols[1],
+                        size,
+                        cols[name_at..].join(" ")
+                    )
+                })
+                .collect()
+        };
+        let ours_list = normalise(&lls(&["unsquashfs", "-lln", ours.to_str().unwrap()]));
+        let ref_list = normalise(&lls(&["unsquashfs", "-lln", reference.to_str().unwrap()]));
+        assert_eq!(ours_list, ref_list);
+        let joined = ours_list.join("\n");
+        assert!(
+            joined.contains("-rwsr-xr-x") && joined.contains("-rwxr-sr-x"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("squashfs-root/usr/link -> ../etc/hostname"),
+            "{joined}"
+        );
+        assert!(joined.contains("prw-r--r--"), "{joined}");
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(
+                joined.contains("crw-r--r-- 0/0 260, 300 squashfs-root/dev/big"),
+                "{joined}"
+            );
+            assert!(joined.contains("1000/100"), "{joined}");
+        }
+        // Content, sparse file included, reads back through unsquashfs.
+        let out = base.join("extract");
+        let _ = fs::remove_dir_all(&out);
+        lls(&[
+            "unsquashfs",
+            "-no-progress",
+            "-d",
+            out.to_str().unwrap(),
+            ours.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            fs::read(out.join("usr/bin/tool")).unwrap(),
+            vec![7u8; 300_000]
+        );
+        let sparse = fs::read(out.join("sparse")).unwrap();
+        assert_eq!(sparse.len(), (1 << 20) + 4);
+        assert!(sparse[..1 << 20].iter().all(|b| *b == 0) && &sparse[1 << 20..] == b"tail");
+        assert_eq!(fs::read(out.join("etc/empty")).unwrap(), b"");
+        // mtimes: the old one kept, the rest clamped to the epoch.
+        let stat = lls(&["unsquashfs", "-lln", ours.to_str().unwrap()]);
+        assert!(
+            stat.lines()
+                .any(|l| l.contains("2001-09-09") && l.ends_with("etc/hostname")),
+            "{stat}"
+        );
+        assert!(
+            stat.lines()
+                .any(|l| l.contains("2023-11-14") && l.ends_with("usr/bin/tool")),
+            "{stat}"
+        );
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn two_builds_give_the_same_bytes() {
+        let base = std::env::temp_dir().join(format!("finnix-sqfs-repro-{}", std::process::id()));
+        let tree = base.join("tree");
+        fixture(&tree);
+        for compression in [Compression::Xz, Compression::Zstd, Compression::Gzip] {
+            let opts = Options {
+                compression,
+                block_size: 65536,
+            };
+            write_image(&tree, &base.join("a"), opts, 1_700_000_000).unwrap();
+            write_image(&tree, &base.join("b"), opts, 1_700_000_000).unwrap();
+            assert_eq!(
+                fs::read(base.join("a")).unwrap(),
+                fs::read(base.join("b")).unwrap(),
+                "{compression:?}"
+            );
+        }
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn block_size_is_checked() {
+        assert!(Options {
+            compression: Compression::Xz,
+            block_size: 1000
+        }
+        .validate()
+        .is_err());
+        assert!(Options {
+            compression: Compression::Xz,
+            block_size: 1 << 21
+        }
+        .validate()
+        .is_err());
+        assert!(Options {
+            compression: Compression::Xz,
+            block_size: 1 << 17
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn device_numbers_use_the_new_encoding() {
+        assert_eq!(device_number(libc::makedev(5, 1)), 0x501);
+        assert_eq!(
+            device_number(libc::makedev(260, 300)),
+            (300 & 0xff) | (260 << 8) | ((300 & !0xff) << 12)
+        );
+    }
+}
