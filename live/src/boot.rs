@@ -121,10 +121,10 @@ fn network_interfaces() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| {
             let base = format!("/sys/class/net/{name}");
+            // Real network cards (and UML's, Xen's, virtio's) have a device;
+            // loopback, bridges, taps, veth and dummy interfaces do not.
             read(&format!("{base}/type")).trim() == "1"
-                && !fs::metadata(format!("{base}/bridge")).is_ok()
-                && !fs::metadata(format!("{base}/tun_flags")).is_ok()
-                && !name.starts_with("veth")
+                && fs::metadata(format!("{base}/device")).is_ok()
         })
         .collect();
     out.sort();
@@ -179,6 +179,9 @@ fn start_dhcp(iface: &str) {
 }
 
 pub fn start() -> i32 {
+    // Kernel messages on the console: errors only (Debian's default), so the
+    // boot lines stay readable.
+    let _ = fs::write("/proc/sys/kernel/printk", "4 4 1 7\n");
     let mode = mode();
     let (release, _version, machine) = uname();
     println!("{}", mode.welcome());
@@ -317,9 +320,10 @@ pub fn stop() -> i32 {
 /// Mount points that stay: the root (remounted read-only instead) and the
 /// kernel's own filesystems that the final halt still needs.
 const KEEP: &[&str] = &["/", "/proc", "/sys", "/dev", "/run"];
-/// What the root filesystem itself stands on (the medium, the squashfs, the
-/// overlay's upper layer): released by the kernel at halt.
-const UNDER_ROOT: &str = "/run/finnix/";
+/// Below these are in-memory filesystems (devpts, shm, the live medium and
+/// the overlay's layers under /run/finnix): nothing to write back, and the
+/// root filesystem stands on some of them. The kernel releases them at halt.
+const VIRTUAL_PREFIXES: &[&str] = &["/dev/", "/proc/", "/sys/", "/run/"];
 
 /// Unmount everything else, deepest first; remount the root read-only.
 /// Returns what could not be unmounted.
@@ -329,7 +333,9 @@ fn unmount_all() -> Vec<String> {
         .lines()
         .filter_map(|l| l.split_whitespace().nth(1))
         .map(|p| p.replace("\\040", " "))
-        .filter(|p| !KEEP.contains(&p.as_str()) && !p.starts_with(UNDER_ROOT))
+        .filter(|p| {
+            !KEEP.contains(&p.as_str()) && !VIRTUAL_PREFIXES.iter().any(|v| p.starts_with(v))
+        })
         .collect();
     points.reverse();
     let mut failed = Vec::new();

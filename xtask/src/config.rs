@@ -271,9 +271,12 @@ pub struct Profile {
     /// Debian suite for `base = "debian"`.
     #[serde(default)]
     pub suite: Option<String>,
-    /// Debian mirror for `base = "debian"`.
+    /// Debian mirror for `base = "debian"` (suite and suite-updates come from it).
     #[serde(default)]
     pub mirror: Option<String>,
+    /// Debian security mirror (suite-security).
+    #[serde(default = "default_security_mirror")]
+    pub security_mirror: String,
     /// Package list file (relative to configs/profiles/) for `base = "debian"`.
     #[serde(default)]
     pub packages: Option<String>,
@@ -282,10 +285,23 @@ pub struct Profile {
     /// Guest memory (MiB) the boot checks give this profile.
     #[serde(default = "default_memory")]
     pub memory_mib: u32,
+    /// sysvinit scripts (Debian bases) started at boot.
+    #[serde(default)]
+    pub enable_services: Vec<String>,
+    /// sysvinit scripts installed but not started at boot (`service X start` by hand).
+    #[serde(default)]
+    pub disable_services: Vec<String>,
+    /// sysvinit scripts the live system's own replaces (removed from the tree).
+    #[serde(default)]
+    pub remove_init_scripts: Vec<String>,
 }
 
 fn default_memory() -> u32 {
     64
+}
+
+fn default_security_mirror() -> String {
+    "http://deb.debian.org/debian-security".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

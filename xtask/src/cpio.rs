@@ -229,11 +229,13 @@ mod tests {
             .map(|l| l.split_whitespace().collect())
             .collect();
         // The name is the last field, or the one before "->" for symlinks.
-        let name_of = |l: &Vec<&str>| match l.iter().position(|w| *w == "->") {
-            Some(i) => l[i - 1],
-            None => l[l.len() - 1],
-        };
-        let names: Vec<&str> = lines.iter().map(name_of).collect();
+        fn name_of<'a>(l: &[&'a str]) -> &'a str {
+            match l.iter().position(|w| *w == "->") {
+                Some(i) => l[i - 1],
+                None => l[l.len() - 1],
+            }
+        }
+        let names: Vec<&str> = lines.iter().map(|l| name_of(l)).collect();
         assert_eq!(
             names,
             [

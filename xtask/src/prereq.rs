@@ -64,6 +64,8 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
             file("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
             cmd("cc", "gcc"),
             cmd("cpio", "cpio"),
+            cmd("zstd", "zstd"),
+            cmd("readelf", "binutils"),
         ],
     ),
     (

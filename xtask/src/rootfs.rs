@@ -24,6 +24,19 @@ use crate::ui::{self, Outcome, Stage};
 const BASE_RECIPE: u32 = 1;
 const RECIPE: u32 = 1;
 const BUSYBOX: &str = "/bin/busybox";
+/// apt checks the archive's signatures against Debian's keyring.
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// dpkg path filters: no manuals, translations or documentation (the
+/// copyright files stay).
+const DPKG_PATH_FILTERS: &[&str] = &[
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/info/*",
+];
 
 /// A root filesystem tree in the cache: `<entry>/tree`, and the installed
 /// packages with exact versions in `<entry>/packages.txt`.
@@ -58,7 +71,12 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
             k.key("base", &base.key)
                 .key("kernel-um", &um.key)
                 .key("initrd", &initrd.key)
-                .file("finnix", &finnix)?;
+                .file("finnix", &finnix)?
+                .file(
+                    "profile",
+                    &ctx.root
+                        .join(format!("configs/profiles/{profile_name}.toml")),
+                )?;
             for overlay in &profile.overlays {
                 k.text(
                     &format!("overlay {overlay}"),
@@ -111,6 +129,13 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
                 fs::create_dir_all(tree.join(dir))?;
             }
             fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+            if profile.base == Base::Debian {
+                services(s, &tree, &profile)?;
+                fs::create_dir_all(tree.join("etc/inittab.d"))?;
+                if fs::symlink_metadata(tree.join("etc/mtab")).is_err() {
+                    std::os::unix::fs::symlink("../proc/self/mounts", tree.join("etc/mtab"))?;
+                }
+            }
             fs::set_permissions(tree.join("root"), fs::Permissions::from_mode(0o700))?;
             fs::copy(base.packages(), tmp.path().join("packages.txt"))?;
             let stats = normalise(&tree, ctx.epoch.global)?;
@@ -154,7 +179,16 @@ fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
                     .text("busybox-static", package_version("busybox-static"));
             }
             Base::Debian => {
-                bail!("profile {name}: base = \"debian\" is not implemented yet");
+                let list = ctx
+                    .root
+                    .join("configs/profiles")
+                    .join(profile.packages.as_deref().expect("checked on load"));
+                k.file("package list", &list)?
+                    .text("suite", profile.suite.as_deref().unwrap_or_default())
+                    .text("mirror", profile.mirror.as_deref().unwrap_or_default())
+                    .text("security mirror", &profile.security_mirror)
+                    .text("mmdebstrap", tool_version("mmdebstrap"))
+                    .file("archive keyring", Path::new(KEYRING))?;
             }
         }
         let key = k.finish();
@@ -173,7 +207,7 @@ fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
         let tree = tmp.path().join("tree");
         let packages = match profile.base {
             Base::Busybox => busybox_tree(s, &tree)?,
-            Base::Debian => unreachable!(),
+            Base::Debian => debian_tree(ctx, s, profile, &tree)?,
         };
         fs::write(tmp.path().join("packages.txt"), &packages)?;
         let entry = ctx.cache.commit(&stage, &key, tmp)?;
@@ -229,6 +263,200 @@ fn busybox_tree(s: &Stage, tree: &Path) -> Result<String> {
         "busybox-static {}\n",
         package_version("busybox-static")
     ))
+}
+
+/// A package list: one name per line, `#` comments. Errors name the line.
+pub fn parse_packages(text: &str, file: &str) -> Result<Vec<(String, usize)>, String> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let valid = line.len() >= 2
+            && line
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && line
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+        if !valid {
+            return Err(format!(
+                "{file}:{}: {line:?} is not a Debian package name (one name per line)",
+                i + 1
+            ));
+        }
+        if let Some((_, first)) = out.iter().find(|(n, _)| n == line) {
+            return Err(format!(
+                "{file}:{}: {line} is already listed on line {first}",
+                i + 1
+            ));
+        }
+        out.push((line.to_string(), i + 1));
+    }
+    if out.is_empty() {
+        return Err(format!("{file}: no packages listed"));
+    }
+    Ok(out)
+}
+
+/// The package apt could not find, from mmdebstrap's output.
+pub fn unknown_package(log: &str) -> Option<String> {
+    for line in log.lines() {
+        for marker in ["Unable to locate package ", "E: Package '"] {
+            if let Some(rest) = line.split(marker).nth(1) {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '\'')
+                    .collect();
+                if !name.is_empty() {
+                    return Some(name);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A Debian tree: mmdebstrap (minbase, the profile's packages, apt's
+/// signature checks on), then what is generated per machine is removed.
+fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<String> {
+    let rel = format!(
+        "configs/profiles/{}",
+        profile.packages.as_deref().expect("checked on load")
+    );
+    let text =
+        fs::read_to_string(ctx.root.join(&rel)).with_context(|| format!("cannot read {rel}"))?;
+    let packages = parse_packages(&text, &rel).map_err(anyhow::Error::msg)?;
+    let suite = profile.suite.as_deref().expect("checked on load");
+    let mirror = profile.mirror.as_deref().expect("checked on load");
+    let names: Vec<&str> = packages.iter().map(|(n, _)| n.as_str()).collect();
+    let mut args: Vec<String> = vec![
+        "--variant=minbase".into(),
+        "--mode=root".into(),
+        "--format=directory".into(),
+        "--aptopt=Apt::Install-Recommends \"false\"".into(),
+        format!("--keyring={KEYRING}"),
+        format!("--include={}", names.join(",")),
+    ];
+    args.extend(DPKG_PATH_FILTERS.iter().map(|f| format!("--dpkgopt={f}")));
+    args.push(suite.into());
+    args.push(tree.display().to_string());
+    args.push(format!("deb {mirror} {suite} main"));
+    args.push(format!("deb {mirror} {suite}-updates main"));
+    args.push(format!(
+        "deb {} {suite}-security main",
+        profile.security_mirror
+    ));
+    let run = s.run(
+        duct::cmd("mmdebstrap", &args)
+            .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
+            .env("LC_ALL", "C.UTF-8")
+            .env("TZ", "UTC")
+            .stdin_null(),
+    );
+    if let Err(e) = run {
+        let log = fs::read_to_string(s.log_path()).unwrap_or_default();
+        if let Some(name) = unknown_package(&log) {
+            let line = packages
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, l)| *l)
+                .unwrap_or(0);
+            bail!("package {name} ({rel}:{line}) is not in Debian {suite} (misspelt, or not in main): fix the package list");
+        }
+        return Err(e);
+    }
+    clean_debian_tree(tree)?;
+    let list = s.read(duct::cmd!(
+        "dpkg-query",
+        format!("--admindir={}", tree.join("var/lib/dpkg").display()),
+        "-W",
+        "-f",
+        "${Package} ${Version} ${Architecture}\n"
+    ))?;
+    let mut lines: Vec<&str> = list.lines().collect();
+    lines.sort();
+    Ok(lines.iter().map(|l| format!("{l}\n")).collect())
+}
+
+/// Remove what a Debian tree holds that belongs to the machine that built it
+/// or to one boot: ssh host keys (made when sshd first starts), logs, caches,
+/// the build host's name and resolver.
+fn clean_debian_tree(tree: &Path) -> Result<()> {
+    for entry in fs::read_dir(tree.join("etc/ssh"))? {
+        let p = entry?.path();
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_"))
+        {
+            fs::remove_file(&p)?;
+        }
+    }
+    for rel in [
+        "var/cache/ldconfig/aux-cache",
+        "var/lib/urandom/random-seed",
+        "var/cache/debconf/config.dat-old",
+        "var/cache/debconf/templates.dat-old",
+        "var/lib/dpkg/status-old",
+        "var/lib/dpkg/diversions-old",
+        "var/lib/dpkg/statoverride-old",
+    ] {
+        let p = tree.join(rel);
+        if p.exists() {
+            fs::remove_file(&p)?;
+        }
+    }
+    // Logs: empty files only (the directories packages made stay).
+    for entry in walkdir::WalkDir::new(tree.join("var/log")).min_depth(1) {
+        let entry = entry?;
+        if entry.file_type().is_file() {
+            fs::write(entry.path(), b"")?;
+        }
+    }
+    for dir in ["var/cache/apt", "var/lib/apt/lists"] {
+        for entry in walkdir::WalkDir::new(tree.join(dir))
+            .min_depth(1)
+            .contents_first(true)
+        {
+            let entry = entry?;
+            if entry.file_type().is_file() && entry.file_name() != "lock" {
+                fs::remove_file(entry.path())?;
+            }
+        }
+    }
+    fs::write(tree.join("etc/resolv.conf"), b"")?;
+    fs::write(tree.join("etc/hosts"), "127.0.0.1\tlocalhost\n127.0.1.1\tfinnix\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n")?;
+    if tree.join("etc/machine-id").exists() {
+        fs::write(tree.join("etc/machine-id"), b"")?;
+    }
+    Ok(())
+}
+
+/// sysvinit services of a Debian tree, as the profile says (run in a chroot
+/// with Debian's own update-rc.d).
+fn services(s: &Stage, tree: &Path, profile: &Profile) -> Result<()> {
+    let update_rc = |args: &[&str]| -> Result<()> {
+        let mut all = vec![tree.to_str().expect("utf-8 path"), "/usr/sbin/update-rc.d"];
+        all.extend(args);
+        s.run(
+            duct::cmd("chroot", &all)
+                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                .env("LC_ALL", "C"),
+        )
+    };
+    for script in &profile.remove_init_scripts {
+        update_rc(&["-f", script, "remove"])?;
+        fs::remove_file(tree.join("etc/init.d").join(script))
+            .with_context(|| format!("init script {script} to remove"))?;
+    }
+    for svc in &profile.disable_services {
+        update_rc(&[svc, "disable"])?;
+    }
+    for svc in &profile.enable_services {
+        update_rc(&[svc, "defaults"])?;
+    }
+    Ok(())
 }
 
 fn install(from: &Path, to: &Path, mode: u32) -> Result<()> {
@@ -366,7 +594,86 @@ fn set_times(path: &Path, t: i64) -> Result<()> {
     Ok(())
 }
 
-/// `mmdebstrap` version, for keys and the manifest.
-pub fn mmdebstrap_version() -> String {
-    tool_version("mmdebstrap")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_lists_parse_and_errors_name_the_line() {
+        let list = parse_packages("# disks\nparted\ngdisk # GPT\n\nlibstdc++6\n", "p").unwrap();
+        assert_eq!(
+            list,
+            [
+                ("parted".to_string(), 2),
+                ("gdisk".to_string(), 3),
+                ("libstdc++6".to_string(), 5)
+            ]
+        );
+        assert_eq!(
+            parse_packages("parted\nParted\n", "p").unwrap_err(),
+            "p:2: \"Parted\" is not a Debian package name (one name per line)"
+        );
+        assert_eq!(
+            parse_packages("a1\nparted gdisk\n", "p").unwrap_err(),
+            "p:2: \"parted gdisk\" is not a Debian package name (one name per line)"
+        );
+        assert_eq!(
+            parse_packages("parted\nparted\n", "p").unwrap_err(),
+            "p:2: parted is already listed on line 1"
+        );
+        assert!(parse_packages("# nothing\n", "p").is_err());
+    }
+
+    #[test]
+    fn the_shipped_lists_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = fs::read_to_string(root.join("configs/profiles/standard.packages")).unwrap();
+        let list = parse_packages(&text, "standard.packages").unwrap();
+        for want in [
+            "sysvinit-core",
+            "parted",
+            "gdisk",
+            "fdisk",
+            "e2fsprogs",
+            "xfsprogs",
+            "btrfs-progs",
+            "dosfstools",
+            "ntfs-3g",
+            "lvm2",
+            "mdadm",
+            "gddrescue",
+            "testdisk",
+            "smartmontools",
+            "nvme-cli",
+            "hdparm",
+            "iproute2",
+            "openssh-server",
+            "rsync",
+            "curl",
+            "wget",
+            "tcpdump",
+            "mtr-tiny",
+            "nmap",
+            "screen",
+            "tmux",
+            "uml-utilities",
+            "dnsmasq-base",
+            "iptables",
+        ] {
+            assert!(list.iter().any(|(n, _)| n == want), "standard lacks {want}");
+        }
+    }
+
+    #[test]
+    fn finds_the_unknown_package_in_apt_output() {
+        assert_eq!(
+            unknown_package("W: x\nE: Unable to locate package partedd\n").as_deref(),
+            Some("partedd")
+        );
+        assert_eq!(
+            unknown_package("E: Package 'foo' has no installation candidate\n").as_deref(),
+            Some("foo")
+        );
+        assert_eq!(unknown_package("I: success\n"), None);
+    }
 }

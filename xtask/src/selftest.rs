@@ -20,12 +20,124 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     }
     crate::prereq::ensure(&["kernel", "boot"], &ctx.logs())?;
 
+    crate::prereq::ensure(&["initrd", "rootfs", "squashfs"], &ctx.logs())?;
+
+    // Issue 2: both kernels, checked by running them and by Xen's readnotes.
     let um = kernel::build(ctx, Flavor::Um)?;
     let xen = kernel::build(ctx, Flavor::Xen)?;
     check_uml_kernel(ctx, &um)?;
     check_domu_kernel(ctx, &xen)?;
+
+    // Issue 3: initrd, mini root filesystem, squashfs, first boot in UML.
+    let live = crate::dist::live(ctx, "mini", crate::dist::default_squashfs(ctx))?;
+    check_initrd(ctx, &live.initrd)?;
+    check_squashfs(ctx, &live)?;
+    let inputs = boot_inputs(ctx, &live)?;
+    check_boot(ctx, crate::boot::Target::UmlSquashroot, &inputs)?;
     eprintln!("all checks passed");
     Ok(())
+}
+
+/// `cpio -t` lists the initramfs; /init is a static binary.
+fn check_initrd(ctx: &Ctx, initrd: &crate::initrd::Initrd) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-initrd",
+        "cpio -t on the initramfs; /init and busybox static",
+        |s| {
+            let listing = s.read(
+                duct::cmd!("zstd", "-dc", initrd.image()).pipe(duct::cmd!("cpio", "-t", "--quiet")),
+            )?;
+            let names: Vec<&str> = listing.lines().collect();
+            for want in [
+                "init",
+                "bin/busybox",
+                "bin/sh",
+                "sbin/switch_root",
+                "dev/console",
+            ] {
+                ensure!(names.contains(&want), "the initramfs lacks {want}");
+            }
+            let mut sorted = names.clone();
+            sorted.sort();
+            ensure!(sorted == names, "cpio entries are not in sorted order");
+            let dir = ctx.cache.temp_dir("check-initrd")?;
+            s.run(
+                duct::cmd!("zstd", "-dc", initrd.image())
+                    .pipe(duct::cmd!("cpio", "-i", "--quiet", "--make-directories"))
+                    .dir(dir.path()),
+            )?;
+            for bin in ["init", "bin/busybox"] {
+                let headers = s.read(duct::cmd!(
+                    "readelf",
+                    "--program-headers",
+                    dir.path().join(bin)
+                ))?;
+                ensure!(
+                    !headers.contains("INTERP"),
+                    "{bin} in the initramfs is dynamically linked"
+                );
+            }
+            let size = std::fs::metadata(initrd.image())?.len();
+            Ok((
+                (),
+                Outcome::Passed,
+                format!("{} entries, {}", names.len(), ui::fmt_size(size)),
+            ))
+        },
+    )
+}
+
+/// The squashfs equals its tree as `unsquashfs -lln` (squashfs-tools) sees
+/// it: names, modes, owners, sizes, device numbers, link targets.
+fn check_squashfs(ctx: &Ctx, live: &crate::dist::Live) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-squashfs",
+        "unsquashfs -lln against the root filesystem tree",
+        |s| {
+            let listing =
+                s.read(duct::cmd!("unsquashfs", "-lln", live.squashfs.image()).env("TZ", "UTC"))?;
+            let image = crate::squashfs::listing_from_unsquashfs(&listing);
+            let tree = crate::squashfs::listing_from_tree(&live.rootfs.tree())?;
+            let diff = crate::squashfs::compare_listings(&tree, &image);
+            ensure!(
+                diff.is_empty(),
+                "the squashfs differs from its tree:\n{}",
+                diff.join("\n")
+            );
+            let size = std::fs::metadata(live.squashfs.image())?.len();
+            Ok((
+                (),
+                Outcome::Passed,
+                format!("{} entries equal, {}", tree.len(), ui::fmt_size(size)),
+            ))
+        },
+    )
+}
+
+/// Boot a target non-interactively and check it.
+pub fn check_boot(
+    ctx: &Ctx,
+    target: crate::boot::Target,
+    inputs: &crate::boot::Inputs,
+) -> Result<crate::boot::Report> {
+    ui::stage(
+        &ctx.logs(),
+        &format!("boot-{}", target.name()),
+        format!("boot {} and check it", target.name()),
+        |_| {
+            let r = crate::boot::check(ctx, target, inputs)?;
+            let detail = format!(
+                "ready banner {:.1} s, shell {:.1} s, {} MiB in use, console log {}",
+                r.banner_secs,
+                r.shell_secs,
+                r.mem_used_kib / 1024,
+                ui::display_path(&r.log)
+            );
+            Ok((r, Outcome::Passed, detail))
+        },
+    )
 }
 
 /// `linux --version` runs and `--showconfig` carries squashfs and overlayfs.

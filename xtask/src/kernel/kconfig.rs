@@ -121,31 +121,29 @@ fn render(symbol: &str, value: &Value) -> String {
     }
 }
 
-/// Merge fragments over a base `.config` (later settings win): lines of the
-/// base that a fragment sets are replaced in place; new ones are appended.
+/// Merge fragments over a base `.config`, as the kernel's merge_config.sh
+/// does: lines of the base that a fragment sets are removed, and the
+/// fragments' settings are appended in order (the last setting of an option
+/// wins). Appending matters for choices: Kconfig lets the last line decide.
 pub fn merge(base: &str, fragments: &[Setting]) -> String {
-    let mut wanted: BTreeMap<&str, &Value> = BTreeMap::new();
-    for s in fragments {
-        wanted.insert(&s.symbol, &s.value);
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, s) in fragments.iter().enumerate() {
+        last.insert(&s.symbol, i);
     }
     let mut out = String::with_capacity(base.len() + 64 * fragments.len());
-    let mut done: std::collections::BTreeSet<&str> = Default::default();
     for line in base.lines() {
         match parse_line(line).ok().flatten() {
-            Some((symbol, _)) if wanted.contains_key(symbol.as_str()) => {
-                let (sym, value) = wanted.get_key_value(symbol.as_str()).expect("present");
-                out.push_str(&render(sym, value));
-                done.insert(sym);
+            Some((symbol, _)) if last.contains_key(symbol.as_str()) => {}
+            _ => {
+                out.push_str(line);
+                out.push('\n');
             }
-            _ => out.push_str(line),
         }
-        out.push('\n');
     }
-    for s in fragments {
-        if !done.contains(s.symbol.as_str()) && wanted.get(s.symbol.as_str()) == Some(&&s.value) {
+    for (i, s) in fragments.iter().enumerate() {
+        if last[s.symbol.as_str()] == i {
             out.push_str(&render(&s.symbol, &s.value));
             out.push('\n');
-            done.insert(&s.symbol);
         }
     }
     out

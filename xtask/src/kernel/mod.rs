@@ -273,7 +273,7 @@ fn compile(
     crate::fsutil::copy_tree(&tree.tree(), &src)?;
     let patches = read_patches(&ctx.root, flavor)?;
     patches::apply(&src, &patches, |expr| {
-        stage.note(format!("$ {expr:?}"));
+        stage.note(format!("$ {}", crate::ui::describe(&expr)));
         let o = expr.stderr_to_stdout().stdout_capture().unchecked().run()?;
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         stage.note(&text);
