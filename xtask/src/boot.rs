@@ -1,6 +1,12 @@
 //! `cargo xtask boot <target>`: boot an artifact the way a user would, either
 //! interactively or (`--check`) non-interactively: wait for the ready
 //! banner, run commands in the guest's shell, shut it down cleanly.
+//!
+//! UML runs as an ordinary process; qemu boots the ISO (SeaBIOS + isolinux,
+//! OVMF + GRUB, as a CD or a USB stick) and the domU kernel (PVH entry)
+//! without KVM; Xen's own hypervisor boots under qemu with our kernel as its
+//! PV guest. Guests never touch the host's network: UML's eth0 is a TAP in
+//! a network namespace made for the run; qemu guests have no network card.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,32 +21,128 @@ use crate::ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
+    /// The spec's command line with the UML tarball and the ISO:
+    /// `./linux mode=tt mem=64M initrd=initrd.img root=/dev/ubda ubdar=finnix.iso uml`.
+    UmlIso,
     /// UML with the squashfs itself as the root device: `ubdar=FINNIX squashroot uml`.
     UmlSquashroot,
+    /// UML from the ISO; in the guest, writing to /dev/ubda fails and the
+    /// ISO's sha256 on the host is unchanged afterwards.
+    UmlReadonly,
     /// UML squashroot plus a swap partition (ubdb), an ext4 data partition
     /// (ubdc) and eth0 on a TAP inside a private network namespace: the
     /// boot flow lines, fstab, swap, DHCP, `shutdown -h now`.
     UmlFlow,
+    /// qemu (TCG) boots the ISO as a CD: SeaBIOS, isolinux, serial console.
+    BiosCd,
+    /// qemu (TCG) boots the ISO as a CD: OVMF, GRUB, serial console.
+    UefiCd,
+    /// qemu (TCG) boots the ISO file as a USB stick (hybrid MBR): SeaBIOS, isolinux.
+    UsbBios,
+    /// qemu (TCG) boots the ISO file as a USB stick (GPT ESP): OVMF, GRUB.
+    UsbUefi,
+    /// qemu boots the domU vmlinux through its PVH entry point, with the
+    /// initrd and the ISO as a disk.
+    XenPvh,
+    /// Xen 4.17 (Debian's hypervisor) under qemu, our domU kernel and initrd
+    /// as its PV guest with `xen` on the command line, the ISO as a disk;
+    /// the banner on hvc0.
+    XenPv,
+    /// UML from the ISO with `toram`: after the banner the medium is no
+    /// longer in use.
+    Toram,
+}
+
+/// How a target's firmware and boot loader are reached, for the checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loader {
+    /// The kernel is started directly (UML, qemu -kernel, Xen's modules).
+    None,
+    /// SeaBIOS then isolinux: its menu, the serial entry's hotkey.
+    Isolinux,
+    /// OVMF then GRUB: its menu, the serial entry's hotkey.
+    Grub,
 }
 
 impl Target {
+    pub const ALL: [Target; 11] = [
+        Target::UmlIso,
+        Target::UmlSquashroot,
+        Target::UmlReadonly,
+        Target::UmlFlow,
+        Target::Toram,
+        Target::BiosCd,
+        Target::UefiCd,
+        Target::UsbBios,
+        Target::UsbUefi,
+        Target::XenPvh,
+        Target::XenPv,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
+            Target::UmlIso => "uml-iso",
             Target::UmlSquashroot => "uml-squashroot",
+            Target::UmlReadonly => "uml-readonly",
             Target::UmlFlow => "uml-flow",
+            Target::BiosCd => "bios-cd",
+            Target::UefiCd => "uefi-cd",
+            Target::UsbBios => "usb-bios",
+            Target::UsbUefi => "usb-uefi",
+            Target::XenPvh => "xen-pvh",
+            Target::XenPv => "xen-pv",
+            Target::Toram => "toram",
         }
+    }
+
+    /// Whether the target boots release files (the ISO, the tarballs, the domU kernel).
+    pub fn needs_release(self) -> bool {
+        !matches!(self, Target::UmlSquashroot | Target::UmlFlow)
+    }
+
+    fn is_uml(self) -> bool {
+        matches!(
+            self,
+            Target::UmlIso
+                | Target::UmlSquashroot
+                | Target::UmlReadonly
+                | Target::UmlFlow
+                | Target::Toram
+        )
     }
 
     /// The console the guest's root shell is on (its prompt names it).
     fn console(self) -> &'static str {
         match self {
-            Target::UmlSquashroot | Target::UmlFlow => "tty0",
+            t if t.is_uml() => "tty0",
+            Target::XenPv => "hvc0",
+            _ => "ttyS0",
         }
     }
 
+    /// What /run/finnix/mode must say.
     fn mode(self) -> &'static str {
         match self {
-            Target::UmlSquashroot | Target::UmlFlow => "uml",
+            t if t.is_uml() => "uml",
+            Target::XenPv => "xen",
+            _ => "metal",
+        }
+    }
+
+    fn loader(self) -> Loader {
+        match self {
+            Target::BiosCd | Target::UsbBios => Loader::Isolinux,
+            Target::UefiCd | Target::UsbUefi => Loader::Grub,
+            _ => Loader::None,
+        }
+    }
+
+    /// The bound on the whole boot, up to the shell.
+    fn timeout(self) -> Duration {
+        if self.is_uml() {
+            Duration::from_secs(240)
+        } else {
+            Duration::from_secs(600)
         }
     }
 }
@@ -62,10 +164,58 @@ pub struct Inputs {
     pub kernel_release: String,
     pub version: String,
     pub memory_mib: u32,
+    pub release: Option<ReleaseInputs>,
 }
 
-/// Milestones of a boot, in order, and a line that proves each.
+/// Release files, for the targets that boot them.
+pub struct ReleaseInputs {
+    pub iso: PathBuf,
+    pub uml_tarball: PathBuf,
+    pub xen_tarball: PathBuf,
+    pub xen_kernel: PathBuf,
+    pub xen_vmlinux: PathBuf,
+    pub xen_release: String,
+}
+
+impl Inputs {
+    fn release(&self) -> Result<&ReleaseInputs> {
+        self.release
+            .as_ref()
+            .context("this target needs the release files (the ISO, the tarballs)")
+    }
+
+    fn expected_release(&self, target: Target) -> Result<&str> {
+        Ok(if target.is_uml() {
+            &self.kernel_release
+        } else {
+            &self.release()?.xen_release
+        })
+    }
+}
+
+/// Milestones of a boot, in order, and lines that prove each.
 const MILESTONES: &[(&str, &[&str])] = &[
+    (
+        "firmware",
+        &[
+            "SeaBIOS",
+            "BdsDxe",
+            "UEFI",
+            "Xen version",
+            "Linux version",
+            "Checking that ptrace",
+        ],
+    ),
+    (
+        "bootloader",
+        &[
+            "ISOLINUX",
+            "GNU GRUB",
+            "Finnix 1",
+            "Linux version",
+            "Xen version",
+        ],
+    ),
     ("kernel", &["Linux version"]),
     ("initrd", &["Run /init as init process", "finnix-init"]),
     ("init", &["Welcome to Finnix"]),
@@ -102,14 +252,6 @@ fn uml_tmpdir(run: &Path) -> PathBuf {
     }
 }
 
-fn uml_console_args(interactive: bool) -> Vec<&'static str> {
-    let mut v = vec!["con=null", "con0=fd:0,fd:1", "ssl=null"];
-    if !interactive {
-        v.push("noreboot");
-    }
-    v
-}
-
 /// An empty file of `mib` MiB holding a filesystem made by `mkfs`.
 fn disk_image(path: &Path, mib: u64, mkfs: &[&str]) -> Result<()> {
     let f = fs::File::create(path)?;
@@ -129,31 +271,135 @@ fn disk_image(path: &Path, mib: u64, mkfs: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The UML tarball unpacked in `dir`, as a user would; returns its folder.
+fn unpack_uml(r: &ReleaseInputs, dir: &Path) -> Result<PathBuf> {
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(&r.uml_tarball)
+        .arg("-C")
+        .arg(dir)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "cannot unpack {}: {}",
+        r.uml_tarball.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().is_dir())
+        .context("the UML tarball holds no directory")?
+        .path();
+    Ok(top)
+}
+
+/// qemu without KVM: serial console on stdio, no network card, no monitor.
+fn qemu(machine: &str, memory_mib: u32) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-machine", machine, "-accel", "tcg", "-m"])
+        .arg(memory_mib.to_string())
+        .args([
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-no-reboot",
+        ]);
+    c
+}
+
+const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
+/// Memory for qemu guests (hardware boots need more than UML's 64 MiB: the
+/// firmware, the boot loader, the kernel and initrd images in RAM).
+const QEMU_MIB: u32 = 1024;
+
 /// The command line for a target, as a user would type it in `dir`.
 fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     let mem = format!("mem={}M", inputs.memory_mib);
-    let uml = |args: &[&str]| {
+    let console_args: &[&str] = if interactive {
+        &["con=null", "con0=fd:0,fd:1", "ssl=null"]
+    } else {
+        &["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"]
+    };
+    let uml = |cwd: &Path, args: &[&str]| {
         let mut c = Command::new("./linux");
-        c.current_dir(dir)
+        c.current_dir(cwd)
             .args(args)
-            .args(uml_console_args(interactive))
+            .args(console_args)
             .arg(format!("uml_dir={}", dir.display()))
             .env("TMPDIR", uml_tmpdir(dir));
         c
     };
-    match target {
+    let c = match target {
+        Target::UmlIso | Target::UmlReadonly | Target::Toram => {
+            // As a user would: unpack the UML tarball, symlink the ISO as
+            // finnix.iso, type the spec's command line.
+            let r = inputs.release()?;
+            let top = unpack_uml(r, dir)?;
+            link(&r.iso, &top, "finnix.iso")?;
+            match target {
+                Target::UmlIso => uml(
+                    &top,
+                    &[
+                        "mode=tt",
+                        &mem,
+                        "initrd=initrd.img",
+                        "root=/dev/ubda",
+                        "ubdar=finnix.iso",
+                        "uml",
+                    ],
+                ),
+                Target::UmlReadonly => uml(
+                    &top,
+                    &[
+                        &mem,
+                        "initrd=initrd.img",
+                        "root=/dev/ubda",
+                        "ubdar=finnix.iso",
+                        "uml",
+                    ],
+                ),
+                _ => {
+                    // toram needs the squashfs's size in memory on top.
+                    let need =
+                        fs::metadata(&r.iso)?.len() / (1 << 20) + inputs.memory_mib as u64 + 64;
+                    let mem = format!("mem={need}M");
+                    uml(
+                        &top,
+                        &[
+                            &mem,
+                            "initrd=initrd.img",
+                            "root=/dev/ubda",
+                            "ubdar=finnix.iso",
+                            "toram",
+                            "uml",
+                        ],
+                    )
+                }
+            }
+        }
         Target::UmlSquashroot => {
             link(&inputs.uml_kernel, dir, "linux")?;
             link(&inputs.initrd, dir, "initrd.img")?;
             link(&inputs.squashfs, dir, "FINNIX")?;
-            Ok(uml(&[
-                &mem,
-                "initrd=initrd.img",
-                "root=/dev/ubda",
-                "ubdar=FINNIX",
-                "squashroot",
-                "uml",
-            ]))
+            uml(
+                dir,
+                &[
+                    &mem,
+                    "initrd=initrd.img",
+                    "root=/dev/ubda",
+                    "ubdar=FINNIX",
+                    "squashroot",
+                    "uml",
+                ],
+            )
         }
         Target::UmlFlow => {
             link(&inputs.uml_kernel, dir, "linux")?;
@@ -161,22 +407,26 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
             link(&inputs.squashfs, dir, "FINNIX")?;
             disk_image(&dir.join("swap.img"), 32, &["mkswap", "-q"])?;
             disk_image(&dir.join("data.img"), 32, &["mkfs.ext4", "-q", "-F"])?;
-            let inner = uml(&[
-                &mem,
-                "initrd=initrd.img",
-                "root=/dev/ubda",
-                "ubdar=FINNIX",
-                "ubdb=swap.img",
-                "ubdc=data.img",
-                "eth0=tuntap,tap0",
-                "squashroot",
-                "uml",
-            ]);
+            let inner = uml(
+                dir,
+                &[
+                    &mem,
+                    "initrd=initrd.img",
+                    "root=/dev/ubda",
+                    "ubdar=FINNIX",
+                    "ubdb=swap.img",
+                    "ubdc=data.img",
+                    "eth0=tuntap,tap0",
+                    "squashroot",
+                    "uml",
+                ],
+            );
             // A private network namespace with its own TAP: nothing on the
             // host's network changes.
-            let mut script =
-                String::from("ip tuntap add dev tap0 mode tap && ip link set tap0 up && exec");
-            script.push_str(&format!(" {}", shell_words(&inner)));
+            let script = format!(
+                "ip tuntap add dev tap0 mode tap && ip link set tap0 up && exec {}",
+                shell_words(&inner)
+            );
             let mut c = Command::new("unshare");
             c.current_dir(dir)
                 .args(["--net", "--", "sh", "-c", &script]);
@@ -185,9 +435,94 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
                     c.env(k, v);
                 }
             }
-            Ok(c)
+            c
         }
-    }
+        Target::BiosCd => {
+            let mut c = qemu("pc", QEMU_MIB);
+            c.arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,media=cdrom,readonly=on",
+                    inputs.release()?.iso.display()
+                ))
+                .args(["-boot", "d"]);
+            c
+        }
+        Target::UefiCd => {
+            let mut c = qemu("q35", QEMU_MIB);
+            c.args(["-bios", OVMF]).arg("-drive").arg(format!(
+                "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
+                inputs.release()?.iso.display()
+            ));
+            c.args(["-device", "ide-cd,drive=cd,bootindex=0"]);
+            c
+        }
+        Target::UsbBios | Target::UsbUefi => {
+            // The ISO file as a USB stick; snapshot=on: writes never reach the file.
+            let mut c = if target == Target::UsbBios {
+                qemu("pc", QEMU_MIB)
+            } else {
+                qemu("q35", QEMU_MIB)
+            };
+            if target == Target::UsbUefi {
+                c.args(["-bios", OVMF]);
+            }
+            c.args(["-device", "qemu-xhci,id=xhci"])
+                .arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,if=none,id=stick,snapshot=on",
+                    inputs.release()?.iso.display()
+                ))
+                .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]);
+            c
+        }
+        Target::XenPvh => {
+            let r = inputs.release()?;
+            let mut c = qemu("pc", QEMU_MIB);
+            c.arg("-kernel")
+                .arg(&r.xen_vmlinux)
+                .arg("-initrd")
+                .arg(&inputs.initrd)
+                .args(["-append", "console=ttyS0,115200"]);
+            c.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,readonly=on",
+                r.iso.display()
+            ));
+            c
+        }
+        Target::XenPv => {
+            let r = inputs.release()?;
+            let xen = dir.join("xen");
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("gzip -dc {XEN_GZ} > '{}'", xen.display()))
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "cannot unpack {XEN_GZ}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            link(&r.xen_kernel, dir, "vmlinuz")?;
+            link(&inputs.initrd, dir, "initrd.img")?;
+            let mut c = qemu("pc", QEMU_MIB);
+            c.current_dir(dir)
+                .args([
+                    "-cpu",
+                    "qemu64",
+                    "-kernel",
+                    "xen",
+                    "-append",
+                    "console=com1 com1=115200,8n1 dom0_mem=512M noreboot",
+                ])
+                .args(["-initrd", "vmlinuz xen console=hvc0,initrd.img"])
+                .arg("-drive")
+                .arg(format!(
+                    "file={},format=raw,media=cdrom,readonly=on",
+                    r.iso.display()
+                ));
+            c
+        }
+    };
+    Ok(c)
 }
 
 fn shell_words(c: &Command) -> String {
@@ -219,15 +554,29 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     let logs = ctx.logs();
     fs::create_dir_all(&logs)?;
     let log = logs.join(format!("console-{}.log", target.name()));
+    let iso_before = match (target, &inputs.release) {
+        (Target::UmlReadonly, Some(r)) => Some(crate::cache::sha256_file(&r.iso)?),
+        _ => None,
+    };
     let cmd = command(target, inputs, run.path(), false)?;
     let mut guest = Guest::start(cmd, &log)?;
     match drive(&mut guest, target, inputs) {
-        Ok((banner_secs, shell_secs, mem_used_kib)) => Ok(Report {
-            banner_secs,
-            shell_secs,
-            mem_used_kib,
-            log,
-        }),
+        Ok((banner_secs, shell_secs, mem_used_kib)) => {
+            if let (Some(before), Some(r)) = (iso_before, &inputs.release) {
+                let after = crate::cache::sha256_file(&r.iso)?;
+                ensure!(
+                    before == after,
+                    "{}: the ISO changed on the host: sha256 {before} before, {after} after",
+                    target.name()
+                );
+            }
+            Ok(Report {
+                banner_secs,
+                shell_secs,
+                mem_used_kib,
+                log,
+            })
+        }
         Err(e) => {
             guest.kill();
             let missing = missing_milestone(&guest.output());
@@ -241,8 +590,7 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     }
 }
 
-const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Lines that must appear in this order in `text`.
 pub fn in_order(text: &str, lines: &[&str]) -> Result<()> {
@@ -256,21 +604,46 @@ pub fn in_order(text: &str, lines: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Choose the serial-console entry of the boot menu with its hotkey.
+fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> Result<()> {
+    match loader {
+        Loader::None => Ok(()),
+        Loader::Isolinux | Loader::Grub => {
+            guest
+                .expect("serial console (ttyS0", timeout)
+                .context("no boot menu on the serial port")?;
+            // Let the menu settle, then press the hotkey (and Enter, which
+            // isolinux wants after a hotkey moves the selection).
+            std::thread::sleep(Duration::from_millis(500));
+            guest.send("s")?;
+            if loader == Loader::Isolinux {
+                std::thread::sleep(Duration::from_millis(300));
+                guest.send("\r")?;
+            }
+            Ok(())
+        }
+    }
+}
+
 fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64, u64)> {
     let start = Instant::now();
+    let deadline = target.timeout();
+    choose_serial_entry(guest, target.loader(), deadline)?;
     let banner = format!("Finnix version {} ready;", inputs.version);
-    let mut boot_text = guest.expect(&banner, BOOT_TIMEOUT)?;
+    let mut boot_text = guest.expect(&banner, deadline.saturating_sub(start.elapsed()))?;
     let banner_secs = start.elapsed().as_secs_f64();
     boot_text.push_str(&guest.expect("packages available", COMMAND_TIMEOUT)?);
     let prompt = format!("root@{}:", target.console());
-    guest.expect(&prompt, BOOT_TIMEOUT)?;
+    guest.expect(&prompt, COMMAND_TIMEOUT)?;
     let shell_secs = start.elapsed().as_secs_f64();
+    // Let the console quiet down (late kernel or service messages).
+    std::thread::sleep(Duration::from_millis(300));
 
     let release = guest.run("uname -r", COMMAND_TIMEOUT)?;
+    let want = inputs.expected_release(target)?;
     ensure!(
-        release.trim() == inputs.kernel_release,
-        "uname -r in the guest says {release:?}, expected {:?}",
-        inputs.kernel_release
+        release.trim() == want,
+        "uname -r in the guest says {release:?}, expected {want:?}"
     );
     let facts = guest.run(
         "hostname; cat /run/finnix/mode; ls /FINNIX/etc/finnix-release",
@@ -303,45 +676,109 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
         "the banner says {n} packages, dpkg -l counts {counted:?}"
     );
 
-    if target == Target::UmlFlow {
-        in_order(
-            &boot_text,
-            &[
-                "Welcome to Finnix for User Mode Linux!",
-                "[*] Running Linux kernel",
-                "[*] Host: Linux",
-                "[*] Scanning for partitions and creating /etc/fstab... done",
-                "[*] Using swap partition /dev/ubdb",
-                "[*] Starting background DHCP request... eth0",
-                &banner,
-            ],
-        )?;
-        let fstab = guest.run("cat /etc/fstab; cat /proc/swaps", COMMAND_TIMEOUT)?;
-        ensure!(
-            fstab.contains("/dev/ubdb\tnone\tswap\tsw"),
-            "fstab lacks the swap partition:\n{fstab}"
-        );
-        ensure!(
-            fstab.contains("/dev/ubdc\t/mnt/ubdc\text4\tnoauto"),
-            "fstab lacks the data partition:\n{fstab}"
-        );
-        ensure!(
-            !fstab.contains("/dev/ubda\t"),
-            "fstab lists the live medium:\n{fstab}"
-        );
-        ensure!(
-            fstab.lines().any(|l| l.starts_with("/dev/ubdb ")),
-            "swap is not in use:\n{fstab}"
-        );
-        let mounted = guest.run("grep -c ubdc /proc/mounts; mount /mnt/ubdc && echo hello > /mnt/ubdc/file && cat /mnt/ubdc/file", COMMAND_TIMEOUT)?;
-        ensure!(
-            mounted.lines().next() == Some("0"),
-            "the data partition was mounted automatically"
-        );
-        ensure!(
-            mounted.ends_with("hello"),
-            "the data partition does not mount from fstab: {mounted:?}"
-        );
+    match target {
+        Target::UmlIso => {
+            // mode=tt is harmless: the kernel says so once and keeps it from init.
+            ensure!(
+                guest.output().contains("mode=tt: TT mode was removed"),
+                "the UML kernel did not acknowledge mode=tt"
+            );
+            let facts = guest.run("cat /run/finnix/medium-type /run/finnix/medium; grep -c mode=tt /proc/cmdline; tr '\\0' '\\n' < /proc/1/environ | grep -c '^mode='", COMMAND_TIMEOUT)?;
+            let facts: Vec<&str> = facts.lines().collect();
+            ensure!(
+                facts.len() == 4 && facts[0] == "iso9660" && facts[1] == "/dev/ubda",
+                "the medium is not the ISO on /dev/ubda: {facts:?}"
+            );
+            ensure!(
+                facts[2] == "0" && facts[3] == "0",
+                "mode=tt reached the command line or init's environment: {facts:?}"
+            );
+        }
+        Target::UmlReadonly => {
+            let out = guest.run(
+                "dd if=/dev/zero of=/dev/ubda bs=512 count=1 conv=fsync; echo dd-status=$?",
+                COMMAND_TIMEOUT,
+            )?;
+            ensure!(
+                !out.contains("dd-status=0"),
+                "writing to /dev/ubda succeeded in the guest:\n{out}"
+            );
+            ensure!(
+                out.to_lowercase().contains("read-only")
+                    || out.contains("Operation not permitted")
+                    || out.contains("Permission denied"),
+                "dd failed, but not because the device is read-only:\n{out}"
+            );
+        }
+        Target::Toram => {
+            let facts = guest.run("cat /run/finnix/toram; grep -c ' iso9660 ' /proc/mounts; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/block/ubda/holders | wc -l; grep -c '^/dev/ubda ' /proc/mounts", COMMAND_TIMEOUT)?;
+            let facts: Vec<&str> = facts.lines().collect();
+            ensure!(
+                facts.first() == Some(&"1"),
+                "toram was not recorded: {facts:?}"
+            );
+            ensure!(
+                facts.get(1) == Some(&"0"),
+                "the ISO is still mounted: {facts:?}"
+            );
+            ensure!(
+                facts.iter().any(|l| *l == "/run/finnix/toram/FINNIX"),
+                "the squashfs does not come from RAM: {facts:?}"
+            );
+            ensure!(
+                facts.ends_with(&["0", "0"]),
+                "/dev/ubda is still in use: {facts:?}"
+            );
+        }
+        Target::UmlFlow => {
+            in_order(
+                &boot_text,
+                &[
+                    "Welcome to Finnix for User Mode Linux!",
+                    "[*] Running Linux kernel",
+                    "[*] Host: Linux",
+                    "[*] Scanning for partitions and creating /etc/fstab... done",
+                    "[*] Using swap partition /dev/ubdb",
+                    "[*] Starting background DHCP request... eth0",
+                    &banner,
+                ],
+            )?;
+            let fstab = guest.run("cat /etc/fstab; cat /proc/swaps", COMMAND_TIMEOUT)?;
+            ensure!(
+                fstab.contains("/dev/ubdb\tnone\tswap\tsw"),
+                "fstab lacks the swap partition:\n{fstab}"
+            );
+            ensure!(
+                fstab.contains("/dev/ubdc\t/mnt/ubdc\text4\tnoauto"),
+                "fstab lacks the data partition:\n{fstab}"
+            );
+            ensure!(
+                !fstab.contains("/dev/ubda\t"),
+                "fstab lists the live medium:\n{fstab}"
+            );
+            ensure!(
+                fstab.lines().any(|l| l.starts_with("/dev/ubdb ")),
+                "swap is not in use:\n{fstab}"
+            );
+            let mounted = guest.run("grep -c ubdc /proc/mounts; mount /mnt/ubdc && echo hello > /mnt/ubdc/file && cat /mnt/ubdc/file", COMMAND_TIMEOUT)?;
+            ensure!(
+                mounted.lines().next() == Some("0"),
+                "the data partition was mounted automatically"
+            );
+            ensure!(
+                mounted.ends_with("hello"),
+                "the data partition does not mount from fstab: {mounted:?}"
+            );
+        }
+        Target::XenPv => {
+            let t = guest.run("cat /sys/hypervisor/type", COMMAND_TIMEOUT)?;
+            ensure!(t.trim() == "xen", "/sys/hypervisor/type says {t:?}");
+            ensure!(
+                boot_text.contains("Welcome to Finnix for Xen!"),
+                "no Xen welcome line"
+            );
+        }
+        _ => {}
     }
 
     let mem = guest.run("cat /proc/meminfo", COMMAND_TIMEOUT)?;
@@ -369,11 +806,17 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
         "[*] Shutting down...",
     ]);
     in_order(&shutdown_text, &want)?;
-    let status = guest.wait(COMMAND_TIMEOUT)?;
-    ensure!(
-        status.success(),
-        "the guest exited with {status} after shutting down (expected 0)"
-    );
+    if target == Target::XenPv {
+        // Xen halts the machine and, told `noreboot`, waits: its last words.
+        guest.expect("Hardware Dom0 halted", COMMAND_TIMEOUT)?;
+        guest.kill();
+    } else {
+        let status = guest.wait(COMMAND_TIMEOUT)?;
+        ensure!(
+            status.success(),
+            "the guest exited with {status} after shutting down (expected 0)"
+        );
+    }
     Ok((banner_secs, shell_secs, used))
 }
 
@@ -383,7 +826,9 @@ mod tests {
 
     #[test]
     fn names_the_missing_milestone() {
-        assert_eq!(missing_milestone(""), "kernel");
+        assert_eq!(missing_milestone(""), "firmware");
+        assert_eq!(missing_milestone("SeaBIOS (version 1.16)"), "bootloader");
+        assert_eq!(missing_milestone("SeaBIOS\nISOLINUX 6.04\n"), "kernel");
         assert_eq!(missing_milestone("Linux version 6.1"), "initrd");
         assert_eq!(
             missing_milestone("Linux version 6.1\nRun /init as init process\n"),
@@ -397,5 +842,12 @@ mod tests {
         assert!(in_order("a\nb\nc\n", &["a", "c"]).is_ok());
         assert!(in_order("a\nb\nc\n", &["c", "a"]).is_err());
         assert!(in_order("a\n", &["z"]).is_err());
+    }
+
+    #[test]
+    fn every_target_has_a_distinct_name() {
+        let names: std::collections::BTreeSet<&str> =
+            Target::ALL.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), Target::ALL.len());
     }
 }

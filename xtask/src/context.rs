@@ -137,8 +137,12 @@ impl Ctx {
         self.root.join("finnix.lock")
     }
 
+    /// `dist/` in the checkout, or `$FINNIX_DIST_DIR`.
     pub fn dist_dir(&self) -> PathBuf {
-        self.root.join("dist")
+        match std::env::var_os("FINNIX_DIST_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => self.root.join("dist"),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! `cargo xtask`: the Finnix build pipeline. See ARCHITECTURE.md.
 
+mod bench;
 mod boot;
 mod cache;
+mod checksums;
 mod config;
 mod context;
 mod cpio;
@@ -10,6 +12,7 @@ mod dist;
 mod fsutil;
 mod guest;
 mod initrd;
+mod iso;
 mod kernel;
 mod lock;
 mod prereq;
@@ -17,6 +20,7 @@ mod rootfs;
 mod rustbin;
 mod selftest;
 mod squashfs;
+mod tarballs;
 mod ui;
 
 use anyhow::Result;
@@ -66,15 +70,53 @@ enum Command {
         #[arg(long)]
         block_size: Option<u32>,
     },
-    /// Boot an artifact: interactively, or `--check` for a pass/fail run.
+    /// Assemble the hybrid ISO (BIOS and UEFI, CD and USB) with xorriso.
+    Iso {
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Build every stage and write the release into dist/: ISO, Xen and UML
+    /// tarballs, SHA256SUMS and the manifest.
+    Dist {
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Boot an artifact: interactively, or `--check` for a pass/fail run
+    /// (`boot --check all`: every target, then a table). Targets: uml-iso,
+    /// uml-squashroot, uml-readonly, uml-flow, toram, bios-cd, uefi-cd,
+    /// usb-bios, usb-uefi, xen-pvh, xen-pv.
     Boot {
-        #[arg(value_enum)]
-        target: boot::Target,
+        #[arg(value_parser = parse_boot_target)]
+        target: BootTarget,
         #[arg(long)]
         profile: Option<String>,
         /// Non-interactive: wait for the ready banner, run a command, shut down.
         #[arg(long)]
         check: bool,
+    },
+    /// Benchmarks: `bench squashfs` compares our squashfs writer with mksquashfs.
+    Bench {
+        #[arg(value_enum)]
+        what: BenchWhat,
+        #[arg(long)]
+        profile: Option<String>,
+        /// Runs of each writer (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Write a squashfs image of a directory tree (what the squashfs stage runs; used by the benchmark).
+    #[command(hide = true)]
+    WriteSquashfs {
+        #[arg(long, value_enum)]
+        compression: squashfs::Compression,
+        #[arg(long)]
+        block_size: u32,
+        #[arg(long)]
+        epoch: i64,
+        #[arg(long)]
+        threads: usize,
+        tree: std::path::PathBuf,
+        out: std::path::PathBuf,
     },
     /// Run the test suite: unit tests, then every stage end to end with real boots.
     Test {
@@ -87,6 +129,31 @@ enum Command {
         #[arg(long)]
         dist: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum BootTarget {
+    All,
+    One(boot::Target),
+}
+
+fn parse_boot_target(s: &str) -> Result<BootTarget, String> {
+    use clap::ValueEnum;
+    if s == "all" {
+        return Ok(BootTarget::All);
+    }
+    boot::Target::from_str(s, false)
+        .map(BootTarget::One)
+        .map_err(|_| {
+            let names: Vec<&str> = boot::Target::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown target {s:?}: expected all, {}", names.join(", "))
+        })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchWhat {
+    /// backhand (our squashfs stage) against mksquashfs on the same tree.
+    Squashfs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -158,6 +225,30 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("squashfs image: {}", live.squashfs.image().display());
             Ok(())
         }
+        Command::Iso { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(
+                &["kernel", "initrd", "rootfs", "squashfs", "iso"],
+                &ctx.logs(),
+            )?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let live = dist::live(&ctx, &profile, dist::default_squashfs(&ctx))?;
+            let xen = kernel::build(&ctx, Flavor::Xen)?;
+            let iso = iso::build(&ctx, &profile, &live.squashfs, &xen, &live.initrd)?;
+            eprintln!("ISO image: {}", iso.image().display());
+            Ok(())
+        }
+        Command::Dist { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(
+                &["kernel", "initrd", "rootfs", "squashfs", "iso"],
+                &ctx.logs(),
+            )?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let artifacts = dist::dist(&ctx, &profile, &ctx.dist_dir())?;
+            print!("{}", dist::table(&artifacts));
+            Ok(())
+        }
         Command::Boot {
             target,
             profile,
@@ -165,28 +256,86 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let ctx = ctx()?;
             prereq::ensure(
-                &["kernel", "initrd", "rootfs", "squashfs", "boot"],
+                &["kernel", "initrd", "rootfs", "squashfs", "iso", "boot"],
                 &ctx.logs(),
             )?;
             let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
-            let live = dist::live(&ctx, &profile, dist::default_squashfs(&ctx))?;
-            let inputs = selftest::boot_inputs(&ctx, &live)?;
-            if check {
-                let r = boot::check(&ctx, target, &inputs)?;
-                eprintln!(
-                    "{}: ok: ready banner after {:.1} s, shell after {:.1} s, {} MiB in use (console log: {})",
-                    target.name(),
-                    r.banner_secs,
-                    r.shell_secs,
-                    r.mem_used_kib / 1024,
-                    ui::display_path(&r.log)
-                );
-                Ok(())
+            let targets: Vec<boot::Target> = match target {
+                BootTarget::All => boot::Target::ALL.to_vec(),
+                BootTarget::One(t) => vec![t],
+            };
+            let inputs = if targets.iter().any(|t| t.needs_release()) {
+                let release = dist::release(&ctx, &profile)?;
+                selftest::release_inputs(&ctx, &release)?
             } else {
-                boot::interactive(&ctx, target, &inputs)
+                let live = dist::live(&ctx, &profile, dist::default_squashfs(&ctx))?;
+                selftest::boot_inputs(&ctx, &live)?
+            };
+            match (check, targets.as_slice()) {
+                (false, [t]) => boot::interactive(&ctx, *t, &inputs),
+                (false, _) => {
+                    anyhow::bail!("`boot all` needs --check (one target at a time is interactive)")
+                }
+                (true, _) => selftest::check_boots(&ctx, &targets, &inputs, &profile),
             }
         }
+        Command::Bench {
+            what: BenchWhat::Squashfs,
+            profile,
+            runs,
+        } => {
+            let ctx = ctx()?;
+            prereq::ensure(&["kernel", "initrd", "rootfs", "squashfs"], &ctx.logs())?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let um = kernel::build(&ctx, Flavor::Um)?;
+            let initrd = initrd::build(&ctx)?;
+            let rootfs = rootfs::build(&ctx, &profile, &um, &initrd)?;
+            let opts = dist::default_squashfs(&ctx);
+            let work = ctx.cache.temp_dir("bench-squashfs")?;
+            let size = duct::cmd!("du", "-sb", rootfs.tree()).read()?;
+            eprintln!(
+                "==> bench squashfs: {} tree ({} bytes), {}, {} KiB blocks, {} threads, {runs} run(s) each",
+                profile,
+                size.split_whitespace().next().unwrap_or("?"),
+                opts.compression.name(),
+                opts.block_size / 1024,
+                ctx.jobs
+            );
+            let (ours, theirs) = bench::squashfs(
+                &rootfs.tree(),
+                work.path(),
+                opts,
+                ctx.epoch.global,
+                ctx.jobs,
+                runs,
+            )?;
+            print!("{}", bench::report(&ours, &theirs));
+            Ok(())
+        }
+        Command::WriteSquashfs {
+            compression,
+            block_size,
+            epoch,
+            threads,
+            tree,
+            out,
+        } => {
+            let opts = squashfs::Options {
+                compression,
+                block_size,
+            };
+            let stats = squashfs::write_image(&tree, &out, opts, epoch, threads)?;
+            eprintln!(
+                "{}: {} inodes, {} bytes, {} blocks compressed ahead",
+                out.display(),
+                stats.nodes,
+                stats.bytes,
+                stats.predicted
+            );
+            Ok(())
+        }
         Command::Test { unit_only } => selftest::run(&ctx()?, unit_only),
+
         Command::Clean { dist } => {
             let ctx = ctx()?;
             eprintln!("removing {}", ctx.cache.root.display());

@@ -34,8 +34,129 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     check_squashfs(ctx, &live)?;
     let inputs = boot_inputs(ctx, &live)?;
     check_boot(ctx, crate::boot::Target::UmlSquashroot, &inputs)?;
+
+    // Issue 4: the boot flow (swap, data partition, eth0) on the mini profile.
+    check_boot(ctx, crate::boot::Target::UmlFlow, &inputs)?;
+
+    // Issue 5: dist, checked by sha256sum, xorriso, tar, readnotes, booting.
+    crate::prereq::ensure(&["iso"], &ctx.logs())?;
+    let dist_dir = ctx.cache.root.join("test-dist");
+    let artifacts = crate::dist::dist(ctx, "mini", &dist_dir)?;
+    eprint!("{}", crate::dist::table(&artifacts));
+    let release = crate::dist::release(ctx, "mini")?;
+    check_dist(ctx, &dist_dir, &release)?;
+    let mut inputs = release_inputs(ctx, &release)?;
+    check_boot(ctx, crate::boot::Target::UmlIso, &inputs)?;
+    inputs.squashfs = ctx.cache.root.join("test-dist-extract/FINNIX");
+    check_boot(ctx, crate::boot::Target::UmlSquashroot, &inputs)?;
+    check_dist_again(ctx, &dist_dir)?;
+
     eprintln!("all checks passed");
     Ok(())
+}
+
+/// The release in `dist`, checked with tools nobody here wrote.
+fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::dist::Release) -> Result<()> {
+    ui::stage(&ctx.logs(), "check-dist", "sha256sum -c, xorriso -report_el_torito, the squashfs on the ISO, tarball listings, readnotes", |s| {
+        s.run(duct::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
+        let names = crate::tarballs::names(ctx);
+        let iso = dist.join(&names.iso);
+        let report = s.read(duct::cmd!("xorriso", "-indev", &iso, "-report_el_torito", "plain").stderr_to_stdout())?;
+        s.note(&report);
+        let platforms = crate::iso::el_torito_platforms(&report);
+        ensure!(platforms == ["BIOS", "UEFI"], "El Torito boot entries are {platforms:?}, expected BIOS and UEFI");
+        ensure!(report.contains("GPT") && report.contains("MBR"), "the ISO is not hybrid (no MBR/GPT):\n{report}");
+
+        // FINNIX/FINNIX on the ISO is the squashfs stage's output, byte for byte.
+        let extract = ctx.cache.root.join("test-dist-extract");
+        crate::fsutil::remove_all(&extract)?;
+        std::fs::create_dir_all(&extract)?;
+        s.run(duct::cmd!("xorriso", "-osirrox", "on", "-indev", &iso, "-extract", "/FINNIX/FINNIX", extract.join("FINNIX")))?;
+        let a = crate::cache::sha256_file(&extract.join("FINNIX"))?;
+        let b = crate::cache::sha256_file(&release.live.squashfs.image())?;
+        ensure!(a == b, "FINNIX/FINNIX on the ISO ({a}) differs from the squashfs stage's output ({b})");
+
+        // Tarballs: names, modes, owners and times as specified.
+        let epoch_time = crate::date::iso8601(ctx.epoch.global).replace('T', " ").trim_end_matches('Z').to_string();
+        let list = |tarball: &str| -> Result<Vec<String>> {
+            let out = s.read(duct::cmd!("tar", "--list", "--verbose", "--numeric-owner", "--full-time", "-zf", dist.join(tarball)).env("TZ", "UTC"))?;
+            Ok(out.lines().map(String::from).collect())
+        };
+        let kver = &release.live.uml.info.version;
+        let lv = &ctx.config.kernel.localversion;
+        let xen = list(&names.xen)?;
+        let want_xen = [("-rw-r--r--", "README.xen".to_string()), ("-rw-r--r--", "finnix-conf".into()), ("-rw-r--r--", "initrd.img".into()), ("-rw-r--r--", format!("vmlinuz-{kver}-{lv}"))];
+        let uml = list(&names.uml)?;
+        let dir = names.uml.trim_end_matches(".tar.gz");
+        let want_uml = [
+            ("drwxr-xr-x", format!("{dir}/")),
+            ("-rw-r--r--", format!("{dir}/README")),
+            ("-rw-r--r--", format!("{dir}/initrd.img")),
+            ("lrwxrwxrwx", format!("{dir}/linux -> linux-{kver}-um-{lv}")),
+            ("-rwxr-xr-x", format!("{dir}/linux-{kver}-um-{lv}")),
+        ];
+        for (lines, want) in [(&xen, &want_xen[..]), (&uml, &want_uml[..])] {
+            ensure!(lines.len() == want.len(), "tarball entries: {lines:?}");
+            for (line, (mode, name)) in lines.iter().zip(want) {
+                ensure!(line.starts_with(&format!("{mode} 0/0 ")), "{line}: expected mode {mode}, owner 0/0");
+                ensure!(line.contains(&epoch_time), "{line}: expected the time {epoch_time}");
+                ensure!(line.ends_with(name.as_str()), "{line}: expected {name}");
+            }
+        }
+        let gz = std::fs::read(dist.join(&names.xen))?;
+        ensure!(gz[4..8] == [0, 0, 0, 0], "the gzip header of {} carries a time", names.xen);
+
+        // The Xen tarball's kernel is a PV and PVH guest kernel.
+        let unpacked = ctx.cache.temp_dir("check-dist-xen")?;
+        s.run(duct::cmd!("tar", "-xzf", dist.join(&names.xen), "-C", unpacked.path()))?;
+        let notes = s.read(duct::cmd!(READNOTES, unpacked.path().join(format!("vmlinuz-{kver}-{lv}"))))?;
+        ensure!(notes.contains("ENTRY") && notes.contains("PHYS32_ENTRY"), "the Xen tarball's kernel lacks the PV or PVH note");
+        let conf = std::fs::read_to_string(unpacked.path().join("finnix-conf"))?;
+        for want in ["type = \"pvh\"", "extra = \"xen console=hvc0\"", "access=ro, target=/root/finnix.iso"] {
+            ensure!(conf.contains(want), "finnix-conf lacks {want:?}");
+        }
+        Ok(((), Outcome::Passed, format!("{} artifacts verified", platforms.len() + 3)))
+    })
+}
+
+/// A second `dist` with nothing changed: nothing rebuilt, the same bytes, fast.
+fn check_dist_again(ctx: &Ctx, dist: &std::path::Path) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-dist-again",
+        "a second dist: nothing rebuilt, identical bytes, under 5 s",
+        |s| {
+            let before = std::fs::read_to_string(dist.join("SHA256SUMS"))?;
+            let start = std::time::Instant::now();
+            let out = duct::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
+                .env("FINNIX_DIST_DIR", dist)
+                .stderr_to_stdout()
+                .stdout_capture()
+                .unchecked()
+                .run()?;
+            let secs = start.elapsed().as_secs_f64();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            s.note(&text);
+            ensure!(out.status.success(), "the second dist failed:\n{text}");
+            let rebuilt: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("... built in") && !l.contains("==> dist:"))
+                .collect();
+            ensure!(
+                rebuilt.is_empty(),
+                "a second dist rebuilt stages:\n{}",
+                rebuilt.join("\n")
+            );
+            let after = std::fs::read_to_string(dist.join("SHA256SUMS"))?;
+            ensure!(
+                before == after,
+                "a second dist changed the artifacts:\n{before}\n{after}"
+            );
+            s.run(duct::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
+            ensure!(secs < 5.0, "a second dist took {secs:.1} s (limit 5 s)");
+            Ok(((), Outcome::Passed, format!("{secs:.1} s")))
+        },
+    )
 }
 
 /// `cpio -t` lists the initramfs; /init is a static binary.
@@ -224,5 +345,86 @@ pub fn boot_inputs(ctx: &Ctx, live: &crate::dist::Live) -> Result<crate::boot::I
         kernel_release: live.uml.info.release.clone(),
         version: ctx.config.distribution.version.clone(),
         memory_mib: profile.memory_mib,
+        release: None,
     })
+}
+
+/// The files a boot of a release needs (the ISO, the tarballs, the domU kernel).
+pub fn release_inputs(ctx: &Ctx, r: &crate::dist::Release) -> Result<crate::boot::Inputs> {
+    let mut inputs = boot_inputs(ctx, &r.live)?;
+    let file = |suffix: &str| {
+        r.files
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .map(|(_, p)| p.clone())
+            .context("release file")
+    };
+    inputs.release = Some(crate::boot::ReleaseInputs {
+        iso: r.iso.image(),
+        uml_tarball: file("-uml.tar.gz")?,
+        xen_tarball: file("-xen.tar.gz")?,
+        xen_kernel: r.xen.image(),
+        xen_vmlinux: r.xen.vmlinux().context("domU vmlinux")?,
+        xen_release: r.xen.info.release.clone(),
+    });
+    Ok(inputs)
+}
+
+/// `boot --check` on several targets: one row each (target, result, seconds
+/// to the ready banner, console log), then fail if any failed.
+pub fn check_boots(
+    ctx: &Ctx,
+    targets: &[crate::boot::Target],
+    inputs: &crate::boot::Inputs,
+    profile: &str,
+) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut rows = Vec::new();
+    for &t in targets {
+        let log = ctx.logs().join(format!("console-{}.log", t.name()));
+        match check_boot(ctx, t, inputs) {
+            Ok(r) => rows.push((
+                t.name(),
+                "ok".to_string(),
+                format!("{:.1}", r.banner_secs),
+                r.log,
+            )),
+            Err(e) => {
+                let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
+                rows.push((t.name(), format!("FAILED: {first}"), "-".into(), log))
+            }
+        }
+    }
+    let mut table = format!(
+        "{:<16} {:<10} {:>10}  console log\n",
+        "target", "result", "banner (s)"
+    );
+    for (name, result, secs, log) in &rows {
+        let short = if result.len() > 10 {
+            "FAILED"
+        } else {
+            result.as_str()
+        };
+        table.push_str(&format!(
+            "{name:<16} {short:<10} {secs:>10}  {}\n",
+            ui::display_path(log)
+        ));
+    }
+    table.push_str(&format!(
+        "profile {profile}; qemu targets run without KVM (TCG); total {}\n",
+        ui::fmt_duration(start.elapsed())
+    ));
+    print!("{table}");
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1 != "ok")
+        .map(|r| format!("{}: {}", r.0, r.1))
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "{} boot target(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    Ok(())
 }

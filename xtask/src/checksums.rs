@@ -1,0 +1,141 @@
+//! Stage `checksums`: `SHA256SUMS` (as `sha256sum -c` reads it) and the
+//! release manifest (pure: the caller gathers the facts).
+
+use serde::Serialize;
+
+/// A file in the release, or an input to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hashed {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+}
+
+/// Everything a release is made from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub profile: String,
+    pub source_date_epoch: i64,
+    pub kernel_source_date_epoch: i64,
+    pub git_commit: String,
+    pub artifacts: Vec<Hashed>,
+    pub kernel_source: crate::lock::LockedSource,
+    pub kernel_release: KernelReleases,
+    pub patches: Vec<Hashed>,
+    pub config_fragments: Vec<Hashed>,
+    pub configs: Vec<Hashed>,
+    pub packages: Vec<Package>,
+    pub tools: Vec<(String, String)>,
+    pub stage_keys: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelReleases {
+    pub uml: String,
+    pub xen: String,
+}
+
+/// `SHA256SUMS`: `<hash>  <name>` lines, sorted by name.
+pub fn sha256sums(files: &[Hashed]) -> String {
+    let mut sorted: Vec<&Hashed> = files.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    sorted
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.name))
+        .collect()
+}
+
+/// Parse `SHA256SUMS` text into (name, hash) pairs.
+pub fn parse_sha256sums(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let (hash, name) = l
+                .split_once("  ")
+                .ok_or_else(|| format!("line {}: expected `<sha256>  <name>`", i + 1))?;
+            if !crate::config::is_sha256(hash) {
+                return Err(format!("line {}: {hash:?} is not a sha256", i + 1));
+            }
+            Ok((name.trim_start_matches('*').to_string(), hash.to_string()))
+        })
+        .collect()
+}
+
+/// `dpkg-query` lines `name version arch` into packages.
+pub fn parse_packages(text: &str) -> Vec<Package> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some(Package {
+                name: w.next()?.into(),
+                version: w.next()?.into(),
+                architecture: w.next().unwrap_or("").into(),
+            })
+        })
+        .collect()
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("manifest serializes");
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(name: &str, c: char) -> Hashed {
+        Hashed {
+            name: name.into(),
+            size: Some(1),
+            sha256: c.to_string().repeat(64),
+        }
+    }
+
+    #[test]
+    fn sums_are_sorted_and_parse_back() {
+        let text = sha256sums(&[h("finnix-1-xen.tar.gz", 'b'), h("finnix-1-amd64.iso", 'a')]);
+        assert_eq!(
+            text,
+            format!(
+                "{}  finnix-1-amd64.iso\n{}  finnix-1-xen.tar.gz\n",
+                "a".repeat(64),
+                "b".repeat(64)
+            )
+        );
+        let parsed = parse_sha256sums(&text).unwrap();
+        assert_eq!(
+            parsed[1],
+            ("finnix-1-xen.tar.gz".to_string(), "b".repeat(64))
+        );
+        assert!(parse_sha256sums("nonsense\n").is_err());
+    }
+
+    #[test]
+    fn package_lines() {
+        let p = parse_packages("bash 5.2.15-2+b7 amd64\nbusybox-static 1:1.35.0-4+deb12u1+b1\n");
+        assert_eq!(
+            p[0],
+            Package {
+                name: "bash".into(),
+                version: "5.2.15-2+b7".into(),
+                architecture: "amd64".into()
+            }
+        );
+        assert_eq!(p[1].architecture, "");
+    }
+}

@@ -1,0 +1,346 @@
+//! Stage `iso`: the hybrid ISO, assembled with xorriso (archiso's recipe).
+//!
+//! `FINNIX/FINNIX` is the squashfs; `boot/vmlinuz` the domU kernel (it boots
+//! hardware and qemu too) and `boot/initrd.img`. BIOS boots isolinux from
+//! the CD's El Torito entry or from the hybrid MBR on a USB stick; UEFI boots
+//! GRUB from an El Torito EFI image, which is also appended as a GPT EFI
+//! system partition for USB. Boot menus are data: `configs/boot/`.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::cache::{Key, KeyBuilder};
+use crate::context::{package_version, tool_version, Ctx};
+use crate::initrd::Initrd;
+use crate::kernel::Kernel;
+use crate::squashfs::Squashfs;
+use crate::ui::{self, Outcome, Stage};
+
+const RECIPE: u32 = 1;
+const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
+const ISOHYBRID_MBR: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
+const SYSLINUX_MODULES: &str = "/usr/lib/syslinux/modules/bios";
+const SYSLINUX_FILES: &[&str] = &["ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32"];
+/// GRUB modules built into BOOTX64.EFI.
+const GRUB_MODULES: &[&str] = &[
+    "part_gpt",
+    "part_msdos",
+    "fat",
+    "iso9660",
+    "search",
+    "search_fs_file",
+    "normal",
+    "configfile",
+    "linux",
+    "echo",
+    "serial",
+    "terminal",
+    "test",
+    "all_video",
+    "efi_gop",
+    "boot",
+    "ls",
+    "cat",
+];
+/// The EFI system partition image (FAT), in KiB.
+const ESP_KIB: u64 = 4096;
+const ESP_GPT_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+
+pub struct Iso {
+    pub entry: PathBuf,
+    pub key: Key,
+    pub name: String,
+}
+
+impl Iso {
+    pub fn image(&self) -> PathBuf {
+        self.entry.join(&self.name)
+    }
+}
+
+/// The tools whose versions shape the image (for the key and the manifest).
+pub fn tool_versions() -> Vec<(String, String)> {
+    vec![
+        ("xorriso".into(), tool_version("xorriso")),
+        ("isolinux".into(), package_version("isolinux")),
+        ("syslinux-common".into(), package_version("syslinux-common")),
+        (
+            "grub-efi-amd64-bin".into(),
+            package_version("grub-efi-amd64-bin"),
+        ),
+        ("grub-common".into(), package_version("grub-common")),
+        ("dosfstools".into(), package_version("dosfstools")),
+        ("mtools".into(), package_version("mtools")),
+    ]
+}
+
+fn fill(template: &str, ctx: &Ctx) -> String {
+    let d = &ctx.config.distribution;
+    template
+        .replace("@NAME@", &d.name)
+        .replace("@VERSION@", &d.version)
+}
+
+pub fn build(
+    ctx: &Ctx,
+    profile: &str,
+    squashfs: &Squashfs,
+    xen: &Kernel,
+    initrd: &Initrd,
+) -> Result<Iso> {
+    let stage = format!("iso-{profile}");
+    let d = &ctx.config.distribution;
+    let name = format!("{}-{}-amd64.iso", d.name.to_lowercase(), d.version);
+    ui::stage(
+        &ctx.logs(),
+        &stage,
+        format!("assemble the hybrid ISO with xorriso ({profile})"),
+        |s| {
+            let boot = ctx.root.join("configs/boot");
+            let mut k = KeyBuilder::new("iso", RECIPE);
+            k.key("squashfs", &squashfs.key)
+                .key("kernel-xen", &xen.key)
+                .key("initrd", &initrd.key);
+            for f in ["isolinux.cfg", "grub.cfg", "grub-embedded.cfg"] {
+                k.file(&format!("configs/boot/{f}"), &boot.join(f))?;
+            }
+            k.text(
+                "distribution",
+                format!(
+                    "{} {} {} {}",
+                    d.name, d.version, d.volume_label, d.publisher
+                ),
+            )
+            .text("epoch", ctx.epoch.global.to_string());
+            for (tool, v) in tool_versions() {
+                k.text(&format!("tool {tool}"), v);
+            }
+            let key = k.finish();
+            if let Some(entry) = ctx.cache.lookup(&stage, &key) {
+                let iso = Iso {
+                    entry,
+                    key,
+                    name: name.clone(),
+                };
+                let detail = ui::display_path(&iso.image());
+                return Ok((iso, Outcome::Cached, detail));
+            }
+            let out = ctx.cache.temp_dir(&stage)?;
+            let work = ctx.cache.temp_dir(&format!("{stage}-work"))?;
+            let root = work.path().join("root");
+            stage_tree(ctx, s, &root, squashfs, xen, initrd)?;
+            let esp = work.path().join("efiboot.img");
+            efi_image(ctx, s, work.path(), &esp)?;
+            let iso = out.path().join(&name);
+            xorriso(ctx, s, &root, &esp, &iso)?;
+            let entry = ctx.cache.commit(&stage, &key, out)?;
+            let iso = Iso {
+                entry,
+                key,
+                name: name.clone(),
+            };
+            let size = fs::metadata(iso.image())?.len();
+            let detail = format!(
+                "{} ({})",
+                ui::display_path(&iso.image()),
+                ui::fmt_size(size)
+            );
+            Ok((iso, Outcome::Built, detail))
+        },
+    )
+}
+
+fn put(dest: &Path, from: &Path) -> Result<()> {
+    fs::create_dir_all(dest.parent().expect("has parent"))?;
+    fs::copy(from, dest)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), dest.display()))?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+fn write(dest: &Path, text: &str) -> Result<()> {
+    fs::create_dir_all(dest.parent().expect("has parent"))?;
+    fs::write(dest, text)?;
+    Ok(())
+}
+
+/// The files of the ISO, every date set to SOURCE_DATE_EPOCH.
+fn stage_tree(
+    ctx: &Ctx,
+    _s: &Stage,
+    root: &Path,
+    squashfs: &Squashfs,
+    xen: &Kernel,
+    initrd: &Initrd,
+) -> Result<()> {
+    let boot = ctx.root.join("configs/boot");
+    put(&root.join("FINNIX/FINNIX"), &squashfs.image())?;
+    put(&root.join("boot/vmlinuz"), &xen.image())?;
+    put(&root.join("boot/initrd.img"), &initrd.image())?;
+    put(&root.join("isolinux/isolinux.bin"), Path::new(ISOLINUX_BIN))?;
+    for f in SYSLINUX_FILES {
+        put(
+            &root.join("isolinux").join(f),
+            &Path::new(SYSLINUX_MODULES).join(f),
+        )?;
+    }
+    write(
+        &root.join("isolinux/isolinux.cfg"),
+        &fill(&fs::read_to_string(boot.join("isolinux.cfg"))?, ctx),
+    )?;
+    write(
+        &root.join("boot/grub/grub.cfg"),
+        &fill(&fs::read_to_string(boot.join("grub.cfg"))?, ctx),
+    )?;
+    crate::rootfs::normalise(root, ctx.epoch.global)?;
+    Ok(())
+}
+
+/// BOOTX64.EFI (grub-mkimage, no timestamps inside) in a FAT image made
+/// reproducible (`mkfs.fat --invariant`, a volume id from the epoch, mtools
+/// dates from SOURCE_DATE_EPOCH).
+fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
+    let efi = work.join("BOOTX64.EFI");
+    let embedded = ctx.root.join("configs/boot/grub-embedded.cfg");
+    let mut args: Vec<String> = vec![
+        "-O".into(),
+        "x86_64-efi".into(),
+        "-p".into(),
+        "/boot/grub".into(),
+        "-c".into(),
+    ];
+    args.push(embedded.display().to_string());
+    args.push("-o".into());
+    args.push(efi.display().to_string());
+    args.extend(GRUB_MODULES.iter().map(|m| m.to_string()));
+    s.run(duct::cmd("grub-mkimage", &args))?;
+    let volume_id = format!("{:08x}", (ctx.epoch.global as u64) & 0xffff_ffff);
+    let epoch = ctx.epoch.global.to_string();
+    s.run(duct::cmd!(
+        "mkfs.fat",
+        "-C",
+        "--invariant",
+        "-i",
+        &volume_id,
+        "-n",
+        "EFIBOOT",
+        esp,
+        ESP_KIB.to_string()
+    ))?;
+    s.run(
+        duct::cmd!("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .env("TZ", "UTC"),
+    )?;
+    s.run(
+        duct::cmd!("mcopy", "-m", "-i", esp, &efi, "::/EFI/BOOT/BOOTX64.EFI")
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .env("TZ", "UTC"),
+    )?;
+    Ok(())
+}
+
+/// xorriso in mkisofs mode: El Torito BIOS (isolinux) and EFI (the ESP as
+/// an appended GPT partition) entries, a hybrid MBR, Rock Ridge and Joliet.
+/// SOURCE_DATE_EPOCH fixes the volume dates, the GPT GUIDs and every file
+/// date.
+fn xorriso(ctx: &Ctx, s: &Stage, root: &Path, esp: &Path, iso: &Path) -> Result<()> {
+    let d = &ctx.config.distribution;
+    let args: Vec<String> = vec![
+        "-as".into(),
+        "mkisofs".into(),
+        "-iso-level".into(),
+        "3".into(),
+        "-full-iso9660-filenames".into(),
+        "-joliet".into(),
+        "-joliet-long".into(),
+        "-rational-rock".into(),
+        "-volid".into(),
+        d.volume_label.clone(),
+        "-appid".into(),
+        format!("{} {} live rescue system", d.name, d.version),
+        "-publisher".into(),
+        d.publisher.clone(),
+        "-preparer".into(),
+        "cargo xtask iso".into(),
+        "-eltorito-boot".into(),
+        "isolinux/isolinux.bin".into(),
+        "-eltorito-catalog".into(),
+        "isolinux/boot.cat".into(),
+        "-no-emul-boot".into(),
+        "-boot-load-size".into(),
+        "4".into(),
+        "-boot-info-table".into(),
+        "-isohybrid-mbr".into(),
+        ISOHYBRID_MBR.into(),
+        "-partition_offset".into(),
+        "16".into(),
+        "-append_partition".into(),
+        "2".into(),
+        ESP_GPT_TYPE.into(),
+        esp.display().to_string(),
+        "-appended_part_as_gpt".into(),
+        "-eltorito-alt-boot".into(),
+        "-e".into(),
+        "--interval:appended_partition_2:all::".into(),
+        "-no-emul-boot".into(),
+        "-output".into(),
+        iso.display().to_string(),
+        root.display().to_string(),
+    ];
+    s.run(
+        duct::cmd("xorriso", &args)
+            .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
+            .env("TZ", "UTC")
+            .env("LC_ALL", "C"),
+    )?;
+    ensure!(iso.is_file(), "xorriso did not write {}", iso.display());
+    Ok(())
+}
+
+/// Boot entries xorriso reports for an image (`-report_el_torito plain`).
+pub fn el_torito_platforms(report: &str) -> Vec<String> {
+    // Lines like: "El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4     12345"
+    report
+        .lines()
+        .filter(|l| l.starts_with("El Torito boot img :"))
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)?
+                .split_whitespace()
+                .nth(1)
+                .map(String::from)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_el_torito_report() {
+        let report = "Boot record  : El Torito , MBR isohybrid cyl-align-off GPT\n\
+El Torito catalog  : 12  1\n\
+El Torito images   :   N  Pltf  B   Emul  Ld_seg  Hdpt  Ldsiz         LBA\n\
+El Torito boot img :   1  BIOS  y   none  0x0000  0x00      4          13\n\
+El Torito boot img :   2  UEFI  y   none  0x0000  0x00   8192       99999\n";
+        assert_eq!(el_torito_platforms(report), ["BIOS", "UEFI"]);
+    }
+
+    #[test]
+    fn menus_name_the_version_and_have_the_entries() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let isolinux = fs::read_to_string(root.join("configs/boot/isolinux.cfg")).unwrap();
+        let grub = fs::read_to_string(root.join("configs/boot/grub.cfg")).unwrap();
+        for cfg in [&isolinux, &grub] {
+            assert!(cfg.contains("@VERSION@"));
+            for word in ["toram", "debug", "console=ttyS0,115200n8"] {
+                assert!(cfg.contains(word), "{word}");
+            }
+        }
+    }
+}

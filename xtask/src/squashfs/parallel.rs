@@ -1,0 +1,355 @@
+//! Parallel block compression for backhand's squashfs writer.
+//!
+//! backhand's writer compresses one block at a time on one thread, through
+//! its pluggable `CompressionAction`. It also asks for blocks in an order
+//! that follows from the files alone: files in path order; a file shorter
+//! than a block is appended to the fragment buffer (which is compressed
+//! first when the file would overflow it); a longer file is cut into blocks,
+//! all-zero blocks becoming holes; the fragment buffer is compressed last.
+//!
+//! So a producer thread replays that order over the same files, worker
+//! threads compress ahead, and `compress` hands out the result computed for
+//! the block it is given. Each result is checked against the bytes backhand
+//! actually passes; on any mismatch (or for metadata blocks, which come
+//! after the data) the block is compressed on the spot. The output is thus
+//! exactly what compressing each block in turn would give: the same bytes
+//! on any number of threads.
+//!
+//! Memory is bounded: at most `window` blocks are in flight or waiting,
+//! each holding its input and its output (≤ 2 × block size).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+
+use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
+use backhand::{BackhandError, FilesystemCompressor, SuperBlock};
+
+use super::Compression;
+
+/// How each block is compressed: the same settings as mksquashfs's defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Codec {
+    pub compression: Compression,
+    pub block_size: u32,
+}
+
+/// xz preset (mksquashfs and liblzma default).
+const XZ_PRESET: u32 = 6;
+/// zstd level (mksquashfs default).
+pub const ZSTD_LEVEL: i32 = 15;
+/// gzip level (mksquashfs default), 32 KiB window.
+const GZIP_LEVEL: u32 = 9;
+
+impl Codec {
+    /// Compress one block. Pure: the same input gives the same bytes.
+    pub fn compress(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        match self.compression {
+            Compression::Xz => {
+                use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
+                let mut opts = LzmaOptions::new_preset(XZ_PRESET).map_err(|e| e.to_string())?;
+                opts.dict_size(self.block_size.max(4096));
+                let mut filters = Filters::new();
+                filters.lzma2(&opts);
+                let mut stream = Stream::new_stream_encoder(&filters, Check::Crc32)
+                    .map_err(|e| e.to_string())?;
+                let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 16 + 128);
+                loop {
+                    let before = stream.total_in() as usize;
+                    let status = stream
+                        .process_vec(&bytes[before..], &mut out, Action::Finish)
+                        .map_err(|e| e.to_string())?;
+                    if status == Status::StreamEnd {
+                        return Ok(out);
+                    }
+                    out.reserve(out.capacity().max(4096));
+                }
+            }
+            Compression::Zstd => zstd::bulk::compress(bytes, ZSTD_LEVEL).map_err(|e| e.to_string()),
+            Compression::Gzip => {
+                use flate2::{write::ZlibEncoder, Compression as Level};
+                use std::io::Write;
+                let mut enc =
+                    ZlibEncoder::new(Vec::with_capacity(bytes.len()), Level::new(GZIP_LEVEL));
+                enc.write_all(bytes).map_err(|e| e.to_string())?;
+                enc.finish().map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// The sequence number backhand's next `compress` call should have.
+    next: u64,
+    /// Results computed ahead: seq → (input, output).
+    done: BTreeMap<u64, (Vec<u8>, Result<Vec<u8>, String>)>,
+    /// How many jobs the producer made, once it has finished.
+    total: Option<u64>,
+    /// A call did not match the prediction: stop predicting.
+    diverged: bool,
+    /// The producer's next sequence number (for the window).
+    produced: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    cv: Condvar,
+    window: u64,
+}
+
+/// The `CompressionAction` handed to backhand (leaked: backhand wants `'static`).
+pub struct Parallel {
+    codec: Codec,
+    shared: Arc<Shared>,
+}
+
+impl Parallel {
+    /// Start predicting and compressing the blocks of `files` (in the order
+    /// backhand will write them) on `threads` workers.
+    pub fn start(codec: Codec, files: Vec<PathBuf>, threads: usize) -> &'static Parallel {
+        let threads = threads.max(1);
+        // Measured on 2 cores: more workers or a deeper window did not help.
+        let window = (2 * threads + 2) as u64;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            window,
+        });
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for _ in 0..threads {
+            let job_rx = job_rx.clone();
+            let shared = shared.clone();
+            std::thread::spawn(move || loop {
+                let job = job_rx.lock().expect("job queue").recv();
+                let Ok((seq, input)) = job else { break };
+                let output = codec.compress(&input);
+                let mut st = shared.state.lock().expect("pipeline state");
+                if !st.diverged {
+                    st.done.insert(seq, (input, output));
+                }
+                shared.cv.notify_all();
+            });
+        }
+        let producer_shared = shared.clone();
+        std::thread::spawn(move || {
+            let shared = producer_shared;
+            let mut seq = 0u64;
+            let mut emit = |input: Vec<u8>| -> bool {
+                {
+                    let mut st = shared.state.lock().expect("pipeline state");
+                    while !st.diverged && seq >= st.next + shared.window {
+                        st = shared.cv.wait(st).expect("pipeline state");
+                    }
+                    if st.diverged {
+                        return false;
+                    }
+                    st.produced = seq + 1;
+                }
+                let ok = job_tx.send((seq, input)).is_ok();
+                seq += 1;
+                ok
+            };
+            let complete = replay(&files, codec.block_size as usize, &mut emit);
+            let mut st = shared.state.lock().expect("pipeline state");
+            if complete.is_err() {
+                // An unreadable file: backhand will report it; stop predicting.
+                st.diverged = true;
+                st.done.clear();
+            }
+            st.total = Some(seq);
+            shared.cv.notify_all();
+        });
+        Box::leak(Box::new(Parallel { codec, shared }))
+    }
+
+    /// The result for `bytes`: predicted, or computed now.
+    fn take(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let mut st = self.shared.state.lock().expect("pipeline state");
+        loop {
+            if st.diverged || st.total.is_some_and(|t| st.next >= t) {
+                drop(st);
+                return self.codec.compress(bytes);
+            }
+            let next = st.next;
+            if let Some((input, output)) = st.done.remove(&next) {
+                st.next += 1;
+                self.shared.cv.notify_all();
+                if input == bytes {
+                    return output;
+                }
+                // backhand asked for something else: predict no more.
+                st.diverged = true;
+                st.done.clear();
+                self.shared.cv.notify_all();
+                drop(st);
+                return self.codec.compress(bytes);
+            }
+            st = self.shared.cv.wait(st).expect("pipeline state");
+        }
+    }
+
+    /// How many calls were answered from the prediction (for the log).
+    pub fn predicted(&self) -> u64 {
+        let st = self.shared.state.lock().expect("pipeline state");
+        if st.diverged {
+            0
+        } else {
+            st.next
+        }
+    }
+}
+
+/// Replay backhand's block order over `files`, calling `emit` with the
+/// bytes of each compress call. Stops early if `emit` returns false.
+fn replay(
+    files: &[PathBuf],
+    block_size: usize,
+    emit: &mut dyn FnMut(Vec<u8>) -> bool,
+) -> std::io::Result<()> {
+    let mut fragment: Vec<u8> = Vec::with_capacity(block_size);
+    for path in files {
+        let mut file = File::open(path)?;
+        let mut chunk = read_chunk(&mut file, block_size)?;
+        if chunk.is_empty() {
+            continue;
+        }
+        if chunk.len() < block_size {
+            if chunk.len() + fragment.len() > block_size
+                && !emit(std::mem::replace(
+                    &mut fragment,
+                    Vec::with_capacity(block_size),
+                ))
+            {
+                return Ok(());
+            }
+            fragment.extend_from_slice(&chunk);
+            continue;
+        }
+        while !chunk.is_empty() {
+            if !chunk.iter().all(|b| *b == 0) && !emit(chunk) {
+                return Ok(());
+            }
+            chunk = read_chunk(&mut file, block_size)?;
+        }
+    }
+    // backhand compresses the last fragment buffer even when it is empty.
+    emit(fragment);
+    Ok(())
+}
+
+fn read_chunk(file: &mut File, block_size: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; block_size];
+    let mut got = 0;
+    while got < block_size {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
+}
+
+impl CompressionAction for Parallel {
+    type Error = BackhandError;
+    type Compressor = Compressor;
+    type FilesystemCompressor = FilesystemCompressor;
+    type SuperBlock = SuperBlock;
+
+    fn decompress(
+        &self,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        compressor: Compressor,
+    ) -> Result<(), BackhandError> {
+        DefaultCompressor.decompress(bytes, out, compressor)
+    }
+
+    fn compress(
+        &self,
+        bytes: &[u8],
+        _fc: FilesystemCompressor,
+        _block_size: u32,
+    ) -> Result<Vec<u8>, BackhandError> {
+        self.take(bytes)
+            .map_err(|e| BackhandError::from(std::io::Error::other(e)))
+    }
+
+    fn compression_options(
+        &self,
+        superblock: &mut SuperBlock,
+        kind: &backhand::kind::Kind,
+        fs_compressor: FilesystemCompressor,
+    ) -> Result<Option<Vec<u8>>, BackhandError> {
+        DefaultCompressor.compression_options(superblock, kind, fs_compressor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_follows_backhands_order() {
+        let dir = std::env::temp_dir().join(format!("finnix-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bs = 8;
+        let write = |name: &str, data: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        };
+        let files = vec![
+            write("a", b"12345"),      // fragment buffer: 12345
+            write("b", b""),           // nothing
+            write("c", b"ABCDEFGHIJ"), // block ABCDEFGH, tail block IJ
+            write("d", b"xyz9"),       // 5 + 4 > 8: flush 12345, buffer xyz9
+            write("e", &[0u8; 16]),    // two holes: nothing
+            write("f", b"01234567"),   // exactly one block
+        ];
+        let mut calls = Vec::new();
+        replay(&files, bs, &mut |v| {
+            calls.push(v);
+            true
+        })
+        .unwrap();
+        let calls: Vec<&[u8]> = calls.iter().map(|v| v.as_slice()).collect();
+        assert_eq!(
+            calls,
+            [&b"ABCDEFGH"[..], b"IJ", b"12345", b"01234567", b"xyz9"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn codecs_round_trip() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for compression in [Compression::Xz, Compression::Zstd, Compression::Gzip] {
+            let codec = Codec {
+                compression,
+                block_size: 131072,
+            };
+            let out = codec.compress(&data[..131072]).unwrap();
+            assert!(out.len() < 131072 / 4, "{compression:?}");
+            assert_eq!(
+                out,
+                codec.compress(&data[..131072]).unwrap(),
+                "deterministic"
+            );
+            let mut back = Vec::with_capacity(131072);
+            let c = match compression {
+                Compression::Xz => Compressor::Xz,
+                Compression::Zstd => Compressor::Zstd,
+                Compression::Gzip => Compressor::Gzip,
+            };
+            DefaultCompressor.decompress(&out, &mut back, c).unwrap();
+            assert_eq!(back, &data[..131072], "{compression:?}");
+        }
+    }
+}

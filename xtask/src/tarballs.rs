@@ -1,0 +1,253 @@
+//! Stage `tarballs`: the Xen and the UML tarballs, deterministic: entries
+//! sorted, uid and gid 0, every mtime SOURCE_DATE_EPOCH, gzip header with
+//! mtime 0. Their guest configuration and READMEs are data:
+//! `configs/xen/`, `configs/uml/`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::context::Ctx;
+
+/// One tarball entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    File { mode: u32, data: Vec<u8> },
+    Symlink(String),
+    Dir,
+}
+
+/// A gzipped tar of `items` (path → item), sorted by path.
+pub fn tar_gz(items: &[(String, Item)], epoch: i64) -> Result<Vec<u8>> {
+    let mut sorted: Vec<&(String, Item)> = items.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    let mut tar = tar::Builder::new(gz);
+    for (path, item) in sorted {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_username("root")?;
+        h.set_groupname("root")?;
+        h.set_mtime(epoch as u64);
+        match item {
+            Item::File { mode, data } => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_size(data.len() as u64);
+                tar.append_data(&mut h, path, data.as_slice())?;
+            }
+            Item::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                tar.append_link(&mut h, path, target)?;
+            }
+            Item::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                tar.append_data(&mut h, format!("{path}/"), std::io::empty())?;
+            }
+        }
+    }
+    let gz = tar.into_inner()?;
+    let mut bytes = gz.finish()?;
+    bytes.flush()?;
+    Ok(bytes)
+}
+
+pub struct Names {
+    pub iso: String,
+    pub xen: String,
+    pub uml: String,
+}
+
+pub fn names(ctx: &Ctx) -> Names {
+    let d = &ctx.config.distribution;
+    let base = format!("{}-{}", d.name.to_lowercase(), d.version);
+    Names {
+        iso: format!("{base}-amd64.iso"),
+        xen: format!("{base}-xen.tar.gz"),
+        uml: format!("{base}-uml.tar.gz"),
+    }
+}
+
+fn fill(template: &str, ctx: &Ctx, kernel: &str, tarball: &str) -> String {
+    let d = &ctx.config.distribution;
+    template
+        .replace("@NAME@", &d.name)
+        .replace("@VERSION@", &d.version)
+        .replace("@KERNEL@", kernel)
+        .replace("@TARBALL@", tarball)
+        .replace("@ISO@", &names(ctx).iso)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .expect("a file")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `finnix-<version>-xen.tar.gz`: finnix-conf, the domU kernel, the
+/// initrd and a README, at the top level (the spec unpacks it into /root).
+pub fn xen(ctx: &Ctx, bzimage: &Path, initrd: &Path) -> Result<(String, Vec<u8>)> {
+    let n = names(ctx);
+    let kernel = file_name(bzimage);
+    let conf = fs::read_to_string(ctx.root.join("configs/xen/finnix-conf"))
+        .context("configs/xen/finnix-conf")?;
+    let readme =
+        fs::read_to_string(ctx.root.join("configs/xen/README")).context("configs/xen/README")?;
+    let items = vec![
+        (
+            "finnix-conf".to_string(),
+            Item::File {
+                mode: 0o644,
+                data: fill(&conf, ctx, &kernel, &n.xen).into_bytes(),
+            },
+        ),
+        (
+            "README.xen".to_string(),
+            Item::File {
+                mode: 0o644,
+                data: fill(&readme, ctx, &kernel, &n.xen).into_bytes(),
+            },
+        ),
+        (
+            kernel.clone(),
+            Item::File {
+                mode: 0o644,
+                data: fs::read(bzimage)?,
+            },
+        ),
+        (
+            "initrd.img".to_string(),
+            Item::File {
+                mode: 0o644,
+                data: fs::read(initrd)?,
+            },
+        ),
+    ];
+    Ok((n.xen, tar_gz(&items, ctx.epoch.global)?))
+}
+
+/// `finnix-<version>-uml.tar.gz`: in `finnix-<version>-uml/`, the UML
+/// kernel, `linux` linking to it, the initrd and a README.
+pub fn uml(ctx: &Ctx, kernel_path: &Path, initrd: &Path) -> Result<(String, Vec<u8>)> {
+    let n = names(ctx);
+    let kernel = file_name(kernel_path);
+    let dir = n.uml.trim_end_matches(".tar.gz").to_string();
+    let readme =
+        fs::read_to_string(ctx.root.join("configs/uml/README")).context("configs/uml/README")?;
+    let items = vec![
+        (dir.clone(), Item::Dir),
+        (
+            format!("{dir}/README"),
+            Item::File {
+                mode: 0o644,
+                data: fill(&readme, ctx, &kernel, &n.uml).into_bytes(),
+            },
+        ),
+        (
+            format!("{dir}/{kernel}"),
+            Item::File {
+                mode: 0o755,
+                data: fs::read(kernel_path)?,
+            },
+        ),
+        (format!("{dir}/linux"), Item::Symlink(kernel.clone())),
+        (
+            format!("{dir}/initrd.img"),
+            Item::File {
+                mode: 0o644,
+                data: fs::read(initrd)?,
+            },
+        ),
+    ];
+    Ok((n.uml, tar_gz(&items, ctx.epoch.global)?))
+}
+
+/// Where `tar` would put the files of a tarball (for tests and the spec's commands).
+pub fn unpack(tarball: &Path, into: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(into)?;
+    duct::cmd!("tar", "-xzf", tarball, "-C", into)
+        .run()
+        .with_context(|| format!("cannot unpack {}", tarball.display()))?;
+    Ok(into.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tarballs_are_deterministic_and_gnu_tar_reads_them() {
+        let items = vec![
+            (
+                "b/x".to_string(),
+                Item::File {
+                    mode: 0o755,
+                    data: b"exe".to_vec(),
+                },
+            ),
+            ("b".to_string(), Item::Dir),
+            (
+                "a".to_string(),
+                Item::File {
+                    mode: 0o644,
+                    data: b"hello\n".to_vec(),
+                },
+            ),
+            ("b/link".to_string(), Item::Symlink("x".into())),
+        ];
+        let one = tar_gz(&items, 1_700_000_000).unwrap();
+        let mut reversed = items.clone();
+        reversed.reverse();
+        assert_eq!(
+            one,
+            tar_gz(&reversed, 1_700_000_000).unwrap(),
+            "input order does not matter"
+        );
+        assert_eq!(&one[..2], &[0x1f, 0x8b]);
+        assert_eq!(&one[4..8], &[0, 0, 0, 0], "gzip mtime is 0");
+
+        let path = std::env::temp_dir().join(format!("finnix-tar-{}.tar.gz", std::process::id()));
+        fs::write(&path, &one).unwrap();
+        let listing = duct::cmd!(
+            "tar",
+            "--list",
+            "--verbose",
+            "--numeric-owner",
+            "--full-time",
+            "-zf",
+            &path
+        )
+        .env("TZ", "UTC")
+        .read()
+        .unwrap();
+        fs::remove_file(&path).unwrap();
+        let lines: Vec<&str> = listing.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(
+            lines[0].starts_with("-rw-r--r-- 0/0") && lines[0].ends_with("2023-11-14 22:13:20 a"),
+            "{listing}"
+        );
+        assert!(
+            lines[1].starts_with("drwxr-xr-x 0/0") && lines[1].ends_with(" b/"),
+            "{listing}"
+        );
+        assert!(
+            lines[2].starts_with("lrwxrwxrwx 0/0") && lines[2].ends_with("b/link -> x"),
+            "{listing}"
+        );
+        assert!(
+            lines[3].starts_with("-rwxr-xr-x 0/0") && lines[3].ends_with(" b/x"),
+            "{listing}"
+        );
+    }
+}
