@@ -310,17 +310,18 @@ fn try_boot() -> Result<Never, Failure> {
     // The squashfs: a block device mounts directly; a file goes through loop.
     let step = "mounting the squashfs root filesystem";
     let _ = sys::mkdir(SQUASH_MNT);
-    let squash_dev = if source.starts_with("/dev/") {
-        source.clone()
+    // The loop handle stays open until the squashfs is mounted (autoclear).
+    let (squash_dev, _loop_handle) = if source.starts_with("/dev/") {
+        (source.clone(), None)
     } else {
-        let dev = sys::loop_attach(&source).map_err(|e| {
+        let (dev, handle) = sys::loop_attach(&source).map_err(|e| {
             fail(
                 step,
                 format!("cannot attach {source} to a loop device: {e}"),
             )
         })?;
         b.say(format!("{source} on {dev}"));
-        dev
+        (dev, Some(handle))
     };
     sys::mount(&squash_dev, SQUASH_MNT, "squashfs", libc::MS_RDONLY, "").map_err(|e| {
         fail(step, format!("mount -t squashfs -o ro {squash_dev} {SQUASH_MNT} ({source}): {e}: is it a squashfs image, and does the kernel have CONFIG_SQUASHFS with its compressor?"))
@@ -351,24 +352,14 @@ fn try_boot() -> Result<Never, Failure> {
         "overlay root on {NEWROOT}; squashfs also at /FINNIX"
     ));
 
-    // What the live system needs to know about its boot (finnix create, the banner).
-    let facts = [
-        ("mode", b.mode.name().to_string()),
-        ("medium", medium.clone()),
-        ("medium-type", kind.to_string()),
-        ("squashfs", source.clone()),
-        (
-            "toram",
-            if b.params.toram {
-                "1".into()
-            } else {
-                "0".into()
-            },
-        ),
-    ];
-    for (name, value) in facts {
-        let _ = fs::write(format!("{RUN}/{name}"), format!("{value}\n"));
-    }
+    // What the live system needs to know about its boot (the banner, fstab,
+    // finnix create): a shell-readable file.
+    let env = format!(
+        "FINNIX_MODE={}\nFINNIX_MEDIUM={medium}\nFINNIX_MEDIUM_TYPE={kind}\nFINNIX_SQUASHFS={source}\nFINNIX_TORAM={}\n",
+        b.mode.name(),
+        if b.params.toram { 1 } else { 0 }
+    );
+    let _ = fs::write(format!("{RUN}/boot.env"), env);
 
     if b.params.break_shell {
         emergency_shell(&format!(

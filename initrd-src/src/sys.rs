@@ -75,10 +75,13 @@ pub fn is_mountpoint(path: &str) -> bool {
 
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LO_FLAGS_READ_ONLY: u32 = 1;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct LoopInfo64 {
     lo_device: u64,
     lo_inode: u64,
@@ -95,9 +98,19 @@ struct LoopInfo64 {
     lo_init: [u64; 2],
 }
 
-/// Attach `file` read-only to a free loop device (detached automatically when
-/// its last user goes). Returns the device path.
-pub fn loop_attach(file: &str) -> io::Result<String> {
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// Attach `file` read-only to a free loop device, detached automatically
+/// when its last user goes. Returns the device path and an open handle: keep
+/// it until the device is mounted, or the kernel detaches it at once.
+pub fn loop_attach(file: &str) -> io::Result<(String, File)> {
     let ctl = OpenOptions::new()
         .read(true)
         .write(true)
@@ -121,20 +134,28 @@ pub fn loop_attach(file: &str) -> io::Result<String> {
     let loopdev = loopdev
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{dev} did not appear")))?;
     let backing = File::open(file)?;
-    check(unsafe { libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) })?;
     let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-    info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    info.lo_flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_READ_ONLY;
     let name = Path::new(file).as_os_str().as_bytes();
     let len = name.len().min(63);
     info.lo_file_name[..len].copy_from_slice(&name[..len]);
-    check(unsafe {
-        libc::ioctl(
-            loopdev.as_raw_fd(),
-            LOOP_SET_STATUS64,
-            &info as *const LoopInfo64,
-        )
-    })?;
-    Ok(dev)
+    // LOOP_CONFIGURE (Linux 5.8) sets the file, size and flags in one step,
+    // so the device never shows a zero size to a quick mount.
+    let config = LoopConfig {
+        fd: backing.as_raw_fd() as u32,
+        block_size: 0,
+        info,
+        reserved: [0; 8],
+    };
+    let fd = loopdev.as_raw_fd();
+    if unsafe { libc::ioctl(fd, LOOP_CONFIGURE, &config as *const LoopConfig) } == 0 {
+        return Ok((dev, loopdev));
+    }
+    check(unsafe { libc::ioctl(fd, LOOP_SET_FD, backing.as_raw_fd()) })?;
+    let mut info = config.info;
+    info.lo_flags = LO_FLAGS_AUTOCLEAR;
+    check(unsafe { libc::ioctl(fd, LOOP_SET_STATUS64, &info as *const LoopInfo64) })?;
+    Ok((dev, loopdev))
 }
 
 /// Block devices from /sys/class/block.

@@ -20,9 +20,15 @@ fn flush() {
     let _ = std::io::stdout().flush();
 }
 
+/// What the initramfs wrote about this boot (/run/finnix/boot.env); absent
+/// in COW mode, which has no initramfs.
+pub fn boot_fact(key: &str) -> Option<String> {
+    sysinfo::release_field(&read("/run/finnix/boot.env"), key)
+}
+
 pub fn mode() -> Mode {
     // The initramfs wrote what it decided; COW mode (no initramfs) detects.
-    match read("/run/finnix/mode").trim() {
+    match boot_fact("FINNIX_MODE").as_deref().unwrap_or("") {
         "uml" => Mode::Uml,
         "xen" => Mode::Xen,
         "metal" => Mode::Metal,
@@ -208,7 +214,7 @@ pub fn start() -> i32 {
 
     print!("[*] Scanning for partitions and creating /etc/fstab...");
     flush();
-    let medium = read("/run/finnix/medium").trim().to_string();
+    let medium = boot_fact("FINNIX_MEDIUM").unwrap_or_default();
     let found = scan_partitions((!medium.is_empty()).then_some(medium.as_str()));
     for dir in fstab::mount_points(&found) {
         let _ = fs::create_dir_all(dir);

@@ -120,12 +120,23 @@ impl Target {
         }
     }
 
-    /// What /run/finnix/mode must say.
+    /// What FINNIX_MODE in /run/finnix/boot.env must say.
     fn mode(self) -> &'static str {
         match self {
             t if t.is_uml() => "uml",
             Target::XenPv => "xen",
             _ => "metal",
+        }
+    }
+
+    /// The device the initramfs must have found the medium on.
+    fn medium(self) -> &'static str {
+        match self {
+            t if t.is_uml() => "/dev/ubda",
+            Target::BiosCd | Target::UefiCd | Target::XenPv => "/dev/sr0",
+            Target::UsbBios | Target::UsbUefi => "/dev/sda",
+            Target::XenPvh => "/dev/vda",
+            _ => unreachable!("every target names its medium"),
         }
     }
 
@@ -171,7 +182,6 @@ pub struct Inputs {
 pub struct ReleaseInputs {
     pub iso: PathBuf,
     pub uml_tarball: PathBuf,
-    pub xen_tarball: PathBuf,
     pub xen_kernel: PathBuf,
     pub xen_vmlinux: PathBuf,
     pub xen_release: String,
@@ -610,8 +620,12 @@ fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> 
         Loader::None => Ok(()),
         Loader::Isolinux | Loader::Grub => {
             guest
-                .expect("serial console (ttyS0", timeout)
+                .expect(
+                    "erial console (ttyS0",
+                    timeout.min(Duration::from_secs(240)),
+                )
                 .context("no boot menu on the serial port")?;
+            // (The hotkey letter is drawn in another colour: match after it.)
             // Let the menu settle, then press the hotkey (and Enter, which
             // isolinux wants after a hotkey moves the selection).
             std::thread::sleep(Duration::from_millis(500));
@@ -630,7 +644,20 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
     let deadline = target.timeout();
     choose_serial_entry(guest, target.loader(), deadline)?;
     let banner = format!("Finnix version {} ready;", inputs.version);
-    let mut boot_text = guest.expect(&banner, deadline.saturating_sub(start.elapsed()))?;
+    // A boot that went wrong says so: fail at once instead of at the timeout.
+    let failures = [
+        "Emergency shell (busybox)",
+        "Kernel panic",
+        "end Kernel panic",
+    ];
+    let mut watch = vec![banner.as_str()];
+    watch.extend(failures);
+    let (hit, mut boot_text) =
+        guest.expect_any(&watch, deadline.saturating_sub(start.elapsed()))?;
+    if hit != 0 {
+        std::thread::sleep(Duration::from_millis(500));
+        bail!("the boot failed: {:?} on the console", watch[hit]);
+    }
     let banner_secs = start.elapsed().as_secs_f64();
     boot_text.push_str(&guest.expect("packages available", COMMAND_TIMEOUT)?);
     let prompt = format!("root@{}:", target.console());
@@ -646,7 +673,7 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
         "uname -r in the guest says {release:?}, expected {want:?}"
     );
     let facts = guest.run(
-        "hostname; cat /run/finnix/mode; ls /FINNIX/etc/finnix-release",
+        "hostname; . /run/finnix/boot.env; echo $FINNIX_MODE; ls /FINNIX/etc/finnix-release; echo $FINNIX_MEDIUM",
         COMMAND_TIMEOUT,
     )?;
     let facts: Vec<&str> = facts.lines().collect();
@@ -656,12 +683,17 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
     );
     ensure!(
         facts.get(1) == Some(&target.mode()),
-        "/run/finnix/mode is not {}: {facts:?}",
+        "FINNIX_MODE is not {}: {facts:?}",
         target.mode()
     );
     ensure!(
         facts.get(2) == Some(&"/FINNIX/etc/finnix-release"),
         "/FINNIX does not show the squashfs root: {facts:?}"
+    );
+    ensure!(
+        facts.get(3) == Some(&target.medium()),
+        "the medium is not {}: {facts:?}",
+        target.medium()
     );
     // N in the banner is what dpkg says is installed.
     let n: usize = boot_text
@@ -683,7 +715,7 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
                 guest.output().contains("mode=tt: TT mode was removed"),
                 "the UML kernel did not acknowledge mode=tt"
             );
-            let facts = guest.run("cat /run/finnix/medium-type /run/finnix/medium; grep -c mode=tt /proc/cmdline; tr '\\0' '\\n' < /proc/1/environ | grep -c '^mode='", COMMAND_TIMEOUT)?;
+            let facts = guest.run(". /run/finnix/boot.env; echo $FINNIX_MEDIUM_TYPE; echo $FINNIX_MEDIUM; grep -c mode=tt /proc/cmdline; tr '\\0' '\\n' < /proc/1/environ | grep -c '^mode='", COMMAND_TIMEOUT)?;
             let facts: Vec<&str> = facts.lines().collect();
             ensure!(
                 facts.len() == 4 && facts[0] == "iso9660" && facts[1] == "/dev/ubda",
@@ -711,7 +743,7 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
             );
         }
         Target::Toram => {
-            let facts = guest.run("cat /run/finnix/toram; grep -c ' iso9660 ' /proc/mounts; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/block/ubda/holders | wc -l; grep -c '^/dev/ubda ' /proc/mounts", COMMAND_TIMEOUT)?;
+            let facts = guest.run(". /run/finnix/boot.env; echo $FINNIX_TORAM; grep -c ' iso9660 ' /proc/mounts; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/block/ubda/holders | wc -l; grep -c '^/dev/ubda ' /proc/mounts", COMMAND_TIMEOUT)?;
             let facts: Vec<&str> = facts.lines().collect();
             ensure!(
                 facts.first() == Some(&"1"),
@@ -722,7 +754,7 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
                 "the ISO is still mounted: {facts:?}"
             );
             ensure!(
-                facts.iter().any(|l| *l == "/run/finnix/toram/FINNIX"),
+                facts.contains(&"/run/finnix/toram/FINNIX"),
                 "the squashfs does not come from RAM: {facts:?}"
             );
             ensure!(
@@ -807,16 +839,15 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
     ]);
     in_order(&shutdown_text, &want)?;
     if target == Target::XenPv {
-        // Xen halts the machine and, told `noreboot`, waits: its last words.
-        guest.expect("Hardware Dom0 halted", COMMAND_TIMEOUT)?;
-        guest.kill();
-    } else {
-        let status = guest.wait(COMMAND_TIMEOUT)?;
-        ensure!(
-            status.success(),
-            "the guest exited with {status} after shutting down (expected 0)"
-        );
+        // Dom0's poweroff makes Xen power the machine off (ACPI S5).
+        guest.expect("Entering ACPI S5 state", COMMAND_TIMEOUT)?;
     }
+    // UML exits 0 after halt; qemu exits 0 when the guest powers off.
+    let status = guest.wait(COMMAND_TIMEOUT)?;
+    ensure!(
+        status.success(),
+        "the guest exited with {status} after shutting down (expected 0)"
+    );
     Ok((banner_secs, shell_secs, used))
 }
 

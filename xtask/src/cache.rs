@@ -57,12 +57,6 @@ impl KeyBuilder {
         self
     }
 
-    /// A blob input, recorded by its sha256.
-    pub fn bytes(&mut self, label: &str, data: &[u8]) -> &mut Self {
-        self.inputs.push((label.to_string(), sha256_hex(data)));
-        self
-    }
-
     /// A file input, recorded by its sha256.
     pub fn file(&mut self, label: &str, path: &Path) -> Result<&mut Self> {
         let hash = sha256_file(path)?;
@@ -131,6 +125,9 @@ pub struct Cache {
 
 static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Entries kept per stage: the current build and the one before it.
+const KEEP_PER_STAGE: usize = 2;
+
 impl Cache {
     pub fn new(root: PathBuf) -> Cache {
         Cache { root }
@@ -170,7 +167,12 @@ impl Cache {
         fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
         match tmp.persist(&dest) {
-            Ok(()) => Ok(dest),
+            Ok(()) => {
+                // The new entry's mtime marks it newest.
+                let _ = crate::fsutil::touch_now(&dest);
+                self.prune(stage, KEEP_PER_STAGE)?;
+                Ok(dest)
+            }
             Err((tmp, e)) if dest.is_dir() => {
                 drop(tmp);
                 let _ = e;
@@ -202,17 +204,20 @@ impl Cache {
         Ok(())
     }
 
-    /// Remove every entry of `stage` except `keep` (old builds of a stage).
-    pub fn prune_stage(&self, stage: &str, keep: &Key) -> Result<()> {
+    /// Keep the `keep` most recently committed entries of `stage`; older
+    /// builds of a stage are removed (a rootfs tree is hundreds of MiB).
+    pub fn prune(&self, stage: &str, keep: usize) -> Result<()> {
         let dir = self.root.join(stage);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(());
         };
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_name().to_string_lossy() != keep.hex {
-                crate::fsutil::remove_all(&entry.path())?;
-            }
+        let mut all: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        all.sort_by_key(|e| std::cmp::Reverse(e.0));
+        for (_, path) in all.into_iter().skip(keep) {
+            crate::fsutil::remove_all(&path)?;
         }
         Ok(())
     }
@@ -232,7 +237,7 @@ mod tests {
     fn key(extra: &[(&str, &str)]) -> Key {
         let mut b = KeyBuilder::new("kernel-um", 1);
         b.text("source", "abc")
-            .bytes("fragment common.config", b"CONFIG_X=y\n");
+            .text("fragment common.config", "CONFIG_X=y");
         for (l, v) in extra {
             b.text(l, v);
         }
@@ -248,12 +253,12 @@ mod tests {
             key(&[]).hex,
             KeyBuilder::new("kernel-um", 1)
                 .text("source", "abc")
-                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .text("fragment common.config", "CONFIG_X=y")
                 .finish()
                 .hex
         );
         assert_eq!(key(&[]).hex.len(), 32);
-        assert_eq!(key(&[]).hex, "0033ca179423b77d1d6c26c14b148772");
+        assert_eq!(key(&[]).hex, "8eee778d096a79edb4d678d5f11b2fb7");
     }
 
     #[test]
@@ -262,23 +267,23 @@ mod tests {
         let variants = [
             KeyBuilder::new("kernel-xen", 1)
                 .text("source", "abc")
-                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .text("fragment common.config", "CONFIG_X=y")
                 .finish(),
             KeyBuilder::new("kernel-um", 2)
                 .text("source", "abc")
-                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .text("fragment common.config", "CONFIG_X=y")
                 .finish(),
             KeyBuilder::new("kernel-um", 1)
                 .text("source", "abd")
-                .bytes("fragment common.config", b"CONFIG_X=y\n")
+                .text("fragment common.config", "CONFIG_X=y")
                 .finish(),
             KeyBuilder::new("kernel-um", 1)
                 .text("source", "abc")
-                .bytes("fragment common.config", b"CONFIG_X=n\n")
+                .text("fragment common.config", "CONFIG_X=n")
                 .finish(),
             KeyBuilder::new("kernel-um", 1)
                 .text("source", "abc")
-                .bytes("fragment um.config", b"CONFIG_X=y\n")
+                .text("fragment um.config", "CONFIG_X=y")
                 .finish(),
             key(&[("gcc", "12.2.0")]),
         ];

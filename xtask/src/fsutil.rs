@@ -144,3 +144,14 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
+
+/// Set a path's mtime to now (the cache orders entries by it).
+pub fn touch_now(path: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot touch {}", path.display()));
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +23,6 @@ pub struct Guest {
     shared: Arc<(Mutex<Shared>, Condvar)>,
     /// How far `expect` has consumed the output.
     cursor: usize,
-    pub log: PathBuf,
-    pub started: Instant,
 }
 
 impl Guest {
@@ -97,13 +95,7 @@ impl Guest {
             stdin,
             shared,
             cursor: 0,
-            log: log.to_path_buf(),
-            started: Instant::now(),
         })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Wait until `pattern` appears after the cursor; the cursor moves past

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -170,15 +170,6 @@ pub fn uml(ctx: &Ctx, kernel_path: &Path, initrd: &Path) -> Result<(String, Vec<
         ),
     ];
     Ok((n.uml, tar_gz(&items, ctx.epoch.global)?))
-}
-
-/// Where `tar` would put the files of a tarball (for tests and the spec's commands).
-pub fn unpack(tarball: &Path, into: &Path) -> Result<PathBuf> {
-    fs::create_dir_all(into)?;
-    duct::cmd!("tar", "-xzf", tarball, "-C", into)
-        .run()
-        .with_context(|| format!("cannot unpack {}", tarball.display()))?;
-    Ok(into.to_path_buf())
 }
 
 #[cfg(test)]

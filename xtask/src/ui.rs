@@ -68,10 +68,6 @@ impl Stage {
         &self.log
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Append a line to the log.
     pub fn note(&self, line: impl AsRef<str>) {
         if let Ok(mut f) = OpenOptions::new().append(true).open(&self.log) {

@@ -105,7 +105,6 @@ pub struct KernelInfo {
 /// A built kernel in the cache.
 #[derive(Debug, Clone)]
 pub struct Kernel {
-    pub flavor: Flavor,
     pub entry: PathBuf,
     pub key: Key,
     pub info: KernelInfo,
@@ -124,10 +123,6 @@ impl Kernel {
             .iter()
             .find(|f| f.starts_with("vmlinux-"))
             .map(|f| self.entry.join(f))
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.entry.join("config")
     }
 }
 
@@ -242,7 +237,6 @@ fn load(ctx: &Ctx, flavor: Flavor, key: &Key) -> Result<Option<Kernel>> {
     let info: KernelInfo = toml::from_str(&text)
         .with_context(|| format!("corrupt cache entry {}", entry.display()))?;
     Ok(Some(Kernel {
-        flavor,
         entry,
         key: key.clone(),
         info,
@@ -355,7 +349,6 @@ fn compile(
     let entry = ctx.cache.commit(flavor.stage(), key, out)?;
     drop(work);
     Ok(Kernel {
-        flavor,
         entry,
         key: key.clone(),
         info,

@@ -80,12 +80,15 @@ impl Codec {
     }
 }
 
+/// A block's input and what compressing it gave.
+type Computed = (Vec<u8>, Result<Vec<u8>, String>);
+
 #[derive(Default)]
 struct State {
     /// The sequence number backhand's next `compress` call should have.
     next: u64,
     /// Results computed ahead: seq → (input, output).
-    done: BTreeMap<u64, (Vec<u8>, Result<Vec<u8>, String>)>,
+    done: BTreeMap<u64, Computed>,
     /// How many jobs the producer made, once it has finished.
     total: Option<u64>,
     /// A call did not match the prediction: stop predicting.
