@@ -212,16 +212,16 @@ pub fn start() -> i32 {
         );
     }
 
-    print!("[*] Scanning for partitions and creating /etc/fstab...");
-    flush();
+    // Each line is printed whole once its work is done: init systems that
+    // collect scripts' output (startpar) break lines printed in two parts.
     let medium = boot_fact("FINNIX_MEDIUM").unwrap_or_default();
     let found = scan_partitions((!medium.is_empty()).then_some(medium.as_str()));
     for dir in fstab::mount_points(&found) {
         let _ = fs::create_dir_all(dir);
     }
     match fs::write("/etc/fstab", fstab::render(&found)) {
-        Ok(()) => println!(" done"),
-        Err(e) => println!(" failed: {e}"),
+        Ok(()) => println!("[*] Scanning for partitions and creating /etc/fstab... done"),
+        Err(e) => println!("[*] Scanning for partitions and creating /etc/fstab... failed: {e}"),
     }
 
     for f in found.iter().filter(|f| f.fs == fsprobe::Fs::Swap) {
@@ -297,8 +297,6 @@ pub fn stop() -> i32 {
         }
     }
 
-    print!("[*] Turning off swap....");
-    flush();
     let mut swap_ok = true;
     for line in read("/proc/swaps").lines().skip(1) {
         if let Some(dev) = line.split_whitespace().next() {
@@ -308,15 +306,19 @@ pub fn stop() -> i32 {
             }
         }
     }
-    println!(" {}", if swap_ok { "done" } else { "failed" });
+    println!(
+        "[*] Turning off swap.... {}",
+        if swap_ok { "done" } else { "failed" }
+    );
 
-    print!("[*] Unmounting remaining file systems...");
-    flush();
     let failed = unmount_all();
     if failed.is_empty() {
-        println!(" done");
+        println!("[*] Unmounting remaining file systems... done");
     } else {
-        println!(" still busy: {}", failed.join(" "));
+        println!(
+            "[*] Unmounting remaining file systems... still busy: {}",
+            failed.join(" ")
+        );
     }
     println!("[*] Shutting down...");
     flush();

@@ -21,7 +21,9 @@ pub struct Ctx {
 
 /// SOURCE_DATE_EPOCH for the build, and for the kernels.
 ///
-/// From the environment when set (it then rules everything). Otherwise the
+/// From the environment when set (it then rules everything, unless
+/// FINNIX_KERNEL_SOURCE_DATE_EPOCH is set too, as when rebuilding a release
+/// from its manifest). Otherwise the
 /// time of the last git commit; the kernels use the time of the last commit
 /// that touched their own inputs (kernel-patches/, configs/kernel/,
 /// finnix.lock), so that a commit elsewhere does not rebuild them. Both are
@@ -47,9 +49,16 @@ impl Epoch {
                 .with_context(|| {
                     format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970")
                 })?;
+            // A release's manifest records both; rebuilding it sets both.
+            let kernel = match std::env::var("FINNIX_KERNEL_SOURCE_DATE_EPOCH") {
+                Ok(k) => k.trim().parse().ok().filter(|e: &i64| *e >= 0).with_context(|| {
+                    format!("FINNIX_KERNEL_SOURCE_DATE_EPOCH={k:?} is not a number of seconds since 1970")
+                })?,
+                Err(_) => epoch,
+            };
             return Ok(Epoch {
                 global: epoch,
-                kernel: epoch,
+                kernel,
                 from_env: true,
             });
         }

@@ -16,6 +16,7 @@ mod iso;
 mod kernel;
 mod lock;
 mod prereq;
+mod repro;
 mod rootfs;
 mod rustbin;
 mod selftest;
@@ -93,6 +94,20 @@ enum Command {
         /// Non-interactive: wait for the ready banner, run a command, shut down.
         #[arg(long)]
         check: bool,
+    },
+    /// Build every artifact twice from scratch (different paths, time zone,
+    /// locale, umask, host name, user, file order, time) and compare them bit
+    /// for bit; or rebuild and compare with a published release (--against).
+    VerifyRepro {
+        #[arg(long)]
+        profile: Option<String>,
+        /// Reuse this checkout's kernels in both builds instead of compiling
+        /// them twice (their reproducibility is then checked elsewhere).
+        #[arg(long)]
+        keep_kernels: bool,
+        /// A published release to compare with: its dist directory or SHA256SUMS.
+        #[arg(long)]
+        against: Option<std::path::PathBuf>,
     },
     /// Benchmarks: `bench squashfs` compares our squashfs writer with mksquashfs.
     Bench {
@@ -310,6 +325,30 @@ fn run(cli: Cli) -> Result<()> {
                 runs,
             )?;
             print!("{}", bench::report(&ours, &theirs));
+            Ok(())
+        }
+        Command::VerifyRepro {
+            profile,
+            keep_kernels,
+            against,
+        } => {
+            let ctx = ctx()?;
+            prereq::ensure(
+                &["kernel", "initrd", "rootfs", "squashfs", "iso", "repro"],
+                &ctx.logs(),
+            )?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let same = repro::run(
+                &ctx,
+                &repro::Options {
+                    profile,
+                    keep_kernels,
+                    against,
+                },
+            )?;
+            if !same {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::WriteSquashfs {

@@ -1,0 +1,480 @@
+//! `cargo xtask verify-repro`: build every artifact twice from scratch and
+//! compare them bit for bit, or rebuild and compare with a published release.
+//!
+//! The two builds share nothing but the source: each runs in its own copy of
+//! the checkout (a different path, files written in the opposite order), with
+//! its own stage cache and dist directory, a different time zone, locale,
+//! umask, user name and (in a UTS namespace) host name, and at a different
+//! wall-clock time. SOURCE_DATE_EPOCH is the same. Every artifact and every
+//! stage output is compared; on a difference diffoscope writes a report.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::cache::sha256_file;
+use crate::context::Ctx;
+use crate::ui;
+
+/// What differs between the two builds.
+struct Variant {
+    name: &'static str,
+    /// Path of the source copy below the work directory.
+    subdir: &'static str,
+    tz: &'static str,
+    locale: &'static str,
+    umask: &'static str,
+    hostname: &'static str,
+    user: &'static str,
+    reverse_order: bool,
+}
+
+const A: Variant = Variant {
+    name: "a",
+    subdir: "a/src/finnix",
+    tz: "UTC",
+    locale: "C.UTF-8",
+    umask: "022",
+    hostname: "repro-a",
+    user: "builder",
+    reverse_order: false,
+};
+
+const B: Variant = Variant {
+    name: "b",
+    subdir: "b/a/much/deeper/build/path/finnix-rebuild",
+    tz: "America/St_Johns",
+    locale: "POSIX",
+    umask: "002",
+    hostname: "another-host.example",
+    user: "someone-else",
+    reverse_order: true,
+};
+
+pub struct Options {
+    pub profile: String,
+    /// Reuse this checkout's kernels in both builds (their reproducibility
+    /// is checked by a full run without this).
+    pub keep_kernels: bool,
+    /// Compare one rebuild with a published release (a dist directory or its SHA256SUMS).
+    pub against: Option<PathBuf>,
+}
+
+/// One output of a build, found by name.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub label: String,
+    pub path: PathBuf,
+}
+
+pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
+    let work = ctx.cache.root.join("repro");
+    crate::fsutil::remove_all(&work)?;
+    fs::create_dir_all(&work)?;
+    eprintln!(
+        "==> verify-repro: work directory {}",
+        ui::display_path(&work)
+    );
+    let start = Instant::now();
+
+    // Kernels to seed both caches with (--keep-kernels): this checkout's.
+    let seed: Vec<PathBuf> = if opts.keep_kernels {
+        crate::prereq::ensure(&["kernel"], &ctx.logs())?;
+        let um = crate::kernel::build(ctx, crate::kernel::Flavor::Um)?;
+        let xen = crate::kernel::build(ctx, crate::kernel::Flavor::Xen)?;
+        vec![um.entry, xen.entry]
+    } else {
+        vec![]
+    };
+
+    // In --against mode the release's manifest gives SOURCE_DATE_EPOCH.
+    let mut env: Vec<(String, String)> = Vec::new();
+    let published = match &opts.against {
+        Some(p) => Some(Published::read(p)?),
+        None => None,
+    };
+    if let Some(p) = &published {
+        if let Some((global, kernel)) = p.epochs {
+            env.push(("SOURCE_DATE_EPOCH".into(), global.to_string()));
+            env.push(("FINNIX_KERNEL_SOURCE_DATE_EPOCH".into(), kernel.to_string()));
+        }
+    }
+
+    let variants: &[&Variant] = if published.is_some() {
+        &[&A]
+    } else {
+        &[&A, &B]
+    };
+    let mut builds = Vec::new();
+    for v in variants {
+        let root = work.join(v.subdir);
+        copy_checkout(&ctx.root, &root, v.reverse_order)?;
+        let cache = work.join(v.name).join("cache");
+        let dist = work.join(v.name).join("dist");
+        for entry in &seed {
+            let stage = entry
+                .parent()
+                .and_then(|p| p.file_name())
+                .context("kernel entry")?;
+            let dest = cache
+                .join(stage)
+                .join(entry.file_name().context("kernel entry")?);
+            fs::create_dir_all(dest.parent().expect("parent"))?;
+            crate::fsutil::copy_tree(entry, &dest)?;
+        }
+        build(ctx, v, &root, &cache, &dist, &opts.profile, &env)?;
+        builds.push((cache, dist));
+    }
+
+    let (rows, reports) = match &published {
+        None => compare_builds(&work, &builds[0], &builds[1], &opts.profile)?,
+        Some(p) => compare_with_release(&work, &builds[0].1, p)?,
+    };
+    let same = rows.iter().all(|r| r.1);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(10).max(10);
+    let mut table = format!("{:<width$}  result\n", "artifact");
+    for (label, identical, detail) in &rows {
+        table.push_str(&format!(
+            "{label:<width$}  {}{detail}\n",
+            if *identical { "identical" } else { "DIFFERENT" }
+        ));
+    }
+    print!("{table}");
+    for r in &reports {
+        eprintln!("diffoscope report: {}", ui::display_path(r));
+    }
+    eprintln!(
+        "verify-repro: {} in {} ({} compared, profile {}{})",
+        if same {
+            "every artifact is reproducible"
+        } else {
+            "differences found"
+        },
+        ui::fmt_duration(start.elapsed()),
+        rows.len(),
+        opts.profile,
+        if opts.keep_kernels {
+            ", kernels reused from this checkout"
+        } else {
+            ""
+        }
+    );
+    Ok(same)
+}
+
+/// Copy the checkout's files (what git tracks or would track, and .git
+/// itself) to `dest`, in sorted or reverse order.
+fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
+    let list = duct::cmd!(
+        "git",
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard"
+    )
+    .dir(src)
+    .read()?;
+    let mut files: Vec<&str> = list.split('\0').filter(|f| !f.is_empty()).collect();
+    files.sort();
+    if reverse {
+        files.reverse();
+    }
+    fs::create_dir_all(dest)?;
+    for f in files {
+        let from = src.join(f);
+        let to = dest.join(f);
+        let Ok(meta) = fs::symlink_metadata(&from) else {
+            continue;
+        }; // deleted, not yet committed
+        fs::create_dir_all(to.parent().expect("parent"))?;
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else {
+            fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
+        }
+    }
+    crate::fsutil::copy_tree(&src.join(".git"), &dest.join(".git"))?;
+    Ok(())
+}
+
+/// Run `cargo xtask dist` (this very binary) in a copy, with the variant's
+/// environment, in a UTS namespace with its own host name.
+fn build(
+    ctx: &Ctx,
+    v: &Variant,
+    root: &Path,
+    cache: &Path,
+    dist: &Path,
+    profile: &str,
+    env: &[(String, String)],
+) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let log = ctx.logs().join(format!("repro-{}.log", v.name));
+    let script = format!(
+        "hostname '{}' && umask {} && exec \"$@\"",
+        v.hostname, v.umask
+    );
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let mut cmd = duct::cmd!(
+        "unshare",
+        "--uts",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        exe,
+        "dist",
+        "--profile",
+        profile
+    )
+    .dir(root)
+    .env("FINNIX_CACHE_DIR", cache)
+    .env("FINNIX_DIST_DIR", dist)
+    .env("TZ", v.tz)
+    .env("LC_ALL", v.locale)
+    .env("LANG", v.locale)
+    .env("USER", v.user)
+    .env("LOGNAME", v.user)
+    .env(
+        "CARGO_HOME",
+        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo")),
+    )
+    .env(
+        "RUSTUP_HOME",
+        std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup")),
+    );
+    // SOURCE_DATE_EPOCH: the release's when given, else each copy's git history.
+    for var in ["SOURCE_DATE_EPOCH", "FINNIX_KERNEL_SOURCE_DATE_EPOCH"] {
+        cmd = match env.iter().find(|(k, _)| k == var) {
+            Some((k, val)) => cmd.env(k, val),
+            None => cmd.env_remove(var),
+        };
+    }
+    eprintln!(
+        "==> verify-repro: build {} in {} (TZ={}, LC_ALL={}, umask {}, host {}, user {}){}",
+        v.name,
+        ui::display_path(root),
+        v.tz,
+        v.locale,
+        v.umask,
+        v.hostname,
+        v.user,
+        if v.reverse_order {
+            ", files written in reverse order"
+        } else {
+            ""
+        }
+    );
+    eprintln!("    log: {}", ui::display_path(&log));
+    let mut log_file = fs::File::create(&log)?;
+    let reader = cmd.stderr_to_stdout().unchecked().reader()?;
+    let mut lines = BufReader::new(&reader);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            break;
+        }
+        use std::io::Write;
+        log_file.write_all(line.as_bytes())?;
+        if line.starts_with("==>") {
+            eprint!("    [{}] {}", v.name, line);
+        }
+    }
+    let status = reader.try_wait()?.map(|o| o.status);
+    match status {
+        Some(s) if s.success() => Ok(()),
+        _ => bail!(
+            "build {} failed; its log: {}\n{}",
+            v.name,
+            log.display(),
+            ui::tail(&log, 30)
+        ),
+    }
+}
+
+/// The outputs of one build: dist files, then stage outputs in its cache.
+fn outputs(cache: &Path, dist: &Path, profile: &str) -> Result<Vec<Output>> {
+    let mut out = Vec::new();
+    let mut names: Vec<PathBuf> = fs::read_dir(dist)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    for p in names {
+        out.push(Output {
+            label: format!("dist/{}", p.file_name().expect("name").to_string_lossy()),
+            path: p,
+        });
+    }
+    let stage_files: Vec<(String, &str)> = vec![
+        ("kernel-um".into(), "linux-"),
+        ("kernel-xen".into(), "vmlinuz-"),
+        ("kernel-xen".into(), "vmlinux-"),
+        ("initrd".into(), "initrd.img"),
+        (format!("squashfs-{profile}"), "FINNIX"),
+        (format!("iso-{profile}"), ".iso"),
+    ];
+    for (stage, pattern) in &stage_files {
+        let dir = cache.join(stage);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            for f in fs::read_dir(entry.path())?.filter_map(|e| e.ok()) {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.starts_with(pattern) || name.ends_with(pattern) {
+                    out.push(Output {
+                        label: format!("{stage}/{name}"),
+                        path: f.path(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+type Rows = (Vec<(String, bool, String)>, Vec<PathBuf>);
+
+fn compare_builds(
+    work: &Path,
+    a: &(PathBuf, PathBuf),
+    b: &(PathBuf, PathBuf),
+    profile: &str,
+) -> Result<Rows> {
+    let oa = outputs(&a.0, &a.1, profile)?;
+    let ob = outputs(&b.0, &b.1, profile)?;
+    let mut rows = Vec::new();
+    let mut reports = Vec::new();
+    for x in &oa {
+        let Some(y) = ob.iter().find(|y| y.label == x.label) else {
+            rows.push((
+                x.label.clone(),
+                false,
+                " (missing from build b)".to_string(),
+            ));
+            continue;
+        };
+        let (ha, hb) = (sha256_file(&x.path)?, sha256_file(&y.path)?);
+        if ha == hb {
+            rows.push((x.label.clone(), true, format!("  {}", &ha[..16])));
+        } else {
+            let report = diffoscope(work, &x.label, &x.path, &y.path)?;
+            rows.push((
+                x.label.clone(),
+                false,
+                format!("  {} vs {}", &ha[..16], &hb[..16]),
+            ));
+            reports.push(report);
+        }
+    }
+    for y in ob.iter().filter(|y| !oa.iter().any(|x| x.label == y.label)) {
+        rows.push((
+            y.label.clone(),
+            false,
+            " (missing from build a)".to_string(),
+        ));
+    }
+    ensure!(!rows.is_empty(), "the builds produced nothing to compare");
+    Ok((rows, reports))
+}
+
+/// A published release: its SHA256SUMS, and the directory if there is one.
+struct Published {
+    sums: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    epochs: Option<(i64, i64)>,
+}
+
+impl Published {
+    fn read(path: &Path) -> Result<Published> {
+        let (sums_path, dir) = if path.is_dir() {
+            (path.join("SHA256SUMS"), Some(path.to_path_buf()))
+        } else {
+            (path.to_path_buf(), path.parent().map(Path::to_path_buf))
+        };
+        let text = fs::read_to_string(&sums_path)
+            .with_context(|| format!("cannot read {}", sums_path.display()))?;
+        let sums = crate::checksums::parse_sha256sums(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", sums_path.display()))?;
+        let manifest = sums
+            .iter()
+            .find(|(n, _)| n.ends_with(".manifest.json"))
+            .and_then(|(n, _)| dir.as_ref().map(|d| d.join(n)))
+            .filter(|p| p.is_file());
+        let epochs = match manifest {
+            Some(m) => {
+                let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&m)?)
+                    .with_context(|| format!("cannot parse {}", m.display()))?;
+                let g = v["source_date_epoch"]
+                    .as_i64()
+                    .context("manifest has no source_date_epoch")?;
+                let k = v["kernel_source_date_epoch"].as_i64().unwrap_or(g);
+                Some((g, k))
+            }
+            None => None,
+        };
+        if epochs.is_none() {
+            eprintln!("    note: no manifest next to {}: SOURCE_DATE_EPOCH comes from this checkout's git history", sums_path.display());
+        }
+        Ok(Published { sums, dir, epochs })
+    }
+}
+
+fn compare_with_release(work: &Path, dist: &Path, p: &Published) -> Result<Rows> {
+    let mut rows = Vec::new();
+    let mut reports = Vec::new();
+    for (name, want) in &p.sums {
+        let ours = dist.join(name);
+        if !ours.is_file() {
+            rows.push((
+                name.clone(),
+                false,
+                " (the rebuild has no such file)".to_string(),
+            ));
+            continue;
+        }
+        let got = sha256_file(&ours)?;
+        if &got == want {
+            rows.push((name.clone(), true, format!("  {}", &got[..16])));
+        } else {
+            rows.push((
+                name.clone(),
+                false,
+                format!("  published {} rebuilt {}", &want[..16], &got[..16]),
+            ));
+            if let Some(theirs) = p.dir.as_ref().map(|d| d.join(name)).filter(|f| f.is_file()) {
+                reports.push(diffoscope(work, name, &theirs, &ours)?);
+            }
+        }
+    }
+    Ok((rows, reports))
+}
+
+/// diffoscope's text report for a pair, bounded in time.
+fn diffoscope(work: &Path, label: &str, a: &Path, b: &Path) -> Result<PathBuf> {
+    let report = work.join(format!("diffoscope-{}.txt", label.replace('/', "_")));
+    let _ = duct::cmd!(
+        "timeout",
+        "900",
+        "diffoscope",
+        "--text",
+        &report,
+        "--max-report-size",
+        "20000000",
+        a,
+        b
+    )
+    .stdout_null()
+    .stderr_null()
+    .unchecked()
+    .run();
+    Ok(report)
+}
