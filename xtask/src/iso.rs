@@ -235,6 +235,8 @@ fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
             .env("SOURCE_DATE_EPOCH", &epoch)
             .env("TZ", "UTC"),
     )?;
+    // mcopy -m keeps the file's own date: make it SOURCE_DATE_EPOCH.
+    crate::fsutil::set_times(&efi, ctx.epoch.global)?;
     s.run(
         duct::cmd!("mcopy", "-m", "-i", esp, &efi, "::/EFI/BOOT/BOOTX64.EFI")
             .env("SOURCE_DATE_EPOCH", &epoch)

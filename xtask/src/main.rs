@@ -189,6 +189,9 @@ impl FlavorArg {
 }
 
 fn main() {
+    // Files the stages create get their modes from the code, never from the
+    // caller's umask (verify-repro builds with another one).
+    unsafe { libc::umask(0o022) };
     fsutil::install_interrupt_cleanup();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {

@@ -562,36 +562,9 @@ pub fn normalise(tree: &Path, epoch: i64) -> Result<NormaliseStats> {
         if meta.mtime() > epoch {
             stats.clamped += 1;
         }
-        set_times(path, meta.mtime().min(epoch))?;
+        crate::fsutil::set_times(path, meta.mtime().min(epoch))?;
     }
     Ok(stats)
-}
-
-fn set_times(path: &Path, t: i64) -> Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
-    let ts = [
-        libc::timespec {
-            tv_sec: t,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: t,
-            tv_nsec: 0,
-        },
-    ];
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot set times of {}", path.display()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
