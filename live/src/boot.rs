@@ -72,6 +72,21 @@ fn host_line(mode: Mode) -> Option<String> {
     }
 }
 
+/// Per-machine identities the image does not ship (NVMe-oF host NQN and
+/// id, when nvme-cli is installed): made fresh at every boot.
+fn make_identities() {
+    if !have("nvme") || fs::metadata("/etc/nvme/hostnqn").is_ok() {
+        return;
+    }
+    let uuid = read("/proc/sys/kernel/random/uuid").trim().to_string();
+    if uuid.is_empty() {
+        return;
+    }
+    let _ = fs::create_dir_all("/etc/nvme");
+    let _ = fs::write("/etc/nvme/hostid", format!("{uuid}\n"));
+    let _ = fs::write("/etc/nvme/hostnqn", format!("nqn.2014-08.org.nvmexpress:uuid:{uuid}\n"));
+}
+
 fn set_hostname() {
     let name = read("/etc/hostname").trim().to_string();
     let name = if name.is_empty() {
@@ -197,6 +212,7 @@ pub fn start() -> i32 {
         println!("[*] Host: {host}");
     }
     set_hostname();
+    make_identities();
 
     if !mode.is_guest() {
         let count = |dir: &str| fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);

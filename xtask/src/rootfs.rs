@@ -394,6 +394,11 @@ fn clean_debian_tree(tree: &Path) -> Result<()> {
         }
     }
     for rel in [
+        // Identities packages generate at install time: each booted system
+        // makes its own (finnix boot start), none is shipped.
+        "etc/nvme/hostid",
+        "etc/nvme/hostnqn",
+        "var/lib/dbus/machine-id",
         "var/cache/ldconfig/aux-cache",
         "var/lib/urandom/random-seed",
         "var/cache/debconf/config.dat-old",
