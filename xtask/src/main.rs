@@ -59,6 +59,15 @@ enum Command {
     Rootfs {
         #[arg(long)]
         profile: Option<String>,
+        /// Only the base tree (busybox or mmdebstrap), which needs no kernel.
+        #[arg(long)]
+        base_only: bool,
+    },
+    /// Print each independent stage's cache key (`name=key` lines, for a CI
+    /// cache): kernel-um, kernel-xen, rootfs-base-<profile>.
+    Plan {
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Pack a profile's root filesystem as squashfs with backhand.
     Squashfs {
@@ -217,14 +226,35 @@ fn run(cli: Cli) -> Result<()> {
             initrd::build(&ctx)?;
             Ok(())
         }
-        Command::Rootfs { profile } => {
+        Command::Rootfs { profile, base_only } => {
             let ctx = ctx()?;
-            prereq::ensure(&["kernel", "initrd", "rootfs"], &ctx.logs())?;
             let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            if base_only {
+                prereq::ensure(&["rootfs"], &ctx.logs())?;
+                let p = config::Profile::load(&ctx.root, &profile)?;
+                let base = rootfs::base(&ctx, &profile, &p)?;
+                eprintln!("base tree: {}", base.tree().display());
+                return Ok(());
+            }
+            prereq::ensure(&["kernel", "initrd", "rootfs"], &ctx.logs())?;
             let um = kernel::build(&ctx, Flavor::Um)?;
             let initrd = initrd::build(&ctx)?;
             let r = rootfs::build(&ctx, &profile, &um, &initrd)?;
             eprintln!("root filesystem tree: {}", r.tree().display());
+            Ok(())
+        }
+        Command::Plan { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(&["kernel", "rootfs"], &ctx.logs())?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let source = kernel::source::locked(&ctx)?
+                .ok_or_else(|| anyhow::anyhow!("finnix.lock has no kernel source: run `cargo xtask kernel` once"))?;
+            for flavor in Flavor::ALL {
+                println!("{}={}", flavor.stage(), kernel::key(&ctx, flavor, &source)?.hex);
+            }
+            let p = config::Profile::load(&ctx.root, &profile)?;
+            println!("rootfs-base-{profile}={}", rootfs::base_key(&ctx, &profile, &p)?.hex);
+            println!("source-date-epoch={}", ctx.epoch.global);
             Ok(())
         }
         Command::Squashfs {

@@ -103,6 +103,11 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         }
     }
 
+    // Both builds run this very program, copied: a rebuild of xtask while
+    // they run must not change the builder under their feet.
+    let exe = work.join("xtask");
+    fs::copy(std::env::current_exe()?, &exe).context("cannot copy the xtask binary")?;
+
     let variants: &[&Variant] = if published.is_some() {
         &[&A]
     } else {
@@ -125,7 +130,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
             fs::create_dir_all(dest.parent().expect("parent"))?;
             crate::fsutil::copy_tree(entry, &dest)?;
         }
-        build(ctx, v, &root, &cache, &dist, &opts.profile, &env)?;
+        build(ctx, v, &exe, &root, &cache, &dist, &opts.profile, &env)?;
         builds.push((cache, dist));
     }
 
@@ -206,13 +211,13 @@ fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
 fn build(
     ctx: &Ctx,
     v: &Variant,
+    exe: &Path,
     root: &Path,
     cache: &Path,
     dist: &Path,
     profile: &str,
     env: &[(String, String)],
 ) -> Result<()> {
-    let exe = std::env::current_exe()?;
     let log = ctx.logs().join(format!("repro-{}.log", v.name));
     let script = format!(
         "hostname '{}' && umask {} && exec \"$@\"",

@@ -159,8 +159,30 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
     )
 }
 
-/// The base tree of a profile.
-fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
+/// The cache key of a profile's base tree (also printed by `cargo xtask plan`).
+pub fn base_key(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Key> {
+    let mut k = KeyBuilder::new("rootfs-base", BASE_RECIPE);
+    k.text("profile", name).text("epoch", ctx.epoch.global.to_string());
+    match profile.base {
+        Base::Busybox => {
+            k.file("busybox", Path::new(BUSYBOX))?.text("busybox-static", package_version("busybox-static"));
+        }
+        Base::Debian => {
+            let list = ctx.root.join("configs/profiles").join(profile.packages.as_deref().expect("checked on load"));
+            k.file("package list", &list)?
+                .text("suite", profile.suite.as_deref().unwrap_or_default())
+                .text("mirror", profile.mirror.as_deref().unwrap_or_default())
+                .text("security mirror", &profile.security_mirror)
+                .text("mmdebstrap", tool_version("mmdebstrap"))
+                .file("archive keyring", Path::new(KEYRING))?;
+        }
+    }
+    Ok(k.finish())
+}
+
+/// The base tree of a profile: the part of the root filesystem that does not
+/// depend on the kernels (a release pipeline builds it in its own job).
+pub fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
     let stage = format!("rootfs-base-{name}");
     let what = match profile.base {
         Base::Busybox => "Debian's static busybox tree".to_string(),
@@ -170,28 +192,7 @@ fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
         ),
     };
     ui::stage(&ctx.logs(), &stage, what, |s| {
-        let mut k = KeyBuilder::new("rootfs-base", BASE_RECIPE);
-        k.text("profile", name)
-            .text("epoch", ctx.epoch.global.to_string());
-        match profile.base {
-            Base::Busybox => {
-                k.file("busybox", Path::new(BUSYBOX))?
-                    .text("busybox-static", package_version("busybox-static"));
-            }
-            Base::Debian => {
-                let list = ctx
-                    .root
-                    .join("configs/profiles")
-                    .join(profile.packages.as_deref().expect("checked on load"));
-                k.file("package list", &list)?
-                    .text("suite", profile.suite.as_deref().unwrap_or_default())
-                    .text("mirror", profile.mirror.as_deref().unwrap_or_default())
-                    .text("security mirror", &profile.security_mirror)
-                    .text("mmdebstrap", tool_version("mmdebstrap"))
-                    .file("archive keyring", Path::new(KEYRING))?;
-            }
-        }
-        let key = k.finish();
+        let key = base_key(ctx, name, profile)?;
         if let Some(entry) = ctx.cache.lookup(&stage, &key) {
             return Ok((
                 Rootfs {
