@@ -247,13 +247,21 @@ fn run(cli: Cli) -> Result<()> {
             let ctx = ctx()?;
             prereq::ensure(&["kernel", "rootfs"], &ctx.logs())?;
             let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
-            let source = kernel::source::locked(&ctx)?
-                .ok_or_else(|| anyhow::anyhow!("finnix.lock has no kernel source: run `cargo xtask kernel` once"))?;
+            let source = kernel::source::locked(&ctx)?.ok_or_else(|| {
+                anyhow::anyhow!("finnix.lock has no kernel source: run `cargo xtask kernel` once")
+            })?;
             for flavor in Flavor::ALL {
-                println!("{}={}", flavor.stage(), kernel::key(&ctx, flavor, &source)?.hex);
+                println!(
+                    "{}={}",
+                    flavor.stage(),
+                    kernel::key(&ctx, flavor, &source)?.hex
+                );
             }
             let p = config::Profile::load(&ctx.root, &profile)?;
-            println!("rootfs-base-{profile}={}", rootfs::base_key(&ctx, &profile, &p)?.hex);
+            println!(
+                "rootfs-base-{profile}={}",
+                rootfs::base_key(&ctx, &profile, &p)?.hex
+            );
             println!("source-date-epoch={}", ctx.epoch.global);
             Ok(())
         }

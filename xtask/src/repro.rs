@@ -130,8 +130,9 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
             fs::create_dir_all(dest.parent().expect("parent"))?;
             crate::fsutil::copy_tree(entry, &dest)?;
         }
-        build(ctx, v, &exe, &root, &cache, &dist, &opts.profile, &env)?;
-        builds.push((cache, dist));
+        let dirs = BuildDirs { root, cache, dist };
+        build(ctx, v, &exe, &dirs, &opts.profile, &env)?;
+        builds.push((dirs.cache, dirs.dist));
     }
 
     let (rows, reports) = match &published {
@@ -206,18 +207,24 @@ fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where one of the builds lives: its source copy, cache and dist.
+struct BuildDirs {
+    root: PathBuf,
+    cache: PathBuf,
+    dist: PathBuf,
+}
+
 /// Run `cargo xtask dist` (this very binary) in a copy, with the variant's
 /// environment, in a UTS namespace with its own host name.
 fn build(
     ctx: &Ctx,
     v: &Variant,
     exe: &Path,
-    root: &Path,
-    cache: &Path,
-    dist: &Path,
+    dirs: &BuildDirs,
     profile: &str,
     env: &[(String, String)],
 ) -> Result<()> {
+    let BuildDirs { root, cache, dist } = dirs;
     let log = ctx.logs().join(format!("repro-{}.log", v.name));
     let script = format!(
         "hostname '{}' && umask {} && exec \"$@\"",

