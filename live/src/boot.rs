@@ -84,7 +84,10 @@ fn make_identities() {
     }
     let _ = fs::create_dir_all("/etc/nvme");
     let _ = fs::write("/etc/nvme/hostid", format!("{uuid}\n"));
-    let _ = fs::write("/etc/nvme/hostnqn", format!("nqn.2014-08.org.nvmexpress:uuid:{uuid}\n"));
+    let _ = fs::write(
+        "/etc/nvme/hostnqn",
+        format!("nqn.2014-08.org.nvmexpress:uuid:{uuid}\n"),
+    );
 }
 
 fn set_hostname() {
@@ -189,6 +192,8 @@ fn start_dhcp(iface: &str) {
             "udhcpc",
             "-b",
             "-S",
+            "-s",
+            "/etc/udhcpc/default.script",
             "-i",
             iface,
             "-p",

@@ -2,12 +2,15 @@
 //!
 //! - `finnix boot start|stop`: the boot banner and the shutdown lines
 //!   (called by the init scripts of every profile);
-//! - `finnix console <tty>`: a root shell without login on a console.
+//! - `finnix console <tty>`: a root shell without login on a console;
+//! - `finnix create`, `list`, `stop`: UML guests of this system (see create.rs).
 
 mod boot;
 mod console;
+mod create;
 mod fsprobe;
 mod fstab;
+mod guests;
 mod sysinfo;
 
 const USAGE: &str = "usage: finnix <command>
@@ -19,6 +22,9 @@ commands:
                    unmount file systems (init scripts, at halt)
   console <tty>    a root shell without login on /dev/<tty>, if this mode
                    uses that console (tty0: UML, hvc0: Xen, tty1/ttyS0: hardware)
+  create [options] start a UML guest copy of this system (finnix create --help)
+  list             the guests: name, state, address, memory
+  stop NAME...     shut guests down (--all: every guest)
 ";
 
 fn main() {
@@ -28,6 +34,10 @@ fn main() {
         ["boot", "start"] => boot::start(),
         ["boot", "stop"] => boot::stop(),
         ["console", tty] => console::run(tty),
+        ["create", rest @ ..] => create::create(rest),
+        ["list"] => create::list(),
+        ["stop", rest @ ..] => create::stop(rest),
+        ["guest-run", name] => create::guest_run(name),
         ["mode"] => {
             println!("{}", boot::mode().name());
             0

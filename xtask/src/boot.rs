@@ -249,7 +249,7 @@ fn link(from: &Path, dir: &Path, name: &str) -> Result<()> {
 
 /// UML's memory lives in a file in TMPDIR, which must allow exec: /dev/shm
 /// when it does, else the run directory.
-fn uml_tmpdir(run: &Path) -> PathBuf {
+pub fn uml_tmpdir(run: &Path) -> PathBuf {
     let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
     let shm_ok = mounts.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();

@@ -7,6 +7,7 @@ mod checksums;
 mod config;
 mod context;
 mod cpio;
+mod create;
 mod date;
 mod dist;
 mod fsutil;
@@ -103,6 +104,12 @@ enum Command {
         /// Non-interactive: wait for the ready banner, run a command, shut down.
         #[arg(long)]
         check: bool,
+    },
+    /// `finnix create` on this host, in a network namespace of its own: two
+    /// UML guests from the release ISO, DHCP, ping, list, stop, nothing left.
+    CheckCreate {
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// Build every artifact twice from scratch (different paths, time zone,
     /// locale, umask, host name, user, file order, time) and compare them bit
@@ -334,6 +341,17 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (true, _) => selftest::check_boots(&ctx, &targets, &inputs, &profile),
             }
+        }
+        Command::CheckCreate { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(
+                &["kernel", "initrd", "rootfs", "squashfs", "iso", "create"],
+                &ctx.logs(),
+            )?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let release = dist::release(&ctx, &profile)?;
+            create::check(&ctx, &selftest::create_files(&release))?;
+            Ok(())
         }
         Command::Bench {
             what: BenchWhat::Squashfs,

@@ -113,6 +113,17 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
     ),
     ("cow", &[cmd("mke2fs", "e2fsprogs")]),
     (
+        "create",
+        &[
+            cmd("screen", "screen"),
+            cmd("uml_mconsole", "uml-utilities"),
+            cmd("ip", "iproute2"),
+            cmd("dnsmasq", "dnsmasq-base"),
+            cmd("iptables", "iptables"),
+            cmd("setpriv", "util-linux"),
+        ],
+    ),
+    (
         "repro",
         &[
             cmd("diffoscope", "diffoscope"),

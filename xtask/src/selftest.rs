@@ -49,6 +49,10 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     inputs.squashfs = ctx.cache.root.join("test-dist-extract/FINNIX");
     check_boot(ctx, crate::boot::Target::UmlSquashroot, &inputs)?;
 
+    // `finnix create` on this host: two guests of the mini ISO in a network
+    // namespace of their own.
+    check_create(ctx, &release)?;
+
     // The standard profile: built from Debian's archive, booted in UML with
     // the boot flow checks (banner lines, dpkg's count, shutdown -h now).
     let standard = crate::dist::live(ctx, "standard", crate::dist::default_squashfs(ctx))?;
@@ -66,6 +70,23 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     check_workflows(ctx)?;
 
     eprintln!("all checks passed");
+    Ok(())
+}
+
+/// The files `finnix create` needs on a host: the `finnix` program the root
+/// filesystem ships, the UML kernel, the initrd, the release ISO.
+pub fn create_files(r: &crate::dist::Release) -> crate::create::Files {
+    crate::create::Files {
+        finnix: r.live.rootfs.tree().join("usr/bin/finnix"),
+        kernel: r.live.uml.image(),
+        initrd: r.live.initrd.image(),
+        medium: r.iso.image(),
+    }
+}
+
+fn check_create(ctx: &Ctx, r: &crate::dist::Release) -> Result<()> {
+    crate::prereq::ensure(&["create"], &ctx.logs())?;
+    crate::create::check(ctx, &create_files(r))?;
     Ok(())
 }
 

@@ -1,0 +1,477 @@
+//! `cargo xtask check-create`: the live system's `finnix create` run on this
+//! host, as a user would on any Linux host (`--kernel --initrd --medium`),
+//! inside a network namespace made for the test (never the host's own
+//! network). Two guests boot the release ISO in their screen sessions, get
+//! distinct 10.182.250.x addresses by DHCP, ping the bridge and each other;
+//! `finnix list` shows both; `finnix stop` ends both cleanly; then nothing
+//! (TAP, bridge, NAT rule, dnsmasq, screen session, state) is left. The clear
+//! errors (not root, kernel or medium missing, out of memory) are checked too.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::context::Ctx;
+use crate::ui::{self, Outcome, Stage};
+
+/// What the check measured.
+pub struct Figures {
+    /// Seconds from `finnix create` to each guest's ready banner.
+    pub ready_secs: Vec<f64>,
+    /// Host memory (PSS of its processes) per guest after the banner, KiB.
+    pub pss_kib: Vec<u64>,
+}
+
+/// The files a guest needs: the `finnix` program from the root filesystem,
+/// the UML kernel, the initrd, the ISO.
+pub struct Files {
+    pub finnix: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub medium: PathBuf,
+}
+
+/// A network namespace for the test; on drop, whatever still runs in it is
+/// stopped and the namespace removed.
+struct Netns {
+    name: String,
+    finnix: PathBuf,
+    run_dir: PathBuf,
+}
+
+impl Netns {
+    fn create() -> Result<Netns> {
+        // Namespaces of earlier runs that were killed.
+        let list = duct::cmd!("ip", "netns", "list").read().unwrap_or_default();
+        for line in list.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if let Some(pid) = name.strip_prefix("finnix-create-") {
+                let alive = pid
+                    .parse::<i32>()
+                    .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                if !alive {
+                    kill_netns(name);
+                }
+            }
+        }
+        let name = format!("finnix-create-{}", std::process::id());
+        duct::cmd!("ip", "netns", "add", &name)
+            .run()
+            .context("ip netns add")?;
+        Ok(Netns {
+            name,
+            finnix: PathBuf::new(),
+            run_dir: PathBuf::new(),
+        })
+    }
+
+    /// A command run inside the namespace.
+    fn cmd(&self, program: &str, args: &[&str]) -> duct::Expression {
+        let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), self.name.clone()];
+        argv.push(program.into());
+        argv.extend(args.iter().map(|s| s.to_string()));
+        duct::cmd("ip", argv).env("FINNIX_RUN_DIR", &self.run_dir)
+    }
+
+    fn finnix(&self, args: &[&str]) -> duct::Expression {
+        self.cmd(&self.finnix.to_string_lossy(), args)
+    }
+}
+
+fn kill_netns(name: &str) {
+    let pids = duct::cmd!("ip", "netns", "pids", name)
+        .read()
+        .unwrap_or_default();
+    for pid in pids
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = duct::cmd!("screen", "-wipe")
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run();
+    let _ = duct::cmd!("ip", "netns", "del", name)
+        .stderr_null()
+        .unchecked()
+        .run();
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if !self.finnix.as_os_str().is_empty() {
+            let _ = self
+                .finnix(&["stop", "--all"])
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+        }
+        kill_netns(&self.name);
+    }
+}
+
+/// Output of a command, stdout and stderr together, and whether it succeeded.
+fn output(s: &Stage, expr: duct::Expression) -> Result<(bool, String)> {
+    s.note(format!("$ {}", ui::describe(&expr)));
+    let out = expr.stderr_to_stdout().stdout_capture().unchecked().run()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.note(&text);
+    Ok((out.status.success(), text))
+}
+
+/// Type a line into a guest's console through its screen session.
+fn type_line(s: &Stage, ns: &Netns, guest: &str, line: &str) -> Result<()> {
+    let text = format!("{line}\r");
+    s.run(ns.cmd("screen", &["-S", guest, "-p", "0", "-X", "stuff", &text]))
+}
+
+/// Wait until a guest's console log, after `from` bytes, contains `needle`.
+fn wait_log(log: &Path, from: usize, needle: &str, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let bytes = fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or(&[])).into_owned();
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "no {needle:?} on the console within {} s ({}); its end:\n{}",
+                timeout.as_secs(),
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Run a shell command in a guest; the console text it produced. `marker`
+/// is computed by the guest's shell, so the typed line never contains it.
+fn guest_run(
+    s: &Stage,
+    ns: &Netns,
+    log: &Path,
+    guest: &str,
+    command: &str,
+    n: u32,
+    timeout: Duration,
+) -> Result<String> {
+    let from = fs::metadata(log).map(|m| m.len() as usize).unwrap_or(0);
+    type_line(s, ns, guest, &format!("{command}; echo END-$(({n}+1000))"))?;
+    let text = wait_log(log, from, &format!("END-{}", n + 1000), timeout)?;
+    Ok(text)
+}
+
+/// PSS of the processes in UML's process group (the guest), in KiB. UML's
+/// helper threads are processes sharing one address space: each address
+/// space is counted once.
+fn guest_pss_kib(run_dir: &Path, guest: &str) -> u64 {
+    let Some(pgid) = fs::read_to_string(run_dir.join("uml").join(guest).join("pid"))
+        .ok()
+        .and_then(|p| p.trim().parse::<i64>().ok())
+    else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut seen = std::collections::HashSet::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid pgrp ...
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let group: Option<i64> = after.split_whitespace().nth(2).and_then(|g| g.parse().ok());
+        let maps = fs::read(entry.path().join("maps")).unwrap_or_default();
+        if group == Some(pgid) && seen.insert(maps) {
+            let rollup = fs::read_to_string(entry.path().join("smaps_rollup")).unwrap_or_default();
+            total += rollup
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}
+
+pub fn check(ctx: &Ctx, files: &Files) -> Result<Figures> {
+    crate::prereq::ensure(&["create"], &ctx.logs())?;
+    ui::stage(
+        &ctx.logs(),
+        "check-create",
+        "finnix create: two UML guests in a network namespace, DHCP, ping, list, stop, nothing left",
+        |s| {
+            let figures = run_check(ctx, s, files)?;
+            let detail = format!(
+                "ready in {} s; {} MiB host memory per guest",
+                figures
+                    .ready_secs
+                    .iter()
+                    .map(|t| format!("{t:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                figures.pss_kib.iter().max().copied().unwrap_or(0) / 1024
+            );
+            Ok((figures, Outcome::Passed, detail))
+        },
+    )
+}
+
+fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
+    let tmp = ctx.cache.temp_dir("check-create")?;
+    let mut ns = Netns::create()?;
+    ns.run_dir = tmp.path().join("run");
+    ns.finnix = files.finnix.clone();
+    let uml_tmp = crate::boot::uml_tmpdir(tmp.path());
+
+    // The namespace's own network: loopback, and a default route out of a
+    // veth pair for the NAT rule to name.
+    for args in [
+        "ip link set lo up",
+        "ip link add wan0 type veth peer name wan1",
+        "ip link set wan1 up",
+        "ip addr add 192.0.2.2/24 dev wan0",
+        "ip link set wan0 up",
+        "ip route add default via 192.0.2.1",
+    ] {
+        let words: Vec<&str> = args.split(' ').collect();
+        s.run(ns.cmd(words[0], &words[1..]))?;
+    }
+
+    let kernel = files.kernel.to_string_lossy().into_owned();
+    let initrd = files.initrd.to_string_lossy().into_owned();
+    let medium = files.medium.to_string_lossy().into_owned();
+    let base = [
+        "create", "--kernel", &kernel, "--initrd", &initrd, "--medium", &medium,
+    ];
+
+    // The clear errors.
+    let (ok, help) = output(s, ns.finnix(&["create", "--help"]))?;
+    ensure!(
+        ok && help.contains("screen -r NAME") && help.contains("--medium"),
+        "finnix create --help does not explain attaching and --medium:\n{help}"
+    );
+    let errors: [(&[&str], &str, bool); 4] = [
+        (
+            &["--kernel", "/nonexistent/linux"],
+            "--kernel /nonexistent/linux",
+            false,
+        ),
+        (
+            &["--medium", "/nonexistent.iso"],
+            "--medium /nonexistent.iso",
+            false,
+        ),
+        (
+            &["--mem", "10000000"],
+            "out of memory for another guest",
+            false,
+        ),
+        (&[], "must run as root", true),
+    ];
+    for (extra, expected, as_nobody) in errors {
+        let mut argv: Vec<&str> = base.to_vec();
+        // Later options win: the bad value replaces the good one.
+        argv.extend_from_slice(extra);
+        let expr = if as_nobody {
+            let mut v = vec!["--reuid=65534", "--regid=65534", "--clear-groups"];
+            let finnix = ns.finnix.to_string_lossy().into_owned();
+            v.push(&finnix);
+            v.extend_from_slice(&argv);
+            let v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+            ns.cmd("setpriv", &refs)
+        } else {
+            ns.finnix(&argv)
+        };
+        let (ok, text) = output(s, expr)?;
+        ensure!(
+            !ok && text.contains(expected),
+            "finnix create {} should fail saying {expected:?}; it said:\n{text}",
+            extra.join(" ")
+        );
+    }
+    ensure!(
+        !ns.run_dir.join("net").exists(),
+        "a failed create left network state behind"
+    );
+
+    // Two guests, each to its ready banner.
+    let guests = ["finnix1", "finnix2"];
+    let mut ready_secs = Vec::new();
+    for (i, g) in guests.iter().enumerate() {
+        let mut argv = base.to_vec();
+        argv.push("--wait");
+        let (ok, text) = output(s, ns.finnix(&argv).env("TMPDIR", &uml_tmp))?;
+        ensure!(ok, "finnix create failed:\n{text}");
+        ensure!(
+            text.contains(&format!("{g}: started"))
+                && text.contains(&format!("screen -r {g}"))
+                && text.contains(&format!("10.182.250.{}", 11 + i)),
+            "finnix create did not report {g}, its address and how to attach:\n{text}"
+        );
+        if i == 0 {
+            ensure!(
+                text.contains("NAT out of wan0"),
+                "the first guest did not set up NAT out of the default route:\n{text}"
+            );
+        }
+        let secs: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{g}: ready after ")))
+            .and_then(|r| r.trim_end_matches(" s").parse().ok())
+            .context("finnix create --wait printed no ready time")?;
+        ready_secs.push(secs);
+    }
+    let log = |g: &str| ns.run_dir.join("guests").join(format!("{g}.log"));
+    for g in guests {
+        let text = fs::read_to_string(log(g))?;
+        ensure!(
+            text.contains("Welcome to Finnix") && text.contains("ready;"),
+            "{g}'s screen log has no ready banner"
+        );
+    }
+    let pss_kib: Vec<u64> = guests
+        .iter()
+        .map(|g| guest_pss_kib(&ns.run_dir, g))
+        .collect();
+
+    // finnix list: both running, with their addresses.
+    let (ok, list) = output(s, ns.finnix(&["list"]))?;
+    ensure!(ok, "finnix list failed:\n{list}");
+    for (i, g) in guests.iter().enumerate() {
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(g))
+            .with_context(|| format!("finnix list does not show {g}:\n{list}"))?;
+        ensure!(
+            row.contains("running")
+                && row.contains(&format!("10.182.250.{}", 11 + i))
+                && row.contains("64 MiB"),
+            "finnix list row for {g} is wrong: {row}"
+        );
+    }
+    // The host side: the bridge with both TAPs, the NAT rule.
+    let (_, links) = output(
+        s,
+        ns.cmd("ip", &["-o", "link", "show", "master", "finnixbr0"]),
+    )?;
+    ensure!(
+        links.contains("fnx-finnix1") && links.contains("fnx-finnix2"),
+        "the bridge does not hold both guests' TAPs:\n{links}"
+    );
+    let (_, nat) = output(
+        s,
+        ns.cmd("iptables", &["-w", "-t", "nat", "-S", "POSTROUTING"]),
+    )?;
+    ensure!(
+        nat.contains("-s 10.182.250.0/24 -o wan0 -j MASQUERADE"),
+        "no masquerading rule out of wan0:\n{nat}"
+    );
+
+    // In each guest: its DHCP address, a ping to the bridge and to the other.
+    for (i, g) in guests.iter().enumerate() {
+        let me = format!("10.182.250.{}", 11 + i);
+        let other = format!("10.182.250.{}", 12 - i);
+        let text = guest_run(
+            s,
+            &ns,
+            &log(g),
+            g,
+            "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do ip -4 addr show dev eth0 | grep -q 10.182 && break; sleep 1; done; ip -4 addr show dev eth0",
+            1,
+            Duration::from_secs(60),
+        )?;
+        ensure!(
+            text.contains(&format!("inet {me}/24")),
+            "{g} did not get {me} by DHCP; its console:\n{text}"
+        );
+        for (n, target) in [(2, "10.182.250.1"), (3, other.as_str())] {
+            let text = guest_run(
+                s,
+                &ns,
+                &log(g),
+                g,
+                &format!("ping -c 2 -W 5 {target} >/dev/null && echo PING-OK-$((100+{n}))"),
+                n,
+                Duration::from_secs(60),
+            )?;
+            ensure!(
+                text.contains(&format!("PING-OK-{}", 100 + n)),
+                "{g} cannot ping {target}; its console:\n{text}"
+            );
+        }
+    }
+
+    // finnix stop: both end cleanly, and nothing is left.
+    let (ok, text) = output(s, ns.finnix(&["stop", "finnix1", "finnix2"]))?;
+    ensure!(ok, "finnix stop failed:\n{text}");
+    for g in guests {
+        ensure!(
+            text.contains(&format!("{g}: stopped (clean shutdown")),
+            "{g} did not stop cleanly:\n{text}"
+        );
+    }
+    let (_, links) = output(s, ns.cmd("ip", &["-o", "link"]))?;
+    ensure!(
+        !links.contains("fnx-") && !links.contains("finnixbr0"),
+        "TAP devices or the bridge are left:\n{links}"
+    );
+    let (_, rules) = output(s, ns.cmd("iptables-save", &[]))?;
+    ensure!(
+        !rules.contains("10.182.250") && !rules.contains("finnixbr0"),
+        "NAT or forwarding rules are left:\n{rules}"
+    );
+    let forward = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+    let (_, ns_forward) = output(s, ns.cmd("cat", &["/proc/sys/net/ipv4/ip_forward"]))?;
+    ensure!(
+        ns_forward.trim() == "0",
+        "IPv4 forwarding was not turned back off (host: {})",
+        forward.trim()
+    );
+    let (_, screens) = output(s, ns.cmd("screen", &["-ls"]))?;
+    // (Sessions of killed earlier runs show as dead; they are not ours.)
+    let live_screens: Vec<&str> = screens.lines().filter(|l| !l.contains("Dead")).collect();
+    ensure!(
+        !live_screens
+            .iter()
+            .any(|l| l.contains(".finnix1") || l.contains(".finnix2")),
+        "screen sessions are left:\n{screens}"
+    );
+    let (_, pids) = output(s, duct::cmd!("ip", "netns", "pids", &ns.name))?;
+    ensure!(
+        pids.trim().is_empty(),
+        "processes are left in the namespace: {pids}"
+    );
+    let leftovers: Vec<_> = fs::read_dir(&ns.run_dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !matches!(n.as_str(), "guests" | "uml" | "guests.lock"))
+        .chain(
+            fs::read_dir(ns.run_dir.join("guests"))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with(".log")),
+        )
+        .collect();
+    ensure!(
+        leftovers.is_empty(),
+        "state is left in the run directory: {leftovers:?}"
+    );
+    let (_, list) = output(s, ns.finnix(&["list"]))?;
+    ensure!(
+        list.contains("no guests"),
+        "finnix list still shows guests:\n{list}"
+    );
+    Ok(Figures {
+        ready_secs,
+        pss_kib,
+    })
+}
