@@ -103,9 +103,14 @@ fn set_hostname() {
 /// The devices worth listing in fstab, with what they hold.
 fn scan_partitions(medium: Option<&str>) -> Vec<Found> {
     let mut found = Vec::new();
+    let mounted = fstab::mounted_devices(&read("/proc/self/mountinfo"));
     for name in fstab::parse_partitions(&read("/proc/partitions")) {
         if fstab::skip(&name, medium) {
             continue;
+        }
+        let number = read(&format!("/sys/class/block/{name}/dev"));
+        if mounted.iter().any(|m| m == number.trim()) {
+            continue; // in use: the root filesystem in COW mode
         }
         let Ok(mut f) = fs::File::open(format!("/dev/{name}")) else {
             continue;

@@ -20,6 +20,18 @@ pub fn skip(name: &str, medium: Option<&str>) -> bool {
             .any(|p| name.starts_with(p))
 }
 
+/// Device numbers (`major:minor`) of what is mounted, from
+/// `/proc/self/mountinfo`: those devices are in use (the root filesystem in
+/// COW mode is `/dev/root` in /proc/mounts, so names do not tell).
+pub fn mounted_devices(mountinfo: &str) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|d| !d.starts_with("0:"))
+        .map(String::from)
+        .collect()
+}
+
 /// Names of whole disks and partitions from `/proc/partitions`.
 pub fn parse_partitions(text: &str) -> Vec<String> {
     text.lines()
@@ -74,6 +86,12 @@ pub fn mount_points(found: &[Found]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounted_devices_from_mountinfo() {
+        let mi = "22 1 98:0 / / rw,relatime - ext4 /dev/root rw\n23 22 0:21 / /proc rw - proc proc rw\n30 22 7:0 / /FINNIX ro - squashfs /dev/loop0 ro\n";
+        assert_eq!(mounted_devices(mi), ["98:0", "7:0"]);
+    }
 
     #[test]
     fn reads_proc_partitions() {

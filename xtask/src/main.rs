@@ -6,6 +6,7 @@ mod cache;
 mod checksums;
 mod config;
 mod context;
+mod cow;
 mod cpio;
 mod create;
 mod date;
@@ -104,6 +105,18 @@ enum Command {
         /// Non-interactive: wait for the ready banner, run a command, shut down.
         #[arg(long)]
         check: bool,
+    },
+    /// Write dist/finnix.img: the profile's root filesystem as an ext4 image
+    /// for UML's COW mode (`./linux root=/dev/ubda ubda=COWFILE,finnix.img uml`).
+    CowImage {
+        #[arg(long)]
+        profile: Option<String>,
+    },
+    /// Boot finnix.img in COW mode three times: a change persists in the COW
+    /// file, a fresh COW file starts clean, the image never changes.
+    CheckCow {
+        #[arg(long)]
+        profile: Option<String>,
     },
     /// `finnix create` on this host, in a network namespace of its own: two
     /// UML guests from the release ISO, DHCP, ping, list, stop, nothing left.
@@ -341,6 +354,32 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (true, _) => selftest::check_boots(&ctx, &targets, &inputs, &profile),
             }
+        }
+        Command::CowImage { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(&["kernel", "initrd", "rootfs", "cow"], &ctx.logs())?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let (um, img) = selftest::cow_image(&ctx, &profile)?;
+            let dest = ctx.dist_dir().join("finnix.img");
+            cow::publish(&img, &dest)?;
+            let kernel = um.image();
+            eprintln!(
+                "{} (sha256 {})
+boot it: {} mem=64M root=/dev/ubda ubda=finnix.cow,{} uml",
+                ui::display_path(&dest),
+                cache::sha256_file(&dest)?,
+                ui::display_path(&kernel),
+                ui::display_path(&dest)
+            );
+            Ok(())
+        }
+        Command::CheckCow { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(&["kernel", "initrd", "rootfs", "cow", "boot"], &ctx.logs())?;
+            let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
+            let (um, img) = selftest::cow_image(&ctx, &profile)?;
+            cow::check(&ctx, &um.image(), &img, &ctx.config.distribution.version)?;
+            Ok(())
         }
         Command::CheckCreate { profile } => {
             let ctx = ctx()?;

@@ -111,7 +111,15 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
             cmd("ip", "iproute2"),
         ],
     ),
-    ("cow", &[cmd("mke2fs", "e2fsprogs")]),
+    (
+        "cow",
+        &[
+            cmd("mke2fs", "e2fsprogs"),
+            cmd("debugfs", "e2fsprogs"),
+            cmd("e2fsck", "e2fsprogs"),
+            cmd("cp", "coreutils"),
+        ],
+    ),
     (
         "create",
         &[

@@ -227,7 +227,8 @@ fn build(
     let BuildDirs { root, cache, dist } = dirs;
     let log = ctx.logs().join(format!("repro-{}.log", v.name));
     let script = format!(
-        "hostname '{}' && umask {} && exec \"$@\"",
+        // `dist`, then COW mode's image (compared too, from dist/ and the cache).
+        "hostname '{}' && umask {} && \"$@\" && \"$1\" cow-image --profile \"$4\"",
         v.hostname, v.umask
     );
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
@@ -332,6 +333,7 @@ fn outputs(cache: &Path, dist: &Path, profile: &str) -> Result<Vec<Output>> {
         ("initrd".into(), "initrd.img"),
         (format!("squashfs-{profile}"), "FINNIX"),
         (format!("iso-{profile}"), ".iso"),
+        (format!("cow-{profile}"), "finnix.img"),
     ];
     for (stage, pattern) in &stage_files {
         let dir = cache.join(stage);

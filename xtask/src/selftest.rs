@@ -53,6 +53,15 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // namespace of their own.
     check_create(ctx, &release)?;
 
+    // COW mode: finnix.img booted three times without an initramfs.
+    let (um_kernel, img) = cow_image(ctx, "mini")?;
+    crate::cow::check(
+        ctx,
+        &um_kernel.image(),
+        &img,
+        &ctx.config.distribution.version,
+    )?;
+
     // The standard profile: built from Debian's archive, booted in UML with
     // the boot flow checks (banner lines, dpkg's count, shutdown -h now).
     let standard = crate::dist::live(ctx, "standard", crate::dist::default_squashfs(ctx))?;
@@ -82,6 +91,16 @@ pub fn create_files(r: &crate::dist::Release) -> crate::create::Files {
         initrd: r.live.initrd.image(),
         medium: r.iso.image(),
     }
+}
+
+/// The stages COW mode's image needs, then the image.
+pub fn cow_image(ctx: &Ctx, profile: &str) -> Result<(Kernel, crate::cow::CowImage)> {
+    crate::prereq::ensure(&["cow"], &ctx.logs())?;
+    let um = kernel::build(ctx, Flavor::Um)?;
+    let initrd = crate::initrd::build(ctx)?;
+    let rootfs = crate::rootfs::build(ctx, profile, &um, &initrd)?;
+    let img = crate::cow::build(ctx, &rootfs)?;
+    Ok((um, img))
 }
 
 fn check_create(ctx: &Ctx, r: &crate::dist::Release) -> Result<()> {
