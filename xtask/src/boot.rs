@@ -304,7 +304,7 @@ fn unpack_uml(r: &ReleaseInputs, dir: &Path) -> Result<PathBuf> {
 }
 
 /// qemu without KVM: serial console on stdio, no network card, no monitor.
-fn qemu(machine: &str, memory_mib: u32) -> Command {
+pub fn qemu(machine: &str, memory_mib: u32) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-machine", machine, "-accel", "tcg", "-m"])
         .arg(memory_mib.to_string())
@@ -328,7 +328,7 @@ const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
 /// Memory for qemu guests (hardware boots need more than UML's 64 MiB: the
 /// firmware, the boot loader, the kernel and initrd images in RAM).
-const QEMU_MIB: u32 = 1024;
+pub const QEMU_MIB: u32 = 1024;
 
 /// The command line for a target, as a user would type it in `dir`.
 fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
@@ -615,6 +615,11 @@ pub fn in_order(text: &str, lines: &[&str]) -> Result<()> {
 }
 
 /// Choose the serial-console entry of the boot menu with its hotkey.
+/// At isolinux's menu (SeaBIOS), choose the serial console entry.
+pub fn choose_isolinux_serial(guest: &mut Guest, timeout: Duration) -> Result<()> {
+    choose_serial_entry(guest, Loader::Isolinux, timeout)
+}
+
 fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> Result<()> {
     match loader {
         Loader::None => Ok(()),

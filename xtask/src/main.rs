@@ -124,6 +124,13 @@ enum Command {
         #[arg(long)]
         profile: Option<String>,
     },
+    /// `finnix create` inside a running Finnix: the ISO (standard profile by
+    /// default) booted in qemu with 1 GiB, a nested UML guest started,
+    /// pinged, listed and stopped. Slow: UML under TCG.
+    CheckNested {
+        #[arg(long, default_value = "standard")]
+        profile: String,
+    },
     /// Build every artifact twice from scratch (different paths, time zone,
     /// locale, umask, host name, user, file order, time) and compare them bit
     /// for bit; or rebuild and compare with a published release (--against).
@@ -354,6 +361,16 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 (true, _) => selftest::check_boots(&ctx, &targets, &inputs, &profile),
             }
+        }
+        Command::CheckNested { profile } => {
+            let ctx = ctx()?;
+            prereq::ensure(
+                &["kernel", "initrd", "rootfs", "squashfs", "iso", "boot"],
+                &ctx.logs(),
+            )?;
+            let release = dist::release(&ctx, &profile)?;
+            create::check_nested(&ctx, &release.iso.image(), &ctx.config.distribution.version)?;
+            Ok(())
         }
         Command::CowImage { profile } => {
             let ctx = ctx()?;
