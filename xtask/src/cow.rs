@@ -345,6 +345,92 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
     )
 }
 
+/// The spec's manual recipe, run from a live Finnix (UML, squashroot): mount
+/// a disk from the generated fstab, `dd` an image file onto it, `mke2fs -j`,
+/// `mount -o loop`, `rsync -a /FINNIX/ /mnt/loop/`, unmount. The image is
+/// then taken out of the disk (debugfs dump) and booted in COW mode.
+pub fn check_recipe(ctx: &Ctx, live: &crate::dist::Live, version: &str) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-cow-recipe",
+        "the manual COW recipe (dd, mke2fs -j, mount -o loop, rsync -a /FINNIX/) in a live Finnix, then its image booted with a COW file",
+        |s| {
+            let dir = ctx.cache.temp_dir("check-cow-recipe")?;
+            let d = dir.path();
+            fs::copy(live.uml.image(), d.join("linux"))?;
+            let data = d.join("data.img");
+            fs::File::create(&data)?.set_len(1200 << 20)?;
+            s.run(duct::cmd!("mkfs.ext4", "-q", "-F", &data))?;
+            let uml = |args: &[String], n: u32| -> Result<Guest> {
+                let mut c = Command::new("./linux");
+                c.current_dir(d)
+                    .args(args)
+                    .args(["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"])
+                    .arg(format!("uml_dir={}", d.display()))
+                    .env("TMPDIR", crate::boot::uml_tmpdir(d));
+                s.note(format!("boot {n}: {c:?}"));
+                let log = ctx.logs().join(format!("console-cow-recipe-{n}.log"));
+                let mut g = Guest::start(c, &log)?;
+                let banner = format!("Finnix version {version} ready;");
+                let (hit, _) = g
+                    .expect_any(&[&banner, "Kernel panic", "Emergency shell"], Duration::from_secs(300))
+                    .with_context(|| format!("boot {n}: no ready banner (console: {})", log.display()))?;
+                ensure!(hit == 0, "boot {n} failed:\n{}", g.tail(25));
+                g.expect("root@tty0:", Duration::from_secs(60))?;
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(g)
+            };
+            let shutdown = |g: &mut Guest| -> Result<()> {
+                g.send("shutdown -h now\n")?;
+                let status = g.wait(Duration::from_secs(180))?;
+                ensure!(status.success(), "UML exited with {status}");
+                Ok(())
+            };
+
+            // 1: the live system, squashfs root, the data disk as ubdb.
+            let mut g = uml(
+                &[
+                    "mem=256M".into(),
+                    format!("initrd={}", live.initrd.image().display()),
+                    "root=/dev/ubda".into(),
+                    format!("ubdar={}", live.squashfs.image().display()),
+                    "ubdb=data.img".into(),
+                    "squashroot".into(),
+                    "uml".into(),
+                ],
+                1,
+            )?;
+            let out = g.run(
+                "mount /mnt/ubdb && dd if=/dev/zero of=/mnt/ubdb/finnix.img bs=1024k count=600 && mke2fs -q -j /mnt/ubdb/finnix.img && mkdir -p /mnt/loop && mount -o loop /mnt/ubdb/finnix.img /mnt/loop && rsync -a /FINNIX/ /mnt/loop/ && umount /mnt/loop && umount /mnt/ubdb && echo RECIPE-$((40+2))",
+                Duration::from_secs(900),
+            )?;
+            ensure!(out.contains("RECIPE-42"), "the recipe failed in the live system:\n{out}");
+            shutdown(&mut g)?;
+
+            let img = d.join("finnix.img");
+            s.run(duct::cmd!("debugfs", "-R", format!("dump /finnix.img {}", img.display()), &data))?;
+            let before = sha256_file(&img)?;
+
+            // 2: the recipe's image, the spec's command line.
+            let mut g = uml(
+                &[
+                    "mem=64M".into(),
+                    "root=/dev/ubda".into(),
+                    "ubda=recipe.cow,finnix.img".into(),
+                    "uml".into(),
+                ],
+                2,
+            )?;
+            let root = g.run("grep ' / ' /proc/mounts; echo x > /root/x && echo WROTE-$((40+2))", Duration::from_secs(60))?;
+            ensure!(root.contains("/dev/root / ext") && root.contains("WROTE-42"), "the recipe's image is not a writable root:\n{root}");
+            shutdown(&mut g)?;
+            let after = sha256_file(&img)?;
+            ensure!(before == after, "the recipe's finnix.img changed under COW: {before} -> {after}");
+            Ok(((), Outcome::Passed, "its image boots with a COW file and stays unchanged".to_string()))
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

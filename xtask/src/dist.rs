@@ -68,8 +68,15 @@ pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
     let uml_tar = tarball(
         ctx,
         "tarball-uml",
-        &[&live.uml.key, &live.initrd.key],
-        |c| tarballs::uml(c, &live.uml.image(), &live.initrd.image()),
+        &[&live.uml.key, &live.initrd.key, &live.rootfs.key],
+        |c| {
+            tarballs::uml(
+                c,
+                &live.uml.image(),
+                &live.initrd.image(),
+                &live.rootfs.tree().join("usr/bin/finnix"),
+            )
+        },
     )?;
     let files = vec![(iso.name.clone(), iso.image()), xen_tar, uml_tar];
     Ok(Release {

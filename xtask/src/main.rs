@@ -117,6 +117,10 @@ enum Command {
     CheckCow {
         #[arg(long)]
         profile: Option<String>,
+        /// Instead: the spec's manual recipe (dd, mke2fs -j, mount -o loop,
+        /// rsync -a /FINNIX/) run in a live Finnix, its image booted with COW.
+        #[arg(long)]
+        recipe: bool,
     },
     /// `finnix create` on this host, in a network namespace of its own: two
     /// UML guests from the release ISO, DHCP, ping, list, stop, nothing left.
@@ -390,9 +394,15 @@ boot it: {} mem=64M root=/dev/ubda ubda=finnix.cow,{} uml",
             );
             Ok(())
         }
-        Command::CheckCow { profile } => {
+        Command::CheckCow { profile, recipe } => {
             let ctx = ctx()?;
             prereq::ensure(&["kernel", "initrd", "rootfs", "cow", "boot"], &ctx.logs())?;
+            if recipe {
+                // rsync and mount are in the standard profile.
+                let profile = profile.unwrap_or_else(|| "standard".into());
+                let live = dist::live(&ctx, &profile, dist::default_squashfs(&ctx))?;
+                return cow::check_recipe(&ctx, &live, &ctx.config.distribution.version);
+            }
             let profile = profile.unwrap_or_else(|| ctx.config.rootfs.default_profile.clone());
             let (um, img) = selftest::cow_image(&ctx, &profile)?;
             cow::check(&ctx, &um.image(), &img, &ctx.config.distribution.version)?;

@@ -223,6 +223,7 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::dist::Release)
         let want_uml = [
             ("drwxr-xr-x", format!("{dir}/")),
             ("-rw-r--r--", format!("{dir}/README")),
+            ("-rwxr-xr-x", format!("{dir}/finnix")),
             ("-rw-r--r--", format!("{dir}/initrd.img")),
             ("lrwxrwxrwx", format!("{dir}/linux -> linux-{kver}-um-{lv}")),
             ("-rwxr-xr-x", format!("{dir}/linux-{kver}-um-{lv}")),

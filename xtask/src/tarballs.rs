@@ -137,8 +137,14 @@ pub fn xen(ctx: &Ctx, bzimage: &Path, initrd: &Path) -> Result<(String, Vec<u8>)
 }
 
 /// `finnix-<version>-uml.tar.gz`: in `finnix-<version>-uml/`, the UML
-/// kernel, `linux` linking to it, the initrd and a README.
-pub fn uml(ctx: &Ctx, kernel_path: &Path, initrd: &Path) -> Result<(String, Vec<u8>)> {
+/// kernel, `linux` linking to it, the initrd, the live system's static
+/// `finnix` program (`finnix create` on any Linux host) and a README.
+pub fn uml(
+    ctx: &Ctx,
+    kernel_path: &Path,
+    initrd: &Path,
+    finnix: &Path,
+) -> Result<(String, Vec<u8>)> {
     let n = names(ctx);
     let kernel = file_name(kernel_path);
     let dir = n.uml.trim_end_matches(".tar.gz").to_string();
@@ -166,6 +172,13 @@ pub fn uml(ctx: &Ctx, kernel_path: &Path, initrd: &Path) -> Result<(String, Vec<
             Item::File {
                 mode: 0o644,
                 data: fs::read(initrd)?,
+            },
+        ),
+        (
+            format!("{dir}/finnix"),
+            Item::File {
+                mode: 0o755,
+                data: fs::read(finnix)?,
             },
         ),
     ];
