@@ -517,7 +517,7 @@ pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
             let n = result
                 .with_context(|| format!("console: {}\n{}", ui::display_path(&log), g.tail(25)))?;
             let detail = format!(
-                "guest ready in {:.0} s; 1 GiB Finnix has {} MiB available, a mini-sized guest takes {} MiB; {} guests of 64 MiB fit",
+                "guest ready in {:.0} s; 1 GiB Finnix has {} MiB available, the guest takes {} MiB after its banner; {} guests of 64 MiB fit",
                 n.ready_secs, n.available_mib, n.guest_mib, n.fit
             );
             Ok((n, Outcome::Passed, detail))

@@ -71,6 +71,15 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
         crate::boot::Target::UmlFlow,
         &boot_inputs(ctx, &standard)?,
     )?;
+    // The spec's manual COW recipe, run in the standard live system; and
+    // `finnix create` inside the standard ISO booted in qemu (1 GiB).
+    crate::cow::check_recipe(ctx, &standard, &ctx.config.distribution.version)?;
+    let standard_release = crate::dist::release(ctx, "standard")?;
+    crate::create::check_nested(
+        ctx,
+        &standard_release.iso.image(),
+        &ctx.config.distribution.version,
+    )?;
 
     // Reproducibility of everything after the kernels (the kernels' own:
     // `cargo xtask verify-repro --profile mini`, documented), and the
