@@ -810,6 +810,10 @@ fn try_stop(argv: &[&str]) -> Res<()> {
     require_root("it talks to the guests' consoles and removes their network devices")?;
     let mut errors = Vec::new();
     for name in &names {
+        if let Err(e) = guests::valid_name(name) {
+            errors.push(e);
+            continue;
+        }
         if !p.state(name).exists() {
             errors.push(format!(
                 "no guest named {name} (finnix list shows the guests)"

@@ -302,6 +302,16 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         !ns.run_dir.join("net").exists(),
         "a failed create left network state behind"
     );
+    for (name, expected) in [
+        ("../etc", "invalid guest name"),
+        ("nosuch", "no guest named nosuch"),
+    ] {
+        let (ok, text) = output(s, ns.finnix(&["stop", name]))?;
+        ensure!(
+            !ok && text.contains(expected),
+            "finnix stop {name} should fail saying {expected:?}; it said:\n{text}"
+        );
+    }
 
     // Two guests, each to its ready banner.
     let guests = ["finnix1", "finnix2"];
