@@ -19,7 +19,9 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
         return Ok(());
     }
     crate::prereq::ensure(
-        &["kernel", "initrd", "rootfs", "squashfs", "iso", "boot"],
+        &[
+            "kernel", "initrd", "rootfs", "squashfs", "iso", "boot", "cow", "create", "repro",
+        ],
         &ctx.logs(),
     )?;
 
