@@ -138,6 +138,16 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
             cmd("unshare", "util-linux"),
         ],
     ),
+    (
+        "workflows",
+        &[
+            file("/usr/bin/python3", "python3"),
+            file(
+                "/usr/lib/python3/dist-packages/pip/__init__.py",
+                "python3-pip",
+            ),
+        ],
+    ),
 ];
 
 pub fn requirements(stages: &[&str]) -> Vec<Requirement> {

