@@ -234,46 +234,13 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
             s.note(format!("finnix.img sha256 {before}"));
 
             let boot = |cow: &str, n: u32| -> Result<(Guest, f64)> {
-                let mut c = Command::new("./linux");
-                c.current_dir(d)
-                    .args([
-                        "mem=64M",
-                        "root=/dev/ubda",
-                        &format!("ubda={cow},finnix.img"),
-                        "uml",
-                    ])
-                    .args(["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"])
-                    .arg(format!("uml_dir={}", d.display()))
-                    .env("TMPDIR", crate::boot::uml_tmpdir(d));
-                s.note(format!("boot {n}: {c:?}"));
-                let log = ctx.logs().join(format!("console-cow-{n}.log"));
-                let start = std::time::Instant::now();
-                let mut g = Guest::start(c, &log)?;
-                let banner = format!("Finnix version {version} ready;");
-                let (hit, _) = g
-                    .expect_any(
-                        &[&banner, "Kernel panic", "Emergency shell"],
-                        Duration::from_secs(300),
-                    )
-                    .with_context(|| {
-                        format!("boot {n}: no ready banner (console: {})", log.display())
-                    })?;
-                ensure!(hit == 0, "boot {n} failed:\n{}", g.tail(25));
-                let secs = start.elapsed().as_secs_f64();
-                g.expect("root@tty0:", Duration::from_secs(60))?;
-                std::thread::sleep(Duration::from_millis(300));
-                Ok((g, secs))
-            };
-            let halt = |g: &mut Guest| -> Result<()> {
-                g.send(
-                    "if command -v shutdown >/dev/null; then shutdown -h now; else poweroff; fi\n",
-                )?;
-                let status = g.wait(Duration::from_secs(120))?;
-                ensure!(
-                    status.success(),
-                    "UML exited with {status} after shutting down"
-                );
-                Ok(())
+                let args = [
+                    "mem=64M".to_string(),
+                    "root=/dev/ubda".into(),
+                    format!("ubda={cow},finnix.img"),
+                    "uml".into(),
+                ];
+                boot_uml(ctx, s, d, &args, &format!("console-cow-{n}.log"), version)
             };
 
             // 1: the root is the image (rw ext4 on ubda, no initramfs), a file written.
@@ -298,7 +265,7 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
                 facts.contains("cow-note-42"),
                 "cannot write in the guest:\n{facts}"
             );
-            halt(&mut g)?;
+            shutdown(&mut g)?;
             let cow = d.join("finnix.cow");
             let meta = fs::metadata(&cow).context("no COW file after the first boot")?;
             use std::os::unix::fs::MetadataExt;
@@ -317,7 +284,7 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
                 note.contains("cow-note-42"),
                 "the second session with the same COW file does not see the file:\n{note}"
             );
-            halt(&mut g)?;
+            shutdown(&mut g)?;
 
             // 3: a fresh COW file: the image as built.
             let (mut g, _) = boot("fresh.cow", 3)?;
@@ -329,7 +296,7 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
                 note.contains("absent-2"),
                 "a fresh COW file sees the first session's file:\n{note}"
             );
-            halt(&mut g)?;
+            shutdown(&mut g)?;
 
             let after = sha256_file(&d.join("finnix.img"))?;
             ensure!(
@@ -343,6 +310,53 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
             Ok(((), Outcome::Passed, detail))
         },
     )
+}
+
+/// Start `./linux` in `dir` with `args` (console on pipes, no reboot, its
+/// files in `dir`), wait for the ready banner and the root shell. Returns the
+/// guest and the seconds to the banner; a panic or the emergency shell fails
+/// at once.
+fn boot_uml(
+    ctx: &Ctx,
+    s: &ui::Stage,
+    dir: &Path,
+    args: &[String],
+    log_name: &str,
+    version: &str,
+) -> Result<(Guest, f64)> {
+    let mut c = Command::new("./linux");
+    c.current_dir(dir)
+        .args(args)
+        .args(["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"])
+        .arg(format!("uml_dir={}", dir.display()))
+        .env("TMPDIR", crate::boot::uml_tmpdir(dir));
+    s.note(format!("{log_name}: {c:?}"));
+    let log = ctx.logs().join(log_name);
+    let start = std::time::Instant::now();
+    let mut g = Guest::start(c, &log)?;
+    let banner = format!("Finnix version {version} ready;");
+    let (hit, _) = g
+        .expect_any(
+            &[&banner, "Kernel panic", "Emergency shell"],
+            Duration::from_secs(300),
+        )
+        .with_context(|| format!("no ready banner (console: {})", log.display()))?;
+    ensure!(hit == 0, "the boot failed ({log_name}):\n{}", g.tail(25));
+    let secs = start.elapsed().as_secs_f64();
+    g.expect("root@tty0:", Duration::from_secs(60))?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok((g, secs))
+}
+
+/// Shut a guest down from its shell; UML must exit 0.
+fn shutdown(g: &mut Guest) -> Result<()> {
+    g.send("if command -v shutdown >/dev/null; then shutdown -h now; else poweroff; fi\n")?;
+    let status = g.wait(Duration::from_secs(180))?;
+    ensure!(
+        status.success(),
+        "UML exited with {status} after shutting down"
+    );
+    Ok(())
 }
 
 /// The spec's manual recipe, run from a live Finnix (UML, squashroot): mount
@@ -362,29 +376,8 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::dist::Live, version: &str) -> Resul
             fs::File::create(&data)?.set_len(1200 << 20)?;
             s.run(duct::cmd!("mkfs.ext4", "-q", "-F", &data))?;
             let uml = |args: &[String], n: u32| -> Result<Guest> {
-                let mut c = Command::new("./linux");
-                c.current_dir(d)
-                    .args(args)
-                    .args(["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"])
-                    .arg(format!("uml_dir={}", d.display()))
-                    .env("TMPDIR", crate::boot::uml_tmpdir(d));
-                s.note(format!("boot {n}: {c:?}"));
-                let log = ctx.logs().join(format!("console-cow-recipe-{n}.log"));
-                let mut g = Guest::start(c, &log)?;
-                let banner = format!("Finnix version {version} ready;");
-                let (hit, _) = g
-                    .expect_any(&[&banner, "Kernel panic", "Emergency shell"], Duration::from_secs(300))
-                    .with_context(|| format!("boot {n}: no ready banner (console: {})", log.display()))?;
-                ensure!(hit == 0, "boot {n} failed:\n{}", g.tail(25));
-                g.expect("root@tty0:", Duration::from_secs(60))?;
-                std::thread::sleep(Duration::from_millis(300));
-                Ok(g)
-            };
-            let shutdown = |g: &mut Guest| -> Result<()> {
-                g.send("shutdown -h now\n")?;
-                let status = g.wait(Duration::from_secs(180))?;
-                ensure!(status.success(), "UML exited with {status}");
-                Ok(())
+                let log = format!("console-cow-recipe-{n}.log");
+                Ok(boot_uml(ctx, s, d, args, &log, version)?.0)
             };
 
             // 1: the live system, squashfs root, the data disk as ubdb.
