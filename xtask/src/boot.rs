@@ -570,7 +570,8 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     };
     let cmd = command(target, inputs, run.path(), false)?;
     let mut guest = Guest::start(cmd, &log)?;
-    match drive(&mut guest, target, inputs) {
+    let mut step = Step::Boot;
+    match drive(&mut guest, target, inputs, &mut step) {
         Ok((banner_secs, shell_secs, mem_used_kib)) => {
             if let (Some(before), Some(r)) = (iso_before, &inputs.release) {
                 let after = crate::cache::sha256_file(&r.iso)?;
@@ -589,9 +590,14 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
         }
         Err(e) => {
             guest.kill();
-            let missing = missing_milestone(&guest.output());
+            // Before the banner, the first milestone missing from the console
+            // says how far the boot got; after it, the step that was running.
+            let what = match step {
+                Step::Boot => format!("the {} did not arrive", missing_milestone(&guest.output())),
+                other => format!("failed at: {}", other.describe()),
+            };
             bail!(
-                "{}: {e:#}\nthe {missing} did not arrive; last console lines ({}):\n{}",
+                "{}: {e:#}\n{what}; last console lines ({}):\n{}",
                 target.name(),
                 ui::display_path(&log),
                 guest.tail(25)
@@ -644,7 +650,35 @@ fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> 
     }
 }
 
-fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64, u64)> {
+/// Where a boot check is, for the error when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Firmware, boot loader, kernel, initrd, init: up to the ready banner.
+    Boot,
+    Prompt,
+    Commands,
+    Shutdown,
+    Exit,
+}
+
+impl Step {
+    fn describe(self) -> &'static str {
+        match self {
+            Step::Boot => "the boot, up to the ready banner",
+            Step::Prompt => "waiting for the root shell's prompt after the banner",
+            Step::Commands => "the checks run in the guest's shell",
+            Step::Shutdown => "`shutdown -h now` and its shutdown lines",
+            Step::Exit => "the guest process's exit after the shutdown lines",
+        }
+    }
+}
+
+fn drive(
+    guest: &mut Guest,
+    target: Target,
+    inputs: &Inputs,
+    step: &mut Step,
+) -> Result<(f64, f64, u64)> {
     let start = Instant::now();
     let deadline = target.timeout();
     choose_serial_entry(guest, target.loader(), deadline)?;
@@ -665,9 +699,11 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
     }
     let banner_secs = start.elapsed().as_secs_f64();
     boot_text.push_str(&guest.expect("packages available", COMMAND_TIMEOUT)?);
+    *step = Step::Prompt;
     let prompt = format!("root@{}:", target.console());
     guest.expect(&prompt, COMMAND_TIMEOUT)?;
     let shell_secs = start.elapsed().as_secs_f64();
+    *step = Step::Commands;
     // Let the console quiet down (late kernel or service messages).
     std::thread::sleep(Duration::from_millis(300));
 
@@ -828,6 +864,7 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
     };
     let used = field("MemTotal:").saturating_sub(field("MemAvailable:"));
 
+    *step = Step::Shutdown;
     guest.send("if command -v shutdown >/dev/null; then shutdown -h now; else poweroff; fi\n")?;
     let shutdown_text = guest.expect("[*] Shutting down...", COMMAND_TIMEOUT)?;
     let mut want = vec![
@@ -848,6 +885,7 @@ fn drive(guest: &mut Guest, target: Target, inputs: &Inputs) -> Result<(f64, f64
         guest.expect("Entering ACPI S5 state", COMMAND_TIMEOUT)?;
     }
     // UML exits 0 after halt; qemu exits 0 when the guest powers off.
+    *step = Step::Exit;
     let status = guest.wait(COMMAND_TIMEOUT)?;
     ensure!(
         status.success(),

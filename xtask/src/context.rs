@@ -17,6 +17,9 @@ pub struct Ctx {
     /// `--locked`: fetched inputs must equal `finnix.lock`.
     pub locked: bool,
     pub jobs: usize,
+    /// `FINNIX_REQUIRE_CACHED_KERNELS=1`: a kernel missing from the cache is
+    /// an error instead of a build (check-fresh, jobs that must not compile).
+    pub require_cached_kernels: bool,
 }
 
 /// SOURCE_DATE_EPOCH for the build, and for the kernels.
@@ -128,6 +131,8 @@ impl Ctx {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
+        let require_cached_kernels =
+            std::env::var("FINNIX_REQUIRE_CACHED_KERNELS").is_ok_and(|v| v == "1");
         Ok(Ctx {
             root,
             config,
@@ -135,6 +140,7 @@ impl Ctx {
             epoch,
             locked,
             jobs,
+            require_cached_kernels,
         })
     }
 

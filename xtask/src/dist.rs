@@ -271,6 +271,19 @@ fn manifest(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest> 
         .iter()
         .map(|t| (t.to_string(), tool_version(t)))
         .collect();
+    // The toolchain the workflows install (rust-toolchain.toml), beside the
+    // rustc that ran.
+    let channel = fs::read_to_string(ctx.root.join("rust-toolchain.toml"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("channel = ")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_default();
+    tools.push(("rust-toolchain.toml".into(), channel));
     tools.push(("busybox-static".into(), package_version("busybox-static")));
     tools.push((
         "debian-archive-keyring".into(),

@@ -11,6 +11,7 @@ mod cpio;
 mod create;
 mod date;
 mod dist;
+mod fresh;
 mod fsutil;
 mod guest;
 mod initrd;
@@ -173,6 +174,9 @@ enum Command {
         tree: std::path::PathBuf,
         out: std::path::PathBuf,
     },
+    /// The README's commands on a pristine Debian 12 root (mmdebstrap):
+    /// `test --unit-only` and `dist` set themselves up there (kernels seeded).
+    CheckFresh,
     /// Run the test suite: unit tests, then every stage end to end with real boots.
     Test {
         /// Only the unit tests (no kernels, no boots).
@@ -499,6 +503,11 @@ boot it: {} mem=64M root=/dev/ubda ubda=finnix.cow,{} uml",
             Ok(())
         }
         Command::Test { unit_only } => selftest::run(&ctx()?, unit_only),
+        Command::CheckFresh => {
+            let ctx = ctx()?;
+            prereq::ensure(&["kernel", "fresh"], &ctx.logs())?;
+            fresh::check(&ctx)
+        }
 
         Command::Clean { dist } => {
             let ctx = ctx()?;

@@ -38,6 +38,21 @@ const fn file(path: &'static str, package: &'static str) -> Requirement {
 /// Stage → what it runs on the host → the Debian package providing it.
 pub const TABLE: &[(&str, &[Requirement])] = &[
     (
+        // What the unit tests run: GNU tools that read back what our writers
+        // wrote (cpio, squashfs-tools, tar), and patch for the series tests.
+        "unit-tests",
+        &[
+            cmd("cpio", "cpio"),
+            cmd("mksquashfs", "squashfs-tools"),
+            cmd("unsquashfs", "squashfs-tools"),
+            cmd("patch", "patch"),
+            cmd("tar", "tar"),
+            cmd("gzip", "gzip"),
+            cmd("git", "git"),
+            cmd("cc", "gcc"),
+        ],
+    ),
+    (
         "kernel",
         &[
             cmd("make", "make"),
@@ -53,6 +68,7 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
             cmd("dpkg-deb", "dpkg"),
             cmd("apt-get", "apt"),
             cmd("curl", "curl"),
+            cmd("git", "git"),
             file("/usr/include/libelf.h", "libelf-dev"),
             file("/usr/include/openssl/ssl.h", "libssl-dev"),
         ],
@@ -73,7 +89,14 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
         &[
             file("/bin/busybox", "busybox-static"),
             cmd("mmdebstrap", "mmdebstrap"),
-            cmd("fakeroot", "fakeroot"),
+            cmd("chroot", "coreutils"),
+            cmd("dpkg-query", "dpkg"),
+            // mmdebstrap checks the archive's signatures with gpgv.
+            cmd("gpgv", "gpgv"),
+            file(
+                "/usr/share/keyrings/debian-archive-keyring.gpg",
+                "debian-archive-keyring",
+            ),
         ],
     ),
     (
@@ -93,10 +116,11 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
                 "/usr/lib/syslinux/modules/bios/ldlinux.c32",
                 "syslinux-common",
             ),
-            cmd("grub-mkstandalone", "grub-common"),
+            cmd("grub-mkimage", "grub-common"),
             file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
-            cmd("mformat", "mtools"),
-            cmd("mkfs.vfat", "dosfstools"),
+            cmd("mmd", "mtools"),
+            cmd("mcopy", "mtools"),
+            cmd("mkfs.fat", "dosfstools"),
         ],
     ),
     (
@@ -108,7 +132,11 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
             file("/usr/lib/xen-4.17/bin/readnotes", "xen-utils-4.17"),
             cmd("uml_mconsole", "uml-utilities"),
             cmd("setsid", "util-linux"),
+            cmd("unshare", "util-linux"),
             cmd("ip", "iproute2"),
+            cmd("mkswap", "util-linux"),
+            cmd("mkfs.ext4", "e2fsprogs"),
+            cmd("gzip", "gzip"),
         ],
     ),
     (
@@ -136,6 +164,17 @@ pub const TABLE: &[(&str, &[Requirement])] = &[
         &[
             cmd("diffoscope", "diffoscope"),
             cmd("unshare", "util-linux"),
+            cmd("timeout", "coreutils"),
+            cmd("git", "git"),
+        ],
+    ),
+    (
+        // check-fresh: a pristine Debian root to run the README's commands in.
+        "fresh",
+        &[
+            cmd("mmdebstrap", "mmdebstrap"),
+            cmd("unshare", "util-linux"),
+            cmd("chroot", "coreutils"),
         ],
     ),
     (
@@ -163,11 +202,18 @@ pub fn requirements(stages: &[&str]) -> Vec<Requirement> {
 fn present(probe: Probe) -> bool {
     match probe {
         Probe::File(p) => Path::new(p).exists(),
-        Probe::Command(c) if c.contains('/') => Path::new(c).exists(),
-        Probe::Command(c) => std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(c))))
-            .unwrap_or(false),
+        Probe::Command(c) => on_path(c),
     }
+}
+
+/// An executable command: an absolute path, or found on PATH.
+fn on_path(c: &str) -> bool {
+    if c.contains('/') {
+        return Path::new(c).exists();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(c))))
+        .unwrap_or(false)
 }
 
 fn is_executable(p: &Path) -> bool {
@@ -249,6 +295,28 @@ pub fn ensure(stages: &[&str], logs: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// For unit tests that run a host tool: fail with the package to install
+/// (from the `unit-tests` row of [`TABLE`], which `cargo xtask test`
+/// installs first) instead of an obscure error when the tool is missing.
+#[cfg(test)]
+pub fn need_for_test(tool: &str) {
+    let row = TABLE
+        .iter()
+        .find(|(stage, _)| *stage == "unit-tests")
+        .map(|(_, reqs)| *reqs)
+        .unwrap_or(&[]);
+    let package = row
+        .iter()
+        .find(|r| matches!(r.probe, Probe::Command(c) if c == tool))
+        .map(|r| r.package)
+        .unwrap_or_else(|| panic!("{tool} is not in the unit-tests row of prereq::TABLE: add it"));
+    assert!(
+        on_path(tool),
+        "this test runs `{tool}`, which is not installed (Debian package {package}): \
+         `cargo xtask test` installs it first, or run `apt-get install {package}`"
+    );
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 //! The two builds share nothing but the source: each runs in its own copy of
 //! the checkout (a different path, files written in the opposite order), with
 //! its own stage cache and dist directory, a different time zone, locale,
-//! umask, user name and (in a UTS namespace) host name, and at a different
-//! wall-clock time. SOURCE_DATE_EPOCH is the same. Every artifact and every
+//! umask (022 and 077), user name and (in a UTS namespace) host name, and at
+//! a different wall-clock time. Build b lives below a directory of mode 0700
+//! (as `mktemp -d` or /root make), under another parent, with its cache
+//! inside its checkout (the default) rather than beside it. SOURCE_DATE_EPOCH is the same. Every artifact and every
 //! stage output is compared; on a difference diffoscope writes a report.
 
 use std::fs;
@@ -24,6 +26,12 @@ struct Variant {
     name: &'static str,
     /// Path of the source copy below the work directory.
     subdir: &'static str,
+    /// A directory below the work directory made mode 0700 (an ancestor of
+    /// the checkout that other users, such as apt's `_apt`, cannot enter).
+    private: Option<&'static str>,
+    /// The stage cache inside the checkout (`target/finnix-cache`, the
+    /// default) instead of beside it.
+    cache_inside: bool,
     tz: &'static str,
     locale: &'static str,
     umask: &'static str,
@@ -35,6 +43,8 @@ struct Variant {
 const A: Variant = Variant {
     name: "a",
     subdir: "a/src/finnix",
+    private: None,
+    cache_inside: false,
     tz: "UTC",
     locale: "C.UTF-8",
     umask: "022",
@@ -45,10 +55,12 @@ const A: Variant = Variant {
 
 const B: Variant = Variant {
     name: "b",
-    subdir: "b/a/much/deeper/build/path/finnix-rebuild",
+    subdir: "b/private/a/much/deeper/build/path/finnix-rebuild",
+    private: Some("b/private"),
+    cache_inside: true,
     tz: "America/St_Johns",
     locale: "POSIX",
-    umask: "002",
+    umask: "077",
     hostname: "another-host.example",
     user: "someone-else",
     reverse_order: true,
@@ -117,8 +129,18 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
     for v in variants {
         let root = work.join(v.subdir);
         copy_checkout(&ctx.root, &root, v.reverse_order)?;
-        let cache = work.join(v.name).join("cache");
-        let dist = work.join(v.name).join("dist");
+        if let Some(private) = v.private {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(work.join(private), fs::Permissions::from_mode(0o700))?;
+        }
+        let (cache, dist) = if v.cache_inside {
+            (root.join("target/finnix-cache"), root.join("dist"))
+        } else {
+            (
+                work.join(v.name).join("cache"),
+                work.join(v.name).join("dist"),
+            )
+        };
         for entry in &seed {
             let stage = entry
                 .parent()
@@ -173,7 +195,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
 
 /// Copy the checkout's files (what git tracks or would track, and .git
 /// itself) to `dest`, in sorted or reverse order.
-fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
+pub fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
     let list = duct::cmd!(
         "git",
         "ls-files",
@@ -269,9 +291,13 @@ fn build(
         };
     }
     eprintln!(
-        "==> verify-repro: build {} in {} (TZ={}, LC_ALL={}, umask {}, host {}, user {}){}",
+        "==> verify-repro: build {} in {}{} (TZ={}, LC_ALL={}, umask {}, host {}, user {}){}",
         v.name,
         ui::display_path(root),
+        match v.private {
+            Some(p) => format!(" below {p} (mode 0700)"),
+            None => String::new(),
+        },
         v.tz,
         v.locale,
         v.umask,
@@ -317,7 +343,13 @@ fn outputs(cache: &Path, dist: &Path, profile: &str) -> Result<Vec<Output>> {
     let mut names: Vec<PathBuf> = fs::read_dir(dist)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_file())
+        // Not the checkout's dist/.gitkeep: what the build wrote.
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     names.sort();
     for p in names {

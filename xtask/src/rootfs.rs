@@ -21,7 +21,7 @@ use crate::initrd::Initrd;
 use crate::kernel::Kernel;
 use crate::ui::{self, Outcome, Stage};
 
-const BASE_RECIPE: u32 = 1;
+const BASE_RECIPE: u32 = 2;
 const RECIPE: u32 = 1;
 const BUSYBOX: &str = "/bin/busybox";
 /// apt checks the archive's signatures against Debian's keyring.
@@ -343,6 +343,14 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
         "--mode=root".into(),
         "--format=directory".into(),
         "--aptopt=Apt::Install-Recommends \"false\"".into(),
+        // apt drops to the host's `_apt` user to download, but only when that
+        // user can reach the target directory; the partial/ directories it
+        // leaves are then owned by the host's _apt uid, else by root. So the
+        // permissions of the build path, and the host's uid for _apt, would
+        // reach the tree. No sandbox user: the outcome is the same everywhere
+        // (the ownership is then set from the tree's own passwd, see
+        // clean_debian_tree).
+        "--aptopt=APT::Sandbox::User \"root\"".into(),
         format!("--keyring={KEYRING}"),
         format!("--include={}", names.join(",")),
     ];
@@ -434,6 +442,26 @@ fn clean_debian_tree(tree: &Path) -> Result<()> {
             if entry.file_type().is_file() && entry.file_name() != "lock" {
                 fs::remove_file(entry.path())?;
             }
+        }
+    }
+    // apt's download directories belong to the tree's own _apt user, as a
+    // Debian system's do (mode 0700), whatever happened on the build host.
+    let apt_uid = fs::read_to_string(tree.join("etc/passwd"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"_apt")).then(|| f.get(2)?.parse::<u32>().ok())?
+        });
+    for dir in [
+        "var/cache/apt/archives/partial",
+        "var/lib/apt/lists/partial",
+    ] {
+        let p = tree.join(dir);
+        if p.is_dir() {
+            std::os::unix::fs::lchown(&p, Some(apt_uid.unwrap_or(0)), Some(0))
+                .with_context(|| format!("cannot chown {}", p.display()))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))?;
         }
     }
     fs::write(tree.join("etc/resolv.conf"), b"")?;

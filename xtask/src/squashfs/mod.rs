@@ -273,6 +273,7 @@ mod tests {
     }
 
     fn lls(args: &[&str]) -> String {
+        crate::prereq::need_for_test(args[0]);
         let out = Command::new(args[0])
             .args(&args[1..])
             .env("TZ", "UTC")
@@ -303,6 +304,7 @@ mod tests {
         write_image(&tree, &ours, opts, 1_700_000_000, 2).unwrap();
         let reference = base.join("ref.sqfs");
         let _ = fs::remove_file(&reference);
+        crate::prereq::need_for_test("mksquashfs");
         let o = Command::new("mksquashfs")
             .arg(&tree)
             .arg(&reference)

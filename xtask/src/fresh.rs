@@ -1,0 +1,190 @@
+//! `cargo xtask check-fresh`: the README's commands on a pristine Debian 12.
+//!
+//! A minimal bookworm root (mmdebstrap, cached as stage `fresh-root`) holds
+//! only what the README asks a maintainer to bring: the Rust toolchain (bound
+//! in read-only from this host) with its linker (gcc, libc6-dev), and git for
+//! the clone. A copy of the checkout goes into it; kernels built here are
+//! seeded into its cache, so nothing is compiled twice. Inside, as root with
+//! /proc, /sys, /dev and the host's network, each step runs on its own:
+//!
+//! 1. `cargo xtask test --unit-only`: installs the unit tests' host tools,
+//!    then runs them;
+//! 2. `cargo xtask dist`: installs every stage's tools and builds the
+//!    release, the kernels taken from the seeded cache (a kernel that would
+//!    have to be compiled is an error, not a 20-minute build);
+//! 3. `sha256sum -c SHA256SUMS` on what it wrote.
+//!
+//! A missing install step fails the step that needed it, named.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::cache::KeyBuilder;
+use crate::context::{tool_version, Ctx};
+use crate::kernel::{self, Flavor};
+use crate::ui::{self, Outcome, Stage};
+
+const RECIPE: u32 = 1;
+const SUITE: &str = "bookworm";
+const MIRROR: &str = "http://deb.debian.org/debian";
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// What a fresh machine has besides Debian's minimal base: the Rust
+/// toolchain's linker and C library, git (the checkout is a clone), and the
+/// CA certificates cargo needs to reach crates.io. The README names these.
+const BROUGHT: &[&str] = &["ca-certificates", "git", "gcc", "libc6-dev"];
+/// Where things sit inside the fresh root.
+const CHECKOUT: &str = "/root/finnix";
+const TOOLCHAIN: &str = "/opt/rust";
+const CACHE: &str = "/var/cache/finnix";
+
+/// The pristine root, cached: mmdebstrap --variant=minbase plus [`BROUGHT`].
+fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
+    ui::stage(
+        &ctx.logs(),
+        "fresh-root",
+        format!("a minimal Debian {SUITE} root (mmdebstrap) for check-fresh"),
+        |s| {
+            let key = KeyBuilder::new("fresh-root", RECIPE)
+                .text("suite", SUITE)
+                .text("mirror", MIRROR)
+                .text("packages", BROUGHT.join(","))
+                .text("mmdebstrap", tool_version("mmdebstrap"))
+                .file("archive keyring", Path::new(KEYRING))?
+                .finish();
+            if let Some(entry) = ctx.cache.lookup("fresh-root", &key) {
+                return Ok((entry.join("tree"), Outcome::Cached, String::new()));
+            }
+            let tmp = ctx.cache.temp_dir("fresh-root")?;
+            let tree = tmp.path().join("tree");
+            s.run(
+                duct::cmd!(
+                    "mmdebstrap",
+                    "--variant=minbase",
+                    "--mode=root",
+                    "--format=directory",
+                    format!("--keyring={KEYRING}"),
+                    format!("--include={}", BROUGHT.join(",")),
+                    SUITE,
+                    &tree,
+                    format!("deb {MIRROR} {SUITE} main"),
+                    format!("deb {MIRROR} {SUITE}-updates main"),
+                    format!("deb http://security.debian.org/debian-security {SUITE}-security main"),
+                )
+                .env("LC_ALL", "C.UTF-8")
+                .stdin_null(),
+            )?;
+            let entry = ctx.cache.commit("fresh-root", &key, tmp)?;
+            Ok((entry.join("tree"), Outcome::Built, String::new()))
+        },
+    )
+}
+
+/// The active Rust toolchain's directory (`rustc --print sysroot`).
+fn toolchain_dir() -> Result<PathBuf> {
+    let out = duct::cmd!("rustc", "--print", "sysroot")
+        .read()
+        .context("cannot ask rustc for its sysroot: is the Rust toolchain installed?")?;
+    let dir = fs::canonicalize(out.trim())
+        .with_context(|| format!("rustc's sysroot {} does not exist", out.trim()))?;
+    ensure!(
+        dir.join("bin/cargo").is_file(),
+        "the toolchain at {} has no cargo",
+        dir.display()
+    );
+    Ok(dir)
+}
+
+/// One step run as root inside the fresh root, in its own mount namespace.
+fn step(s: &Stage, root: &Path, toolchain: &Path, what: &str, script: &str) -> Result<()> {
+    s.note(format!("--- step: {what}"));
+    let setup = format!(
+        "set -e
+R='{root}'
+mount --rbind /dev \"$R/dev\"
+mount -t proc proc \"$R/proc\"
+mount --rbind /sys \"$R/sys\"
+mount -t tmpfs -o mode=1777 tmpfs \"$R/tmp\"
+mount -t tmpfs -o mode=755 tmpfs \"$R/run\"
+mkdir -p \"$R{TOOLCHAIN}\"
+mount --bind '{toolchain}' \"$R{TOOLCHAIN}\"
+mount -o remount,bind,ro \"$R{TOOLCHAIN}\"
+cp -L /etc/resolv.conf \"$R/etc/resolv.conf\"
+exec chroot \"$R\" /usr/bin/env -i HOME=/root USER=root LANG=C.UTF-8 \
+  PATH={TOOLCHAIN}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  FINNIX_CACHE_DIR={CACHE} FINNIX_REQUIRE_CACHED_KERNELS=1 CARGO_TERM_COLOR=never \
+  /bin/sh -c \"$0\"",
+        root = root.display(),
+        toolchain = toolchain.display(),
+    );
+    let inner = format!("set -e; cd {CHECKOUT}; {script}");
+    s.run(duct::cmd!("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", setup, inner))
+        .map_err(|_| anyhow::anyhow!("check-fresh: the step `{what}` failed on a pristine Debian root (its output ends the log)"))
+}
+
+pub fn check(ctx: &Ctx) -> Result<()> {
+    crate::prereq::ensure(&["fresh"], &ctx.logs())?;
+    let base = fresh_root(ctx)?;
+    // The kernels this checkout builds (cached here), to seed the fresh cache.
+    let um = kernel::build(ctx, Flavor::Um)?;
+    let xen = kernel::build(ctx, Flavor::Xen)?;
+    let toolchain = toolchain_dir()?;
+    ui::stage(
+        &ctx.logs(),
+        "check-fresh",
+        "the README's commands in a pristine Debian root: test --unit-only, dist (kernels seeded)",
+        |s| {
+            let work = ctx.cache.temp_dir("check-fresh")?;
+            let root = work.path().join("root");
+            crate::fsutil::copy_tree(&base, &root)?;
+            crate::repro::copy_checkout(
+                &ctx.root,
+                &root.join(CHECKOUT.trim_start_matches('/')),
+                false,
+            )?;
+            // The crates cargo would download (crates.io is reachable; a copy
+            // is quicker and keeps the check off the network for them).
+            let registry = crate::rustbin::cargo_home().join("registry");
+            if registry.is_dir() {
+                fs::create_dir_all(root.join("root/.cargo"))?;
+                crate::fsutil::copy_tree(&registry, &root.join("root/.cargo/registry"))?;
+            }
+            for k in [&um, &xen] {
+                let stage = k
+                    .entry
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .context("kernel entry")?;
+                let dest = root
+                    .join(CACHE.trim_start_matches('/'))
+                    .join(stage)
+                    .join(k.entry.file_name().context("kernel entry")?);
+                fs::create_dir_all(dest.parent().expect("parent"))?;
+                crate::fsutil::copy_tree(&k.entry, &dest)?;
+            }
+            step(
+                s,
+                &root,
+                &toolchain,
+                "cargo xtask test --unit-only",
+                "cargo xtask test --unit-only",
+            )?;
+            step(s, &root, &toolchain, "cargo xtask dist", "cargo xtask dist")?;
+            step(
+                s,
+                &root,
+                &toolchain,
+                "sha256sum -c on the release it wrote",
+                "cd dist && sha256sum --check --strict SHA256SUMS",
+            )?;
+            let dist = root.join(CHECKOUT.trim_start_matches('/')).join("dist");
+            let files = fs::read_dir(&dist)?.filter_map(|e| e.ok()).count();
+            Ok((
+                (),
+                Outcome::Passed,
+                format!("unit tests and dist passed; {files} files in dist/"),
+            ))
+        },
+    )
+}
