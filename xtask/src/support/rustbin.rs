@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{ensure, Result};
 
-use crate::context::Ctx;
-use crate::ui::Stage;
+use crate::support::context::Ctx;
+use crate::support::ui::Stage;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 

@@ -6,39 +6,27 @@ use std::fs;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::context::Ctx;
-use crate::kernel::{self, Flavor, Kernel};
-use crate::ui::{self, Outcome};
+use crate::stages::kernel::{self, Flavor, Kernel};
+use crate::support::context::Ctx;
+use crate::support::prereq::Tools;
+use crate::support::ui::{self, Outcome};
 
 const READNOTES: &str = "/usr/lib/xen-4.17/bin/readnotes";
 
 /// Every prerequisite row the full suite uses: installed before anything
 /// runs, the unit tests included.
-pub const TEST_PREREQUISITES: &[&str] = &[
-    "unit-tests",
-    "kernel",
-    "initrd",
-    "rootfs",
-    "squashfs",
-    "iso",
-    "boot",
-    "cow",
-    "create",
-    "repro",
-    "fresh",
-    "workflows",
-];
+pub const TEST_PREREQUISITES: &[Tools] = &Tools::ALL;
 
 pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // Host tools first: the unit tests read back what our writers wrote with
     // GNU cpio, squashfs-tools and tar, so on a fresh machine they must be
     // installed before `cargo test` runs.
-    let rows: &[&str] = if unit_only {
-        &["unit-tests"]
+    let rows: &[Tools] = if unit_only {
+        &[Tools::UnitTests]
     } else {
         TEST_PREREQUISITES
     };
-    crate::prereq::ensure(rows, &ctx.logs())?;
+    crate::support::prereq::ensure(rows, &ctx.logs())?;
     ui::stage(&ctx.logs(), "unit-tests", "cargo test --workspace", |s| {
         s.run(duct::cmd!("cargo", "test", "--workspace", "--quiet").dir(&ctx.root))?;
         Ok(((), Outcome::Passed, String::new()))
@@ -57,25 +45,25 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // The mini profile end to end: initrd (cpio -t), squashfs (unsquashfs
     // -lln against its tree), the release in a dist directory (sha256sum -c,
     // xorriso, tar, readnotes), a second dist (nothing rebuilt).
-    let release = crate::dist::release(ctx, "mini")?;
+    let release = crate::pipeline::release(ctx, "mini")?;
     check_initrd(ctx, &release.live.initrd)?;
     check_squashfs(ctx, &release.live)?;
     let dist_dir = ctx.cache.root.join("test-dist");
-    let artifacts = crate::dist::dist(ctx, "mini", &dist_dir)?;
-    eprint!("{}", crate::dist::table(&artifacts));
+    let artifacts = crate::pipeline::dist(ctx, "mini", &dist_dir)?;
+    eprint!("{}", crate::pipeline::table(&artifacts));
     check_dist(ctx, &dist_dir, &release)?;
     check_dist_again(ctx, &dist_dir)?;
 
     // The README's commands on a pristine Debian root: they install what
     // they need themselves.
-    crate::fresh::check(ctx)?;
+    crate::checks::fresh::check(ctx)?;
 
     // Every boot target on the mini profile, then the squashfs taken out of
     // the ISO booted as the spec's squashroot.
     let mut inputs = release_inputs(ctx, &release)?;
-    check_boots(ctx, &crate::boot::Target::ALL, &inputs, "mini")?;
+    check_boots(ctx, &crate::checks::boot::Target::ALL, &inputs, "mini")?;
     inputs.squashfs = ctx.cache.root.join("test-dist-extract/FINNIX");
-    check_boot(ctx, crate::boot::Target::UmlSquashroot, &inputs)?;
+    check_boot(ctx, crate::checks::boot::Target::UmlSquashroot, &inputs)?;
 
     // `finnix create` on this host: two guests of the mini ISO in a network
     // namespace of their own.
@@ -83,7 +71,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
 
     // COW mode: finnix.img booted three times without an initramfs.
     let (um_kernel, img) = cow_image(ctx, "mini")?;
-    crate::cow::check(
+    crate::checks::cow::check(
         ctx,
         &um_kernel.image(),
         &img,
@@ -92,18 +80,18 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
 
     // The standard profile: built from Debian's archive, booted in UML with
     // the boot flow checks (banner lines, dpkg's count, shutdown -h now).
-    let standard = crate::dist::live(ctx, "standard", crate::dist::default_squashfs(ctx))?;
+    let standard = crate::pipeline::live(ctx, "standard", crate::pipeline::default_squashfs(ctx))?;
     check_squashfs(ctx, &standard)?;
     check_boot(
         ctx,
-        crate::boot::Target::UmlFlow,
+        crate::checks::boot::Target::UmlFlow,
         &boot_inputs(ctx, &standard)?,
     )?;
     // The spec's manual COW recipe, run in the standard live system; and
     // `finnix create` inside the standard ISO booted in qemu (1 GiB).
-    crate::cow::check_recipe(ctx, &standard, &ctx.config.distribution.version)?;
-    let standard_release = crate::dist::release(ctx, "standard")?;
-    crate::create::check_nested(
+    crate::checks::cow::check_recipe(ctx, &standard, &ctx.config.distribution.version)?;
+    let standard_release = crate::pipeline::release(ctx, "standard")?;
+    crate::checks::create::check_nested(
         ctx,
         &standard_release.iso.image(),
         &ctx.config.distribution.version,
@@ -121,8 +109,8 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
 
 /// The files `finnix create` needs on a host: the `finnix` program the root
 /// filesystem ships, the UML kernel, the initrd, the release ISO.
-pub fn create_files(r: &crate::dist::Release) -> crate::create::Files {
-    crate::create::Files {
+pub fn create_files(r: &crate::pipeline::Release) -> crate::checks::create::Files {
+    crate::checks::create::Files {
         finnix: r.live.rootfs.tree().join("usr/bin/finnix"),
         kernel: r.live.uml.image(),
         initrd: r.live.initrd.image(),
@@ -131,24 +119,24 @@ pub fn create_files(r: &crate::dist::Release) -> crate::create::Files {
 }
 
 /// The stages COW mode's image needs, then the image.
-pub fn cow_image(ctx: &Ctx, profile: &str) -> Result<(Kernel, crate::cow::CowImage)> {
-    crate::prereq::ensure(&["cow"], &ctx.logs())?;
+pub fn cow_image(ctx: &Ctx, profile: &str) -> Result<(Kernel, crate::stages::cow_image::CowImage)> {
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Cow], &ctx.logs())?;
     let um = kernel::build(ctx, Flavor::Um)?;
-    let initrd = crate::initrd::build(ctx)?;
-    let rootfs = crate::rootfs::build(ctx, profile, &um, &initrd)?;
-    let img = crate::cow::build(ctx, &rootfs)?;
+    let initrd = crate::stages::initrd::build(ctx)?;
+    let rootfs = crate::stages::rootfs::build(ctx, profile, &um, &initrd)?;
+    let img = crate::stages::cow_image::build(ctx, &rootfs)?;
     Ok((um, img))
 }
 
-fn check_create(ctx: &Ctx, r: &crate::dist::Release) -> Result<()> {
-    crate::prereq::ensure(&["create"], &ctx.logs())?;
-    crate::create::check(ctx, &create_files(r))?;
+fn check_create(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<()> {
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Create], &ctx.logs())?;
+    crate::checks::create::check(ctx, &create_files(r))?;
     Ok(())
 }
 
 /// `verify-repro --keep-kernels` on the mini profile must find no difference.
 fn check_repro(ctx: &Ctx) -> Result<()> {
-    crate::prereq::ensure(&["repro"], &ctx.logs())?;
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Repro], &ctx.logs())?;
     ui::stage(
         &ctx.logs(),
         "check-repro",
@@ -190,7 +178,7 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
 /// The GitHub workflows pass actionlint and zizmor (pinned by version and
 /// hash in `.ci/lint-tools.txt`, installed from PyPI into the cache).
 fn check_workflows(ctx: &Ctx) -> Result<()> {
-    crate::prereq::ensure(&["workflows"], &ctx.logs())?;
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Workflows], &ctx.logs())?;
     ui::stage(
         &ctx.logs(),
         "check-workflows",
@@ -200,7 +188,7 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
             // externally-managed Python is fine. The directory is named by
             // the requirements' hash: a bump installs afresh.
             let reqs = ctx.root.join(".ci/lint-tools.txt");
-            let hash = crate::cache::sha256_file(&reqs)?;
+            let hash = crate::support::cache::sha256_file(&reqs)?;
             let dir = ctx
                 .cache
                 .root
@@ -231,7 +219,7 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
                     );
                 }
                 fs::create_dir_all(dir.parent().expect("parent"))?;
-                crate::fsutil::remove_all(&dir)?;
+                crate::support::fsutil::remove_all(&dir)?;
                 tmp.persist(&dir).map_err(|(_, e)| {
                     anyhow::anyhow!("cannot move the lint tools into the cache: {e}")
                 })?;
@@ -258,28 +246,28 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
 }
 
 /// The release in `dist`, checked with tools nobody here wrote.
-fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::dist::Release) -> Result<()> {
+fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Release) -> Result<()> {
     ui::stage(&ctx.logs(), "check-dist", "sha256sum -c, xorriso -report_el_torito, the squashfs on the ISO, tarball listings, readnotes", |s| {
         s.run(duct::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
-        let names = crate::tarballs::names(ctx);
+        let names = crate::stages::tarballs::names(ctx);
         let iso = dist.join(&names.iso);
         let report = s.read(duct::cmd!("xorriso", "-indev", &iso, "-report_el_torito", "plain").stderr_to_stdout())?;
         s.note(&report);
-        let platforms = crate::iso::el_torito_platforms(&report);
+        let platforms = crate::stages::iso::el_torito_platforms(&report);
         ensure!(platforms == ["BIOS", "UEFI"], "El Torito boot entries are {platforms:?}, expected BIOS and UEFI");
         ensure!(report.contains("GPT") && report.contains("MBR"), "the ISO is not hybrid (no MBR/GPT):\n{report}");
 
         // FINNIX/FINNIX on the ISO is the squashfs stage's output, byte for byte.
         let extract = ctx.cache.root.join("test-dist-extract");
-        crate::fsutil::remove_all(&extract)?;
+        crate::support::fsutil::remove_all(&extract)?;
         std::fs::create_dir_all(&extract)?;
         s.run(duct::cmd!("xorriso", "-osirrox", "on", "-indev", &iso, "-extract", "/FINNIX/FINNIX", extract.join("FINNIX")))?;
-        let a = crate::cache::sha256_file(&extract.join("FINNIX"))?;
-        let b = crate::cache::sha256_file(&release.live.squashfs.image())?;
+        let a = crate::support::cache::sha256_file(&extract.join("FINNIX"))?;
+        let b = crate::support::cache::sha256_file(&release.live.squashfs.image())?;
         ensure!(a == b, "FINNIX/FINNIX on the ISO ({a}) differs from the squashfs stage's output ({b})");
 
         // Tarballs: names, modes, owners and times as specified.
-        let epoch_time = crate::date::iso8601(ctx.epoch.global).replace('T', " ").trim_end_matches('Z').to_string();
+        let epoch_time = crate::support::date::iso8601(ctx.epoch.global).replace('T', " ").trim_end_matches('Z').to_string();
         let list = |tarball: &str| -> Result<Vec<String>> {
             let out = s.read(duct::cmd!("tar", "--list", "--verbose", "--numeric-owner", "--full-time", "-zf", dist.join(tarball)).env("TZ", "UTC"))?;
             Ok(out.lines().map(String::from).collect())
@@ -363,7 +351,7 @@ fn check_dist_again(ctx: &Ctx, dist: &std::path::Path) -> Result<()> {
 }
 
 /// `cpio -t` lists the initramfs; /init is a static binary.
-fn check_initrd(ctx: &Ctx, initrd: &crate::initrd::Initrd) -> Result<()> {
+fn check_initrd(ctx: &Ctx, initrd: &crate::stages::initrd::Initrd) -> Result<()> {
     ui::stage(
         &ctx.logs(),
         "check-initrd",
@@ -414,7 +402,7 @@ fn check_initrd(ctx: &Ctx, initrd: &crate::initrd::Initrd) -> Result<()> {
 
 /// The squashfs equals its tree as `unsquashfs -lln` (squashfs-tools) sees
 /// it: names, modes, owners, sizes, device numbers, link targets.
-fn check_squashfs(ctx: &Ctx, live: &crate::dist::Live) -> Result<()> {
+fn check_squashfs(ctx: &Ctx, live: &crate::pipeline::Live) -> Result<()> {
     ui::stage(
         &ctx.logs(),
         "check-squashfs",
@@ -422,9 +410,9 @@ fn check_squashfs(ctx: &Ctx, live: &crate::dist::Live) -> Result<()> {
         |s| {
             let listing =
                 s.read(duct::cmd!("unsquashfs", "-lln", live.squashfs.image()).env("TZ", "UTC"))?;
-            let image = crate::squashfs::listing_from_unsquashfs(&listing);
-            let tree = crate::squashfs::listing_from_tree(&live.rootfs.tree())?;
-            let diff = crate::squashfs::compare_listings(&tree, &image);
+            let image = crate::stages::squashfs::listing_from_unsquashfs(&listing);
+            let tree = crate::stages::squashfs::listing_from_tree(&live.rootfs.tree())?;
+            let diff = crate::stages::squashfs::compare_listings(&tree, &image);
             ensure!(
                 diff.is_empty(),
                 "the squashfs differs from its tree:\n{}",
@@ -443,15 +431,15 @@ fn check_squashfs(ctx: &Ctx, live: &crate::dist::Live) -> Result<()> {
 /// Boot a target non-interactively and check it.
 pub fn check_boot(
     ctx: &Ctx,
-    target: crate::boot::Target,
-    inputs: &crate::boot::Inputs,
-) -> Result<crate::boot::Report> {
+    target: crate::checks::boot::Target,
+    inputs: &crate::checks::boot::Inputs,
+) -> Result<crate::checks::boot::Report> {
     ui::stage(
         &ctx.logs(),
         &format!("boot-{}", target.name()),
         format!("boot {} and check it", target.name()),
         |_| {
-            let r = crate::boot::check(ctx, target, inputs)?;
+            let r = crate::checks::boot::check(ctx, target, inputs)?;
             let detail = format!(
                 "ready banner {:.1} s, shell {:.1} s, {} MiB in use, console log {}",
                 r.banner_secs,
@@ -539,9 +527,9 @@ fn check_domu_kernel(ctx: &Ctx, xen: &Kernel) -> Result<()> {
 }
 
 /// The files a boot of `live` needs.
-pub fn boot_inputs(ctx: &Ctx, live: &crate::dist::Live) -> Result<crate::boot::Inputs> {
-    let profile = crate::config::Profile::load(&ctx.root, &live.profile)?;
-    Ok(crate::boot::Inputs {
+pub fn boot_inputs(ctx: &Ctx, live: &crate::pipeline::Live) -> Result<crate::checks::boot::Inputs> {
+    let profile = crate::support::config::Profile::load(&ctx.root, &live.profile)?;
+    Ok(crate::checks::boot::Inputs {
         uml_kernel: live.uml.image(),
         initrd: live.initrd.image(),
         squashfs: live.squashfs.image(),
@@ -553,7 +541,10 @@ pub fn boot_inputs(ctx: &Ctx, live: &crate::dist::Live) -> Result<crate::boot::I
 }
 
 /// The files a boot of a release needs (the ISO, the tarballs, the domU kernel).
-pub fn release_inputs(ctx: &Ctx, r: &crate::dist::Release) -> Result<crate::boot::Inputs> {
+pub fn release_inputs(
+    ctx: &Ctx,
+    r: &crate::pipeline::Release,
+) -> Result<crate::checks::boot::Inputs> {
     let mut inputs = boot_inputs(ctx, &r.live)?;
     let file = |suffix: &str| {
         r.files
@@ -562,7 +553,7 @@ pub fn release_inputs(ctx: &Ctx, r: &crate::dist::Release) -> Result<crate::boot
             .map(|(_, p)| p.clone())
             .context("release file")
     };
-    inputs.release = Some(crate::boot::ReleaseInputs {
+    inputs.release = Some(crate::checks::boot::ReleaseInputs {
         iso: r.iso.image(),
         uml_tarball: file("-uml.tar.gz")?,
         xen_kernel: r.xen.image(),
@@ -576,8 +567,8 @@ pub fn release_inputs(ctx: &Ctx, r: &crate::dist::Release) -> Result<crate::boot
 /// to the ready banner, console log), then fail if any failed.
 pub fn check_boots(
     ctx: &Ctx,
-    targets: &[crate::boot::Target],
-    inputs: &crate::boot::Inputs,
+    targets: &[crate::checks::boot::Target],
+    inputs: &crate::checks::boot::Inputs,
     profile: &str,
 ) -> Result<()> {
     let start = std::time::Instant::now();
@@ -629,4 +620,10 @@ pub fn check_boots(
         failed.join("\n")
     );
     Ok(())
+}
+
+impl crate::cli::Test {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        run(ctx, self.unit_only)
+    }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::parse_toml;
+use crate::support::config::parse_toml;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -52,7 +52,7 @@ impl Lock {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::fsutil::write_atomic(path, self.render().as_bytes())
+        crate::support::fsutil::write_atomic(path, self.render().as_bytes())
     }
 }
 

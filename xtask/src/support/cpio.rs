@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn gnu_cpio_reads_it_back() {
-        crate::prereq::need_for_test("cpio");
+        crate::support::prereq::need_for_test("cpio");
         let bytes = sample().write(1_700_000_000);
         let mut child = Command::new("cpio")
             .args(["-i", "--list", "--verbose", "--numeric-uid-gid", "--quiet"])

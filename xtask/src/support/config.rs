@@ -24,7 +24,7 @@ pub struct RootfsConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SquashfsConfig {
-    pub compression: crate::squashfs::Compression,
+    pub compression: crate::stages::squashfs::Compression,
     /// Bytes, a power of two from 4096 to 1048576.
     pub block_size: u32,
 }
@@ -241,7 +241,7 @@ impl Config {
                 KernelSource::KernelOrg { url, sha256 }
             }
         };
-        let opts = crate::squashfs::Options {
+        let opts = crate::stages::squashfs::Options {
             compression: raw.squashfs.compression,
             block_size: raw.squashfs.block_size,
         };

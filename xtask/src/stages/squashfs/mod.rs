@@ -12,14 +12,16 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use crate::stages::StageId;
 use backhand::compression::{CompressionOptions, Compressor, Zstd};
 use backhand::kind::Kind;
 use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
 
-use crate::cache::{Key, KeyBuilder};
-use crate::context::Ctx;
-use crate::rootfs::Rootfs;
-use crate::ui::{self, Outcome};
+use crate::stages::rootfs::Rootfs;
+use crate::support::cache::{Key, KeyBuilder};
+use crate::support::context::Ctx;
+use crate::support::ui::{self, Outcome};
 
 mod parallel;
 
@@ -80,7 +82,7 @@ impl Squashfs {
 
 pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
     opts.validate()?;
-    let stage = format!("squashfs-{}", rootfs.profile);
+    let stage = StageId::Squashfs.dir(&rootfs.profile);
     let what = format!(
         "pack the {} tree with backhand ({}, {} KiB blocks)",
         rootfs.profile,
@@ -88,7 +90,7 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
         opts.block_size / 1024
     );
     ui::stage(&ctx.logs(), &stage, what, |s| {
-        let key = KeyBuilder::new("squashfs", RECIPE)
+        let key = KeyBuilder::new(StageId::Squashfs.key_label(), RECIPE)
             .key("rootfs", &rootfs.key)
             .text("compression", opts.compression.name())
             .text("block size", opts.block_size.to_string())
@@ -226,6 +228,25 @@ fn device_number(rdev: u64) -> u32 {
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
+impl crate::cli::WriteSquashfs {
+    /// What the squashfs stage runs, on any tree (used by the benchmark).
+    pub fn run(self, _ctx: &crate::support::context::Ctx) -> Result<()> {
+        let opts = Options {
+            compression: self.compression,
+            block_size: self.block_size,
+        };
+        let stats = write_image(&self.tree, &self.out, opts, self.epoch, self.threads)?;
+        eprintln!(
+            "{}: {} inodes, {} bytes, {} blocks compressed ahead",
+            self.out.display(),
+            stats.nodes,
+            stats.bytes,
+            stats.predicted
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +294,7 @@ mod tests {
     }
 
     fn lls(args: &[&str]) -> String {
-        crate::prereq::need_for_test(args[0]);
+        crate::support::prereq::need_for_test(args[0]);
         let out = Command::new(args[0])
             .args(&args[1..])
             .env("TZ", "UTC")
@@ -304,7 +325,7 @@ mod tests {
         write_image(&tree, &ours, opts, 1_700_000_000, 2).unwrap();
         let reference = base.join("ref.sqfs");
         let _ = fs::remove_file(&reference);
-        crate::prereq::need_for_test("mksquashfs");
+        crate::support::prereq::need_for_test("mksquashfs");
         let o = Command::new("mksquashfs")
             .arg(&tree)
             .arg(&reference)

@@ -29,7 +29,7 @@ pub struct Manifest {
     pub kernel_source_date_epoch: i64,
     pub git_commit: String,
     pub artifacts: Vec<Hashed>,
-    pub kernel_source: crate::lock::LockedSource,
+    pub kernel_source: crate::support::lock::LockedSource,
     pub kernel_release: KernelReleases,
     pub patches: Vec<Hashed>,
     pub config_fragments: Vec<Hashed>,
@@ -64,7 +64,7 @@ pub fn parse_sha256sums(text: &str) -> Result<Vec<(String, String)>, String> {
             let (hash, name) = l
                 .split_once("  ")
                 .ok_or_else(|| format!("line {}: expected `<sha256>  <name>`", i + 1))?;
-            if !crate::config::is_sha256(hash) {
+            if !crate::support::config::is_sha256(hash) {
                 return Err(format!("line {}: {hash:?} is not a sha256", i + 1));
             }
             Ok((name.trim_start_matches('*').to_string(), hash.to_string()))

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Key, KeyBuilder};
-use crate::context::{tool_version, Ctx};
-use crate::ui::{self, Outcome, Stage};
+use crate::support::cache::{Key, KeyBuilder};
+use crate::support::context::{tool_version, Ctx};
+use crate::support::ui::{self, Outcome, Stage};
 
 /// Bump when the way kernels are built changes.
 const RECIPE: u32 = 1;
@@ -47,10 +47,10 @@ impl Flavor {
         }
     }
 
-    pub fn stage(self) -> &'static str {
+    pub fn stage(self) -> crate::stages::StageId {
         match self {
-            Flavor::Um => "kernel-um",
-            Flavor::Xen => "kernel-xen",
+            Flavor::Um => crate::stages::StageId::KernelUm,
+            Flavor::Xen => crate::stages::StageId::KernelXen,
         }
     }
 
@@ -168,8 +168,8 @@ fn read_patches(root: &Path, flavor: Flavor) -> Result<Vec<patches::Patch>> {
 }
 
 /// The cache key of a flavor's build: everything that can change its bytes.
-pub fn key(ctx: &Ctx, flavor: Flavor, source: &crate::lock::LockedSource) -> Result<Key> {
-    let mut k = KeyBuilder::new(flavor.stage(), RECIPE);
+pub fn key(ctx: &Ctx, flavor: Flavor, source: &crate::support::lock::LockedSource) -> Result<Key> {
+    let mut k = KeyBuilder::new(flavor.stage().key_label(), RECIPE);
     k.text("source sha256", &source.sha256)
         .text("source version", &source.version);
     for p in read_patches(&ctx.root, flavor)? {
@@ -191,7 +191,10 @@ pub fn key(ctx: &Ctx, flavor: Flavor, source: &crate::lock::LockedSource) -> Res
             "localversion",
             flavor.localversion(&ctx.config.kernel.localversion),
         )
-        .text("timestamp", crate::date::kernel_timestamp(ctx.epoch.kernel))
+        .text(
+            "timestamp",
+            crate::support::date::kernel_timestamp(ctx.epoch.kernel),
+        )
         .text("build user@host", format!("{BUILD_USER}@{BUILD_HOST}"));
     for tool in ["gcc", "ld", "make", "bison", "flex", "perl"] {
         k.text(&format!("tool {tool}"), tool_version(tool));
@@ -203,7 +206,7 @@ pub fn key(ctx: &Ctx, flavor: Flavor, source: &crate::lock::LockedSource) -> Res
 pub fn build(ctx: &Ctx, flavor: Flavor) -> Result<Kernel> {
     let lv = &ctx.config.kernel.localversion;
     let what = format!("patch, configure and build the {}", flavor.describe());
-    ui::stage(&ctx.logs(), flavor.stage(), what, |stage| {
+    ui::stage(&ctx.logs(), flavor.stage().name(), what, |stage| {
         // Cache hit without touching the network: the lock names the source.
         if let Some(id) = source::locked(ctx)? {
             let key = key(ctx, flavor, &id)?;
@@ -251,7 +254,7 @@ pub fn build(ctx: &Ctx, flavor: Flavor) -> Result<Kernel> {
 }
 
 fn load(ctx: &Ctx, flavor: Flavor, key: &Key) -> Result<Option<Kernel>> {
-    let Some(entry) = ctx.cache.lookup(flavor.stage(), key) else {
+    let Some(entry) = ctx.cache.lookup(flavor.stage().name(), key) else {
         return Ok(None);
     };
     let text = fs::read_to_string(entry.join("kernel.toml"))?;
@@ -272,7 +275,7 @@ fn compile(
     key: &Key,
     lv: &str,
 ) -> Result<Kernel> {
-    let work = ctx.cache.temp_dir(flavor.stage())?;
+    let work = ctx.cache.temp_dir(flavor.stage().name())?;
     let src = work.path().join("src");
     let build = work.path().join("build");
     let arch = format!("ARCH={}", flavor.arch());
@@ -285,10 +288,10 @@ fn compile(
         tree.tree().display(),
         src.display()
     ));
-    crate::fsutil::copy_tree(&tree.tree(), &src)?;
+    crate::support::fsutil::copy_tree(&tree.tree(), &src)?;
     let patches = read_patches(&ctx.root, flavor)?;
     patches::apply(&src, &patches, |expr| {
-        stage.note(format!("$ {}", crate::ui::describe(&expr)));
+        stage.note(format!("$ {}", crate::support::ui::describe(&expr)));
         let o = expr.stderr_to_stdout().stdout_capture().unchecked().run()?;
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         stage.note(&text);
@@ -307,7 +310,7 @@ fn compile(
         duct::cmd("make", all)
             .env(
                 "KBUILD_BUILD_TIMESTAMP",
-                crate::date::kernel_timestamp(ctx.epoch.kernel),
+                crate::support::date::kernel_timestamp(ctx.epoch.kernel),
             )
             .env("KBUILD_BUILD_USER", BUILD_USER)
             .env("KBUILD_BUILD_HOST", BUILD_HOST)
@@ -350,7 +353,9 @@ fn compile(
     let version = tree.id.version.clone();
 
     // 4. Outputs into a new entry.
-    let out = ctx.cache.temp_dir(&format!("{}-out", flavor.stage()))?;
+    let out = ctx
+        .cache
+        .temp_dir(&format!("{}-out", flavor.stage().name()))?;
     let names = output_names(flavor, &version, lv);
     let sources: Vec<PathBuf> = match flavor {
         Flavor::Um => vec![build.join("linux")],
@@ -367,7 +372,7 @@ fn compile(
         files: names,
     };
     fs::write(out.path().join("kernel.toml"), toml::to_string(&info)?)?;
-    let entry = ctx.cache.commit(flavor.stage(), key, out)?;
+    let entry = ctx.cache.commit(flavor.stage().name(), key, out)?;
     drop(work);
     Ok(Kernel {
         entry,

@@ -17,9 +17,9 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::cache::sha256_file;
-use crate::context::Ctx;
-use crate::ui;
+use crate::support::cache::sha256_file;
+use crate::support::context::Ctx;
+use crate::support::ui;
 
 /// What differs between the two builds.
 struct Variant {
@@ -84,7 +84,7 @@ pub struct Output {
 
 pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
     let work = ctx.cache.root.join("repro");
-    crate::fsutil::remove_all(&work)?;
+    crate::support::fsutil::remove_all(&work)?;
     fs::create_dir_all(&work)?;
     eprintln!(
         "==> verify-repro: work directory {}",
@@ -94,9 +94,9 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
 
     // Kernels to seed both caches with (--keep-kernels): this checkout's.
     let seed: Vec<PathBuf> = if opts.keep_kernels {
-        crate::prereq::ensure(&["kernel"], &ctx.logs())?;
-        let um = crate::kernel::build(ctx, crate::kernel::Flavor::Um)?;
-        let xen = crate::kernel::build(ctx, crate::kernel::Flavor::Xen)?;
+        crate::support::prereq::ensure(&[crate::support::prereq::Tools::Kernel], &ctx.logs())?;
+        let um = crate::stages::kernel::build(ctx, crate::stages::kernel::Flavor::Um)?;
+        let xen = crate::stages::kernel::build(ctx, crate::stages::kernel::Flavor::Xen)?;
         vec![um.entry, xen.entry]
     } else {
         vec![]
@@ -150,7 +150,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
                 .join(stage)
                 .join(entry.file_name().context("kernel entry")?);
             fs::create_dir_all(dest.parent().expect("parent"))?;
-            crate::fsutil::copy_tree(entry, &dest)?;
+            crate::support::fsutil::copy_tree(entry, &dest)?;
         }
         let dirs = BuildDirs { root, cache, dist };
         build(ctx, v, &exe, &dirs, &opts.profile, &env)?;
@@ -225,7 +225,7 @@ pub fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
             fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
         }
     }
-    crate::fsutil::copy_tree(&src.join(".git"), &dest.join(".git"))?;
+    crate::support::fsutil::copy_tree(&src.join(".git"), &dest.join(".git"))?;
     Ok(())
 }
 
@@ -358,15 +358,10 @@ fn outputs(cache: &Path, dist: &Path, profile: &str) -> Result<Vec<Output>> {
             path: p,
         });
     }
-    let stage_files: Vec<(String, &str)> = vec![
-        ("kernel-um".into(), "linux-"),
-        ("kernel-xen".into(), "vmlinuz-"),
-        ("kernel-xen".into(), "vmlinux-"),
-        ("initrd".into(), "initrd.img"),
-        (format!("squashfs-{profile}"), "FINNIX"),
-        (format!("iso-{profile}"), ".iso"),
-        (format!("cow-{profile}"), "finnix.img"),
-    ];
+    let stage_files: Vec<(String, &str)> = crate::stages::StageId::ALL
+        .iter()
+        .flat_map(|s| s.outputs().iter().map(move |p| (s.dir(profile), *p)))
+        .collect();
     for (stage, pattern) in &stage_files {
         let dir = cache.join(stage);
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -448,7 +443,7 @@ impl Published {
         };
         let text = fs::read_to_string(&sums_path)
             .with_context(|| format!("cannot read {}", sums_path.display()))?;
-        let sums = crate::checksums::parse_sha256sums(&text)
+        let sums = crate::stages::checksums::parse_sha256sums(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", sums_path.display()))?;
         let manifest = sums
             .iter()
@@ -523,4 +518,24 @@ fn diffoscope(work: &Path, label: &str, a: &Path, b: &Path) -> Result<PathBuf> {
     .unchecked()
     .run();
     Ok(report)
+}
+
+impl crate::cli::VerifyRepro {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::pipeline::{ensure_tools, RELEASE_STAGES};
+        ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Repro])?;
+        let same = run(
+            ctx,
+            &Options {
+                profile: ctx.profile(self.profile),
+                keep_kernels: self.keep_kernels,
+                against: self.against,
+            },
+        )?;
+        ensure!(
+            same,
+            "verify-repro: the builds differ (see the table and the diffoscope reports above)"
+        );
+        Ok(())
+    }
 }

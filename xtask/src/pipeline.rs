@@ -1,21 +1,29 @@
 //! The pipeline: every stage in order, each cached on its own, and the
-//! release in `dist/`.
+//! release in `dist/`. `live` (the live system), `release` (with the domU
+//! kernel, the ISO and the tarballs), `dist` (the release into `dist/` with
+//! SHA256SUMS and the manifest), `cow` (COW mode's image); then the commands
+//! that run single stages.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cache::{sha256_file, Key, KeyBuilder};
-use crate::checksums::{self, Hashed, Manifest};
-use crate::context::{package_version, tool_version, Ctx};
-use crate::initrd::{self, Initrd};
-use crate::iso::{self, Iso};
-use crate::kernel::{self, Flavor, Kernel};
-use crate::rootfs::{self, Rootfs};
-use crate::squashfs::{self, Squashfs};
-use crate::tarballs;
-use crate::ui::{self, Outcome};
+use crate::checks::boot;
+use crate::cli;
+use crate::stages::checksums::{self, Hashed, Manifest};
+use crate::stages::cow_image::{self, CowImage};
+use crate::stages::initrd::{self, Initrd};
+use crate::stages::iso::{self, Iso};
+use crate::stages::kernel::{self, Flavor, Kernel};
+use crate::stages::rootfs::{self, Rootfs};
+use crate::stages::squashfs::{self, Squashfs};
+use crate::stages::tarballs;
+use crate::stages::StageId;
+use crate::support::cache::{sha256_file, Key, KeyBuilder};
+use crate::support::context::{package_version, tool_version, Ctx};
+use crate::support::prereq::{self, Tools};
+use crate::support::ui::{self, Outcome};
 
 /// Everything the live system is made of, for one profile.
 pub struct Live {
@@ -155,7 +163,7 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
         |s| {
             fs::create_dir_all(&dist_dir)?;
             sweep_staging(&dist_dir)?;
-            let staging = crate::fsutil::TempDir::create(
+            let staging = crate::support::fsutil::TempDir::create(
                 dist_dir.join(format!(".staging.{}", std::process::id())),
             )?;
             let mut artifacts = Vec::new();
@@ -176,7 +184,7 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
             artifacts.push(Hashed {
                 name: manifest_name,
                 size: Some(json.len() as u64),
-                sha256: crate::cache::sha256_hex(json.as_bytes()),
+                sha256: crate::support::cache::sha256_hex(json.as_bytes()),
             });
             let sums = checksums::sha256sums(&artifacts);
             fs::write(staging.path().join("SHA256SUMS"), &sums)?;
@@ -201,7 +209,7 @@ fn sweep_staging(dist: &Path) -> Result<()> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(pid) = name.strip_prefix(".staging.") {
             if !Path::new(&format!("/proc/{pid}")).exists() {
-                crate::fsutil::remove_all(&entry.path())?;
+                crate::support::fsutil::remove_all(&entry.path())?;
             }
         }
     }
@@ -290,22 +298,20 @@ fn manifest(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest> 
         package_version("debian-archive-keyring"),
     ));
     tools.extend(iso::tool_versions());
-    let stage_keys = vec![
-        ("kernel-um".to_string(), r.live.uml.key.hex.clone()),
-        ("kernel-xen".to_string(), r.xen.key.hex.clone()),
-        ("initrd".to_string(), r.live.initrd.key.hex.clone()),
-        (
-            format!("rootfs-{}", r.live.profile),
-            r.live.rootfs.key.hex.clone(),
-        ),
-        (
-            format!("squashfs-{}", r.live.profile),
-            r.live.squashfs.key.hex.clone(),
-        ),
-        (format!("iso-{}", r.live.profile), r.iso.key.hex.clone()),
-    ];
+    let p = &r.live.profile;
+    let stage_keys: Vec<(String, String)> = [
+        (StageId::KernelUm, &r.live.uml.key),
+        (StageId::KernelXen, &r.xen.key),
+        (StageId::Initrd, &r.live.initrd.key),
+        (StageId::Rootfs, &r.live.rootfs.key),
+        (StageId::Squashfs, &r.live.squashfs.key),
+        (StageId::Iso, &r.iso.key),
+    ]
+    .iter()
+    .map(|(stage, key)| (stage.dir(p), key.hex.clone()))
+    .collect();
     let kernel_source =
-        crate::kernel::source::locked(ctx)?.context("finnix.lock has no kernel source")?;
+        crate::stages::kernel::source::locked(ctx)?.context("finnix.lock has no kernel source")?;
     Ok(Manifest {
         name: d.name.clone(),
         version: d.version.clone(),
@@ -346,4 +352,259 @@ pub fn table(artifacts: &[Hashed]) -> String {
         ));
     }
     out
+}
+
+// ---- the glue the jobs share ----------------------------------------------
+
+/// Check (and install) the host tools of `stages` and of `more`.
+pub fn ensure_tools(ctx: &Ctx, stages: &[StageId], more: &[Tools]) -> Result<()> {
+    let mut all: Vec<Tools> = Vec::new();
+    for t in stages.iter().map(|s| s.tools()).chain(more.iter().copied()) {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+    }
+    prereq::ensure(&all, &ctx.logs())
+}
+
+/// The stages of the live system (and with them a release).
+pub const LIVE_STAGES: &[StageId] = &[
+    StageId::KernelUm,
+    StageId::Initrd,
+    StageId::RootfsBase,
+    StageId::Rootfs,
+    StageId::Squashfs,
+];
+pub const RELEASE_STAGES: &[StageId] = &[
+    StageId::KernelUm,
+    StageId::KernelXen,
+    StageId::Initrd,
+    StageId::RootfsBase,
+    StageId::Rootfs,
+    StageId::Squashfs,
+    StageId::Iso,
+    StageId::TarballXen,
+    StageId::TarballUml,
+];
+
+/// The stages COW mode's image needs, then the image.
+pub fn cow(ctx: &Ctx, profile: &str) -> Result<(Kernel, CowImage)> {
+    ensure_tools(ctx, &[StageId::CowImage], &[])?;
+    let um = kernel::build(ctx, Flavor::Um)?;
+    let initrd = initrd::build(ctx)?;
+    let rootfs = rootfs::build(ctx, profile, &um, &initrd)?;
+    let img = cow_image::build(ctx, &rootfs)?;
+    Ok((um, img))
+}
+
+/// The files `finnix create` needs on a host: the `finnix` program the root
+/// filesystem ships, the UML kernel, the initrd, the release ISO.
+pub fn create_files(r: &Release) -> crate::checks::create::Files {
+    crate::checks::create::Files {
+        finnix: r.live.rootfs.tree().join("usr/bin/finnix"),
+        kernel: r.live.uml.image(),
+        initrd: r.live.initrd.image(),
+        medium: r.iso.image(),
+    }
+}
+
+/// The files a boot of `live` needs.
+pub fn boot_inputs(ctx: &Ctx, live: &Live) -> Result<boot::Inputs> {
+    let profile = crate::support::config::Profile::load(&ctx.root, &live.profile)?;
+    Ok(boot::Inputs {
+        uml_kernel: live.uml.image(),
+        initrd: live.initrd.image(),
+        squashfs: live.squashfs.image(),
+        kernel_release: live.uml.info.release.clone(),
+        version: ctx.config.distribution.version.clone(),
+        memory_mib: profile.memory_mib,
+        release: None,
+    })
+}
+
+/// The files a boot of a release needs (the ISO, the tarballs, the domU kernel).
+pub fn release_inputs(ctx: &Ctx, r: &Release) -> Result<boot::Inputs> {
+    let mut inputs = boot_inputs(ctx, &r.live)?;
+    let file = |suffix: &str| {
+        r.files
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .map(|(_, p)| p.clone())
+            .context("release file")
+    };
+    inputs.release = Some(boot::ReleaseInputs {
+        iso: r.iso.image(),
+        uml_tarball: file("-uml.tar.gz")?,
+        xen_kernel: r.xen.image(),
+        xen_vmlinux: r.xen.vmlinux().context("domU vmlinux")?,
+        xen_release: r.xen.info.release.clone(),
+    });
+    Ok(inputs)
+}
+
+// ---- the stage commands -----------------------------------------------------
+
+impl cli::Kernel {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, &[StageId::KernelUm], &[])?;
+        for f in self.flavor.flavors() {
+            kernel::build(ctx, f)?;
+        }
+        Ok(())
+    }
+}
+
+impl cli::Initrd {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, &[StageId::Initrd], &[])?;
+        initrd::build(ctx)?;
+        Ok(())
+    }
+}
+
+impl cli::Rootfs {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let profile = ctx.profile(self.profile);
+        if self.base_only {
+            ensure_tools(ctx, &[StageId::RootfsBase], &[])?;
+            let p = crate::support::config::Profile::load(&ctx.root, &profile)?;
+            let base = rootfs::base(ctx, &profile, &p)?;
+            eprintln!("base tree: {}", base.tree().display());
+            return Ok(());
+        }
+        ensure_tools(
+            ctx,
+            &[StageId::KernelUm, StageId::Initrd, StageId::Rootfs],
+            &[],
+        )?;
+        let um = kernel::build(ctx, Flavor::Um)?;
+        let initrd = initrd::build(ctx)?;
+        let r = rootfs::build(ctx, &profile, &um, &initrd)?;
+        eprintln!("root filesystem tree: {}", r.tree().display());
+        Ok(())
+    }
+}
+
+impl cli::Plan {
+    /// The independent stages' keys, as `name=key` lines (for CI caches).
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, &[StageId::KernelUm, StageId::RootfsBase], &[])?;
+        let profile = ctx.profile(self.profile);
+        let source = kernel::source::locked(ctx)?.ok_or_else(|| {
+            anyhow::anyhow!("finnix.lock has no kernel source: run `cargo xtask kernel` once")
+        })?;
+        for flavor in Flavor::ALL {
+            println!(
+                "{}={}",
+                flavor.stage().name(),
+                kernel::key(ctx, flavor, &source)?.hex
+            );
+        }
+        let p = crate::support::config::Profile::load(&ctx.root, &profile)?;
+        println!(
+            "{}={}",
+            StageId::RootfsBase.dir(&profile),
+            rootfs::base_key(ctx, &profile, &p)?.hex
+        );
+        println!("source-date-epoch={}", ctx.epoch.global);
+        Ok(())
+    }
+}
+
+impl cli::Squashfs {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, LIVE_STAGES, &[])?;
+        let profile = ctx.profile(self.profile);
+        let mut opts = default_squashfs(ctx);
+        opts.compression = self.compression.unwrap_or(opts.compression);
+        opts.block_size = self.block_size.unwrap_or(opts.block_size);
+        opts.validate()?;
+        let live = live(ctx, &profile, opts)?;
+        eprintln!("squashfs image: {}", live.squashfs.image().display());
+        Ok(())
+    }
+}
+
+impl cli::Iso {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, RELEASE_STAGES, &[])?;
+        let profile = ctx.profile(self.profile);
+        let live = live(ctx, &profile, default_squashfs(ctx))?;
+        let xen = kernel::build(ctx, Flavor::Xen)?;
+        let iso = iso::build(ctx, &profile, &live.squashfs, &xen, &live.initrd)?;
+        eprintln!("ISO image: {}", iso.image().display());
+        Ok(())
+    }
+}
+
+impl cli::Dist {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, RELEASE_STAGES, &[])?;
+        let profile = ctx.profile(self.profile);
+        let artifacts = dist(ctx, &profile, &ctx.dist_dir())?;
+        print!("{}", table(&artifacts));
+        Ok(())
+    }
+}
+
+impl cli::CowImage {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(
+            ctx,
+            &[
+                StageId::KernelUm,
+                StageId::Initrd,
+                StageId::Rootfs,
+                StageId::CowImage,
+            ],
+            &[],
+        )?;
+        let profile = ctx.profile(self.profile);
+        let (um, img) = cow(ctx, &profile)?;
+        let dest = ctx.dist_dir().join("finnix.img");
+        cow_image::publish(&img, &dest)?;
+        eprintln!(
+            "{} (sha256 {})\nboot it: {} mem=64M root=/dev/ubda ubda=finnix.cow,{} uml",
+            ui::display_path(&dest),
+            sha256_file(&dest)?,
+            ui::display_path(&um.image()),
+            ui::display_path(&dest)
+        );
+        Ok(())
+    }
+}
+
+impl cli::Clean {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        if let Some(stage) = self.stage {
+            for entry in fs::read_dir(&ctx.cache.root)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let mine = name == stage.name()
+                    || (stage.per_profile()
+                        && name.starts_with(&format!("{}-", stage.name()))
+                        && !(stage == StageId::Rootfs && name.starts_with("rootfs-base-")));
+                if mine {
+                    eprintln!("removing {}", entry.path().display());
+                    crate::support::fsutil::remove_all(&entry.path())?;
+                }
+            }
+            return Ok(());
+        }
+        eprintln!("removing {}", ctx.cache.root.display());
+        crate::support::fsutil::remove_all(&ctx.cache.root)?;
+        if self.dist {
+            let d = ctx.dist_dir();
+            for entry in fs::read_dir(&d)? {
+                let p = entry?.path();
+                if p.file_name().is_some_and(|n| n != ".gitkeep") {
+                    crate::support::fsutil::remove_all(&p)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }

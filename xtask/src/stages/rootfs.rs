@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cache::{Key, KeyBuilder};
-use crate::config::{Base, Profile};
-use crate::context::{package_version, tool_version, Ctx};
-use crate::initrd::Initrd;
-use crate::kernel::Kernel;
-use crate::ui::{self, Outcome, Stage};
+use crate::stages::StageId;
+
+use crate::stages::initrd::Initrd;
+use crate::stages::kernel::Kernel;
+use crate::support::cache::{Key, KeyBuilder};
+use crate::support::config::{Base, Profile};
+use crate::support::context::{package_version, tool_version, Ctx};
+use crate::support::ui::{self, Outcome, Stage};
 
 const BASE_RECIPE: u32 = 2;
 const RECIPE: u32 = 1;
@@ -60,14 +62,14 @@ impl Rootfs {
 pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Result<Rootfs> {
     let profile = Profile::load(&ctx.root, profile_name)?;
     let base = base(ctx, profile_name, &profile)?;
-    let stage = format!("rootfs-{profile_name}");
+    let stage = StageId::Rootfs.dir(profile_name);
     ui::stage(
         &ctx.logs(),
         &stage,
         format!("assemble the {profile_name} live root filesystem"),
         |s| {
-            let finnix = crate::rustbin::build(ctx, s, "finnix", "finnix")?;
-            let mut k = KeyBuilder::new("rootfs", RECIPE);
+            let finnix = crate::support::rustbin::build(ctx, s, "finnix", "finnix")?;
+            let mut k = KeyBuilder::new(StageId::Rootfs.key_label(), RECIPE);
             k.key("base", &base.key)
                 .key("kernel-um", &um.key)
                 .key("initrd", &initrd.key)
@@ -105,7 +107,7 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
             let tmp = ctx.cache.temp_dir(&stage)?;
             let tree = tmp.path().join("tree");
             s.note(format!("copying the base tree {}", base.tree().display()));
-            crate::fsutil::copy_tree(&base.tree(), &tree)?;
+            crate::support::fsutil::copy_tree(&base.tree(), &tree)?;
             for overlay in &profile.overlays {
                 copy_overlay(&ctx.root.join("live/overlay").join(overlay), &tree)?;
             }
@@ -161,7 +163,7 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
 
 /// The cache key of a profile's base tree (also printed by `cargo xtask plan`).
 pub fn base_key(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Key> {
-    let mut k = KeyBuilder::new("rootfs-base", BASE_RECIPE);
+    let mut k = KeyBuilder::new(StageId::RootfsBase.key_label(), BASE_RECIPE);
     k.text("profile", name)
         .text("epoch", ctx.epoch.global.to_string());
     match profile.base {
@@ -188,7 +190,7 @@ pub fn base_key(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Key> {
 /// The base tree of a profile: the part of the root filesystem that does not
 /// depend on the kernels (a release pipeline builds it in its own job).
 pub fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
-    let stage = format!("rootfs-base-{name}");
+    let stage = StageId::RootfsBase.dir(name);
     let what = match profile.base {
         Base::Busybox => "Debian's static busybox tree".to_string(),
         Base::Debian => format!(
@@ -560,7 +562,7 @@ pub fn hash_tree(dir: &Path) -> Result<String> {
         }
         h.update([0]);
     }
-    Ok(crate::cache::hex(&h.finalize()))
+    Ok(crate::support::cache::hex(&h.finalize()))
 }
 
 pub struct NormaliseStats {
@@ -601,7 +603,7 @@ pub fn normalise(tree: &Path, epoch: i64) -> Result<NormaliseStats> {
         if meta.mtime() > epoch {
             stats.clamped += 1;
         }
-        crate::fsutil::set_times(path, meta.mtime().min(epoch))?;
+        crate::support::fsutil::set_times(path, meta.mtime().min(epoch))?;
     }
     Ok(stats)
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::context::Ctx;
-use crate::ui::{self, Outcome, Stage};
+use crate::support::context::Ctx;
+use crate::support::ui::{self, Outcome, Stage};
 
 /// What the check measured.
 pub struct Figures {
@@ -202,7 +202,7 @@ fn guest_pss_kib(run_dir: &Path, guest: &str) -> u64 {
 }
 
 pub fn check(ctx: &Ctx, files: &Files) -> Result<Figures> {
-    crate::prereq::ensure(&["create"], &ctx.logs())?;
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Create], &ctx.logs())?;
     ui::stage(
         &ctx.logs(),
         "check-create",
@@ -229,7 +229,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     let mut ns = Netns::create()?;
     ns.run_dir = tmp.path().join("run");
     ns.finnix = files.finnix.clone();
-    let uml_tmp = crate::boot::uml_tmpdir(tmp.path());
+    let uml_tmp = crate::checks::boot::uml_tmpdir(tmp.path());
 
     // The namespace's own network: loopback, and a default route out of a
     // veth pair for the NAT rule to name.
@@ -504,14 +504,14 @@ pub struct Nested {
 /// answering pings from the host Finnix, `finnix list`, `finnix stop`, and
 /// nothing left. Slow under TCG: UML's system calls are ptrace stops.
 pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
-    crate::prereq::ensure(&["boot"], &ctx.logs())?;
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Boot], &ctx.logs())?;
     ui::stage(
         &ctx.logs(),
         "check-nested",
         "finnix create inside the ISO booted in qemu (1 GiB, TCG)",
         |s| {
             let log = ctx.logs().join("console-nested.log");
-            let mut c = crate::boot::qemu("pc", crate::boot::QEMU_MIB);
+            let mut c = crate::checks::boot::qemu("pc", crate::checks::boot::QEMU_MIB);
             c.arg("-drive")
                 .arg(format!(
                     "file={},format=raw,media=cdrom,readonly=on",
@@ -519,7 +519,7 @@ pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
                 ))
                 .args(["-boot", "d"]);
             s.note(format!("{c:?}"));
-            let mut g = crate::guest::Guest::start(c, &log)?;
+            let mut g = crate::guest::console::Guest::start(c, &log)?;
             let result = nested_session(&mut g, version);
             if result.is_err() {
                 g.kill();
@@ -535,13 +535,13 @@ pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
     )
 }
 
-fn nested_session(g: &mut crate::guest::Guest, version: &str) -> Result<Nested> {
+fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result<Nested> {
     let long = Duration::from_secs(900);
-    crate::boot::choose_isolinux_serial(g, long)?;
+    crate::checks::boot::choose_isolinux_serial(g, long)?;
     g.expect(&format!("Finnix version {version} ready;"), long)?;
     g.expect("root@ttyS0:", Duration::from_secs(120))?;
     std::thread::sleep(Duration::from_secs(1));
-    let avail = |g: &mut crate::guest::Guest| -> Result<u64> {
+    let avail = |g: &mut crate::guest::console::Guest| -> Result<u64> {
         let t = g.run("grep MemAvailable /proc/meminfo", Duration::from_secs(60))?;
         t.split_whitespace()
             .nth(1)
@@ -596,4 +596,29 @@ fn nested_session(g: &mut crate::guest::Guest, version: &str) -> Result<Nested> 
         ready_secs,
         fit,
     })
+}
+
+impl crate::cli::CheckCreate {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::pipeline::{self, ensure_tools, RELEASE_STAGES};
+        ensure_tools(
+            ctx,
+            RELEASE_STAGES,
+            &[crate::support::prereq::Tools::Create],
+        )?;
+        let profile = ctx.profile(self.profile);
+        let release = pipeline::release(ctx, &profile)?;
+        check(ctx, &pipeline::create_files(&release))?;
+        Ok(())
+    }
+}
+
+impl crate::cli::CheckNested {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::pipeline::{self, ensure_tools, RELEASE_STAGES};
+        ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
+        let release = pipeline::release(ctx, &self.profile)?;
+        check_nested(ctx, &release.iso.image(), &ctx.config.distribution.version)?;
+        Ok(())
+    }
 }

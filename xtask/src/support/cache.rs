@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::TempDir;
+use crate::support::fsutil::TempDir;
 
 /// Accumulates a stage's inputs; `finish` hashes them into a [`Key`].
 #[derive(Debug, Clone)]
@@ -169,7 +169,7 @@ impl Cache {
         match tmp.persist(&dest) {
             Ok(()) => {
                 // The new entry's mtime marks it newest.
-                let _ = crate::fsutil::touch_now(&dest);
+                let _ = crate::support::fsutil::touch_now(&dest);
                 self.prune(stage, KEEP_PER_STAGE)?;
                 Ok(dest)
             }
@@ -198,7 +198,7 @@ impl Cache {
             let alive =
                 owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
             if !alive {
-                crate::fsutil::remove_all(&entry.path())?;
+                crate::support::fsutil::remove_all(&entry.path())?;
             }
         }
         Ok(())
@@ -217,7 +217,7 @@ impl Cache {
             .collect();
         all.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, path) in all.into_iter().skip(keep) {
-            crate::fsutil::remove_all(&path)?;
+            crate::support::fsutil::remove_all(&path)?;
         }
         Ok(())
     }

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cache::{Key, KeyBuilder};
-use crate::context::{package_version, Ctx};
-use crate::cpio::{Archive, Kind};
-use crate::ui::{self, Outcome};
+use crate::stages::StageId;
+
+use crate::support::cache::{Key, KeyBuilder};
+use crate::support::context::{package_version, Ctx};
+use crate::support::cpio::{Archive, Kind};
+use crate::support::ui::{self, Outcome};
 
 const RECIPE: u32 = 1;
 const BUSYBOX: &str = "/bin/busybox";
@@ -30,18 +32,18 @@ impl Initrd {
 pub fn build(ctx: &Ctx) -> Result<Initrd> {
     ui::stage(
         &ctx.logs(),
-        "initrd",
+        StageId::Initrd.name(),
         "build the static /init, pack it with busybox (newc cpio, zstd)",
         |s| {
-            let init = crate::rustbin::build(ctx, s, "finnix-init", "init")?;
-            let key = KeyBuilder::new("initrd", RECIPE)
+            let init = crate::support::rustbin::build(ctx, s, "finnix-init", "init")?;
+            let key = KeyBuilder::new(StageId::Initrd.key_label(), RECIPE)
                 .file("init", &init)?
                 .file("busybox", Path::new(BUSYBOX))?
                 .text("busybox-static", package_version("busybox-static"))
                 .text("epoch", ctx.epoch.global.to_string())
                 .text("compression", format!("zstd-{ZSTD_LEVEL}"))
                 .finish();
-            if let Some(entry) = ctx.cache.lookup("initrd", &key) {
+            if let Some(entry) = ctx.cache.lookup(StageId::Initrd.name(), &key) {
                 let initrd = Initrd { entry, key };
                 let detail = ui::display_path(&initrd.image());
                 return Ok((initrd, Outcome::Cached, detail));
@@ -54,9 +56,9 @@ pub fn build(ctx: &Ctx) -> Result<Initrd> {
             );
             let cpio = archive.write(ctx.epoch.global as u32);
             let image = compress(&cpio)?;
-            let tmp = ctx.cache.temp_dir("initrd")?;
+            let tmp = ctx.cache.temp_dir(StageId::Initrd.name())?;
             fs::write(tmp.path().join("initrd.img"), &image)?;
-            let entry = ctx.cache.commit("initrd", &key, tmp)?;
+            let entry = ctx.cache.commit(StageId::Initrd.name(), &key, tmp)?;
             let initrd = Initrd { entry, key };
             let detail = format!(
                 "{} ({}, {} entries)",

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::context::Ctx;
-use crate::guest::Guest;
-use crate::ui;
+use crate::guest::console::Guest;
+use crate::support::context::Ctx;
+use crate::support::ui;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -565,7 +565,7 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     fs::create_dir_all(&logs)?;
     let log = logs.join(format!("console-{}.log", target.name()));
     let iso_before = match (target, &inputs.release) {
-        (Target::UmlReadonly, Some(r)) => Some(crate::cache::sha256_file(&r.iso)?),
+        (Target::UmlReadonly, Some(r)) => Some(crate::support::cache::sha256_file(&r.iso)?),
         _ => None,
     };
     let cmd = command(target, inputs, run.path(), false)?;
@@ -574,7 +574,7 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     match drive(&mut guest, target, inputs, &mut step) {
         Ok((banner_secs, shell_secs, mem_used_kib)) => {
             if let (Some(before), Some(r)) = (iso_before, &inputs.release) {
-                let after = crate::cache::sha256_file(&r.iso)?;
+                let after = crate::support::cache::sha256_file(&r.iso)?;
                 ensure!(
                     before == after,
                     "{}: the ISO changed on the host: sha256 {before} before, {after} after",
@@ -892,6 +892,32 @@ fn drive(
         "the guest exited with {status} after shutting down (expected 0)"
     );
     Ok((banner_secs, shell_secs, used))
+}
+
+impl crate::cli::Boot {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::pipeline::{self, ensure_tools, RELEASE_STAGES};
+        ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
+        let profile = ctx.profile(self.profile);
+        let targets: Vec<Target> = match self.target {
+            crate::cli::BootTarget::All => Target::ALL.to_vec(),
+            crate::cli::BootTarget::One(t) => vec![t],
+        };
+        let inputs = if targets.iter().any(|t| t.needs_release()) {
+            let release = pipeline::release(ctx, &profile)?;
+            pipeline::release_inputs(ctx, &release)?
+        } else {
+            let live = pipeline::live(ctx, &profile, pipeline::default_squashfs(ctx))?;
+            pipeline::boot_inputs(ctx, &live)?
+        };
+        match (self.check, targets.as_slice()) {
+            (false, [t]) => interactive(ctx, *t, &inputs),
+            (false, _) => {
+                bail!("`boot all` needs --check (one target at a time is interactive)")
+            }
+            (true, _) => crate::checks::suite::check_boots(ctx, &targets, &inputs, &profile),
+        }
+    }
 }
 
 #[cfg(test)]

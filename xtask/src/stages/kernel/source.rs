@@ -7,13 +7,15 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use crate::stages::StageId;
 use sha2::{Digest, Sha256};
 
-use crate::cache::{hex, KeyBuilder};
-use crate::config::KernelSource;
-use crate::context::Ctx;
-use crate::lock::{compare, Lock, LockedSource, Verdict};
-use crate::ui::Stage;
+use crate::support::cache::{hex, KeyBuilder};
+use crate::support::config::KernelSource;
+use crate::support::context::Ctx;
+use crate::support::lock::{compare, Lock, LockedSource, Verdict};
+use crate::support::ui::Stage;
 
 const RECIPE: u32 = 1;
 
@@ -45,8 +47,8 @@ pub fn locked(ctx: &Ctx) -> Result<Option<LockedSource>> {
         .filter(|l| l.source == kind && l.origin == origin))
 }
 
-fn tree_key(sha256: &str) -> crate::cache::Key {
-    KeyBuilder::new("kernel-source", RECIPE)
+fn tree_key(sha256: &str) -> crate::support::cache::Key {
+    KeyBuilder::new(StageId::KernelSource.key_label(), RECIPE)
         .text("tarball sha256", sha256)
         .finish()
 }
@@ -58,7 +60,7 @@ pub fn cached_tree(ctx: &Ctx) -> Result<Option<SourceTree>> {
     };
     Ok(ctx
         .cache
-        .lookup("kernel-source", &tree_key(&id.sha256))
+        .lookup(StageId::KernelSource.name(), &tree_key(&id.sha256))
         .map(|entry| SourceTree { entry, id }))
 }
 
@@ -83,7 +85,7 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
     ));
 
     // Unpack before deciding on the lock, so the upstream version is known.
-    let unpack = ctx.cache.temp_dir("kernel-source")?;
+    let unpack = ctx.cache.temp_dir(StageId::KernelSource.name())?;
     stage.run(duct::cmd!("tar", "-xf", &tarball, "-C", unpack.path()))?;
     let top = single_subdir(unpack.path())?;
     fs::rename(&top, unpack.path().join("linux"))?;
@@ -116,9 +118,11 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
         unpack.path().join("source.toml"),
         toml::to_string(&fetched)?,
     )?;
-    let entry = ctx
-        .cache
-        .commit("kernel-source", &tree_key(&fetched.sha256), unpack)?;
+    let entry = ctx.cache.commit(
+        StageId::KernelSource.name(),
+        &tree_key(&fetched.sha256),
+        unpack,
+    )?;
     Ok(SourceTree { entry, id: fetched })
 }
 
@@ -245,7 +249,7 @@ fn fetch_kernel_org(
             url
         ))
         .with_context(|| format!("cannot download {url}"))?;
-    let got = crate::cache::sha256_file(&tarball)?;
+    let got = crate::support::cache::sha256_file(&tarball)?;
     if got != sha256 {
         bail!(
             "{url} does not have the sha256 configs/finnix.toml pins:\n  wanted: {sha256}\n  got:    {got}\nfix the url or the sha256 in configs/finnix.toml"

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::context::Ctx;
+use crate::support::context::Ctx;
 
 /// One tarball entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(&one[..2], &[0x1f, 0x8b]);
         assert_eq!(&one[4..8], &[0, 0, 0, 0], "gzip mtime is 0");
 
-        crate::prereq::need_for_test("tar");
+        crate::support::prereq::need_for_test("tar");
         let path = std::env::temp_dir().join(format!("finnix-tar-{}.tar.gz", std::process::id()));
         fs::write(&path, &one).unwrap();
         let listing = duct::cmd!(

@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn a_failing_patch_is_reported_by_name_with_its_rejected_hunk() {
-        crate::prereq::need_for_test("patch");
+        crate::support::prereq::need_for_test("patch");
         let base = std::env::temp_dir().join(format!("finnix-patch-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         let tree = base.join("tree");

@@ -21,10 +21,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::cache::KeyBuilder;
-use crate::context::{tool_version, Ctx};
-use crate::kernel::{self, Flavor};
-use crate::ui::{self, Outcome, Stage};
+use crate::stages::StageId;
+
+use crate::stages::kernel::{self, Flavor};
+use crate::support::cache::KeyBuilder;
+use crate::support::context::{tool_version, Ctx};
+use crate::support::ui::{self, Outcome, Stage};
 
 const RECIPE: u32 = 1;
 const SUITE: &str = "bookworm";
@@ -43,20 +45,20 @@ const CACHE: &str = "/var/cache/finnix";
 fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
     ui::stage(
         &ctx.logs(),
-        "fresh-root",
+        StageId::FreshRoot.name(),
         format!("a minimal Debian {SUITE} root (mmdebstrap) for check-fresh"),
         |s| {
-            let key = KeyBuilder::new("fresh-root", RECIPE)
+            let key = KeyBuilder::new(StageId::FreshRoot.key_label(), RECIPE)
                 .text("suite", SUITE)
                 .text("mirror", MIRROR)
                 .text("packages", BROUGHT.join(","))
                 .text("mmdebstrap", tool_version("mmdebstrap"))
                 .file("archive keyring", Path::new(KEYRING))?
                 .finish();
-            if let Some(entry) = ctx.cache.lookup("fresh-root", &key) {
+            if let Some(entry) = ctx.cache.lookup(StageId::FreshRoot.name(), &key) {
                 return Ok((entry.join("tree"), Outcome::Cached, String::new()));
             }
-            let tmp = ctx.cache.temp_dir("fresh-root")?;
+            let tmp = ctx.cache.temp_dir(StageId::FreshRoot.name())?;
             let tree = tmp.path().join("tree");
             s.run(
                 duct::cmd!(
@@ -75,7 +77,7 @@ fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
                 .env("LC_ALL", "C.UTF-8")
                 .stdin_null(),
             )?;
-            let entry = ctx.cache.commit("fresh-root", &key, tmp)?;
+            let entry = ctx.cache.commit(StageId::FreshRoot.name(), &key, tmp)?;
             Ok((entry.join("tree"), Outcome::Built, String::new()))
         },
     )
@@ -124,7 +126,7 @@ exec chroot \"$R\" /usr/bin/env -i HOME=/root USER=root LANG=C.UTF-8 \
 }
 
 pub fn check(ctx: &Ctx) -> Result<()> {
-    crate::prereq::ensure(&["fresh"], &ctx.logs())?;
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Fresh], &ctx.logs())?;
     let base = fresh_root(ctx)?;
     // The kernels this checkout builds (cached here), to seed the fresh cache.
     let um = kernel::build(ctx, Flavor::Um)?;
@@ -137,18 +139,18 @@ pub fn check(ctx: &Ctx) -> Result<()> {
         |s| {
             let work = ctx.cache.temp_dir("check-fresh")?;
             let root = work.path().join("root");
-            crate::fsutil::copy_tree(&base, &root)?;
-            crate::repro::copy_checkout(
+            crate::support::fsutil::copy_tree(&base, &root)?;
+            crate::checks::repro::copy_checkout(
                 &ctx.root,
                 &root.join(CHECKOUT.trim_start_matches('/')),
                 false,
             )?;
             // The crates cargo would download (crates.io is reachable; a copy
             // is quicker and keeps the check off the network for them).
-            let registry = crate::rustbin::cargo_home().join("registry");
+            let registry = crate::support::rustbin::cargo_home().join("registry");
             if registry.is_dir() {
                 fs::create_dir_all(root.join("root/.cargo"))?;
-                crate::fsutil::copy_tree(&registry, &root.join("root/.cargo/registry"))?;
+                crate::support::fsutil::copy_tree(&registry, &root.join("root/.cargo/registry"))?;
             }
             for k in [&um, &xen] {
                 let stage = k
@@ -161,7 +163,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                     .join(stage)
                     .join(k.entry.file_name().context("kernel entry")?);
                 fs::create_dir_all(dest.parent().expect("parent"))?;
-                crate::fsutil::copy_tree(&k.entry, &dest)?;
+                crate::support::fsutil::copy_tree(&k.entry, &dest)?;
             }
             step(
                 s,
@@ -187,4 +189,15 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             ))
         },
     )
+}
+
+impl crate::cli::CheckFresh {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        crate::pipeline::ensure_tools(
+            ctx,
+            &[crate::stages::StageId::KernelUm],
+            &[crate::support::prereq::Tools::Fresh],
+        )?;
+        check(ctx)
+    }
 }

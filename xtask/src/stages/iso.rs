@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::cache::{Key, KeyBuilder};
-use crate::context::{package_version, tool_version, Ctx};
-use crate::initrd::Initrd;
-use crate::kernel::Kernel;
-use crate::squashfs::Squashfs;
-use crate::ui::{self, Outcome, Stage};
+use crate::stages::StageId;
+
+use crate::stages::initrd::Initrd;
+use crate::stages::kernel::Kernel;
+use crate::stages::squashfs::Squashfs;
+use crate::support::cache::{Key, KeyBuilder};
+use crate::support::context::{package_version, tool_version, Ctx};
+use crate::support::ui::{self, Outcome, Stage};
 
 const RECIPE: u32 = 1;
 const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
@@ -91,7 +93,7 @@ pub fn build(
     xen: &Kernel,
     initrd: &Initrd,
 ) -> Result<Iso> {
-    let stage = format!("iso-{profile}");
+    let stage = StageId::Iso.dir(profile);
     let d = &ctx.config.distribution;
     let name = format!("{}-{}-amd64.iso", d.name.to_lowercase(), d.version);
     ui::stage(
@@ -100,7 +102,7 @@ pub fn build(
         format!("assemble the hybrid ISO with xorriso ({profile})"),
         |s| {
             let boot = ctx.root.join("configs/boot");
-            let mut k = KeyBuilder::new("iso", RECIPE);
+            let mut k = KeyBuilder::new(StageId::Iso.key_label(), RECIPE);
             k.key("squashfs", &squashfs.key)
                 .key("kernel-xen", &xen.key)
                 .key("initrd", &initrd.key);
@@ -195,7 +197,7 @@ fn stage_tree(
         &root.join("boot/grub/grub.cfg"),
         &fill(&fs::read_to_string(boot.join("grub.cfg"))?, ctx),
     )?;
-    crate::rootfs::normalise(root, ctx.epoch.global)?;
+    crate::stages::rootfs::normalise(root, ctx.epoch.global)?;
     Ok(())
 }
 
@@ -236,7 +238,7 @@ fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
             .env("TZ", "UTC"),
     )?;
     // mcopy -m keeps the file's own date: make it SOURCE_DATE_EPOCH.
-    crate::fsutil::set_times(&efi, ctx.epoch.global)?;
+    crate::support::fsutil::set_times(&efi, ctx.epoch.global)?;
     s.run(
         duct::cmd!("mcopy", "-m", "-i", esp, &efi, "::/EFI/BOOT/BOOTX64.EFI")
             .env("SOURCE_DATE_EPOCH", &epoch)

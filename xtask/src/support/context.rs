@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cache::Cache;
-use crate::config::Config;
+use crate::support::cache::Cache;
+use crate::support::config::Config;
 
 pub struct Ctx {
     /// Repository root (holds Cargo.toml, configs/, kernel-patches/, ...).
@@ -142,6 +142,11 @@ impl Ctx {
             jobs,
             require_cached_kernels,
         })
+    }
+
+    /// The profile a command was given, or the configured default.
+    pub fn profile(&self, chosen: Option<String>) -> String {
+        chosen.unwrap_or_else(|| self.config.rootfs.default_profile.clone())
     }
 
     pub fn logs(&self) -> PathBuf {

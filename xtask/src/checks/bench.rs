@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::squashfs::Options;
-use crate::ui::fmt_size;
+use crate::stages::squashfs::Options;
+use crate::support::ui::fmt_size;
 
 pub struct Sample {
     pub secs: f64,
@@ -141,4 +141,39 @@ pub fn report(ours: &[Sample], theirs: &[Sample]) -> String {
         m(ours) / m(theirs)
     ));
     out
+}
+
+impl crate::cli::Bench {
+    pub fn run(self, ctx: &crate::support::context::Ctx) -> Result<()> {
+        use crate::pipeline::{default_squashfs, ensure_tools, LIVE_STAGES};
+        use crate::stages::{initrd, kernel, rootfs};
+        let crate::cli::BenchWhat::Squashfs = self.what;
+        ensure_tools(ctx, LIVE_STAGES, &[])?;
+        let profile = ctx.profile(self.profile);
+        let um = kernel::build(ctx, kernel::Flavor::Um)?;
+        let initrd = initrd::build(ctx)?;
+        let rootfs = rootfs::build(ctx, &profile, &um, &initrd)?;
+        let opts = default_squashfs(ctx);
+        let work = ctx.cache.temp_dir("bench-squashfs")?;
+        let size = duct::cmd!("du", "-sb", rootfs.tree()).read()?;
+        eprintln!(
+            "==> bench squashfs: {} tree ({} bytes), {}, {} KiB blocks, {} threads, {} run(s) each",
+            profile,
+            size.split_whitespace().next().unwrap_or("?"),
+            opts.compression.name(),
+            opts.block_size / 1024,
+            ctx.jobs,
+            self.runs
+        );
+        let (ours, theirs) = squashfs(
+            &rootfs.tree(),
+            work.path(),
+            opts,
+            ctx.epoch.global,
+            ctx.jobs,
+            self.runs,
+        )?;
+        print!("{}", report(&ours, &theirs));
+        Ok(())
+    }
 }

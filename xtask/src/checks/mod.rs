@@ -1,0 +1,10 @@
+//! Jobs that prove what the stages built: boots, `finnix create`, COW mode,
+//! reproducibility, a pristine machine, benchmarks, and the whole suite.
+
+pub mod bench;
+pub mod boot;
+pub mod cow;
+pub mod create;
+pub mod fresh;
+pub mod repro;
+pub mod suite;

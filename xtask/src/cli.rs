@@ -1,0 +1,266 @@
+//! The command line: one type per job (`cargo xtask <job> --help`). Each
+//! job's `run` lives with the code that does the job; `main` only dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::checks::boot;
+use crate::stages::kernel::Flavor;
+use crate::stages::squashfs;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build Finnix: kernels, initrd, root filesystem, ISO, Xen and UML tarballs"
+)]
+pub struct Cli {
+    /// Fail if a fetched input (the kernel source) differs from finnix.lock (use for releases).
+    #[arg(long, global = true)]
+    pub locked: bool,
+    /// Parallel jobs for compilers and compressors (default: all cores).
+    #[arg(long, short, global = true)]
+    pub jobs: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Patch, configure and build the UML and/or the Xen domU kernel.
+    Kernel(Kernel),
+    /// Build the initramfs: the static /init and busybox, as a zstd newc cpio.
+    Initrd(Initrd),
+    /// Build a profile's root filesystem tree (configs/profiles/<name>.toml).
+    Rootfs(Rootfs),
+    /// Print each independent stage's cache key (`name=key` lines, for a CI
+    /// cache): kernel-um, kernel-xen, rootfs-base-<profile>.
+    Plan(Plan),
+    /// Pack a profile's root filesystem as squashfs with backhand.
+    Squashfs(Squashfs),
+    /// Assemble the hybrid ISO (BIOS and UEFI, CD and USB) with xorriso.
+    Iso(Iso),
+    /// Build every stage and write the release into dist/: ISO, Xen and UML
+    /// tarballs, SHA256SUMS and the manifest.
+    Dist(Dist),
+    /// Boot an artifact: interactively, or `--check` for a pass/fail run
+    /// (`boot --check all`: every target, then a table). Targets: uml-iso,
+    /// uml-squashroot, uml-readonly, uml-flow, toram, bios-cd, uefi-cd,
+    /// usb-bios, usb-uefi, xen-pvh, xen-pv.
+    Boot(Boot),
+    /// Write dist/finnix.img: the profile's root filesystem as an ext4 image
+    /// for UML's COW mode (`./linux root=/dev/ubda ubda=COWFILE,finnix.img uml`).
+    CowImage(CowImage),
+    /// Boot finnix.img in COW mode three times: a change persists in the COW
+    /// file, a fresh COW file starts clean, the image never changes.
+    CheckCow(CheckCow),
+    /// `finnix create` on this host, in a network namespace of its own: two
+    /// UML guests from the release ISO, DHCP, ping, list, stop, nothing left.
+    CheckCreate(CheckCreate),
+    /// `finnix create` inside a running Finnix: the ISO (standard profile by
+    /// default) booted in qemu with 1 GiB, a nested UML guest started,
+    /// pinged, listed and stopped. Slow: UML under TCG.
+    CheckNested(CheckNested),
+    /// Build every artifact twice from scratch (different paths, time zone,
+    /// locale, umask, host name, user, file order, time) and compare them bit
+    /// for bit; or rebuild and compare with a published release (--against).
+    VerifyRepro(VerifyRepro),
+    /// Benchmarks: `bench squashfs` compares our squashfs writer with mksquashfs.
+    Bench(Bench),
+    /// Write a squashfs image of a directory tree (what the squashfs stage runs; used by the benchmark).
+    #[command(hide = true)]
+    WriteSquashfs(WriteSquashfs),
+    /// The README's commands on a pristine Debian 12 root (mmdebstrap):
+    /// `test --unit-only` and `dist` set themselves up there (kernels seeded).
+    CheckFresh(CheckFresh),
+    /// Run the test suite: unit tests, then every stage end to end with real boots.
+    Test(Test),
+    /// Remove the stage cache (and dist/ with --dist).
+    Clean(Clean),
+}
+
+#[derive(Args)]
+pub struct Kernel {
+    #[arg(long, value_enum, default_value = "all")]
+    pub flavor: FlavorArg,
+}
+
+#[derive(Args)]
+pub struct Initrd;
+
+#[derive(Args)]
+pub struct Rootfs {
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Only the base tree (busybox or mmdebstrap), which needs no kernel.
+    #[arg(long)]
+    pub base_only: bool,
+}
+
+#[derive(Args)]
+pub struct Plan {
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct Squashfs {
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Overrides configs/finnix.toml.
+    #[arg(long, value_enum)]
+    pub compression: Option<squashfs::Compression>,
+    /// Bytes (power of two, 4096 to 1048576); overrides configs/finnix.toml.
+    #[arg(long)]
+    pub block_size: Option<u32>,
+}
+
+#[derive(Args)]
+pub struct Iso {
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct Dist {
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct Boot {
+    #[arg(value_parser = parse_boot_target)]
+    pub target: BootTarget,
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Non-interactive: wait for the ready banner, run a command, shut down.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Args)]
+pub struct CowImage {
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CheckCow {
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Instead: the spec's manual recipe (dd, mke2fs -j, mount -o loop,
+    /// rsync -a /FINNIX/) run in a live Finnix, its image booted with COW.
+    #[arg(long)]
+    pub recipe: bool,
+}
+
+#[derive(Args)]
+pub struct CheckCreate {
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CheckNested {
+    #[arg(long, default_value = "standard")]
+    pub profile: String,
+}
+
+#[derive(Args)]
+pub struct VerifyRepro {
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Reuse this checkout's kernels in both builds instead of compiling
+    /// them twice (their reproducibility is then checked elsewhere).
+    #[arg(long)]
+    pub keep_kernels: bool,
+    /// A published release to compare with: its dist directory or SHA256SUMS.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct Bench {
+    #[arg(value_enum)]
+    pub what: BenchWhat,
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Runs of each writer (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+#[derive(Args)]
+pub struct WriteSquashfs {
+    #[arg(long, value_enum)]
+    pub compression: squashfs::Compression,
+    #[arg(long)]
+    pub block_size: u32,
+    #[arg(long)]
+    pub epoch: i64,
+    #[arg(long)]
+    pub threads: usize,
+    pub tree: PathBuf,
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CheckFresh;
+
+#[derive(Args)]
+pub struct Test {
+    /// Only the unit tests (no kernels, no boots).
+    #[arg(long)]
+    pub unit_only: bool,
+}
+
+#[derive(Args)]
+pub struct Clean {
+    #[arg(long)]
+    pub dist: bool,
+    /// Only this stage's cache entries (every profile's): kernel-um, iso, ...
+    #[arg(long, value_parser = crate::stages::StageId::from_name)]
+    pub stage: Option<crate::stages::StageId>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum BootTarget {
+    All,
+    One(boot::Target),
+}
+
+pub fn parse_boot_target(s: &str) -> Result<BootTarget, String> {
+    use clap::ValueEnum;
+    if s == "all" {
+        return Ok(BootTarget::All);
+    }
+    boot::Target::from_str(s, false)
+        .map(BootTarget::One)
+        .map_err(|_| {
+            let names: Vec<&str> = boot::Target::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown target {s:?}: expected all, {}", names.join(", "))
+        })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchWhat {
+    /// backhand (our squashfs stage) against mksquashfs on the same tree.
+    Squashfs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FlavorArg {
+    Um,
+    Xen,
+    All,
+}
+
+impl FlavorArg {
+    pub fn flavors(self) -> Vec<Flavor> {
+        match self {
+            FlavorArg::Um => vec![Flavor::Um],
+            FlavorArg::Xen => vec![Flavor::Xen],
+            FlavorArg::All => Flavor::ALL.to_vec(),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! What every job shares: configuration, the context, the stage cache,
+//! progress lines and logs, host prerequisites, files, dates, the lock file
+//! and the writers of formats (cpio) and of the live system's programs.
+
+pub mod cache;
+pub mod config;
+pub mod context;
+pub mod cpio;
+pub mod date;
+pub mod fsutil;
+pub mod lock;
+pub mod prereq;
+pub mod rustbin;
+pub mod ui;

@@ -1,0 +1,399 @@
+//! Host prerequisites: one table maps each stage's host tools to the Debian
+//! packages that provide them. Missing ones are reported together before any
+//! long work starts; as root on a Debian-family host they are installed.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+/// How to tell that a requirement is met.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// An executable found on PATH (or an absolute path).
+    Command(&'static str),
+    /// A file that must exist (headers, boot loader images, firmware).
+    File(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Requirement {
+    pub probe: Probe,
+    pub package: &'static str,
+}
+
+const fn cmd(name: &'static str, package: &'static str) -> Requirement {
+    Requirement {
+        probe: Probe::Command(name),
+        package,
+    }
+}
+
+const fn file(path: &'static str, package: &'static str) -> Requirement {
+    Requirement {
+        probe: Probe::File(path),
+        package,
+    }
+}
+
+/// What a command needs on the host, by the part of the pipeline that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tools {
+    /// What the unit tests run (GNU tools that read back what our writers wrote).
+    UnitTests,
+    Kernel,
+    Initrd,
+    Rootfs,
+    Squashfs,
+    Iso,
+    Boot,
+    Cow,
+    Create,
+    Repro,
+    /// check-fresh: a pristine Debian root to run the README's commands in.
+    Fresh,
+    Workflows,
+}
+
+impl Tools {
+    pub const ALL: [Tools; 12] = [
+        Tools::UnitTests,
+        Tools::Kernel,
+        Tools::Initrd,
+        Tools::Rootfs,
+        Tools::Squashfs,
+        Tools::Iso,
+        Tools::Boot,
+        Tools::Cow,
+        Tools::Create,
+        Tools::Repro,
+        Tools::Fresh,
+        Tools::Workflows,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tools::UnitTests => "unit-tests",
+            Tools::Kernel => "kernel",
+            Tools::Initrd => "initrd",
+            Tools::Rootfs => "rootfs",
+            Tools::Squashfs => "squashfs",
+            Tools::Iso => "iso",
+            Tools::Boot => "boot",
+            Tools::Cow => "cow",
+            Tools::Create => "create",
+            Tools::Repro => "repro",
+            Tools::Fresh => "fresh",
+            Tools::Workflows => "workflows",
+        }
+    }
+
+    /// What it runs on the host, and the Debian package providing each.
+    pub fn requirements(self) -> &'static [Requirement] {
+        match self {
+            // What the unit tests run: GNU tools that read back what our writers
+            // wrote (cpio, squashfs-tools, tar), and patch for the series tests.
+            Tools::UnitTests => {
+                const R: &[Requirement] = &[
+                    cmd("cpio", "cpio"),
+                    cmd("mksquashfs", "squashfs-tools"),
+                    cmd("unsquashfs", "squashfs-tools"),
+                    cmd("patch", "patch"),
+                    cmd("tar", "tar"),
+                    cmd("gzip", "gzip"),
+                    cmd("git", "git"),
+                    cmd("cc", "gcc"),
+                ];
+                R
+            }
+            Tools::Kernel => {
+                const R: &[Requirement] = &[
+                    cmd("make", "make"),
+                    cmd("gcc", "gcc"),
+                    cmd("ld", "binutils"),
+                    cmd("bc", "bc"),
+                    cmd("bison", "bison"),
+                    cmd("flex", "flex"),
+                    cmd("perl", "perl"),
+                    cmd("patch", "patch"),
+                    cmd("xz", "xz-utils"),
+                    cmd("tar", "tar"),
+                    cmd("dpkg-deb", "dpkg"),
+                    cmd("apt-get", "apt"),
+                    cmd("curl", "curl"),
+                    cmd("git", "git"),
+                    file("/usr/include/libelf.h", "libelf-dev"),
+                    file("/usr/include/openssl/ssl.h", "libssl-dev"),
+                ];
+                R
+            }
+            Tools::Initrd => {
+                const R: &[Requirement] = &[
+                    file("/bin/busybox", "busybox-static"),
+                    file("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+                    cmd("cc", "gcc"),
+                    cmd("cpio", "cpio"),
+                    cmd("zstd", "zstd"),
+                    cmd("readelf", "binutils"),
+                ];
+                R
+            }
+            Tools::Rootfs => {
+                const R: &[Requirement] = &[
+                    file("/bin/busybox", "busybox-static"),
+                    cmd("mmdebstrap", "mmdebstrap"),
+                    cmd("chroot", "coreutils"),
+                    cmd("dpkg-query", "dpkg"),
+                    // mmdebstrap checks the archive's signatures with gpgv.
+                    cmd("gpgv", "gpgv"),
+                    file(
+                        "/usr/share/keyrings/debian-archive-keyring.gpg",
+                        "debian-archive-keyring",
+                    ),
+                ];
+                R
+            }
+            Tools::Squashfs => {
+                const R: &[Requirement] = &[
+                    cmd("unsquashfs", "squashfs-tools"),
+                    cmd("mksquashfs", "squashfs-tools"),
+                ];
+                R
+            }
+            Tools::Iso => {
+                const R: &[Requirement] = &[
+                    cmd("xorriso", "xorriso"),
+                    file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
+                    file("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux"),
+                    file(
+                        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+                        "syslinux-common",
+                    ),
+                    cmd("grub-mkimage", "grub-common"),
+                    file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
+                    cmd("mmd", "mtools"),
+                    cmd("mcopy", "mtools"),
+                    cmd("mkfs.fat", "dosfstools"),
+                ];
+                R
+            }
+            Tools::Boot => {
+                const R: &[Requirement] = &[
+                    cmd("qemu-system-x86_64", "qemu-system-x86"),
+                    file("/usr/share/ovmf/OVMF.fd", "ovmf"),
+                    file("/boot/xen-4.17-amd64.gz", "xen-hypervisor-4.17-amd64"),
+                    file("/usr/lib/xen-4.17/bin/readnotes", "xen-utils-4.17"),
+                    cmd("uml_mconsole", "uml-utilities"),
+                    cmd("setsid", "util-linux"),
+                    cmd("unshare", "util-linux"),
+                    cmd("ip", "iproute2"),
+                    cmd("mkswap", "util-linux"),
+                    cmd("mkfs.ext4", "e2fsprogs"),
+                    cmd("gzip", "gzip"),
+                ];
+                R
+            }
+            Tools::Cow => {
+                const R: &[Requirement] = &[
+                    cmd("mke2fs", "e2fsprogs"),
+                    cmd("debugfs", "e2fsprogs"),
+                    cmd("e2fsck", "e2fsprogs"),
+                    cmd("cp", "coreutils"),
+                ];
+                R
+            }
+            Tools::Create => {
+                const R: &[Requirement] = &[
+                    cmd("screen", "screen"),
+                    cmd("uml_mconsole", "uml-utilities"),
+                    cmd("ip", "iproute2"),
+                    cmd("dnsmasq", "dnsmasq-base"),
+                    cmd("iptables", "iptables"),
+                    cmd("setpriv", "util-linux"),
+                ];
+                R
+            }
+            Tools::Repro => {
+                const R: &[Requirement] = &[
+                    cmd("diffoscope", "diffoscope"),
+                    cmd("unshare", "util-linux"),
+                    cmd("timeout", "coreutils"),
+                    cmd("git", "git"),
+                ];
+                R
+            }
+            // check-fresh: a pristine Debian root to run the README's commands in.
+            Tools::Fresh => {
+                const R: &[Requirement] = &[
+                    cmd("mmdebstrap", "mmdebstrap"),
+                    cmd("unshare", "util-linux"),
+                    cmd("chroot", "coreutils"),
+                ];
+                R
+            }
+            Tools::Workflows => {
+                const R: &[Requirement] = &[
+                    file("/usr/bin/python3", "python3"),
+                    file(
+                        "/usr/lib/python3/dist-packages/pip/__init__.py",
+                        "python3-pip",
+                    ),
+                ];
+                R
+            }
+        }
+    }
+}
+
+pub fn requirements(groups: &[Tools]) -> Vec<Requirement> {
+    groups
+        .iter()
+        .flat_map(|g| g.requirements().iter().copied())
+        .collect()
+}
+
+fn present(probe: Probe) -> bool {
+    match probe {
+        Probe::File(p) => Path::new(p).exists(),
+        Probe::Command(c) => on_path(c),
+    }
+}
+
+/// An executable command: an absolute path, or found on PATH.
+fn on_path(c: &str) -> bool {
+    if c.contains('/') {
+        return Path::new(c).exists();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(c))))
+        .unwrap_or(false)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// The packages whose probes fail, sorted and deduplicated, with what was missing.
+pub fn missing(stages: &[Tools]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut by_package: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for r in requirements(stages) {
+        if !present(r.probe) {
+            let what = match r.probe {
+                Probe::Command(c) | Probe::File(c) => c,
+            };
+            by_package.entry(r.package).or_default().push(what);
+        }
+    }
+    by_package.into_iter().collect()
+}
+
+pub fn install_line(packages: &[&str]) -> String {
+    format!(
+        "apt-get install --no-install-recommends {}",
+        packages.join(" ")
+    )
+}
+
+/// Check the host for `stages`; install what is missing when we can (root on
+/// a Debian-family host), otherwise fail with the exact command to run.
+pub fn ensure(stages: &[Tools], logs: &Path) -> Result<()> {
+    let missing = missing(stages);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
+    let details: Vec<String> = missing
+        .iter()
+        .map(|(p, what)| format!("  {p}: {}", what.join(", ")))
+        .collect();
+    let names: Vec<&str> = stages.iter().map(|t| t.name()).collect();
+    let can_install = unsafe { libc::geteuid() } == 0 && Path::new("/etc/debian_version").exists();
+    if !can_install {
+        bail!(
+            "missing host tools for {}:\n{}\ninstall them with:\n  sudo {}",
+            names.join(", "),
+            details.join("\n"),
+            install_line(&packages)
+        );
+    }
+    eprintln!(
+        "==> host: installing missing packages ({}): {}",
+        names.join(", "),
+        install_line(&packages)
+    );
+    crate::support::ui::stage(
+        logs,
+        "host-packages",
+        format!("apt-get install {}", packages.join(" ")),
+        |s| {
+            s.run(duct::cmd!("apt-get", "update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+            let mut args = vec!["install", "-y", "--no-install-recommends"];
+            args.extend(&packages);
+            s.run(duct::cmd("apt-get", &args).env("DEBIAN_FRONTEND", "noninteractive"))?;
+            Ok((
+                (),
+                crate::support::ui::Outcome::Built,
+                format!("{} package(s)", packages.len()),
+            ))
+        },
+    )?;
+    let still = self::missing(stages);
+    if !still.is_empty() {
+        let names: Vec<&str> = still.iter().map(|(p, _)| *p).collect();
+        bail!(
+            "still missing after installation: {} (see the host-packages log)",
+            names.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// For unit tests that run a host tool: fail with the package to install
+/// (from [`Tools::UnitTests`], which `cargo xtask test`
+/// installs first) instead of an obscure error when the tool is missing.
+#[cfg(test)]
+pub fn need_for_test(tool: &str) {
+    let package = Tools::UnitTests
+        .requirements()
+        .iter()
+        .find(|r| matches!(r.probe, Probe::Command(c) if c == tool))
+        .map(|r| r.package)
+        .unwrap_or_else(|| panic!("{tool} is not in Tools::UnitTests: add it"));
+    assert!(
+        on_path(tool),
+        "this test runs `{tool}`, which is not installed (Debian package {package}): \
+         `cargo xtask test` installs it first, or run `apt-get install {package}`"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_named_in_the_table_has_requirements() {
+        for t in Tools::ALL {
+            assert!(!t.requirements().is_empty(), "{}", t.name());
+        }
+        assert!(requirements(&[Tools::Kernel])
+            .iter()
+            .any(|r| r.package == "libelf-dev"));
+    }
+
+    #[test]
+    fn the_install_line_is_exact() {
+        assert_eq!(
+            install_line(&["bc", "flex"]),
+            "apt-get install --no-install-recommends bc flex"
+        );
+    }
+
+    #[test]
+    fn a_missing_tool_is_reported_with_its_package() {
+        assert!(!present(Probe::Command("surely-not-a-command-finnix")));
+        assert!(present(Probe::Command("sh")));
+        assert!(!present(Probe::File("/nonexistent/finnix")));
+    }
+}
