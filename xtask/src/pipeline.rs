@@ -20,7 +20,7 @@ use crate::stages::rootfs::{self, Rootfs};
 use crate::stages::squashfs::{self, Squashfs};
 use crate::stages::tarballs;
 use crate::stages::StageId;
-use crate::support::cache::{sha256_file, Key, KeyBuilder};
+use crate::support::cache::sha256_file;
 use crate::support::context::{package_version, tool_version, Ctx};
 use crate::support::prereq::{self, Tools};
 use crate::support::ui::{self, Outcome};
@@ -70,12 +70,15 @@ pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
     let live = live(ctx, profile, default_squashfs(ctx))?;
     let xen = kernel::build(ctx, Flavor::Xen)?;
     let iso = iso::build(ctx, profile, &live.squashfs, &xen, &live.initrd)?;
-    let xen_tar = tarball(ctx, "tarball-xen", &[&xen.key, &live.initrd.key], |c| {
-        tarballs::xen(c, &xen.image(), &live.initrd.image())
-    })?;
-    let uml_tar = tarball(
+    let xen_tar = tarballs::stage(
         ctx,
-        "tarball-uml",
+        StageId::TarballXen,
+        &[&xen.key, &live.initrd.key],
+        |c| tarballs::xen(c, &xen.image(), &live.initrd.image()),
+    )?;
+    let uml_tar = tarballs::stage(
+        ctx,
+        StageId::TarballUml,
         &[&live.uml.key, &live.initrd.key, &live.rootfs.key],
         |c| {
             tarballs::uml(
@@ -93,61 +96,6 @@ pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
         iso,
         files,
     })
-}
-
-const TARBALL_RECIPE: u32 = 1;
-
-/// A tarball as a cached stage of its own.
-fn tarball(
-    ctx: &Ctx,
-    stage: &str,
-    inputs: &[&Key],
-    make: impl FnOnce(&Ctx) -> Result<(String, Vec<u8>)>,
-) -> Result<(String, PathBuf)> {
-    ui::stage(
-        &ctx.logs(),
-        stage,
-        format!("write the {} tarball", stage.trim_start_matches("tarball-")),
-        |_| {
-            let mut k = KeyBuilder::new(stage, TARBALL_RECIPE);
-            for (i, key) in inputs.iter().enumerate() {
-                k.key(&format!("input {i}"), key);
-            }
-            let d = &ctx.config.distribution;
-            k.text("distribution", format!("{} {}", d.name, d.version))
-                .text("epoch", ctx.epoch.global.to_string());
-            for f in [
-                "configs/xen/finnix-conf",
-                "configs/xen/README",
-                "configs/uml/README",
-                "Cargo.lock",
-            ] {
-                k.file(f, &ctx.root.join(f))?;
-            }
-            let key = k.finish();
-            if let Some(entry) = ctx.cache.lookup(stage, &key) {
-                let name = fs::read_to_string(entry.join("name"))?;
-                let path = entry.join(&name);
-                return Ok((
-                    (name, path.clone()),
-                    Outcome::Cached,
-                    ui::display_path(&path),
-                ));
-            }
-            let (name, bytes) = make(ctx)?;
-            let tmp = ctx.cache.temp_dir(stage)?;
-            fs::write(tmp.path().join(&name), &bytes)?;
-            fs::write(tmp.path().join("name"), &name)?;
-            let entry = ctx.cache.commit(stage, &key, tmp)?;
-            let path = entry.join(&name);
-            let detail = format!(
-                "{} ({})",
-                ui::display_path(&path),
-                ui::fmt_size(bytes.len() as u64)
-            );
-            Ok(((name, path), Outcome::Built, detail))
-        },
-    )
 }
 
 /// `cargo xtask dist`: the release into `dist/`, with SHA256SUMS and the

@@ -24,7 +24,7 @@ use anyhow::{ensure, Context, Result};
 use crate::stages::StageId;
 
 use crate::stages::kernel::{self, Flavor};
-use crate::support::cache::KeyBuilder;
+use crate::support::cache::{cached_stage, KeyBuilder};
 use crate::support::context::{tool_version, Ctx};
 use crate::support::ui::{self, Outcome, Stage};
 
@@ -55,30 +55,35 @@ fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
                 .text("mmdebstrap", tool_version("mmdebstrap"))
                 .file("archive keyring", Path::new(KEYRING))?
                 .finish();
-            if let Some(entry) = ctx.cache.lookup(StageId::FreshRoot.name(), &key) {
-                return Ok((entry.join("tree"), Outcome::Cached, String::new()));
-            }
-            let tmp = ctx.cache.temp_dir(StageId::FreshRoot.name())?;
-            let tree = tmp.path().join("tree");
-            s.run(
-                duct::cmd!(
-                    "mmdebstrap",
-                    "--variant=minbase",
-                    "--mode=root",
-                    "--format=directory",
-                    format!("--keyring={KEYRING}"),
-                    format!("--include={}", BROUGHT.join(",")),
-                    SUITE,
-                    &tree,
-                    format!("deb {MIRROR} {SUITE} main"),
-                    format!("deb {MIRROR} {SUITE}-updates main"),
-                    format!("deb http://security.debian.org/debian-security {SUITE}-security main"),
-                )
-                .env("LC_ALL", "C.UTF-8")
-                .stdin_null(),
-            )?;
-            let entry = ctx.cache.commit(StageId::FreshRoot.name(), &key, tmp)?;
-            Ok((entry.join("tree"), Outcome::Built, String::new()))
+            cached_stage(
+                ctx,
+                s,
+                StageId::FreshRoot.name(),
+                key,
+                |entry, _| Ok(entry.join("tree")),
+                |_| String::new(),
+                |s, tmp| {
+                    let tree = tmp.join("tree");
+                    s.run(
+                        duct::cmd!(
+                            "mmdebstrap",
+                            "--variant=minbase",
+                            "--mode=root",
+                            "--format=directory",
+                            format!("--keyring={KEYRING}"),
+                            format!("--include={}", BROUGHT.join(",")),
+                            SUITE,
+                            &tree,
+                            format!("deb {MIRROR} {SUITE} main"),
+                            format!("deb {MIRROR} {SUITE}-updates main"),
+                            format!("deb http://security.debian.org/debian-security {SUITE}-security main"),
+                        )
+                        .env("LC_ALL", "C.UTF-8")
+                        .stdin_null(),
+                    )?;
+                    Ok(String::new())
+                },
+            )
         },
     )
 }

@@ -21,9 +21,9 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::stages::StageId;
 
 use crate::stages::rootfs::Rootfs;
-use crate::support::cache::{sha256_hex, KeyBuilder};
+use crate::support::cache::{cached_stage, sha256_hex, KeyBuilder};
 use crate::support::context::Ctx;
-use crate::support::ui::{self, Outcome};
+use crate::support::ui;
 
 /// Bump when the recipe below changes what it produces.
 const RECIPE: u32 = 1;
@@ -119,58 +119,55 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs) -> Result<CowImage> {
             .file("mke2fs.conf", &conf)?
             .text("mke2fs", mke2fs_version())
             .finish();
-        if let Some(entry) = ctx.cache.lookup(&stage, &key) {
-            let img = CowImage { entry };
-            let detail = ui::display_path(&img.image());
-            return Ok((img, Outcome::Cached, detail));
-        }
-        let tmp = ctx.cache.temp_dir(&stage)?;
-        let image = tmp.path().join("finnix.img");
-        let tree = rootfs.tree();
-        let (paths, bytes) = walk(&tree)?;
-        let mib = size_mib(bytes, FREE_MIB);
-        fs::File::create(&image)?.set_len(mib << 20)?;
-        let uuid = uuid(&rootfs.profile, ctx.epoch.global);
-        let epoch = ctx.epoch.global.to_string();
-        s.run(
-            duct::cmd!(
-                "mke2fs",
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-L",
-                "FINNIX",
-                "-m",
-                "0",
-                "-U",
-                &uuid,
-                "-E",
-                format!("hash_seed={uuid},root_owner=0:0,nodiscard"),
-                "-d",
-                &tree,
-                &image
-            )
-            .env("MKE2FS_CONFIG", &conf)
-            .env("E2FSPROGS_FAKE_TIME", &epoch),
-        )?;
-        let script = tmp.path().join("times.debugfs");
-        fs::write(&script, debugfs_script(&paths, ctx.epoch.global)?)?;
-        s.run(
-            duct::cmd!("debugfs", "-w", "-f", &script, &image).env("E2FSPROGS_FAKE_TIME", &epoch),
-        )?;
-        fs::remove_file(&script)?;
-        // The filesystem must be clean as written.
-        s.run(duct::cmd!("e2fsck", "-f", "-n", &image).env("E2FSPROGS_FAKE_TIME", &epoch))?;
-        let entry = ctx.cache.commit(&stage, &key, tmp)?;
-        let img = CowImage { entry };
-        let detail = format!(
-            "{} ({} MiB, {} inodes, UUID {uuid})",
-            ui::display_path(&img.image()),
-            mib,
-            paths.len()
-        );
-        Ok((img, Outcome::Built, detail))
+        cached_stage(
+            ctx,
+            s,
+            &stage,
+            key,
+            |entry, _| Ok(CowImage { entry }),
+            |img| ui::display_path(&img.image()),
+            |s, tmp| {
+                let image = tmp.join("finnix.img");
+                let tree = rootfs.tree();
+                let (paths, bytes) = walk(&tree)?;
+                let mib = size_mib(bytes, FREE_MIB);
+                fs::File::create(&image)?.set_len(mib << 20)?;
+                let uuid = uuid(&rootfs.profile, ctx.epoch.global);
+                let epoch = ctx.epoch.global.to_string();
+                s.run(
+                    duct::cmd!(
+                        "mke2fs",
+                        "-q",
+                        "-F",
+                        "-t",
+                        "ext4",
+                        "-L",
+                        "FINNIX",
+                        "-m",
+                        "0",
+                        "-U",
+                        &uuid,
+                        "-E",
+                        format!("hash_seed={uuid},root_owner=0:0,nodiscard"),
+                        "-d",
+                        &tree,
+                        &image
+                    )
+                    .env("MKE2FS_CONFIG", &conf)
+                    .env("E2FSPROGS_FAKE_TIME", &epoch),
+                )?;
+                let script = tmp.join("times.debugfs");
+                fs::write(&script, debugfs_script(&paths, ctx.epoch.global)?)?;
+                s.run(
+                    duct::cmd!("debugfs", "-w", "-f", &script, &image)
+                        .env("E2FSPROGS_FAKE_TIME", &epoch),
+                )?;
+                fs::remove_file(&script)?;
+                // The filesystem must be clean as written.
+                s.run(duct::cmd!("e2fsck", "-f", "-n", &image).env("E2FSPROGS_FAKE_TIME", &epoch))?;
+                Ok(format!("{mib} MiB, {} inodes, UUID {uuid}", paths.len()))
+            },
+        )
     })
 }
 

@@ -9,10 +9,10 @@ use anyhow::{Context, Result};
 
 use crate::stages::StageId;
 
-use crate::support::cache::{Key, KeyBuilder};
+use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::{package_version, Ctx};
 use crate::support::cpio::{Archive, Kind};
-use crate::support::ui::{self, Outcome};
+use crate::support::ui;
 
 const RECIPE: u32 = 1;
 const BUSYBOX: &str = "/bin/busybox";
@@ -43,30 +43,29 @@ pub fn build(ctx: &Ctx) -> Result<Initrd> {
                 .text("epoch", ctx.epoch.global.to_string())
                 .text("compression", format!("zstd-{ZSTD_LEVEL}"))
                 .finish();
-            if let Some(entry) = ctx.cache.lookup(StageId::Initrd.name(), &key) {
-                let initrd = Initrd { entry, key };
-                let detail = ui::display_path(&initrd.image());
-                return Ok((initrd, Outcome::Cached, detail));
-            }
-            let applets = s.read(duct::cmd!(BUSYBOX, "--list-full"))?;
-            let archive = archive(
-                &fs::read(&init)?,
-                &fs::read(BUSYBOX).context("reading /bin/busybox")?,
-                &applets,
-            );
-            let cpio = archive.write(ctx.epoch.global as u32);
-            let image = compress(&cpio)?;
-            let tmp = ctx.cache.temp_dir(StageId::Initrd.name())?;
-            fs::write(tmp.path().join("initrd.img"), &image)?;
-            let entry = ctx.cache.commit(StageId::Initrd.name(), &key, tmp)?;
-            let initrd = Initrd { entry, key };
-            let detail = format!(
-                "{} ({}, {} entries)",
-                ui::display_path(&initrd.image()),
-                ui::fmt_size(image.len() as u64),
-                archive.len()
-            );
-            Ok((initrd, Outcome::Built, detail))
+            cached_stage(
+                ctx,
+                s,
+                StageId::Initrd.name(),
+                key,
+                |entry, key| Ok(Initrd { entry, key }),
+                |initrd| ui::display_path(&initrd.image()),
+                |s, tmp| {
+                    let applets = s.read(duct::cmd!(BUSYBOX, "--list-full"))?;
+                    let archive = archive(
+                        &fs::read(&init)?,
+                        &fs::read(BUSYBOX).context("reading /bin/busybox")?,
+                        &applets,
+                    );
+                    let image = compress(&archive.write(ctx.epoch.global as u32))?;
+                    fs::write(tmp.join("initrd.img"), &image)?;
+                    Ok(format!(
+                        "{}, {} entries",
+                        ui::fmt_size(image.len() as u64),
+                        archive.len()
+                    ))
+                },
+            )
         },
     )
 }

@@ -17,9 +17,9 @@ use crate::stages::StageId;
 use crate::stages::initrd::Initrd;
 use crate::stages::kernel::Kernel;
 use crate::stages::squashfs::Squashfs;
-use crate::support::cache::{Key, KeyBuilder};
+use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::{package_version, tool_version, Ctx};
-use crate::support::ui::{self, Outcome, Stage};
+use crate::support::ui::{self, Stage};
 
 const RECIPE: u32 = 1;
 const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
@@ -121,36 +121,30 @@ pub fn build(
                 k.text(&format!("tool {tool}"), v);
             }
             let key = k.finish();
-            if let Some(entry) = ctx.cache.lookup(&stage, &key) {
-                let iso = Iso {
-                    entry,
-                    key,
-                    name: name.clone(),
-                };
-                let detail = ui::display_path(&iso.image());
-                return Ok((iso, Outcome::Cached, detail));
-            }
-            let out = ctx.cache.temp_dir(&stage)?;
-            let work = ctx.cache.temp_dir(&format!("{stage}-work"))?;
-            let root = work.path().join("root");
-            stage_tree(ctx, s, &root, squashfs, xen, initrd)?;
-            let esp = work.path().join("efiboot.img");
-            efi_image(ctx, s, work.path(), &esp)?;
-            let iso = out.path().join(&name);
-            xorriso(ctx, s, &root, &esp, &iso)?;
-            let entry = ctx.cache.commit(&stage, &key, out)?;
-            let iso = Iso {
-                entry,
+            cached_stage(
+                ctx,
+                s,
+                &stage,
                 key,
-                name: name.clone(),
-            };
-            let size = fs::metadata(iso.image())?.len();
-            let detail = format!(
-                "{} ({})",
-                ui::display_path(&iso.image()),
-                ui::fmt_size(size)
-            );
-            Ok((iso, Outcome::Built, detail))
+                |entry, key| {
+                    Ok(Iso {
+                        entry,
+                        key,
+                        name: name.clone(),
+                    })
+                },
+                |iso| ui::display_path(&iso.image()),
+                |s, out| {
+                    let work = ctx.cache.temp_dir(&format!("{stage}-work"))?;
+                    let root = work.path().join("root");
+                    stage_tree(ctx, s, &root, squashfs, xen, initrd)?;
+                    let esp = work.path().join("efiboot.img");
+                    efi_image(ctx, s, work.path(), &esp)?;
+                    let iso = out.join(&name);
+                    xorriso(ctx, s, &root, &esp, &iso)?;
+                    Ok(ui::fmt_size(fs::metadata(&iso)?.len()))
+                },
+            )
         },
     )
 }

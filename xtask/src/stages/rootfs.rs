@@ -18,10 +18,10 @@ use crate::stages::StageId;
 
 use crate::stages::initrd::Initrd;
 use crate::stages::kernel::Kernel;
-use crate::support::cache::{Key, KeyBuilder};
+use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::config::{Base, Profile};
 use crate::support::context::{package_version, tool_version, Ctx};
-use crate::support::ui::{self, Outcome, Stage};
+use crate::support::ui::{self, Stage};
 
 const BASE_RECIPE: u32 = 2;
 const RECIPE: u32 = 1;
@@ -92,73 +92,98 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
             )
             .text("epoch", ctx.epoch.global.to_string());
             let key = k.finish();
-            if let Some(entry) = ctx.cache.lookup(&stage, &key) {
-                return Ok((
-                    Rootfs {
+            cached_stage(
+                ctx,
+                s,
+                &stage,
+                key,
+                |entry, key| {
+                    Ok(Rootfs {
                         profile: profile_name.into(),
                         entry,
                         key,
-                    },
-                    Outcome::Cached,
-                    String::new(),
-                ));
-            }
-
-            let tmp = ctx.cache.temp_dir(&stage)?;
-            let tree = tmp.path().join("tree");
-            s.note(format!("copying the base tree {}", base.tree().display()));
-            crate::support::fsutil::copy_tree(&base.tree(), &tree)?;
-            for overlay in &profile.overlays {
-                copy_overlay(&ctx.root.join("live/overlay").join(overlay), &tree)?;
-            }
-            install(&finnix, &tree.join("usr/bin/finnix"), 0o755)?;
-            let uml_dir = tree.join("usr/share/finnix-uml");
-            install(
-                &um.image(),
-                &uml_dir.join(um.image().file_name().expect("kernel file name")),
-                0o755,
-            )?;
-            install(&initrd.image(), &uml_dir.join("initrd.img"), 0o644)?;
-            fs::write(tree.join("etc/hostname"), format!("{}\n", d.hostname))?;
-            fs::write(
-                tree.join("etc/finnix-release"),
-                format!(
-                    "NAME=\"{}\"\nVERSION=\"{}\"\nPROFILE=\"{profile_name}\"\nKERNEL=\"{}\"\n",
-                    d.name, d.version, um.info.version
-                ),
-            )?;
-            for dir in ["FINNIX", "dev", "proc", "sys", "run", "tmp", "mnt", "root"] {
-                fs::create_dir_all(tree.join(dir))?;
-            }
-            fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))?;
-            if profile.base == Base::Debian {
-                services(s, &tree, &profile)?;
-                fs::create_dir_all(tree.join("etc/inittab.d"))?;
-                if fs::symlink_metadata(tree.join("etc/mtab")).is_err() {
-                    std::os::unix::fs::symlink("../proc/self/mounts", tree.join("etc/mtab"))?;
-                }
-            }
-            fs::set_permissions(tree.join("root"), fs::Permissions::from_mode(0o700))?;
-            fs::copy(base.packages(), tmp.path().join("packages.txt"))?;
-            let stats = normalise(&tree, ctx.epoch.global)?;
-            s.note(format!(
-                "normalised: {} entries, {} mtimes clamped, {} owners reset to root",
-                stats.entries, stats.clamped, stats.chowned
-            ));
-            let entry = ctx.cache.commit(&stage, &key, tmp)?;
-            let rootfs = Rootfs {
-                profile: profile_name.into(),
-                entry,
-                key,
-            };
-            let count = fs::read_to_string(rootfs.packages())?.lines().count();
-            Ok((
-                rootfs,
-                Outcome::Built,
-                format!("{} entries, {count} packages", stats.entries),
-            ))
+                    })
+                },
+                |_| String::new(),
+                |s, tmp| {
+                    let stats = assemble(
+                        ctx,
+                        s,
+                        &profile,
+                        profile_name,
+                        &base,
+                        &finnix,
+                        um,
+                        initrd,
+                        tmp,
+                    )?;
+                    let count = fs::read_to_string(tmp.join("packages.txt"))?
+                        .lines()
+                        .count();
+                    Ok(format!("{} entries, {count} packages", stats.entries))
+                },
+            )
         },
     )
+}
+
+/// The live root filesystem in `tmp/tree`: the base tree, the overlays, the
+/// `finnix` program, the UML kernel and initrd, the release files, the
+/// services; then normalised.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    ctx: &Ctx,
+    s: &mut Stage,
+    profile: &Profile,
+    profile_name: &str,
+    base: &Rootfs,
+    finnix: &Path,
+    um: &Kernel,
+    initrd: &Initrd,
+    tmp: &Path,
+) -> Result<NormaliseStats> {
+    let d = &ctx.config.distribution;
+    let tree = tmp.join("tree");
+    s.note(format!("copying the base tree {}", base.tree().display()));
+    crate::support::fsutil::copy_tree(&base.tree(), &tree)?;
+    for overlay in &profile.overlays {
+        copy_overlay(&ctx.root.join("live/overlay").join(overlay), &tree)?;
+    }
+    install(finnix, &tree.join("usr/bin/finnix"), 0o755)?;
+    let uml_dir = tree.join("usr/share/finnix-uml");
+    install(
+        &um.image(),
+        &uml_dir.join(um.image().file_name().expect("kernel file name")),
+        0o755,
+    )?;
+    install(&initrd.image(), &uml_dir.join("initrd.img"), 0o644)?;
+    fs::write(tree.join("etc/hostname"), format!("{}\n", d.hostname))?;
+    fs::write(
+        tree.join("etc/finnix-release"),
+        format!(
+            "NAME=\"{}\"\nVERSION=\"{}\"\nPROFILE=\"{profile_name}\"\nKERNEL=\"{}\"\n",
+            d.name, d.version, um.info.version
+        ),
+    )?;
+    for dir in ["FINNIX", "dev", "proc", "sys", "run", "tmp", "mnt", "root"] {
+        fs::create_dir_all(tree.join(dir))?;
+    }
+    fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    if profile.base == Base::Debian {
+        services(s, &tree, profile)?;
+        fs::create_dir_all(tree.join("etc/inittab.d"))?;
+        if fs::symlink_metadata(tree.join("etc/mtab")).is_err() {
+            std::os::unix::fs::symlink("../proc/self/mounts", tree.join("etc/mtab"))?;
+        }
+    }
+    fs::set_permissions(tree.join("root"), fs::Permissions::from_mode(0o700))?;
+    fs::copy(base.packages(), tmp.join("packages.txt"))?;
+    let stats = normalise(&tree, ctx.epoch.global)?;
+    s.note(format!(
+        "normalised: {} entries, {} mtimes clamped, {} owners reset to root",
+        stats.entries, stats.clamped, stats.chowned
+    ));
+    Ok(stats)
 }
 
 /// The cache key of a profile's base tree (also printed by `cargo xtask plan`).
@@ -200,34 +225,29 @@ pub fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
     };
     ui::stage(&ctx.logs(), &stage, what, |s| {
         let key = base_key(ctx, name, profile)?;
-        if let Some(entry) = ctx.cache.lookup(&stage, &key) {
-            return Ok((
-                Rootfs {
+        cached_stage(
+            ctx,
+            s,
+            &stage,
+            key,
+            |entry, key| {
+                Ok(Rootfs {
                     profile: name.into(),
                     entry,
                     key,
-                },
-                Outcome::Cached,
-                String::new(),
-            ));
-        }
-        let tmp = ctx.cache.temp_dir(&stage)?;
-        let tree = tmp.path().join("tree");
-        let packages = match profile.base {
-            Base::Busybox => busybox_tree(s, &tree)?,
-            Base::Debian => debian_tree(ctx, s, profile, &tree)?,
-        };
-        fs::write(tmp.path().join("packages.txt"), &packages)?;
-        let entry = ctx.cache.commit(&stage, &key, tmp)?;
-        Ok((
-            Rootfs {
-                profile: name.into(),
-                entry,
-                key,
+                })
             },
-            Outcome::Built,
-            format!("{} package(s)", packages.lines().count()),
-        ))
+            |_| String::new(),
+            |s, tmp| {
+                let tree = tmp.join("tree");
+                let packages = match profile.base {
+                    Base::Busybox => busybox_tree(s, &tree)?,
+                    Base::Debian => debian_tree(ctx, s, profile, &tree)?,
+                };
+                fs::write(tmp.join("packages.txt"), &packages)?;
+                Ok(format!("{} package(s)", packages.lines().count()))
+            },
+        )
     })
 }
 

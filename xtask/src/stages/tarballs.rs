@@ -5,11 +5,14 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use crate::stages::StageId;
+use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::Ctx;
+use crate::support::ui;
 
 /// One tarball entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +186,57 @@ pub fn uml(
         ),
     ];
     Ok((n.uml, tar_gz(&items, ctx.epoch.global)?))
+}
+
+const RECIPE: u32 = 1;
+
+/// A tarball as a cached stage of its own; returns its name and path.
+pub fn stage(
+    ctx: &Ctx,
+    id: StageId,
+    inputs: &[&Key],
+    make: impl FnOnce(&Ctx) -> Result<(String, Vec<u8>)>,
+) -> Result<(String, PathBuf)> {
+    let what = format!(
+        "write the {} tarball",
+        id.name().trim_start_matches("tarball-")
+    );
+    ui::stage(&ctx.logs(), id.name(), what, |s| {
+        let mut k = KeyBuilder::new(id.key_label(), RECIPE);
+        for (i, key) in inputs.iter().enumerate() {
+            k.key(&format!("input {i}"), key);
+        }
+        let d = &ctx.config.distribution;
+        k.text("distribution", format!("{} {}", d.name, d.version))
+            .text("epoch", ctx.epoch.global.to_string());
+        for f in [
+            "configs/xen/finnix-conf",
+            "configs/xen/README",
+            "configs/uml/README",
+            "Cargo.lock",
+        ] {
+            k.file(f, &ctx.root.join(f))?;
+        }
+        cached_stage(
+            ctx,
+            s,
+            id.name(),
+            k.finish(),
+            |entry, _| {
+                let name = fs::read_to_string(entry.join("name"))
+                    .with_context(|| format!("corrupt cache entry {}", entry.display()))?;
+                let path = entry.join(&name);
+                Ok((name, path))
+            },
+            |(_, path)| ui::display_path(path),
+            |_, tmp| {
+                let (name, bytes) = make(ctx)?;
+                fs::write(tmp.join(&name), &bytes)?;
+                fs::write(tmp.join("name"), &name)?;
+                Ok(ui::fmt_size(bytes.len() as u64))
+            },
+        )
+    })
 }
 
 #[cfg(test)]

@@ -223,6 +223,39 @@ impl Cache {
     }
 }
 
+/// A cached stage's lookup-or-build, the one way every stage does it: the
+/// entry for `key` under `dir` if one is committed (`cached`), else `build`
+/// fills a fresh temporary directory, which is committed atomically
+/// (`built`). `open` makes the stage's value from its entry; `describe`
+/// names it on the progress line, and `build` may add a detail.
+pub fn cached_stage<T>(
+    ctx: &crate::support::context::Ctx,
+    s: &mut crate::support::ui::Stage,
+    dir: &str,
+    key: Key,
+    open: impl Fn(PathBuf, Key) -> Result<T>,
+    describe: impl Fn(&T) -> String,
+    build: impl FnOnce(&mut crate::support::ui::Stage, &Path) -> Result<String>,
+) -> Result<(T, crate::support::ui::Outcome, String)> {
+    use crate::support::ui::Outcome;
+    if let Some(entry) = ctx.cache.lookup(dir, &key) {
+        let value = open(entry, key)?;
+        let detail = describe(&value);
+        return Ok((value, Outcome::Cached, detail));
+    }
+    let tmp = ctx.cache.temp_dir(dir)?;
+    let extra = build(s, tmp.path())?;
+    let entry = ctx.cache.commit(dir, &key, tmp)?;
+    let value = open(entry, key)?;
+    let name = describe(&value);
+    let detail = match (name.is_empty(), extra.is_empty()) {
+        (_, true) => name,
+        (true, false) => extra,
+        (false, false) => format!("{name} ({extra})"),
+    };
+    Ok((value, Outcome::Built, detail))
+}
+
 /// The pid a temporary directory name `<name>.<pid>.<n>` belongs to.
 fn owner_pid(name: &str) -> Option<u32> {
     let mut parts = name.rsplit('.');

@@ -19,9 +19,9 @@ use backhand::kind::Kind;
 use backhand::{FilesystemCompressor, FilesystemWriter, NodeHeader};
 
 use crate::stages::rootfs::Rootfs;
-use crate::support::cache::{Key, KeyBuilder};
+use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::Ctx;
-use crate::support::ui::{self, Outcome};
+use crate::support::ui;
 
 mod parallel;
 
@@ -100,32 +100,32 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
                 &ctx.root.join("Cargo.lock"),
             )?
             .finish();
-        if let Some(entry) = ctx.cache.lookup(&stage, &key) {
-            let sq = Squashfs { entry, key };
-            let detail = ui::display_path(&sq.image());
-            return Ok((sq, Outcome::Cached, detail));
-        }
-        let tmp = ctx.cache.temp_dir(&stage)?;
-        let stats = write_image(
-            &rootfs.tree(),
-            &tmp.path().join("FINNIX"),
-            opts,
-            ctx.epoch.global,
-            ctx.jobs,
-        )?;
-        s.note(format!(
-            "{} inodes, {} bytes, {} blocks compressed ahead on {} threads",
-            stats.nodes, stats.bytes, stats.predicted, ctx.jobs
-        ));
-        let entry = ctx.cache.commit(&stage, &key, tmp)?;
-        let sq = Squashfs { entry, key };
-        let detail = format!(
-            "{} ({}, {} inodes)",
-            ui::display_path(&sq.image()),
-            ui::fmt_size(stats.bytes),
-            stats.nodes
-        );
-        Ok((sq, Outcome::Built, detail))
+        cached_stage(
+            ctx,
+            s,
+            &stage,
+            key,
+            |entry, key| Ok(Squashfs { entry, key }),
+            |sq| ui::display_path(&sq.image()),
+            |s, tmp| {
+                let stats = write_image(
+                    &rootfs.tree(),
+                    &tmp.join("FINNIX"),
+                    opts,
+                    ctx.epoch.global,
+                    ctx.jobs,
+                )?;
+                s.note(format!(
+                    "{} inodes, {} bytes, {} blocks compressed ahead on {} threads",
+                    stats.nodes, stats.bytes, stats.predicted, ctx.jobs
+                ));
+                Ok(format!(
+                    "{}, {} inodes",
+                    ui::fmt_size(stats.bytes),
+                    stats.nodes
+                ))
+            },
+        )
     })
 }
 
