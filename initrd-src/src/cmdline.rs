@@ -1,23 +1,6 @@
 //! The kernel command line, as the initramfs reads it (pure).
 
-/// How the live system runs: told by `uml` / `xen`, or found out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestMode {
-    Uml,
-    Xen,
-    /// Hardware or a full virtual machine: autodetection runs.
-    Metal,
-}
-
-impl GuestMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            GuestMode::Uml => "uml",
-            GuestMode::Xen => "xen",
-            GuestMode::Metal => "metal",
-        }
-    }
-}
+pub use finnix_contract::GuestMode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Params {

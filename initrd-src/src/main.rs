@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use cmdline::{GuestMode, Params};
 use medium::Found;
 
-const RUN: &str = "/run/finnix";
 const MEDIUM_MNT: &str = "/run/finnix/medium";
 const SQUASH_MNT: &str = "/run/finnix/squashfs";
 const TORAM_MNT: &str = "/run/finnix/toram";
@@ -97,18 +96,12 @@ fn early_mounts() -> Result<(), Failure> {
     Ok(())
 }
 
-fn detect_mode(params: &Params) -> GuestMode {
-    if let Some(m) = params.mode {
-        return m;
-    }
+/// The mode: `uml`/`xen` on the command line, else what the system says
+/// of itself (the contract's one rule).
+fn detect_mode(cmdline: &str) -> GuestMode {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    if cpuinfo.contains("User Mode Linux") {
-        return GuestMode::Uml;
-    }
-    if fs::read_to_string("/sys/hypervisor/type").is_ok_and(|t| t.trim() == "xen") {
-        return GuestMode::Xen;
-    }
-    GuestMode::Metal
+    let hypervisor = fs::read_to_string("/sys/hypervisor/type").unwrap_or_default();
+    GuestMode::detect(cmdline, &cpuinfo, &hypervisor)
 }
 
 /// The real devices behind [`medium::Probe`].
@@ -259,7 +252,7 @@ fn try_boot() -> Result<Never, Failure> {
     early_mounts()?;
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let params = cmdline::parse(&cmdline);
-    let mode = detect_mode(&params);
+    let mode = detect_mode(&cmdline);
     let b = Boot { params, mode };
     b.say(format!("kernel command line: {}", cmdline.trim()));
     b.say(format!(
@@ -354,12 +347,14 @@ fn try_boot() -> Result<Never, Failure> {
 
     // What the live system needs to know about its boot (the banner, fstab,
     // finnix create): a shell-readable file.
-    let env = format!(
-        "FINNIX_MODE={}\nFINNIX_MEDIUM={medium}\nFINNIX_MEDIUM_TYPE={kind}\nFINNIX_SQUASHFS={source}\nFINNIX_TORAM={}\n",
-        b.mode.name(),
-        if b.params.toram { 1 } else { 0 }
-    );
-    let _ = fs::write(format!("{RUN}/boot.env"), env);
+    let env = finnix_contract::boot_env::BootEnv {
+        mode: b.mode,
+        medium: medium.clone(),
+        medium_type: kind.to_string(),
+        squashfs: source.clone(),
+        toram: b.params.toram,
+    };
+    let _ = fs::write(finnix_contract::boot_env::PATH, env.render());
 
     if b.params.break_shell {
         emergency_shell(&format!(

@@ -14,16 +14,16 @@ pub enum Content {
     Other,
 }
 
-/// Offset of the ISO9660 primary volume descriptor's identifier.
-pub const ISO_MAGIC_OFFSET: usize = 0x8001;
+use finnix_contract::magic;
+
 /// Bytes needed to recognise either format.
-pub const PROBE_LEN: usize = ISO_MAGIC_OFFSET + 5;
+pub const PROBE_LEN: usize = magic::ISO9660_OFFSET + magic::ISO9660.len();
 
 /// Recognise a squashfs (`hsqs` at 0) or an ISO9660 image (`CD001` at 0x8001).
 pub fn recognise(head: &[u8]) -> Content {
-    if head.len() >= 4 && &head[..4] == b"hsqs" {
+    if magic::is_squashfs(head) {
         Content::Squashfs
-    } else if head.len() >= PROBE_LEN && &head[ISO_MAGIC_OFFSET..ISO_MAGIC_OFFSET + 5] == b"CD001" {
+    } else if magic::is_iso9660(head) {
         Content::Iso9660
     } else {
         Content::Other
@@ -134,7 +134,7 @@ mod tests {
 
     fn iso_head() -> Vec<u8> {
         let mut v = vec![0u8; PROBE_LEN];
-        v[ISO_MAGIC_OFFSET..ISO_MAGIC_OFFSET + 5].copy_from_slice(b"CD001");
+        v[magic::ISO9660_OFFSET..magic::ISO9660_OFFSET + 5].copy_from_slice(b"CD001");
         v
     }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::fsprobe;
 use crate::fstab::{self, Found};
 use crate::sysinfo::{self, Mode};
+use finnix_contract::boot_env;
 
 fn read(path: &str) -> String {
     fs::read_to_string(path).unwrap_or_default()
@@ -23,16 +24,14 @@ fn flush() {
 /// What the initramfs wrote about this boot (/run/finnix/boot.env); absent
 /// in COW mode, which has no initramfs.
 pub fn boot_fact(key: &str) -> Option<String> {
-    sysinfo::release_field(&read("/run/finnix/boot.env"), key)
+    sysinfo::release_field(&read(boot_env::PATH), key)
 }
 
 pub fn mode() -> Mode {
     // The initramfs wrote what it decided; COW mode (no initramfs) detects.
-    match boot_fact("FINNIX_MODE").as_deref().unwrap_or("") {
-        "uml" => Mode::Uml,
-        "xen" => Mode::Xen,
-        "metal" => Mode::Metal,
-        _ => sysinfo::detect_mode(
+    match boot_fact(boot_env::MODE).and_then(|m| Mode::from_name(&m)) {
+        Some(mode) => mode,
+        None => Mode::detect(
             &read("/proc/cmdline"),
             &read("/proc/cpuinfo"),
             &read("/sys/hypervisor/type"),
@@ -215,7 +214,7 @@ pub fn start() -> i32 {
     let _ = fs::write("/proc/sys/kernel/printk", "4 4 1 7\n");
     let mode = mode();
     let (release, _version, machine) = uname();
-    println!("{}", mode.welcome());
+    println!("{}", sysinfo::welcome(mode));
     println!("{}", ".".repeat(80));
     println!("[*] Running Linux kernel {release} on {machine}");
     if let Some(host) = host_line(mode) {
@@ -240,7 +239,7 @@ pub fn start() -> i32 {
 
     // Each line is printed whole once its work is done: init systems that
     // collect scripts' output (startpar) break lines printed in two parts.
-    let medium = boot_fact("FINNIX_MEDIUM").unwrap_or_default();
+    let medium = boot_fact(boot_env::MEDIUM).unwrap_or_default();
     let found = scan_partitions((!medium.is_empty()).then_some(medium.as_str()));
     for dir in fstab::mount_points(&found) {
         let _ = fs::create_dir_all(dir);

@@ -17,7 +17,7 @@ fn idle() -> ! {
 
 pub fn run(tty: &str) -> i32 {
     let mode = mode();
-    if !mode.consoles().contains(&tty) {
+    if !crate::sysinfo::consoles(mode).contains(&tty) {
         idle();
     }
     let path = format!("/dev/{tty}");

@@ -351,25 +351,20 @@ fn default_kernel() -> Res<String> {
 
 /// The medium the initramfs booted from (or its copy in RAM with `toram`).
 fn booted_medium() -> Res<(String, bool)> {
-    let facts = fs::read_to_string("/run/finnix/boot.env").unwrap_or_default();
-    let fact = |k: &str| {
-        facts
-            .lines()
-            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-            .map(str::to_string)
-            .filter(|v| !v.is_empty())
-    };
-    if fact("FINNIX_MODE").as_deref() == Some("uml") {
+    use finnix_contract::boot_env;
+    let facts = fs::read_to_string(boot_env::PATH).unwrap_or_default();
+    let fact = |k: &str| boot_env::field(&facts, k).filter(|v| !v.is_empty());
+    if fact(boot_env::MODE).as_deref() == Some("uml") {
         return Err("this Finnix is itself a UML guest, and UML does not run inside UML: run finnix create on a Finnix booted from the ISO, in Xen or on hardware".into());
     }
-    if fact("FINNIX_TORAM").as_deref() == Some("1") {
-        if let Some(copy) = fact("FINNIX_SQUASHFS").filter(|s| Path::new(s).is_file()) {
+    if fact(boot_env::TORAM).as_deref() == Some("1") {
+        if let Some(copy) = fact(boot_env::SQUASHFS).filter(|s| Path::new(s).is_file()) {
             return Ok((copy, true));
         }
     }
-    match fact("FINNIX_MEDIUM") {
+    match fact(boot_env::MEDIUM) {
         Some(m) if Path::new(&m).exists() => {
-            let squash = fact("FINNIX_MEDIUM_TYPE").as_deref() == Some("squashfs");
+            let squash = fact(boot_env::MEDIUM_TYPE).as_deref() == Some("squashfs");
             Ok((m, squash))
         }
         Some(m) => Err(format!("no medium found: this system booted from {m}, which is gone (removed after toram?); pass --medium PATH")),

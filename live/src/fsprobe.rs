@@ -68,7 +68,7 @@ pub fn probe(buf: &[u8]) -> Option<Fs> {
     if at(buf, 0, &[0xfc, 0x4e, 0x2b, 0xa9]) || at(buf, 4096, &[0xfc, 0x4e, 0x2b, 0xa9]) {
         return Some(Fs::MdRaid);
     }
-    if at(buf, 0, b"hsqs") {
+    if finnix_contract::magic::is_squashfs(buf) {
         return Some(Fs::Squashfs);
     }
     if at(buf, 0, b"XFSB") {
@@ -105,7 +105,7 @@ pub fn probe(buf: &[u8]) -> Option<Fs> {
     {
         return Some(Fs::Vfat);
     }
-    if at(buf, 0x8001, b"CD001") {
+    if finnix_contract::magic::is_iso9660(buf) {
         return Some(Fs::Iso9660);
     }
     // Swap: "SWAPSPACE2" at the end of the first page (4 KiB pages here).

@@ -1,18 +1,10 @@
 //! Pure parts of `finnix create`: names, addresses, command lines, the
 //! arguments, and the `finnix list` table.
 
-/// The NAT network the guests share.
-pub const BRIDGE: &str = "finnixbr0";
-pub const NET_PREFIX: &str = "10.182.250";
-pub const BRIDGE_ADDR: &str = "10.182.250.1";
-
-/// Guest numbers map to addresses 10.182.250.(10 + n).
-pub const FIRST_HOST: u32 = 10;
-pub const MAX_GUESTS: u32 = 240;
-
-pub fn address(index: u32) -> String {
-    format!("{NET_PREFIX}.{}", FIRST_HOST + index)
-}
+/// The NAT network the guests share (the contract's).
+pub use finnix_contract::net::{
+    address, BRIDGE, BRIDGE_ADDR, FIRST_HOST, MAX_GUESTS, PREFIX as NET_PREFIX,
+};
 
 /// A locally administered MAC address for guest `index`.
 pub fn mac(index: u32) -> String {
@@ -67,7 +59,7 @@ pub struct CreateArgs {
     pub network: bool,
 }
 
-pub const DEFAULT_MEM_MIB: u32 = 64;
+pub use finnix_contract::memory::DEFAULT_GUEST_MIB as DEFAULT_MEM_MIB;
 
 pub fn parse_create(args: &[&str]) -> Result<CreateArgs, String> {
     let mut a = CreateArgs {
@@ -219,21 +211,14 @@ pub fn dhcp_hosts(guests: &[Guest]) -> String {
 }
 
 /// Whether a file starts like a squashfs image (its magic, "hsqs").
-pub fn is_squashfs(head: &[u8]) -> bool {
-    head.starts_with(b"hsqs")
-}
+pub use finnix_contract::magic::is_squashfs;
 
 /// A value from /proc/meminfo, in MiB.
 pub fn meminfo_mib(meminfo: &str, key: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        let kib: u64 = rest.split_whitespace().next()?.parse().ok()?;
-        Some(kib / 1024)
-    })
+    finnix_contract::memory::meminfo_kib(meminfo, key).map(|kib| kib / 1024)
 }
 
-/// Memory kept for the host when deciding whether another guest fits.
-pub const HOST_RESERVE_MIB: u64 = 32;
+use finnix_contract::memory::HOST_RESERVE_MIB;
 
 /// Whether a guest of `mem_mib` fits: the host keeps a reserve, and guest
 /// memory not yet touched by running guests counts as taken.

@@ -1,64 +1,23 @@
 //! Facts about the running system, from the texts the kernel and dpkg keep
 //! (pure parsers; the caller reads the files).
 
-/// How the live system runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Uml,
-    Xen,
-    Metal,
-}
+pub use finnix_contract::GuestMode as Mode;
 
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Uml => "uml",
-            Mode::Xen => "xen",
-            Mode::Metal => "metal",
-        }
-    }
-
-    /// Guests skip hardware autodetection.
-    pub fn is_guest(self) -> bool {
-        self != Mode::Metal
-    }
-
-    pub fn welcome(self) -> &'static str {
-        match self {
-            Mode::Uml => "Welcome to Finnix for User Mode Linux!",
-            Mode::Xen => "Welcome to Finnix for Xen!",
-            Mode::Metal => "Welcome to Finnix!",
-        }
-    }
-
-    /// The consoles that get a root shell in this mode.
-    pub fn consoles(self) -> &'static [&'static str] {
-        match self {
-            Mode::Uml => &["tty0"],
-            Mode::Xen => &["hvc0"],
-            Mode::Metal => &["tty1", "ttyS0"],
-        }
+/// The line that greets a user in this mode.
+pub fn welcome(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Uml => "Welcome to Finnix for User Mode Linux!",
+        Mode::Xen => "Welcome to Finnix for Xen!",
+        Mode::Metal => "Welcome to Finnix!",
     }
 }
 
-/// `uml` / `xen` on the command line win; then what the system says of itself.
-pub fn detect_mode(cmdline: &str, cpuinfo: &str, hypervisor_type: &str) -> Mode {
-    for word in cmdline.split_whitespace() {
-        match word {
-            "uml" => return Mode::Uml,
-            "xen" => return Mode::Xen,
-            _ => {}
-        }
-    }
-    if cpuinfo
-        .lines()
-        .any(|l| l.starts_with("vendor_id") && l.contains("User Mode Linux"))
-    {
-        Mode::Uml
-    } else if hypervisor_type.trim() == "xen" {
-        Mode::Xen
-    } else {
-        Mode::Metal
+/// The consoles that get a root shell in this mode.
+pub fn consoles(mode: Mode) -> &'static [&'static str] {
+    match mode {
+        Mode::Uml => &["tty0"],
+        Mode::Xen => &["hvc0"],
+        Mode::Metal => &["tty1", "ttyS0"],
     }
 }
 
@@ -82,36 +41,11 @@ pub fn installed_packages(status: &str) -> usize {
         .count()
 }
 
-/// A `KEY=value` file (os-release, finnix-release); quotes removed.
-pub fn release_field(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once('=')?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
+pub use finnix_contract::boot_env::field as release_field;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mode_from_cmdline_then_detection() {
-        assert_eq!(detect_mode("root=/dev/ubda uml", "", ""), Mode::Uml);
-        assert_eq!(detect_mode("console=hvc0 xen", "", ""), Mode::Xen);
-        assert_eq!(
-            detect_mode("", "processor\t: 0\nvendor_id\t: User Mode Linux\n", ""),
-            Mode::Uml
-        );
-        assert_eq!(
-            detect_mode("", "vendor_id\t: GenuineIntel\n", "xen\n"),
-            Mode::Xen
-        );
-        assert_eq!(
-            detect_mode("quiet", "vendor_id\t: GenuineIntel\n", ""),
-            Mode::Metal
-        );
-        assert_eq!(detect_mode("umlaut xenon", "", ""), Mode::Metal);
-    }
 
     #[test]
     fn uml_host_line() {
@@ -128,13 +62,5 @@ mod tests {
         let status = "Package: a\nStatus: install ok installed\nVersion: 1\n\nPackage: b\nStatus: deinstall ok config-files\n\nPackage: c\nStatus: install ok installed\n";
         assert_eq!(installed_packages(status), 2);
         assert_eq!(installed_packages(""), 0);
-    }
-
-    #[test]
-    fn release_fields() {
-        let text = "NAME=\"Finnix\"\nVERSION=127-dev\n";
-        assert_eq!(release_field(text, "VERSION").as_deref(), Some("127-dev"));
-        assert_eq!(release_field(text, "NAME").as_deref(), Some("Finnix"));
-        assert_eq!(release_field(text, "ID"), None);
     }
 }

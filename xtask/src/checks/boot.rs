@@ -18,6 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::guest::console::Guest;
 use crate::support::context::Ctx;
 use crate::support::ui;
+use finnix_contract::{boot_env, memory};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -714,7 +715,12 @@ fn drive(
         "uname -r in the guest says {release:?}, expected {want:?}"
     );
     let facts = guest.run(
-        "hostname; . /run/finnix/boot.env; echo $FINNIX_MODE; ls /FINNIX/etc/finnix-release; echo $FINNIX_MEDIUM",
+        &format!(
+            "hostname; . {}; echo ${}; ls /FINNIX/etc/finnix-release; echo ${}",
+            boot_env::PATH,
+            boot_env::MODE,
+            boot_env::MEDIUM
+        ),
         COMMAND_TIMEOUT,
     )?;
     let facts: Vec<&str> = facts.lines().collect();
@@ -756,7 +762,7 @@ fn drive(
                 guest.output().contains("mode=tt: TT mode was removed"),
                 "the UML kernel did not acknowledge mode=tt"
             );
-            let facts = guest.run(". /run/finnix/boot.env; echo $FINNIX_MEDIUM_TYPE; echo $FINNIX_MEDIUM; grep -c mode=tt /proc/cmdline; tr '\\0' '\\n' < /proc/1/environ | grep -c '^mode='", COMMAND_TIMEOUT)?;
+            let facts = guest.run(&format!(". {}; echo ${}; echo ${}; grep -c mode=tt /proc/cmdline; tr '\\0' '\\n' < /proc/1/environ | grep -c '^mode='", boot_env::PATH, boot_env::MEDIUM_TYPE, boot_env::MEDIUM), COMMAND_TIMEOUT)?;
             let facts: Vec<&str> = facts.lines().collect();
             ensure!(
                 facts.len() == 4 && facts[0] == "iso9660" && facts[1] == "/dev/ubda",
@@ -784,7 +790,7 @@ fn drive(
             );
         }
         Target::Toram => {
-            let facts = guest.run(". /run/finnix/boot.env; echo $FINNIX_TORAM; grep -c ' iso9660 ' /proc/mounts; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/block/ubda/holders | wc -l; grep -c '^/dev/ubda ' /proc/mounts", COMMAND_TIMEOUT)?;
+            let facts = guest.run(&format!(". {}; echo ${}; grep -c ' iso9660 ' /proc/mounts; cat /sys/block/loop*/loop/backing_file 2>/dev/null; ls /sys/block/ubda/holders | wc -l; grep -c '^/dev/ubda ' /proc/mounts", boot_env::PATH, boot_env::TORAM), COMMAND_TIMEOUT)?;
             let facts: Vec<&str> = facts.lines().collect();
             ensure!(
                 facts.first() == Some(&"1"),
@@ -855,14 +861,8 @@ fn drive(
     }
 
     let mem = guest.run("cat /proc/meminfo", COMMAND_TIMEOUT)?;
-    let field = |name: &str| -> u64 {
-        mem.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let used = field("MemTotal:").saturating_sub(field("MemAvailable:"));
+    let field = |name: &str| memory::meminfo_kib(&mem, name).unwrap_or(0);
+    let used = field("MemTotal").saturating_sub(field("MemAvailable"));
 
     *step = Step::Shutdown;
     guest.send("if command -v shutdown >/dev/null; then shutdown -h now; else poweroff; fi\n")?;

@@ -15,6 +15,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::support::context::Ctx;
 use crate::support::ui::{self, Outcome, Stage};
+use finnix_contract::{memory, net};
 
 /// What the check measured.
 pub struct Figures {
@@ -324,7 +325,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         ensure!(
             text.contains(&format!("{g}: started"))
                 && text.contains(&format!("screen -r {g}"))
-                && text.contains(&format!("10.182.250.{}", 11 + i)),
+                && text.contains(&net::address(1 + i as u32)),
             "finnix create did not report {g}, its address and how to attach:\n{text}"
         );
         if i == 0 {
@@ -363,7 +364,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
             .with_context(|| format!("finnix list does not show {g}:\n{list}"))?;
         ensure!(
             row.contains("running")
-                && row.contains(&format!("10.182.250.{}", 11 + i))
+                && row.contains(&net::address(1 + i as u32))
                 && row.contains("64 MiB"),
             "finnix list row for {g} is wrong: {row}"
         );
@@ -371,7 +372,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     // The host side: the bridge with both TAPs, the NAT rule.
     let (_, links) = output(
         s,
-        ns.cmd("ip", &["-o", "link", "show", "master", "finnixbr0"]),
+        ns.cmd("ip", &["-o", "link", "show", "master", net::BRIDGE]),
     )?;
     ensure!(
         links.contains("fnx-finnix1") && links.contains("fnx-finnix2"),
@@ -382,14 +383,14 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         ns.cmd("iptables", &["-w", "-t", "nat", "-S", "POSTROUTING"]),
     )?;
     ensure!(
-        nat.contains("-s 10.182.250.0/24 -o wan0 -j MASQUERADE"),
+        nat.contains(&format!("-s {}.0/24 -o wan0 -j MASQUERADE", net::PREFIX)),
         "no masquerading rule out of wan0:\n{nat}"
     );
 
     // In each guest: its DHCP address, a ping to the bridge and to the other.
     for (i, g) in guests.iter().enumerate() {
-        let me = format!("10.182.250.{}", 11 + i);
-        let other = format!("10.182.250.{}", 12 - i);
+        let me = net::address(1 + i as u32);
+        let other = net::address(2 - i as u32);
         let text = guest_run(
             s,
             &ns,
@@ -403,7 +404,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
             text.contains(&format!("inet {me}/24")),
             "{g} did not get {me} by DHCP; its console:\n{text}"
         );
-        for (n, target) in [(2, "10.182.250.1"), (3, other.as_str())] {
+        for (n, target) in [(2, net::BRIDGE_ADDR), (3, other.as_str())] {
             let text = guest_run(
                 s,
                 &ns,
@@ -431,12 +432,12 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     }
     let (_, links) = output(s, ns.cmd("ip", &["-o", "link"]))?;
     ensure!(
-        !links.contains("fnx-") && !links.contains("finnixbr0"),
+        !links.contains("fnx-") && !links.contains(net::BRIDGE),
         "TAP devices or the bridge are left:\n{links}"
     );
     let (_, rules) = output(s, ns.cmd("iptables-save", &[]))?;
     ensure!(
-        !rules.contains("10.182.250") && !rules.contains("finnixbr0"),
+        !rules.contains(net::PREFIX) && !rules.contains(net::BRIDGE),
         "NAT or forwarding rules are left:\n{rules}"
     );
     let forward = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
@@ -542,10 +543,8 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
     g.expect("root@ttyS0:", Duration::from_secs(120))?;
     std::thread::sleep(Duration::from_secs(1));
     let avail = |g: &mut crate::guest::console::Guest| -> Result<u64> {
-        let t = g.run("grep MemAvailable /proc/meminfo", Duration::from_secs(60))?;
-        t.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse::<u64>().ok())
+        let t = g.run("cat /proc/meminfo", Duration::from_secs(60))?;
+        memory::meminfo_kib(&t, "MemAvailable")
             .map(|kib| kib / 1024)
             .with_context(|| format!("no MemAvailable: {t}"))
     };
@@ -563,16 +562,17 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
     let guest_mib = available_mib.saturating_sub(avail(g)?);
     let list = g.run("finnix list", Duration::from_secs(60))?;
     ensure!(
-        list.contains("finnix1") && list.contains("running") && list.contains("10.182.250.11"),
+        list.contains("finnix1") && list.contains("running") && list.contains(&net::address(1)),
         "finnix list does not show the guest:\n{list}"
     );
     let ping = g.run(
-        "for i in $(seq 90); do ping -c 1 -W 2 10.182.250.11 >/dev/null 2>&1 && break; done; ping -c 2 -W 5 10.182.250.11 >/dev/null && echo PING-$((40+2))",
+        &format!("for i in $(seq 90); do ping -c 1 -W 2 {a} >/dev/null 2>&1 && break; done; ping -c 2 -W 5 {a} >/dev/null && echo PING-$((40+2))", a = net::address(1)),
         long,
     )?;
     ensure!(
         ping.contains("PING-42"),
-        "the guest does not answer at 10.182.250.11:\n{ping}"
+        "the guest does not answer at {}:\n{ping}",
+        net::address(1)
     );
     let stop = g.run("finnix stop finnix1 2>&1", long)?;
     ensure!(
@@ -580,7 +580,7 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
         "finnix stop did not shut the guest down cleanly:\n{stop}"
     );
     let left = g.run(
-        "ip -o link | grep -c -e finnixbr0 -e fnx-; iptables -w -t nat -S | grep -c 10.182.250; screen -ls | grep -c finnix1",
+        &format!("ip -o link | grep -c -e {} -e fnx-; iptables -w -t nat -S | grep -c {}; screen -ls | grep -c finnix1", net::BRIDGE, net::PREFIX),
         Duration::from_secs(60),
     )?;
     ensure!(
@@ -589,7 +589,7 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
     );
     g.send("shutdown -h now\n")?;
     let _ = g.wait(Duration::from_secs(300));
-    let fit = available_mib.saturating_sub(32) / 64;
+    let fit = memory::guests_that_fit(available_mib, memory::DEFAULT_GUEST_MIB as u64);
     Ok(Nested {
         available_mib,
         guest_mib,

@@ -9,6 +9,7 @@ pub mod cow_image;
 pub mod initrd;
 pub mod iso;
 pub mod kernel;
+pub mod manifest;
 pub mod rootfs;
 pub mod squashfs;
 pub mod tarballs;

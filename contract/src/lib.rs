@@ -1,0 +1,235 @@
+//! The contract between the three programs of Finnix: the initramfs `/init`
+//! (initrd-src), the live system's `finnix` (live) and the build pipeline
+//! (xtask), which checks what the other two do. One definition of each
+//! thing they must agree on; pure, no dependencies, unit-tested.
+
+/// `/run/finnix/boot.env`: what the initramfs found, for the live system
+/// (`KEY=value` lines a shell can source).
+pub mod boot_env {
+    pub const PATH: &str = "/run/finnix/boot.env";
+    pub const MODE: &str = "FINNIX_MODE";
+    pub const MEDIUM: &str = "FINNIX_MEDIUM";
+    pub const MEDIUM_TYPE: &str = "FINNIX_MEDIUM_TYPE";
+    pub const SQUASHFS: &str = "FINNIX_SQUASHFS";
+    pub const TORAM: &str = "FINNIX_TORAM";
+
+    /// The facts of one boot.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct BootEnv {
+        pub mode: super::GuestMode,
+        /// The device the medium was found on (`/dev/sr0`).
+        pub medium: String,
+        /// `iso9660`, or `squashfs` (squashroot).
+        pub medium_type: String,
+        /// The squashfs image the root comes from (a file or a device).
+        pub squashfs: String,
+        pub toram: bool,
+    }
+
+    impl BootEnv {
+        pub fn render(&self) -> String {
+            format!(
+                "{MODE}={}\n{MEDIUM}={}\n{MEDIUM_TYPE}={}\n{SQUASHFS}={}\n{TORAM}={}\n",
+                self.mode.name(),
+                self.medium,
+                self.medium_type,
+                self.squashfs,
+                u8::from(self.toram)
+            )
+        }
+    }
+
+    /// One value of a `KEY=value` file (boot.env, os-release); quotes removed.
+    pub fn field(text: &str, key: &str) -> Option<String> {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+        })
+    }
+}
+
+/// How the live system runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestMode {
+    Uml,
+    Xen,
+    /// Hardware or a full virtual machine: autodetection runs.
+    Metal,
+}
+
+impl GuestMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestMode::Uml => "uml",
+            GuestMode::Xen => "xen",
+            GuestMode::Metal => "metal",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GuestMode> {
+        match name {
+            "uml" => Some(GuestMode::Uml),
+            "xen" => Some(GuestMode::Xen),
+            "metal" => Some(GuestMode::Metal),
+            _ => None,
+        }
+    }
+
+    /// Guests skip hardware autodetection.
+    pub fn is_guest(self) -> bool {
+        self != GuestMode::Metal
+    }
+
+    /// The one rule: the `uml` or `xen` word on the kernel command line wins;
+    /// else UML says so in /proc/cpuinfo's vendor_id, Xen in
+    /// /sys/hypervisor/type; else hardware.
+    pub fn detect(cmdline: &str, cpuinfo: &str, hypervisor_type: &str) -> GuestMode {
+        for word in cmdline.split_whitespace() {
+            match word {
+                "uml" => return GuestMode::Uml,
+                "xen" => return GuestMode::Xen,
+                _ => {}
+            }
+        }
+        if cpuinfo
+            .lines()
+            .any(|l| l.starts_with("vendor_id") && l.contains("User Mode Linux"))
+        {
+            GuestMode::Uml
+        } else if hypervisor_type.trim() == "xen" {
+            GuestMode::Xen
+        } else {
+            GuestMode::Metal
+        }
+    }
+}
+
+/// What the first bytes of a device or file say.
+pub mod magic {
+    /// A squashfs image starts with this.
+    pub const SQUASHFS: &[u8] = b"hsqs";
+    /// An ISO9660 primary volume descriptor's identifier, at this offset.
+    pub const ISO9660: &[u8] = b"CD001";
+    pub const ISO9660_OFFSET: usize = 0x8001;
+
+    pub fn is_squashfs(head: &[u8]) -> bool {
+        head.starts_with(SQUASHFS)
+    }
+
+    pub fn is_iso9660(head: &[u8]) -> bool {
+        head.get(ISO9660_OFFSET..ISO9660_OFFSET + ISO9660.len()) == Some(ISO9660)
+    }
+}
+
+/// The NAT network `finnix create` gives its guests.
+pub mod net {
+    pub const BRIDGE: &str = "finnixbr0";
+    pub const PREFIX: &str = "10.182.250";
+    pub const BRIDGE_ADDR: &str = "10.182.250.1";
+    /// Guest number n gets 10.182.250.(FIRST_HOST + n).
+    pub const FIRST_HOST: u32 = 10;
+    pub const MAX_GUESTS: u32 = 240;
+
+    pub fn address(index: u32) -> String {
+        format!("{PREFIX}.{}", FIRST_HOST + index)
+    }
+}
+
+/// The memory rule of `finnix create`.
+pub mod memory {
+    /// Guest memory when `--mem` is not given (the spec's 64 MB).
+    pub const DEFAULT_GUEST_MIB: u32 = 64;
+    /// Memory kept for the host when deciding whether another guest fits.
+    pub const HOST_RESERVE_MIB: u64 = 32;
+
+    /// Guests of `guest_mib` that fit in `available_mib`, by the rule.
+    pub fn guests_that_fit(available_mib: u64, guest_mib: u64) -> u64 {
+        available_mib.saturating_sub(HOST_RESERVE_MIB) / guest_mib.max(1)
+    }
+
+    /// A value of /proc/meminfo, in KiB.
+    pub fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
+        meminfo.lines().find_map(|l| {
+            let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_env_renders_what_a_shell_sources_and_reads_back() {
+        let env = boot_env::BootEnv {
+            mode: GuestMode::Uml,
+            medium: "/dev/ubda".into(),
+            medium_type: "iso9660".into(),
+            squashfs: "/run/finnix/medium/FINNIX/FINNIX".into(),
+            toram: false,
+        };
+        let text = env.render();
+        assert_eq!(
+            text,
+            "FINNIX_MODE=uml\nFINNIX_MEDIUM=/dev/ubda\nFINNIX_MEDIUM_TYPE=iso9660\nFINNIX_SQUASHFS=/run/finnix/medium/FINNIX/FINNIX\nFINNIX_TORAM=0\n"
+        );
+        assert_eq!(
+            boot_env::field(&text, boot_env::MEDIUM).as_deref(),
+            Some("/dev/ubda")
+        );
+        assert_eq!(
+            boot_env::field("NAME=\"Finnix\"\n", "NAME").as_deref(),
+            Some("Finnix")
+        );
+        assert_eq!(boot_env::field(&text, "NOPE"), None);
+    }
+
+    #[test]
+    fn one_rule_detects_the_mode() {
+        assert_eq!(
+            GuestMode::detect("root=/dev/ubda uml", "", ""),
+            GuestMode::Uml
+        );
+        assert_eq!(
+            GuestMode::detect("console=hvc0 xen", "", ""),
+            GuestMode::Xen
+        );
+        let uml = "processor\t: 0\nvendor_id\t: User Mode Linux\n";
+        assert_eq!(GuestMode::detect("", uml, ""), GuestMode::Uml);
+        assert_eq!(
+            GuestMode::detect("", "vendor_id\t: GenuineIntel\n", "xen\n"),
+            GuestMode::Xen
+        );
+        assert_eq!(
+            GuestMode::detect("quiet", "vendor_id\t: GenuineIntel\n", ""),
+            GuestMode::Metal
+        );
+        // Words that merely start like the keywords are not them; the
+        // explicit word wins over what the system says.
+        assert_eq!(GuestMode::detect("umlaut xenon", "", ""), GuestMode::Metal);
+        assert_eq!(GuestMode::detect("xen", uml, ""), GuestMode::Xen);
+        for m in [GuestMode::Uml, GuestMode::Xen, GuestMode::Metal] {
+            assert_eq!(GuestMode::from_name(m.name()), Some(m));
+        }
+    }
+
+    #[test]
+    fn magic_numbers() {
+        assert!(magic::is_squashfs(b"hsqs\0\0"));
+        let mut iso = vec![0u8; 0x8006];
+        iso[0x8001..0x8006].copy_from_slice(b"CD001");
+        assert!(magic::is_iso9660(&iso) && !magic::is_squashfs(&iso));
+        assert!(!magic::is_iso9660(&iso[..0x8003]));
+    }
+
+    #[test]
+    fn network_and_memory_rule() {
+        assert_eq!(net::address(1), "10.182.250.11");
+        assert_eq!(memory::guests_that_fit(936, 64), 14);
+        assert_eq!(memory::guests_that_fit(10, 64), 0);
+        let meminfo = "MemTotal:        1000 kB\nMemAvailable:     936000 kB\n";
+        assert_eq!(memory::meminfo_kib(meminfo, "MemAvailable"), Some(936000));
+        assert_eq!(memory::meminfo_kib(meminfo, "Mem"), None);
+    }
+}
