@@ -4,7 +4,7 @@
 //! SHA256SUMS and the manifest), `cow` (COW mode's image); then the commands
 //! that run single stages.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};

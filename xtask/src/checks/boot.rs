@@ -8,7 +8,7 @@
 //! PV guest. Guests never touch the host's network: UML's eth0 is a TAP in
 //! a network namespace made for the run; qemu guests have no network card.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -284,18 +284,13 @@ fn disk_image(path: &Path, mib: u64, mkfs: &[&str]) -> Result<()> {
 
 /// The UML tarball unpacked in `dir`, as a user would; returns its folder.
 fn unpack_uml(r: &ReleaseInputs, dir: &Path) -> Result<PathBuf> {
-    let out = Command::new("tar")
-        .arg("-xzf")
-        .arg(&r.uml_tarball)
-        .arg("-C")
-        .arg(dir)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "cannot unpack {}: {}",
-        r.uml_tarball.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let gz = fs::File::open(&r.uml_tarball)
+        .with_context(|| format!("cannot open {}", r.uml_tarball.display()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    archive.set_preserve_permissions(true);
+    archive
+        .unpack(dir)
+        .with_context(|| format!("cannot unpack {}", r.uml_tarball.display()))?;
     let top = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .find(|e| e.path().is_dir())
@@ -502,16 +497,12 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         }
         Target::XenPv => {
             let r = inputs.release()?;
+            // Debian ships the hypervisor gzipped; qemu -kernel wants it plain.
             let xen = dir.join("xen");
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(format!("gzip -dc {XEN_GZ} > '{}'", xen.display()))
-                .output()?;
-            ensure!(
-                out.status.success(),
-                "cannot unpack {XEN_GZ}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let gz = fs::File::open(XEN_GZ).with_context(|| format!("cannot open {XEN_GZ}"))?;
+            let mut plain = fs::File::create(&xen)?;
+            std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut plain)
+                .with_context(|| format!("cannot unpack {XEN_GZ}"))?;
             link(&r.xen_kernel, dir, "vmlinuz")?;
             link(&inputs.initrd, dir, "initrd.img")?;
             let mut c = qemu("pc", QEMU_MIB);

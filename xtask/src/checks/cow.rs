@@ -4,7 +4,7 @@
 //! image itself never changes. `--recipe` runs the spec's manual recipe in a
 //! live Finnix and boots its image the same way.
 
-use std::fs;
+use fs_err as fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! (TAP, bridge, NAT rule, dnsmasq, screen session, state) is left. The clear
 //! errors (not root, kernel or medium missing, out of memory) are checked too.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -16,7 +16,7 @@
 //!
 //! A missing install step fails the step that needed it, named.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
@@ -152,7 +152,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             )?;
             // The crates cargo would download (crates.io is reachable; a copy
             // is quicker and keeps the check off the network for them).
-            let registry = crate::support::rustbin::cargo_home().join("registry");
+            let registry = ctx.env.cargo_home().join("registry");
             if registry.is_dir() {
                 fs::create_dir_all(root.join("root/.cargo"))?;
                 crate::support::fsutil::copy_tree(&registry, &root.join("root/.cargo/registry"))?;

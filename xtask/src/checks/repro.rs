@@ -10,7 +10,7 @@
 //! inside its checkout (the default) rather than beside it. SOURCE_DATE_EPOCH is the same. Every artifact and every
 //! stage output is compared; on a difference diffoscope writes a report.
 
-use std::fs;
+use fs_err as fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,7 +131,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         copy_checkout(&ctx.root, &root, v.reverse_order)?;
         if let Some(private) = v.private {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(work.join(private), fs::Permissions::from_mode(0o700))?;
+            fs::set_permissions(work.join(private), std::fs::Permissions::from_mode(0o700))?;
         }
         let (cache, dist) = if v.cache_inside {
             (root.join("target/finnix-cache"), root.join("dist"))
@@ -253,7 +253,6 @@ fn build(
         "hostname '{}' && umask {} && \"$@\" && \"$1\" cow-image --profile \"$4\"",
         v.hostname, v.umask
     );
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let mut cmd = duct::cmd!(
         "unshare",
         "--uts",
@@ -275,14 +274,8 @@ fn build(
     .env("LANG", v.locale)
     .env("USER", v.user)
     .env("LOGNAME", v.user)
-    .env(
-        "CARGO_HOME",
-        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo")),
-    )
-    .env(
-        "RUSTUP_HOME",
-        std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup")),
-    );
+    .env("CARGO_HOME", ctx.env.cargo_home())
+    .env("RUSTUP_HOME", ctx.env.rustup_home());
     // SOURCE_DATE_EPOCH: the release's when given, else each copy's git history.
     for var in ["SOURCE_DATE_EPOCH", "FINNIX_KERNEL_SOURCE_DATE_EPOCH"] {
         cmd = match env.iter().find(|(k, _)| k == var) {

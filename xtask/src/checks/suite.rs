@@ -2,7 +2,7 @@
 //! stage end to end, each output checked with a tool nobody here wrote, and
 //! everything that boots booted.
 
-use std::fs;
+use fs_err as fs;
 
 use anyhow::{bail, ensure, Context, Result};
 

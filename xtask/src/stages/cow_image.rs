@@ -12,7 +12,7 @@
 //! sets every inode's ctime and atime (which `mke2fs -d` copies from the
 //! tree as the build found it) to the epoch.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! Debian's static busybox (the emergency shell, `switch_root`), packed as a
 //! newc cpio and compressed with zstd.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};

@@ -6,7 +6,7 @@
 //! GRUB from an El Torito EFI image, which is also appended as a GPT EFI
 //! system partition for USB. Boot menus are data: `configs/boot/`.
 
-use std::fs;
+use fs_err as fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -153,7 +153,7 @@ fn put(dest: &Path, from: &Path) -> Result<()> {
     fs::create_dir_all(dest.parent().expect("has parent"))?;
     fs::copy(from, dest)
         .with_context(|| format!("cannot copy {} to {}", from.display(), dest.display()))?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(0o644))?;
+    fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! the live system's overlay files, packages, host tools, stage keys) and the
 //! artifacts. The format is `checksums::Manifest`; this gathers the facts.
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};

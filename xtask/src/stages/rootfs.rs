@@ -7,8 +7,8 @@
 //! UML kernel and initrd under /usr/share/finnix-uml/) and normalises the
 //! tree for reproducibility.
 
+use fs_err as fs;
 use std::collections::BTreeSet;
-use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -168,7 +168,7 @@ fn assemble(
     for dir in ["FINNIX", "dev", "proc", "sys", "run", "tmp", "mnt", "root"] {
         fs::create_dir_all(tree.join(dir))?;
     }
-    fs::set_permissions(tree.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    fs::set_permissions(tree.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     if profile.base == Base::Debian {
         services(s, &tree, profile)?;
         fs::create_dir_all(tree.join("etc/inittab.d"))?;
@@ -176,7 +176,7 @@ fn assemble(
             std::os::unix::fs::symlink("../proc/self/mounts", tree.join("etc/mtab"))?;
         }
     }
-    fs::set_permissions(tree.join("root"), fs::Permissions::from_mode(0o700))?;
+    fs::set_permissions(tree.join("root"), std::fs::Permissions::from_mode(0o700))?;
     fs::copy(base.packages(), tmp.join("packages.txt"))?;
     let stats = normalise(&tree, ctx.epoch.global)?;
     s.note(format!(
@@ -281,7 +281,10 @@ fn busybox_tree(s: &Stage, tree: &Path) -> Result<String> {
     fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     fs::write(tree.join("etc/group"), "root:x:0:\ntty:x:5:\n")?;
     fs::write(tree.join("etc/shadow"), "root:*:0:0:99999:7:::\n")?;
-    fs::set_permissions(tree.join("etc/shadow"), fs::Permissions::from_mode(0o640))?;
+    fs::set_permissions(
+        tree.join("etc/shadow"),
+        std::fs::Permissions::from_mode(0o640),
+    )?;
     let status = s.read(duct::cmd!("dpkg-query", "--status", "busybox-static"))?;
     fs::write(
         tree.join("var/lib/dpkg/status"),
@@ -483,7 +486,7 @@ fn clean_debian_tree(tree: &Path) -> Result<()> {
         if p.is_dir() {
             std::os::unix::fs::lchown(&p, Some(apt_uid.unwrap_or(0)), Some(0))
                 .with_context(|| format!("cannot chown {}", p.display()))?;
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o700))?;
+            fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))?;
         }
     }
     fs::write(tree.join("etc/resolv.conf"), b"")?;
@@ -524,7 +527,7 @@ fn install(from: &Path, to: &Path, mode: u32) -> Result<()> {
     fs::create_dir_all(to.parent().expect("has parent"))?;
     fs::copy(from, to)
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-    fs::set_permissions(to, fs::Permissions::from_mode(mode))?;
+    fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
     Ok(())
 }
 

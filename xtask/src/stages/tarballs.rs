@@ -3,7 +3,7 @@
 //! mtime 0. Their guest configuration and READMEs are data:
 //! `configs/xen/`, `configs/uml/`.
 
-use std::fs;
+use fs_err as fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

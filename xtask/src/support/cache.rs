@@ -13,8 +13,8 @@
 //! directory, so a build killed at any point leaves at most a `tmp/` directory
 //! that no run will read.
 
+use fs_err as fs;
 use std::fmt::Write as _;
-use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

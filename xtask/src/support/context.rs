@@ -8,9 +8,70 @@ use anyhow::{bail, Context, Result};
 use crate::support::cache::Cache;
 use crate::support::config::Config;
 
+/// Every environment variable `cargo xtask` reads, read once, here
+/// (docs/configuration.md describes each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    /// SOURCE_DATE_EPOCH
+    pub source_date_epoch: Option<String>,
+    /// FINNIX_KERNEL_SOURCE_DATE_EPOCH
+    pub kernel_source_date_epoch: Option<String>,
+    /// FINNIX_CACHE_DIR
+    pub cache_dir: Option<PathBuf>,
+    /// FINNIX_DIST_DIR
+    pub dist_dir: Option<PathBuf>,
+    /// FINNIX_REQUIRE_CACHED_KERNELS=1
+    pub require_cached_kernels: bool,
+    /// HOME, CARGO_HOME, RUSTUP_HOME (the Rust toolchain's places).
+    pub home: Option<PathBuf>,
+    pub cargo_home: Option<PathBuf>,
+    pub rustup_home: Option<PathBuf>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let text = |k: &str| std::env::var(k).ok();
+        let path = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Env {
+            source_date_epoch: text("SOURCE_DATE_EPOCH"),
+            kernel_source_date_epoch: text("FINNIX_KERNEL_SOURCE_DATE_EPOCH"),
+            cache_dir: path("FINNIX_CACHE_DIR"),
+            dist_dir: path("FINNIX_DIST_DIR"),
+            require_cached_kernels: text("FINNIX_REQUIRE_CACHED_KERNELS").as_deref() == Some("1"),
+            home: path("HOME"),
+            cargo_home: path("CARGO_HOME"),
+            rustup_home: path("RUSTUP_HOME"),
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.home.clone().unwrap_or_else(|| PathBuf::from("/root"))
+    }
+
+    /// `$CARGO_HOME`, or `~/.cargo`.
+    pub fn cargo_home(&self) -> PathBuf {
+        self.cargo_home
+            .clone()
+            .unwrap_or_else(|| self.home().join(".cargo"))
+    }
+
+    /// `$RUSTUP_HOME`, or `~/.rustup`.
+    pub fn rustup_home(&self) -> PathBuf {
+        self.rustup_home
+            .clone()
+            .unwrap_or_else(|| self.home().join(".rustup"))
+    }
+}
+
 pub struct Ctx {
     /// Repository root (holds Cargo.toml, configs/, kernel-patches/, ...).
     pub root: PathBuf,
+    /// The environment as read at start.
+    pub env: Env,
     pub config: Config,
     pub cache: Cache,
     pub epoch: Epoch,
@@ -42,22 +103,21 @@ pub struct Epoch {
 pub const KERNEL_INPUT_PATHS: &[&str] = &["kernel-patches", "configs/kernel", "finnix.lock"];
 
 impl Epoch {
-    pub fn resolve(root: &Path) -> Result<Epoch> {
-        if let Ok(value) = std::env::var("SOURCE_DATE_EPOCH") {
-            let epoch: i64 = value
+    pub fn resolve(root: &Path, env: &Env) -> Result<Epoch> {
+        let parse = |name: &str, value: &str| -> Result<i64> {
+            value
                 .trim()
                 .parse()
                 .ok()
-                .filter(|e| *e >= 0)
-                .with_context(|| {
-                    format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970")
-                })?;
+                .filter(|e: &i64| *e >= 0)
+                .with_context(|| format!("{name}={value:?} is not a number of seconds since 1970"))
+        };
+        if let Some(value) = &env.source_date_epoch {
+            let epoch = parse("SOURCE_DATE_EPOCH", value)?;
             // A release's manifest records both; rebuilding it sets both.
-            let kernel = match std::env::var("FINNIX_KERNEL_SOURCE_DATE_EPOCH") {
-                Ok(k) => k.trim().parse().ok().filter(|e: &i64| *e >= 0).with_context(|| {
-                    format!("FINNIX_KERNEL_SOURCE_DATE_EPOCH={k:?} is not a number of seconds since 1970")
-                })?,
-                Err(_) => epoch,
+            let kernel = match &env.kernel_source_date_epoch {
+                Some(k) => parse("FINNIX_KERNEL_SOURCE_DATE_EPOCH", k)?,
+                None => epoch,
             };
             return Ok(Epoch {
                 global: epoch,
@@ -112,29 +172,24 @@ impl Ctx {
             )
         })?;
         let config = Config::parse(&text, Path::new("configs/finnix.toml"))?;
-        let cache_root = match std::env::var_os("FINNIX_CACHE_DIR") {
-            Some(dir) if !dir.is_empty() => {
-                let dir = PathBuf::from(dir);
-                if dir.is_absolute() {
-                    dir
-                } else {
-                    std::env::current_dir()?.join(dir)
-                }
-            }
-            _ => root.join("target/finnix-cache"),
+        let env = Env::from_process();
+        let cache_root = match &env.cache_dir {
+            Some(dir) if dir.is_absolute() => dir.clone(),
+            Some(dir) => std::env::current_dir()?.join(dir),
+            None => root.join("target/finnix-cache"),
         };
         let cache = Cache::new(cache_root);
         cache.sweep()?;
-        let epoch = Epoch::resolve(&root)?;
+        let epoch = Epoch::resolve(&root, &env)?;
         let jobs = jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let require_cached_kernels =
-            std::env::var("FINNIX_REQUIRE_CACHED_KERNELS").is_ok_and(|v| v == "1");
+        let require_cached_kernels = env.require_cached_kernels;
         Ok(Ctx {
             root,
+            env,
             config,
             cache,
             epoch,
@@ -159,9 +214,9 @@ impl Ctx {
 
     /// `dist/` in the checkout, or `$FINNIX_DIST_DIR`.
     pub fn dist_dir(&self) -> PathBuf {
-        match std::env::var_os("FINNIX_DIST_DIR") {
-            Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => self.root.join("dist"),
+        match &self.env.dist_dir {
+            Some(d) => d.clone(),
+            None => self.root.join("dist"),
         }
     }
 }
@@ -222,4 +277,56 @@ pub fn package_version(package: &str) -> String {
         .run()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(sde: Option<&str>, kernel: Option<&str>) -> Env {
+        Env {
+            source_date_epoch: sde.map(String::from),
+            kernel_source_date_epoch: kernel.map(String::from),
+            ..Env::default()
+        }
+    }
+
+    #[test]
+    fn source_date_epoch_from_the_environment_rules_both_unless_the_kernel_has_its_own() {
+        let root = Path::new("/nonexistent");
+        let e = Epoch::resolve(root, &env(Some("1700000000"), None)).unwrap();
+        assert_eq!(
+            (e.global, e.kernel, e.from_env),
+            (1_700_000_000, 1_700_000_000, true)
+        );
+        let e = Epoch::resolve(root, &env(Some(" 1700000000\n"), Some("1600000000"))).unwrap();
+        assert_eq!((e.global, e.kernel), (1_700_000_000, 1_600_000_000));
+    }
+
+    #[test]
+    fn a_bad_epoch_is_named() {
+        let root = Path::new("/nonexistent");
+        let err = Epoch::resolve(root, &env(Some("yesterday"), None)).unwrap_err();
+        assert!(
+            err.to_string().contains("SOURCE_DATE_EPOCH=\"yesterday\""),
+            "{err}"
+        );
+        let err = Epoch::resolve(root, &env(Some("1"), Some("-5"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("FINNIX_KERNEL_SOURCE_DATE_EPOCH=\"-5\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_the_environment_or_git_it_says_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("finnix-epoch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = Epoch::resolve(&dir, &Env::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set SOURCE_DATE_EPOCH"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

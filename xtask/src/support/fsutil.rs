@@ -2,7 +2,7 @@
 //! up after themselves (also on Ctrl-C and SIGTERM), atomic file replacement,
 //! and tree copies.
 
-use std::fs;
+use fs_err as fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

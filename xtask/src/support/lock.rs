@@ -1,7 +1,7 @@
 //! `finnix.lock`: the exact inputs fetched from outside the repository (the
 //! kernel source), so that a release can insist on them (`--locked`).
 
-use std::fs;
+use fs_err as fs;
 use std::path::Path;
 
 use anyhow::{Context, Result};

@@ -14,7 +14,7 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// `cargo build --release -p <package> --bin <bin>`, statically linked.
 pub fn build(ctx: &Ctx, stage: &Stage, package: &str, bin: &str) -> Result<PathBuf> {
     let target_dir = ctx.root.join("target/static");
-    let cargo_home = cargo_home();
+    let cargo_home = ctx.env.cargo_home();
     let rustflags = [
         "-C target-feature=+crt-static".to_string(),
         format!("--remap-path-prefix={}=/finnix", ctx.root.display()),
@@ -46,11 +46,4 @@ pub fn build(ctx: &Ctx, stage: &Stage, package: &str, bin: &str) -> Result<PathB
     let path = target_dir.join(TARGET).join("release").join(bin);
     ensure!(path.is_file(), "cargo did not produce {}", path.display());
     Ok(path)
-}
-
-/// `$CARGO_HOME`, or `~/.cargo`.
-pub fn cargo_home() -> PathBuf {
-    std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"))
 }

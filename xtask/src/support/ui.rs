@@ -4,8 +4,8 @@
 //! `built` or `cached` and the elapsed time. The full output of every tool the
 //! stage runs goes to its log; on failure the log's tail is printed.
 
+use fs_err::{self as fs, File, OpenOptions};
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

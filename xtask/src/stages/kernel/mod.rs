@@ -14,7 +14,7 @@ pub mod kconfig;
 pub mod patches;
 pub mod source;
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};

@@ -2,7 +2,7 @@
 //! files, one per line, applied in order; `#` starts a comment; a patch may
 //! carry a `-pN` strip level (default 1).
 
-use std::fs;
+use fs_err as fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};

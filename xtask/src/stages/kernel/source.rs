@@ -2,7 +2,7 @@
 //! default, or a kernel.org tarball), checked against `finnix.lock`, and
 //! unpacked once into the cache (`kernel-source/<key>/linux`).
 
-use std::fs;
+use fs_err as fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! clamped to SOURCE_DATE_EPOCH. Regular files, directories, symlinks,
 //! device nodes, fifos and sockets are kept; all-zero blocks become holes.
 
-use std::fs;
+use fs_err as fs;
 use std::io::BufWriter;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -262,9 +262,17 @@ mod tests {
         fs::write(dir.join("etc/empty"), "").unwrap();
         fs::write(dir.join("usr/bin/tool"), vec![7u8; 300_000]).unwrap();
         fs::write(dir.join("usr/bin/copy"), vec![7u8; 300_000]).unwrap(); // a duplicate
-        fs::set_permissions(dir.join("usr/bin/tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::set_permissions(
+            dir.join("usr/bin/tool"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
         fs::write(dir.join("usr/bin/sg"), "x").unwrap();
-        fs::set_permissions(dir.join("usr/bin/sg"), fs::Permissions::from_mode(0o2755)).unwrap();
+        fs::set_permissions(
+            dir.join("usr/bin/sg"),
+            std::fs::Permissions::from_mode(0o2755),
+        )
+        .unwrap();
         // Sparse: 1 MiB hole then data.
         let f = fs::File::create(dir.join("sparse")).unwrap();
         f.set_len(1 << 20).unwrap();
