@@ -248,21 +248,6 @@ fn link(from: &Path, dir: &Path, name: &str) -> Result<()> {
         .with_context(|| format!("cannot link {} as {name}", from.display()))
 }
 
-/// UML's memory lives in a file in TMPDIR, which must allow exec: /dev/shm
-/// when it does, else the run directory.
-pub fn uml_tmpdir(run: &Path) -> PathBuf {
-    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let shm_ok = mounts.lines().any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 3 && f[1] == "/dev/shm" && !f[3].split(',').any(|o| o == "noexec")
-    });
-    if shm_ok {
-        PathBuf::from("/dev/shm")
-    } else {
-        run.to_path_buf()
-    }
-}
-
 /// An empty file of `mib` MiB holding a filesystem made by `mkfs`.
 fn disk_image(path: &Path, mib: u64, mkfs: &[&str]) -> Result<()> {
     let f = fs::File::create(path)?;
@@ -299,50 +284,13 @@ fn unpack_uml(r: &ReleaseInputs, dir: &Path) -> Result<PathBuf> {
     Ok(top)
 }
 
-/// qemu without KVM: serial console on stdio, no network card, no monitor.
-pub fn qemu(machine: &str, memory_mib: u32) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-machine", machine, "-accel", "tcg", "-m"])
-        .arg(memory_mib.to_string())
-        .args([
-            "-smp",
-            "1",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-monitor",
-            "none",
-            "-nic",
-            "none",
-            "-no-reboot",
-        ]);
-    c
-}
-
-const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
-const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
-/// Memory for qemu guests (hardware boots need more than UML's 64 MiB: the
-/// firmware, the boot loader, the kernel and initrd images in RAM).
-pub const QEMU_MIB: u32 = 1024;
+use crate::guest::qemu::{self, OVMF, XEN_GZ};
+const QEMU_MIB: u32 = qemu::MIB;
 
 /// The command line for a target, as a user would type it in `dir`.
 fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     let mem = format!("mem={}M", inputs.memory_mib);
-    let console_args: &[&str] = if interactive {
-        &["con=null", "con0=fd:0,fd:1", "ssl=null"]
-    } else {
-        &["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"]
-    };
-    let uml = |cwd: &Path, args: &[&str]| {
-        let mut c = Command::new("./linux");
-        c.current_dir(cwd)
-            .args(args)
-            .args(console_args)
-            .arg(format!("uml_dir={}", dir.display()))
-            .env("TMPDIR", uml_tmpdir(dir));
-        c
-    };
+    let uml = |cwd: &Path, args: &[&str]| crate::guest::uml::command(cwd, dir, args, interactive);
     let c = match target {
         Target::UmlIso | Target::UmlReadonly | Target::Toram => {
             // As a user would: unpack the UML tarball, symlink the ISO as
@@ -443,18 +391,9 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
             }
             c
         }
-        Target::BiosCd => {
-            let mut c = qemu("pc", QEMU_MIB);
-            c.arg("-drive")
-                .arg(format!(
-                    "file={},format=raw,media=cdrom,readonly=on",
-                    inputs.release()?.iso.display()
-                ))
-                .args(["-boot", "d"]);
-            c
-        }
+        Target::BiosCd => qemu::bios_cd(&inputs.release()?.iso),
         Target::UefiCd => {
-            let mut c = qemu("q35", QEMU_MIB);
+            let mut c = qemu::command("q35", QEMU_MIB);
             c.args(["-bios", OVMF]).arg("-drive").arg(format!(
                 "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
                 inputs.release()?.iso.display()
@@ -465,9 +404,9 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         Target::UsbBios | Target::UsbUefi => {
             // The ISO file as a USB stick; snapshot=on: writes never reach the file.
             let mut c = if target == Target::UsbBios {
-                qemu("pc", QEMU_MIB)
+                qemu::command("pc", QEMU_MIB)
             } else {
-                qemu("q35", QEMU_MIB)
+                qemu::command("q35", QEMU_MIB)
             };
             if target == Target::UsbUefi {
                 c.args(["-bios", OVMF]);
@@ -483,7 +422,7 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         }
         Target::XenPvh => {
             let r = inputs.release()?;
-            let mut c = qemu("pc", QEMU_MIB);
+            let mut c = qemu::command("pc", QEMU_MIB);
             c.arg("-kernel")
                 .arg(&r.xen_vmlinux)
                 .arg("-initrd")
@@ -505,7 +444,7 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
                 .with_context(|| format!("cannot unpack {XEN_GZ}"))?;
             link(&r.xen_kernel, dir, "vmlinuz")?;
             link(&inputs.initrd, dir, "initrd.img")?;
-            let mut c = qemu("pc", QEMU_MIB);
+            let mut c = qemu::command("pc", QEMU_MIB);
             c.current_dir(dir)
                 .args([
                     "-cpu",
@@ -645,9 +584,9 @@ fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> 
 /// Where a boot check is, for the error when it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    /// Firmware, boot loader, kernel, initrd, init: up to the ready banner.
+    /// Firmware, boot loader, kernel, initrd, init: up to the ready banner
+    /// and the root shell's prompt.
     Boot,
-    Prompt,
     Commands,
     Shutdown,
     Exit,
@@ -657,7 +596,6 @@ impl Step {
     fn describe(self) -> &'static str {
         match self {
             Step::Boot => "the boot, up to the ready banner",
-            Step::Prompt => "waiting for the root shell's prompt after the banner",
             Step::Commands => "the checks run in the guest's shell",
             Step::Shutdown => "`shutdown -h now` and its shutdown lines",
             Step::Exit => "the guest process's exit after the shutdown lines",
@@ -675,29 +613,9 @@ fn drive(
     let deadline = target.timeout();
     choose_serial_entry(guest, target.loader(), deadline)?;
     let banner = format!("Finnix version {} ready;", inputs.version);
-    // A boot that went wrong says so: fail at once instead of at the timeout.
-    let failures = [
-        "Emergency shell (busybox)",
-        "Kernel panic",
-        "end Kernel panic",
-    ];
-    let mut watch = vec![banner.as_str()];
-    watch.extend(failures);
-    let (hit, mut boot_text) =
-        guest.expect_any(&watch, deadline.saturating_sub(start.elapsed()))?;
-    if hit != 0 {
-        std::thread::sleep(Duration::from_millis(500));
-        bail!("the boot failed: {:?} on the console", watch[hit]);
-    }
-    let banner_secs = start.elapsed().as_secs_f64();
-    boot_text.push_str(&guest.expect("packages available", COMMAND_TIMEOUT)?);
-    *step = Step::Prompt;
-    let prompt = format!("root@{}:", target.console());
-    guest.expect(&prompt, COMMAND_TIMEOUT)?;
-    let shell_secs = start.elapsed().as_secs_f64();
+    let (banner_secs, shell_secs, boot_text) =
+        guest.boot_to_shell(&inputs.version, target.console(), start, deadline)?;
     *step = Step::Commands;
-    // Let the console quiet down (late kernel or service messages).
-    std::thread::sleep(Duration::from_millis(300));
 
     let release = guest.run("uname -r", COMMAND_TIMEOUT)?;
     let want = inputs.expected_release(target)?;

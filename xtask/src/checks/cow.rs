@@ -6,7 +6,6 @@
 
 use fs_err as fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -89,12 +88,9 @@ pub fn check(ctx: &Ctx, kernel: &Path, img: &CowImage, version: &str) -> Result<
 
             // 3: a fresh COW file: the image as built.
             let (mut g, _) = boot("fresh.cow", 3)?;
-            let note = g.run(
-                "cat /root/cow-note 2>&1 || echo absent-$((1+1))",
-                Duration::from_secs(60),
-            )?;
+            let (present, note) = g.run_status("cat /root/cow-note", Duration::from_secs(60))?;
             ensure!(
-                note.contains("absent-2"),
+                !present,
                 "a fresh COW file sees the first session's file:\n{note}"
             );
             shutdown(&mut g)?;
@@ -125,27 +121,19 @@ fn boot_uml(
     log_name: &str,
     version: &str,
 ) -> Result<(Guest, f64)> {
-    let mut c = Command::new("./linux");
-    c.current_dir(dir)
-        .args(args)
-        .args(["con=null", "con0=fd:0,fd:1", "ssl=null", "noreboot"])
-        .arg(format!("uml_dir={}", dir.display()))
-        .env("TMPDIR", crate::checks::boot::uml_tmpdir(dir));
+    let c = crate::guest::uml::command(dir, dir, args, false);
     s.note(format!("{log_name}: {c:?}"));
     let log = ctx.logs().join(log_name);
     let start = std::time::Instant::now();
     let mut g = Guest::start(c, &log)?;
-    let banner = format!("Finnix version {version} ready;");
-    let (hit, _) = g
-        .expect_any(
-            &[&banner, "Kernel panic", "Emergency shell"],
-            Duration::from_secs(300),
-        )
-        .with_context(|| format!("no ready banner (console: {})", log.display()))?;
-    ensure!(hit == 0, "the boot failed ({log_name}):\n{}", g.tail(25));
-    let secs = start.elapsed().as_secs_f64();
-    g.expect("root@tty0:", Duration::from_secs(60))?;
-    std::thread::sleep(Duration::from_millis(300));
+    let (secs, _, _) = g
+        .boot_to_shell(version, "tty0", start, Duration::from_secs(300))
+        .with_context(|| {
+            format!(
+                "{log_name}: the boot to the shell failed; its end:\n{}",
+                g.tail(25)
+            )
+        })?;
     Ok((g, secs))
 }
 
@@ -194,11 +182,11 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
                 ],
                 1,
             )?;
-            let out = g.run(
-                "mount /mnt/ubdb && dd if=/dev/zero of=/mnt/ubdb/finnix.img bs=1024k count=600 && mke2fs -q -j /mnt/ubdb/finnix.img && mkdir -p /mnt/loop && mount -o loop /mnt/ubdb/finnix.img /mnt/loop && rsync -a /FINNIX/ /mnt/loop/ && umount /mnt/loop && umount /mnt/ubdb && echo RECIPE-$((40+2))",
+            let (ok, out) = g.run_status(
+                "mount /mnt/ubdb && dd if=/dev/zero of=/mnt/ubdb/finnix.img bs=1024k count=600 && mke2fs -q -j /mnt/ubdb/finnix.img && mkdir -p /mnt/loop && mount -o loop /mnt/ubdb/finnix.img /mnt/loop && rsync -a /FINNIX/ /mnt/loop/ && umount /mnt/loop && umount /mnt/ubdb",
                 Duration::from_secs(900),
             )?;
-            ensure!(out.contains("RECIPE-42"), "the recipe failed in the live system:\n{out}");
+            ensure!(ok, "the recipe failed in the live system:\n{out}");
             shutdown(&mut g)?;
 
             let img = d.join("finnix.img");
@@ -215,8 +203,8 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
                 ],
                 2,
             )?;
-            let root = g.run("grep ' / ' /proc/mounts; echo x > /root/x && echo WROTE-$((40+2))", Duration::from_secs(60))?;
-            ensure!(root.contains("/dev/root / ext") && root.contains("WROTE-42"), "the recipe's image is not a writable root:\n{root}");
+            let (wrote, root) = g.run_status("grep ' / ' /proc/mounts; echo x > /root/x", Duration::from_secs(60))?;
+            ensure!(root.contains("/dev/root / ext") && wrote, "the recipe's image is not a writable root:\n{root}");
             shutdown(&mut g)?;
             let after = sha256_file(&img)?;
             ensure!(before == after, "the recipe's finnix.img changed under COW: {before} -> {after}");

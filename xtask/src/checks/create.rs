@@ -230,7 +230,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     let mut ns = Netns::create()?;
     ns.run_dir = tmp.path().join("run");
     ns.finnix = files.finnix.clone();
-    let uml_tmp = crate::checks::boot::uml_tmpdir(tmp.path());
+    let uml_tmp = crate::guest::uml::tmpdir(tmp.path());
 
     // The namespace's own network: loopback, and a default route out of a
     // veth pair for the NAT rule to name.
@@ -512,13 +512,7 @@ pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
         "finnix create inside the ISO booted in qemu (1 GiB, TCG)",
         |s| {
             let log = ctx.logs().join("console-nested.log");
-            let mut c = crate::checks::boot::qemu("pc", crate::checks::boot::QEMU_MIB);
-            c.arg("-drive")
-                .arg(format!(
-                    "file={},format=raw,media=cdrom,readonly=on",
-                    iso.display()
-                ))
-                .args(["-boot", "d"]);
+            let c = crate::guest::qemu::bios_cd(iso);
             s.note(format!("{c:?}"));
             let mut g = crate::guest::console::Guest::start(c, &log)?;
             let result = nested_session(&mut g, version);
@@ -538,10 +532,9 @@ pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
 
 fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result<Nested> {
     let long = Duration::from_secs(900);
+    let start = std::time::Instant::now();
     crate::checks::boot::choose_isolinux_serial(g, long)?;
-    g.expect(&format!("Finnix version {version} ready;"), long)?;
-    g.expect("root@ttyS0:", Duration::from_secs(120))?;
-    std::thread::sleep(Duration::from_secs(1));
+    g.boot_to_shell(version, "ttyS0", start, long)?;
     let avail = |g: &mut crate::guest::console::Guest| -> Result<u64> {
         let t = g.run("cat /proc/meminfo", Duration::from_secs(60))?;
         memory::meminfo_kib(&t, "MemAvailable")
@@ -565,12 +558,12 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
         list.contains("finnix1") && list.contains("running") && list.contains(&net::address(1)),
         "finnix list does not show the guest:\n{list}"
     );
-    let ping = g.run(
-        &format!("for i in $(seq 90); do ping -c 1 -W 2 {a} >/dev/null 2>&1 && break; done; ping -c 2 -W 5 {a} >/dev/null && echo PING-$((40+2))", a = net::address(1)),
+    let (answered, ping) = g.run_status(
+        &format!("for i in $(seq 90); do ping -c 1 -W 2 {a} >/dev/null 2>&1 && break; done; ping -c 2 -W 5 {a}", a = net::address(1)),
         long,
     )?;
     ensure!(
-        ping.contains("PING-42"),
+        answered,
         "the guest does not answer at {}:\n{ping}",
         net::address(1)
     );

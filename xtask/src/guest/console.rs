@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+/// Console lines that mean a boot went wrong, whatever the target: the boot
+/// checks fail at once on them instead of at their timeout.
+pub const BOOT_FAILURES: &[&str] = &[
+    "Emergency shell (busybox)",
+    "Kernel panic",
+    "end Kernel panic",
+];
+
 struct Shared {
     output: Vec<u8>,
     closed: bool,
@@ -139,6 +147,35 @@ impl Guest {
         }
     }
 
+    /// Wait for Finnix's ready banner (or a boot failure, which fails at
+    /// once) and then the root shell's prompt on `console`. Returns the
+    /// seconds to the banner and to the prompt, from `start`, and the boot's
+    /// console text.
+    pub fn boot_to_shell(
+        &mut self,
+        version: &str,
+        console: &str,
+        start: Instant,
+        timeout: Duration,
+    ) -> Result<(f64, f64, String)> {
+        let banner = format!("Finnix version {version} ready;");
+        let mut watch = vec![banner.as_str()];
+        watch.extend(BOOT_FAILURES);
+        let (hit, mut text) = self.expect_any(&watch, timeout.saturating_sub(start.elapsed()))?;
+        if hit != 0 {
+            std::thread::sleep(Duration::from_millis(500));
+            bail!("the boot failed: {:?} on the console", watch[hit]);
+        }
+        let banner_secs = start.elapsed().as_secs_f64();
+        text.push_str(&self.expect("packages available", Duration::from_secs(120))?);
+        self.expect(&format!("root@{console}:"), Duration::from_secs(120))
+            .context("no root shell prompt after the banner")?;
+        let shell_secs = start.elapsed().as_secs_f64();
+        // Let the console quiet down (late kernel or service messages).
+        std::thread::sleep(Duration::from_millis(300));
+        Ok((banner_secs, shell_secs, text))
+    }
+
     /// Everything the guest printed so far.
     pub fn output(&self) -> String {
         String::from_utf8_lossy(&self.shared.0.lock().expect("guest output lock").output)
@@ -173,6 +210,21 @@ impl Guest {
         let text = self.expect("42>>", timeout)?;
         let body = text.strip_suffix("42>>").unwrap_or(&text);
         Ok(body.replace('\r', "").trim_matches('\n').to_string())
+    }
+
+    /// Run a shell command in the guest; its output and whether it exited 0.
+    /// The status travels inside the closing marker, which the shell
+    /// computes, so nothing typed can fake it.
+    pub fn run_status(&mut self, command: &str, timeout: Duration) -> Result<(bool, String)> {
+        self.send(&format!(
+            "echo \"<<$((6*7))\"; {command}; echo \"$((6*7))>>$?\"\n"
+        ))?;
+        self.expect("<<42", timeout)?;
+        let text = self.expect("42>>", timeout)?;
+        let status = self.expect("\n", timeout)?;
+        let body = text.strip_suffix("42>>").unwrap_or(&text);
+        let ok = status.trim() == "0";
+        Ok((ok, body.replace('\r', "").trim_matches('\n').to_string()))
     }
 
     /// Wait for the guest process to exit.
@@ -240,6 +292,31 @@ mod tests {
         assert!(std::fs::read_to_string(&log)
             .unwrap()
             .contains("ready banner"));
+        std::fs::remove_file(&log).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn run_status_reports_the_exit_status() {
+        let log = std::env::temp_dir().join(format!("finnix-guest-st-{}.log", std::process::id()));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("exec sh");
+        let mut g = Guest::start(cmd, &log).unwrap();
+        let t = Duration::from_secs(5);
+        assert_eq!(
+            g.run_status("echo yes; true", t).unwrap(),
+            (true, "yes".to_string())
+        );
+        assert_eq!(
+            g.run_status("echo no; false", t).unwrap(),
+            (false, "no".to_string())
+        );
+        g.send("exit 0\n").unwrap();
+        g.wait(t).unwrap();
         std::fs::remove_file(&log).unwrap();
     }
 }

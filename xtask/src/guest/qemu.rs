@@ -1,0 +1,45 @@
+//! qemu as the boot checks run it: no KVM (TCG), serial console on stdio,
+//! no network card unless asked, no monitor, no reboot.
+
+use std::path::Path;
+use std::process::Command;
+
+/// Memory for qemu guests (hardware boots need more than UML's 64 MiB: the
+/// firmware, the boot loader, the kernel and initrd images in RAM).
+pub const MIB: u32 = 1024;
+/// OVMF (UEFI firmware), Debian package `ovmf`.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// Xen's hypervisor, Debian package `xen-hypervisor-4.17-amd64`.
+pub const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
+
+pub fn command(machine: &str, memory_mib: u32) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-machine", machine, "-accel", "tcg", "-m"])
+        .arg(memory_mib.to_string())
+        .args([
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-no-reboot",
+        ]);
+    c
+}
+
+/// A PC with SeaBIOS booting `iso` as its CD.
+pub fn bios_cd(iso: &Path) -> Command {
+    let mut c = command("pc", MIB);
+    c.arg("-drive")
+        .arg(format!(
+            "file={},format=raw,media=cdrom,readonly=on",
+            iso.display()
+        ))
+        .args(["-boot", "d"]);
+    c
+}
