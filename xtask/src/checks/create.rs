@@ -232,8 +232,28 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     ns.finnix = files.finnix.clone();
     let uml_tmp = crate::guest::uml::tmpdir(tmp.path());
 
-    // The namespace's own network: loopback, and a default route out of a
-    // veth pair for the NAT rule to name.
+    namespace_network(s, &ns)?;
+    let kernel = files.kernel.to_string_lossy().into_owned();
+    let initrd = files.initrd.to_string_lossy().into_owned();
+    let medium = files.medium.to_string_lossy().into_owned();
+    let base = [
+        "create", "--kernel", &kernel, "--initrd", &initrd, "--medium", &medium,
+    ];
+    clear_errors(s, &ns, &base)?;
+    let guests = ["finnix1", "finnix2"];
+    let (ready_secs, pss_kib) = start_guests(s, &ns, &base, &guests, &uml_tmp)?;
+    list_and_host_side(s, &ns, &guests)?;
+    guest_network(s, &ns, &guests)?;
+    stop_and_nothing_left(s, &ns, &guests)?;
+    Ok(Figures {
+        ready_secs,
+        pss_kib,
+    })
+}
+
+/// The namespace's own network: loopback, and a default route out of a
+/// veth pair for the NAT rule to name.
+fn namespace_network(s: &Stage, ns: &Netns) -> Result<()> {
     for args in [
         "ip link set lo up",
         "ip link add wan0 type veth peer name wan1",
@@ -246,14 +266,12 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         s.run(ns.cmd(words[0], &words[1..]))?;
     }
 
-    let kernel = files.kernel.to_string_lossy().into_owned();
-    let initrd = files.initrd.to_string_lossy().into_owned();
-    let medium = files.medium.to_string_lossy().into_owned();
-    let base = [
-        "create", "--kernel", &kernel, "--initrd", &initrd, "--medium", &medium,
-    ];
+    Ok(())
+}
 
-    // The clear errors.
+/// The clear errors: --help, not root, a missing kernel or medium, too little
+/// memory, bad guest names; nothing left behind by a failed create.
+fn clear_errors(s: &Stage, ns: &Netns, base: &[&str]) -> Result<()> {
     let (ok, help) = output(s, ns.finnix(&["create", "--help"]))?;
     ensure!(
         ok && help.contains("screen -r NAME") && help.contains("--medium"),
@@ -314,13 +332,22 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         );
     }
 
-    // Two guests, each to its ready banner.
-    let guests = ["finnix1", "finnix2"];
+    Ok(())
+}
+
+/// Two guests, each to its ready banner; seconds to it and host memory each.
+fn start_guests(
+    s: &Stage,
+    ns: &Netns,
+    base: &[&str],
+    guests: &[&str],
+    uml_tmp: &Path,
+) -> Result<(Vec<f64>, Vec<u64>)> {
     let mut ready_secs = Vec::new();
     for (i, g) in guests.iter().enumerate() {
         let mut argv = base.to_vec();
         argv.push("--wait");
-        let (ok, text) = output(s, ns.finnix(&argv).env("TMPDIR", &uml_tmp))?;
+        let (ok, text) = output(s, ns.finnix(&argv).env("TMPDIR", uml_tmp))?;
         ensure!(ok, "finnix create failed:\n{text}");
         ensure!(
             text.contains(&format!("{g}: started"))
@@ -354,6 +381,12 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         .map(|g| guest_pss_kib(&ns.run_dir, g))
         .collect();
 
+    Ok((ready_secs, pss_kib))
+}
+
+/// `finnix list` shows both running with their addresses; on the host side
+/// the bridge holds both TAPs and the NAT rule is there.
+fn list_and_host_side(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
     // finnix list: both running, with their addresses.
     let (ok, list) = output(s, ns.finnix(&["list"]))?;
     ensure!(ok, "finnix list failed:\n{list}");
@@ -387,13 +420,18 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         "no masquerading rule out of wan0:\n{nat}"
     );
 
-    // In each guest: its DHCP address, a ping to the bridge and to the other.
+    Ok(())
+}
+
+/// In each guest: its DHCP address, a ping to the bridge and to the other.
+fn guest_network(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
+    let log = |g: &str| ns.run_dir.join("guests").join(format!("{g}.log"));
     for (i, g) in guests.iter().enumerate() {
         let me = net::address(1 + i as u32);
         let other = net::address(2 - i as u32);
         let text = guest_run(
             s,
-            &ns,
+            ns,
             &log(g),
             g,
             "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do ip -4 addr show dev eth0 | grep -q 10.182 && break; sleep 1; done; ip -4 addr show dev eth0",
@@ -407,7 +445,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         for (n, target) in [(2, net::BRIDGE_ADDR), (3, other.as_str())] {
             let text = guest_run(
                 s,
-                &ns,
+                ns,
                 &log(g),
                 g,
                 &format!("ping -c 2 -W 5 {target} >/dev/null && echo PING-OK-$((100+{n}))"),
@@ -421,7 +459,12 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         }
     }
 
-    // finnix stop: both end cleanly, and nothing is left.
+    Ok(())
+}
+
+/// `finnix stop`: both end cleanly; no TAP, bridge, rule, forwarding, screen
+/// session, process or state is left.
+fn stop_and_nothing_left(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
     let (ok, text) = output(s, ns.finnix(&["stop", "finnix1", "finnix2"]))?;
     ensure!(ok, "finnix stop failed:\n{text}");
     for g in guests {
@@ -481,10 +524,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         list.contains("no guests"),
         "finnix list still shows guests:\n{list}"
     );
-    Ok(Figures {
-        ready_secs,
-        pss_kib,
-    })
+    Ok(())
 }
 
 /// What the nested check measured.

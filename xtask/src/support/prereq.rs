@@ -35,6 +35,131 @@ const fn file(path: &'static str, package: &'static str) -> Requirement {
     }
 }
 
+// What each part of the pipeline runs, and the Debian package providing it.
+
+const UNIT_TESTS: &[Requirement] = &[
+    cmd("cpio", "cpio"),
+    cmd("mksquashfs", "squashfs-tools"),
+    cmd("unsquashfs", "squashfs-tools"),
+    cmd("patch", "patch"),
+    cmd("tar", "tar"),
+    cmd("gzip", "gzip"),
+    cmd("git", "git"),
+    cmd("cc", "gcc"),
+];
+
+const KERNEL: &[Requirement] = &[
+    cmd("make", "make"),
+    cmd("gcc", "gcc"),
+    cmd("ld", "binutils"),
+    cmd("bc", "bc"),
+    cmd("bison", "bison"),
+    cmd("flex", "flex"),
+    cmd("perl", "perl"),
+    cmd("patch", "patch"),
+    cmd("xz", "xz-utils"),
+    cmd("tar", "tar"),
+    cmd("dpkg-deb", "dpkg"),
+    cmd("apt-get", "apt"),
+    cmd("curl", "curl"),
+    cmd("git", "git"),
+    file("/usr/include/libelf.h", "libelf-dev"),
+    file("/usr/include/openssl/ssl.h", "libssl-dev"),
+];
+
+const INITRD: &[Requirement] = &[
+    file("/bin/busybox", "busybox-static"),
+    file("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+    cmd("cc", "gcc"),
+    cmd("cpio", "cpio"),
+    cmd("zstd", "zstd"),
+    cmd("readelf", "binutils"),
+];
+
+const ROOTFS: &[Requirement] = &[
+    file("/bin/busybox", "busybox-static"),
+    cmd("mmdebstrap", "mmdebstrap"),
+    cmd("chroot", "coreutils"),
+    cmd("dpkg-query", "dpkg"),
+    // mmdebstrap checks the archive's signatures with gpgv.
+    cmd("gpgv", "gpgv"),
+    file(
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+        "debian-archive-keyring",
+    ),
+];
+
+const SQUASHFS: &[Requirement] = &[
+    cmd("unsquashfs", "squashfs-tools"),
+    cmd("mksquashfs", "squashfs-tools"),
+];
+
+const ISO: &[Requirement] = &[
+    cmd("xorriso", "xorriso"),
+    file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
+    file("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux"),
+    file(
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        "syslinux-common",
+    ),
+    cmd("grub-mkimage", "grub-common"),
+    file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
+    cmd("mmd", "mtools"),
+    cmd("mcopy", "mtools"),
+    cmd("mkfs.fat", "dosfstools"),
+];
+
+const BOOT: &[Requirement] = &[
+    cmd("qemu-system-x86_64", "qemu-system-x86"),
+    file("/usr/share/ovmf/OVMF.fd", "ovmf"),
+    file("/boot/xen-4.17-amd64.gz", "xen-hypervisor-4.17-amd64"),
+    file("/usr/lib/xen-4.17/bin/readnotes", "xen-utils-4.17"),
+    cmd("uml_mconsole", "uml-utilities"),
+    cmd("setsid", "util-linux"),
+    cmd("unshare", "util-linux"),
+    cmd("ip", "iproute2"),
+    cmd("mkswap", "util-linux"),
+    cmd("mkfs.ext4", "e2fsprogs"),
+    cmd("gzip", "gzip"),
+];
+
+const COW: &[Requirement] = &[
+    cmd("mke2fs", "e2fsprogs"),
+    cmd("debugfs", "e2fsprogs"),
+    cmd("e2fsck", "e2fsprogs"),
+    cmd("cp", "coreutils"),
+];
+
+const CREATE: &[Requirement] = &[
+    cmd("screen", "screen"),
+    cmd("uml_mconsole", "uml-utilities"),
+    cmd("ip", "iproute2"),
+    cmd("dnsmasq", "dnsmasq-base"),
+    cmd("iptables", "iptables"),
+    cmd("setpriv", "util-linux"),
+];
+
+const REPRO: &[Requirement] = &[
+    cmd("diffoscope", "diffoscope"),
+    cmd("unshare", "util-linux"),
+    cmd("timeout", "coreutils"),
+    cmd("git", "git"),
+];
+
+const FRESH: &[Requirement] = &[
+    cmd("mmdebstrap", "mmdebstrap"),
+    cmd("unshare", "util-linux"),
+    cmd("chroot", "coreutils"),
+];
+
+const WORKFLOWS: &[Requirement] = &[
+    file("/usr/bin/python3", "python3"),
+    file(
+        "/usr/lib/python3/dist-packages/pip/__init__.py",
+        "python3-pip",
+    ),
+];
+
 /// What a command needs on the host, by the part of the pipeline that runs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tools {
@@ -90,156 +215,18 @@ impl Tools {
     /// What it runs on the host, and the Debian package providing each.
     pub fn requirements(self) -> &'static [Requirement] {
         match self {
-            // What the unit tests run: GNU tools that read back what our writers
-            // wrote (cpio, squashfs-tools, tar), and patch for the series tests.
-            Tools::UnitTests => {
-                const R: &[Requirement] = &[
-                    cmd("cpio", "cpio"),
-                    cmd("mksquashfs", "squashfs-tools"),
-                    cmd("unsquashfs", "squashfs-tools"),
-                    cmd("patch", "patch"),
-                    cmd("tar", "tar"),
-                    cmd("gzip", "gzip"),
-                    cmd("git", "git"),
-                    cmd("cc", "gcc"),
-                ];
-                R
-            }
-            Tools::Kernel => {
-                const R: &[Requirement] = &[
-                    cmd("make", "make"),
-                    cmd("gcc", "gcc"),
-                    cmd("ld", "binutils"),
-                    cmd("bc", "bc"),
-                    cmd("bison", "bison"),
-                    cmd("flex", "flex"),
-                    cmd("perl", "perl"),
-                    cmd("patch", "patch"),
-                    cmd("xz", "xz-utils"),
-                    cmd("tar", "tar"),
-                    cmd("dpkg-deb", "dpkg"),
-                    cmd("apt-get", "apt"),
-                    cmd("curl", "curl"),
-                    cmd("git", "git"),
-                    file("/usr/include/libelf.h", "libelf-dev"),
-                    file("/usr/include/openssl/ssl.h", "libssl-dev"),
-                ];
-                R
-            }
-            Tools::Initrd => {
-                const R: &[Requirement] = &[
-                    file("/bin/busybox", "busybox-static"),
-                    file("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
-                    cmd("cc", "gcc"),
-                    cmd("cpio", "cpio"),
-                    cmd("zstd", "zstd"),
-                    cmd("readelf", "binutils"),
-                ];
-                R
-            }
-            Tools::Rootfs => {
-                const R: &[Requirement] = &[
-                    file("/bin/busybox", "busybox-static"),
-                    cmd("mmdebstrap", "mmdebstrap"),
-                    cmd("chroot", "coreutils"),
-                    cmd("dpkg-query", "dpkg"),
-                    // mmdebstrap checks the archive's signatures with gpgv.
-                    cmd("gpgv", "gpgv"),
-                    file(
-                        "/usr/share/keyrings/debian-archive-keyring.gpg",
-                        "debian-archive-keyring",
-                    ),
-                ];
-                R
-            }
-            Tools::Squashfs => {
-                const R: &[Requirement] = &[
-                    cmd("unsquashfs", "squashfs-tools"),
-                    cmd("mksquashfs", "squashfs-tools"),
-                ];
-                R
-            }
-            Tools::Iso => {
-                const R: &[Requirement] = &[
-                    cmd("xorriso", "xorriso"),
-                    file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
-                    file("/usr/lib/ISOLINUX/isohdpfx.bin", "isolinux"),
-                    file(
-                        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
-                        "syslinux-common",
-                    ),
-                    cmd("grub-mkimage", "grub-common"),
-                    file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
-                    cmd("mmd", "mtools"),
-                    cmd("mcopy", "mtools"),
-                    cmd("mkfs.fat", "dosfstools"),
-                ];
-                R
-            }
-            Tools::Boot => {
-                const R: &[Requirement] = &[
-                    cmd("qemu-system-x86_64", "qemu-system-x86"),
-                    file("/usr/share/ovmf/OVMF.fd", "ovmf"),
-                    file("/boot/xen-4.17-amd64.gz", "xen-hypervisor-4.17-amd64"),
-                    file("/usr/lib/xen-4.17/bin/readnotes", "xen-utils-4.17"),
-                    cmd("uml_mconsole", "uml-utilities"),
-                    cmd("setsid", "util-linux"),
-                    cmd("unshare", "util-linux"),
-                    cmd("ip", "iproute2"),
-                    cmd("mkswap", "util-linux"),
-                    cmd("mkfs.ext4", "e2fsprogs"),
-                    cmd("gzip", "gzip"),
-                ];
-                R
-            }
-            Tools::Cow => {
-                const R: &[Requirement] = &[
-                    cmd("mke2fs", "e2fsprogs"),
-                    cmd("debugfs", "e2fsprogs"),
-                    cmd("e2fsck", "e2fsprogs"),
-                    cmd("cp", "coreutils"),
-                ];
-                R
-            }
-            Tools::Create => {
-                const R: &[Requirement] = &[
-                    cmd("screen", "screen"),
-                    cmd("uml_mconsole", "uml-utilities"),
-                    cmd("ip", "iproute2"),
-                    cmd("dnsmasq", "dnsmasq-base"),
-                    cmd("iptables", "iptables"),
-                    cmd("setpriv", "util-linux"),
-                ];
-                R
-            }
-            Tools::Repro => {
-                const R: &[Requirement] = &[
-                    cmd("diffoscope", "diffoscope"),
-                    cmd("unshare", "util-linux"),
-                    cmd("timeout", "coreutils"),
-                    cmd("git", "git"),
-                ];
-                R
-            }
-            // check-fresh: a pristine Debian root to run the README's commands in.
-            Tools::Fresh => {
-                const R: &[Requirement] = &[
-                    cmd("mmdebstrap", "mmdebstrap"),
-                    cmd("unshare", "util-linux"),
-                    cmd("chroot", "coreutils"),
-                ];
-                R
-            }
-            Tools::Workflows => {
-                const R: &[Requirement] = &[
-                    file("/usr/bin/python3", "python3"),
-                    file(
-                        "/usr/lib/python3/dist-packages/pip/__init__.py",
-                        "python3-pip",
-                    ),
-                ];
-                R
-            }
+            Tools::UnitTests => UNIT_TESTS,
+            Tools::Kernel => KERNEL,
+            Tools::Initrd => INITRD,
+            Tools::Rootfs => ROOTFS,
+            Tools::Squashfs => SQUASHFS,
+            Tools::Iso => ISO,
+            Tools::Boot => BOOT,
+            Tools::Cow => COW,
+            Tools::Create => CREATE,
+            Tools::Repro => REPRO,
+            Tools::Fresh => FRESH,
+            Tools::Workflows => WORKFLOWS,
         }
     }
 }
