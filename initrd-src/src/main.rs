@@ -300,14 +300,40 @@ fn try_boot() -> Result<Never, Failure> {
         b.say(format!("the medium {medium} is no longer in use"));
     }
 
+    mount_root(&b, &source)?;
+
+    // What the live system needs to know about its boot (the banner, fstab,
+    // finnix create): a shell-readable file.
+    let env = finnix_contract::boot_env::BootEnv {
+        mode: b.mode,
+        medium: medium.clone(),
+        medium_type: kind.to_string(),
+        squashfs: source.clone(),
+        toram: b.params.toram,
+    };
+    let _ = fs::write(finnix_contract::boot_env::PATH, env.render());
+
+    if b.params.break_shell {
+        emergency_shell(&format!(
+            "break: the new root is mounted on {NEWROOT}. Exit the shell to continue booting."
+        ));
+    }
+
+    switch_to_live(&b, &source)
+}
+
+/// The squashfs (a block device directly, a file through loop) under an
+/// overlay whose upper layer is a tmpfs, on /newroot; the squashfs also at
+/// /FINNIX.
+fn mount_root(b: &Boot, source: &str) -> Result<(), Failure> {
     // The squashfs: a block device mounts directly; a file goes through loop.
     let step = "mounting the squashfs root filesystem";
     let _ = sys::mkdir(SQUASH_MNT);
     // The loop handle stays open until the squashfs is mounted (autoclear).
     let (squash_dev, _loop_handle) = if source.starts_with("/dev/") {
-        (source.clone(), None)
+        (source.to_string(), None)
     } else {
-        let (dev, handle) = sys::loop_attach(&source).map_err(|e| {
+        let (dev, handle) = sys::loop_attach(source).map_err(|e| {
             fail(
                 step,
                 format!("cannot attach {source} to a loop device: {e}"),
@@ -344,24 +370,12 @@ fn try_boot() -> Result<Never, Failure> {
     b.say(format!(
         "overlay root on {NEWROOT}; squashfs also at /FINNIX"
     ));
+    Ok(())
+}
 
-    // What the live system needs to know about its boot (the banner, fstab,
-    // finnix create): a shell-readable file.
-    let env = finnix_contract::boot_env::BootEnv {
-        mode: b.mode,
-        medium: medium.clone(),
-        medium_type: kind.to_string(),
-        squashfs: source.clone(),
-        toram: b.params.toram,
-    };
-    let _ = fs::write(finnix_contract::boot_env::PATH, env.render());
-
-    if b.params.break_shell {
-        emergency_shell(&format!(
-            "break: the new root is mounted on {NEWROOT}. Exit the shell to continue booting."
-        ));
-    }
-
+/// Move /dev, /proc, /sys and /run into the new root and switch to its
+/// /sbin/init, passing on the bare words of the kernel command line.
+fn switch_to_live(b: &Boot, source: &str) -> Result<Never, Failure> {
     let init = format!("{NEWROOT}/sbin/init");
     if fs::symlink_metadata(&init).is_err() {
         return Err(fail(

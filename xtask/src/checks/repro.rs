@@ -127,32 +127,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
     };
     let mut builds = Vec::new();
     for v in variants {
-        let root = work.join(v.subdir);
-        copy_checkout(&ctx.root, &root, v.reverse_order)?;
-        if let Some(private) = v.private {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(work.join(private), std::fs::Permissions::from_mode(0o700))?;
-        }
-        let (cache, dist) = if v.cache_inside {
-            (root.join("target/finnix-cache"), root.join("dist"))
-        } else {
-            (
-                work.join(v.name).join("cache"),
-                work.join(v.name).join("dist"),
-            )
-        };
-        for entry in &seed {
-            let stage = entry
-                .parent()
-                .and_then(|p| p.file_name())
-                .context("kernel entry")?;
-            let dest = cache
-                .join(stage)
-                .join(entry.file_name().context("kernel entry")?);
-            fs::create_dir_all(dest.parent().expect("parent"))?;
-            crate::support::fsutil::copy_tree(entry, &dest)?;
-        }
-        let dirs = BuildDirs { root, cache, dist };
+        let dirs = prepare(ctx, &work, v, &seed)?;
         build(ctx, v, &exe, &dirs, &opts.profile, &env)?;
         builds.push((dirs.cache, dirs.dist));
     }
@@ -191,6 +166,38 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         }
     );
     Ok(same)
+}
+
+/// One build's copy of the checkout (below a 0700 directory for a variant
+/// that asks for it), its cache and dist, the cache seeded with `seed`.
+fn prepare(ctx: &Ctx, work: &Path, v: &Variant, seed: &[PathBuf]) -> Result<BuildDirs> {
+    let root = work.join(v.subdir);
+    copy_checkout(&ctx.root, &root, v.reverse_order)?;
+    if let Some(private) = v.private {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(work.join(private), std::fs::Permissions::from_mode(0o700))?;
+    }
+    let (cache, dist) = if v.cache_inside {
+        (root.join("target/finnix-cache"), root.join("dist"))
+    } else {
+        (
+            work.join(v.name).join("cache"),
+            work.join(v.name).join("dist"),
+        )
+    };
+    for entry in seed {
+        let stage = entry
+            .parent()
+            .and_then(|p| p.file_name())
+            .context("kernel entry")?;
+        let dest = cache
+            .join(stage)
+            .join(entry.file_name().context("kernel entry")?);
+        fs::create_dir_all(dest.parent().expect("parent"))?;
+        crate::support::fsutil::copy_tree(entry, &dest)?;
+    }
+    let dirs = BuildDirs { root, cache, dist };
+    Ok(dirs)
 }
 
 /// Copy the checkout's files (what git tracks or would track, and .git

@@ -129,6 +129,75 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Where the kernel source comes from, checked: the keys of one kind only,
+/// a linux-source package, or a kernel.org URL with its sha256.
+fn kernel_source(
+    k: &RawKernel,
+    at: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<KernelSource, ConfigError> {
+    let only = |present: &[(&str, bool)], kind: &str| -> Result<(), ConfigError> {
+        match present.iter().find(|(_, p)| *p) {
+            Some((key, _)) => Err(at(
+                key,
+                format!("{key} does not apply to source = \"{kind}\""),
+            )),
+            None => Ok(()),
+        }
+    };
+    Ok(match k.source {
+        SourceKind::Debian => {
+            only(
+                &[("url", k.url.is_some()), ("sha256", k.sha256.is_some())],
+                "debian",
+            )?;
+            let package = k.package.clone().ok_or_else(|| {
+                at(
+                    "source",
+                    "source = \"debian\" needs package = \"linux-source-X.Y\"".into(),
+                )
+            })?;
+            if !package.starts_with("linux-source-") {
+                return Err(at(
+                    "package",
+                    format!("invalid package {package:?}: expected a linux-source-X.Y package"),
+                ));
+            }
+            KernelSource::Debian { package }
+        }
+        SourceKind::KernelOrg => {
+            only(&[("package", k.package.is_some())], "kernel.org")?;
+            let url = k.url.clone().ok_or_else(|| {
+                at(
+                    "source",
+                    "source = \"kernel.org\" needs url = \"...\"".into(),
+                )
+            })?;
+            let sha256 = k.sha256.clone().ok_or_else(|| {
+                at(
+                    "source",
+                    "source = \"kernel.org\" needs sha256 = \"...\"".into(),
+                )
+            })?;
+            if !is_sha256(&sha256) {
+                return Err(at(
+                    "sha256",
+                    format!("invalid sha256 {sha256:?}: expected 64 lowercase hex digits"),
+                ));
+            }
+            if !(url.starts_with("https://")
+                || url.starts_with("http://")
+                || url.starts_with("file://"))
+            {
+                return Err(at(
+                    "url",
+                    format!("invalid url {url:?}: expected https://, http:// or file://"),
+                ));
+            }
+            KernelSource::KernelOrg { url, sha256 }
+        }
+    })
+}
+
 impl Config {
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = parse_toml(text, file)?;
@@ -180,67 +249,7 @@ impl Config {
                 ),
             ));
         }
-        let only = |present: &[(&str, bool)], kind: &str| -> Result<(), ConfigError> {
-            match present.iter().find(|(_, p)| *p) {
-                Some((key, _)) => Err(at(
-                    key,
-                    format!("{key} does not apply to source = \"{kind}\""),
-                )),
-                None => Ok(()),
-            }
-        };
-        let source = match k.source {
-            SourceKind::Debian => {
-                only(
-                    &[("url", k.url.is_some()), ("sha256", k.sha256.is_some())],
-                    "debian",
-                )?;
-                let package = k.package.ok_or_else(|| {
-                    at(
-                        "source",
-                        "source = \"debian\" needs package = \"linux-source-X.Y\"".into(),
-                    )
-                })?;
-                if !package.starts_with("linux-source-") {
-                    return Err(at(
-                        "package",
-                        format!("invalid package {package:?}: expected a linux-source-X.Y package"),
-                    ));
-                }
-                KernelSource::Debian { package }
-            }
-            SourceKind::KernelOrg => {
-                only(&[("package", k.package.is_some())], "kernel.org")?;
-                let url = k.url.ok_or_else(|| {
-                    at(
-                        "source",
-                        "source = \"kernel.org\" needs url = \"...\"".into(),
-                    )
-                })?;
-                let sha256 = k.sha256.ok_or_else(|| {
-                    at(
-                        "source",
-                        "source = \"kernel.org\" needs sha256 = \"...\"".into(),
-                    )
-                })?;
-                if !is_sha256(&sha256) {
-                    return Err(at(
-                        "sha256",
-                        format!("invalid sha256 {sha256:?}: expected 64 lowercase hex digits"),
-                    ));
-                }
-                if !(url.starts_with("https://")
-                    || url.starts_with("http://")
-                    || url.starts_with("file://"))
-                {
-                    return Err(at(
-                        "url",
-                        format!("invalid url {url:?}: expected https://, http:// or file://"),
-                    ));
-                }
-                KernelSource::KernelOrg { url, sha256 }
-            }
-        };
+        let source = kernel_source(&k, &at)?;
         let opts = crate::stages::squashfs::Options {
             compression: raw.squashfs.compression,
             block_size: raw.squashfs.block_size,

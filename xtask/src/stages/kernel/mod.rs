@@ -278,9 +278,6 @@ fn compile(
     let work = ctx.cache.temp_dir(flavor.stage().name())?;
     let src = work.path().join("src");
     let build = work.path().join("build");
-    let arch = format!("ARCH={}", flavor.arch());
-    let localversion = format!("LOCALVERSION={}", flavor.localversion(lv));
-    let out_dir = format!("O={}", build.display());
 
     // 1. A fresh copy of the pristine tree, patched.
     stage.note(format!(
@@ -299,47 +296,8 @@ fn compile(
     })?;
     stage.note(format!("applied {} patch(es)", patches.len()));
 
-    let make = |args: &[&str]| {
-        let mut all: Vec<String> = vec![
-            format!("-C{}", src.display()),
-            out_dir.clone(),
-            arch.clone(),
-            localversion.clone(),
-        ];
-        all.extend(args.iter().map(|s| s.to_string()));
-        duct::cmd("make", all)
-            .env(
-                "KBUILD_BUILD_TIMESTAMP",
-                crate::support::date::kernel_timestamp(ctx.epoch.kernel),
-            )
-            .env("KBUILD_BUILD_USER", BUILD_USER)
-            .env("KBUILD_BUILD_HOST", BUILD_HOST)
-            .env("KBUILD_BUILD_VERSION", "1")
-            .env("SOURCE_DATE_EPOCH", ctx.epoch.kernel.to_string())
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
-            .env_remove("MAKEFLAGS")
-            .env_remove("MFLAGS")
-    };
-
-    // 2. Configuration: base, fragments, olddefconfig, check.
-    stage.run(make(flavor.base_targets()))?;
-    let fragments = read_fragments(&ctx.root, flavor)?;
-    let dot_config = build.join(".config");
-    let base = fs::read_to_string(&dot_config)?;
-    fs::write(&dot_config, kconfig::merge(&base, &fragments))?;
-    stage.run(make(&["olddefconfig"]))?;
-    let final_config = fs::read_to_string(&dot_config)?;
-    let mismatches = kconfig::check(&kconfig::parse_config(&final_config), &fragments);
-    if !mismatches.is_empty() {
-        let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
-        bail!(
-            "{} option(s) of the config fragments do not hold in the final .config of the {} kernel:\n{}\nfix the fragment (a missing dependency, or a value Kconfig does not allow)",
-            mismatches.len(),
-            flavor.name(),
-            list.join("\n")
-        );
-    }
+    let make = |args: &[&str]| make_cmd(ctx, &src, &build, flavor, lv, args);
+    configure(ctx, stage, flavor, &make, &build)?;
 
     // 3. Build.
     let jobs = format!("-j{}", ctx.jobs);
@@ -365,7 +323,7 @@ fn compile(
         fs::copy(from, out.path().join(name))
             .with_context(|| format!("build did not produce {}", from.display()))?;
     }
-    fs::copy(&dot_config, out.path().join("config"))?;
+    fs::copy(build.join(".config"), out.path().join("config"))?;
     let info = KernelInfo {
         version,
         release,
@@ -379,6 +337,67 @@ fn compile(
         key: key.clone(),
         info,
     })
+}
+
+/// `make` in the kernel tree, out of tree, with every reproducibility
+/// setting (time stamp, user, host, version counter, locale, time zone).
+fn make_cmd(
+    ctx: &Ctx,
+    src: &Path,
+    build: &Path,
+    flavor: Flavor,
+    lv: &str,
+    args: &[&str],
+) -> duct::Expression {
+    let mut all: Vec<String> = vec![
+        format!("-C{}", src.display()),
+        format!("O={}", build.display()),
+        format!("ARCH={}", flavor.arch()),
+        format!("LOCALVERSION={}", flavor.localversion(lv)),
+    ];
+    all.extend(args.iter().map(|s| s.to_string()));
+    duct::cmd("make", all)
+        .env(
+            "KBUILD_BUILD_TIMESTAMP",
+            crate::support::date::kernel_timestamp(ctx.epoch.kernel),
+        )
+        .env("KBUILD_BUILD_USER", BUILD_USER)
+        .env("KBUILD_BUILD_HOST", BUILD_HOST)
+        .env("KBUILD_BUILD_VERSION", "1")
+        .env("SOURCE_DATE_EPOCH", ctx.epoch.kernel.to_string())
+        .env("LC_ALL", "C")
+        .env("TZ", "UTC")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MFLAGS")
+}
+
+/// The configuration: the base targets, the fragments merged over it,
+/// olddefconfig, and every fragment line checked against the result.
+fn configure(
+    ctx: &Ctx,
+    stage: &mut Stage,
+    flavor: Flavor,
+    make: &dyn Fn(&[&str]) -> duct::Expression,
+    build: &Path,
+) -> Result<()> {
+    stage.run(make(flavor.base_targets()))?;
+    let fragments = read_fragments(&ctx.root, flavor)?;
+    let dot_config = build.join(".config");
+    let base = fs::read_to_string(&dot_config)?;
+    fs::write(&dot_config, kconfig::merge(&base, &fragments))?;
+    stage.run(make(&["olddefconfig"]))?;
+    let final_config = fs::read_to_string(&dot_config)?;
+    let mismatches = kconfig::check(&kconfig::parse_config(&final_config), &fragments);
+    if !mismatches.is_empty() {
+        let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+        bail!(
+            "{} option(s) of the config fragments do not hold in the final .config of the {} kernel:\n{}\nfix the fragment (a missing dependency, or a value Kconfig does not allow)",
+            mismatches.len(),
+            flavor.name(),
+            list.join("\n")
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
