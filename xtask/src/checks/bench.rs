@@ -155,7 +155,7 @@ impl crate::cli::Bench {
         let rootfs = rootfs::build(ctx, &profile, &um, &initrd)?;
         let opts = default_squashfs(ctx);
         let work = ctx.cache.temp_dir("bench-squashfs")?;
-        let size = duct::cmd!("du", "-sb", rootfs.tree()).read()?;
+        let size = crate::cmd!("du", "-sb", rootfs.tree()).expr().read()?;
         eprintln!(
             "==> bench squashfs: {} tree ({} bytes), {}, {} KiB blocks, {} threads, {} run(s) each",
             profile,

@@ -163,7 +163,7 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
             fs::copy(live.uml.image(), d.join("linux"))?;
             let data = d.join("data.img");
             fs::File::create(&data)?.set_len(1200 << 20)?;
-            s.run(duct::cmd!("mkfs.ext4", "-q", "-F", &data))?;
+            s.run(crate::cmd!("mkfs.ext4", "-q", "-F", &data))?;
             let uml = |args: &[String], n: u32| -> Result<Guest> {
                 let log = format!("console-cow-recipe-{n}.log");
                 Ok(boot_uml(ctx, s, d, args, &log, version)?.0)
@@ -190,7 +190,7 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
             shutdown(&mut g)?;
 
             let img = d.join("finnix.img");
-            s.run(duct::cmd!("debugfs", "-R", format!("dump /finnix.img {}", img.display()), &data))?;
+            s.run(crate::cmd!("debugfs", "-R", format!("dump /finnix.img {}", img.display()), &data))?;
             let before = sha256_file(&img)?;
 
             // 2: the recipe's image, the spec's command line.

@@ -45,7 +45,10 @@ struct Netns {
 impl Netns {
     fn create() -> Result<Netns> {
         // Namespaces of earlier runs that were killed.
-        let list = duct::cmd!("ip", "netns", "list").read().unwrap_or_default();
+        let list = crate::cmd!("ip", "netns", "list")
+            .expr()
+            .read()
+            .unwrap_or_default();
         for line in list.lines() {
             let name = line.split_whitespace().next().unwrap_or("");
             if let Some(pid) = name.strip_prefix("finnix-create-") {
@@ -58,7 +61,8 @@ impl Netns {
             }
         }
         let name = format!("finnix-create-{}", std::process::id());
-        duct::cmd!("ip", "netns", "add", &name)
+        crate::cmd!("ip", "netns", "add", &name)
+            .expr()
             .run()
             .context("ip netns add")?;
         Ok(Netns {
@@ -69,20 +73,21 @@ impl Netns {
     }
 
     /// A command run inside the namespace.
-    fn cmd(&self, program: &str, args: &[&str]) -> duct::Expression {
+    fn cmd(&self, program: &str, args: &[&str]) -> crate::support::cmd::Cmd {
         let mut argv: Vec<String> = vec!["netns".into(), "exec".into(), self.name.clone()];
         argv.push(program.into());
         argv.extend(args.iter().map(|s| s.to_string()));
-        duct::cmd("ip", argv).env("FINNIX_RUN_DIR", &self.run_dir)
+        crate::support::cmd::Cmd::argv("ip", argv).env("FINNIX_RUN_DIR", &self.run_dir)
     }
 
-    fn finnix(&self, args: &[&str]) -> duct::Expression {
+    fn finnix(&self, args: &[&str]) -> crate::support::cmd::Cmd {
         self.cmd(&self.finnix.to_string_lossy(), args)
     }
 }
 
 fn kill_netns(name: &str) {
-    let pids = duct::cmd!("ip", "netns", "pids", name)
+    let pids = crate::cmd!("ip", "netns", "pids", name)
+        .expr()
         .read()
         .unwrap_or_default();
     for pid in pids
@@ -92,12 +97,14 @@ fn kill_netns(name: &str) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     std::thread::sleep(Duration::from_millis(300));
-    let _ = duct::cmd!("screen", "-wipe")
+    let _ = crate::cmd!("screen", "-wipe")
+        .expr()
         .stdout_null()
         .stderr_null()
         .unchecked()
         .run();
-    let _ = duct::cmd!("ip", "netns", "del", name)
+    let _ = crate::cmd!("ip", "netns", "del", name)
+        .expr()
         .stderr_null()
         .unchecked()
         .run();
@@ -108,6 +115,7 @@ impl Drop for Netns {
         if !self.finnix.as_os_str().is_empty() {
             let _ = self
                 .finnix(&["stop", "--all"])
+                .expr()
                 .stdout_null()
                 .stderr_null()
                 .unchecked()
@@ -118,9 +126,14 @@ impl Drop for Netns {
 }
 
 /// Output of a command, stdout and stderr together, and whether it succeeded.
-fn output(s: &Stage, expr: duct::Expression) -> Result<(bool, String)> {
-    s.note(format!("$ {}", ui::describe(&expr)));
-    let out = expr.stderr_to_stdout().stdout_capture().unchecked().run()?;
+fn output(s: &Stage, cmd: crate::support::cmd::Cmd) -> Result<(bool, String)> {
+    s.note(format!("$ {}", cmd.line()));
+    let out = cmd
+        .expr()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     s.note(&text);
     Ok((out.status.success(), text))
@@ -499,7 +512,7 @@ fn stop_and_nothing_left(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
             .any(|l| l.contains(".finnix1") || l.contains(".finnix2")),
         "screen sessions are left:\n{screens}"
     );
-    let (_, pids) = output(s, duct::cmd!("ip", "netns", "pids", &ns.name))?;
+    let (_, pids) = output(s, crate::cmd!("ip", "netns", "pids", &ns.name))?;
     ensure!(
         pids.trim().is_empty(),
         "processes are left in the namespace: {pids}"

@@ -65,7 +65,7 @@ fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
                 |s, tmp| {
                     let tree = tmp.join("tree");
                     s.run(
-                        duct::cmd!(
+                        crate::cmd!(
                             "mmdebstrap",
                             "--variant=minbase",
                             "--mode=root",
@@ -90,7 +90,8 @@ fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
 
 /// The active Rust toolchain's directory (`rustc --print sysroot`).
 fn toolchain_dir() -> Result<PathBuf> {
-    let out = duct::cmd!("rustc", "--print", "sysroot")
+    let out = crate::cmd!("rustc", "--print", "sysroot")
+        .expr()
         .read()
         .context("cannot ask rustc for its sysroot: is the Rust toolchain installed?")?;
     let dir = fs::canonicalize(out.trim())
@@ -126,7 +127,7 @@ exec chroot \"$R\" /usr/bin/env -i HOME=/root USER=root LANG=C.UTF-8 \
         toolchain = toolchain.display(),
     );
     let inner = format!("set -e; cd {CHECKOUT}; {script}");
-    s.run(duct::cmd!("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", setup, inner))
+    s.run(crate::cmd!("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", setup, inner))
         .map_err(|_| anyhow::anyhow!("check-fresh: the step `{what}` failed on a pristine Debian root (its output ends the log)"))
 }
 

@@ -203,7 +203,7 @@ fn prepare(ctx: &Ctx, work: &Path, v: &Variant, seed: &[PathBuf]) -> Result<Buil
 /// Copy the checkout's files (what git tracks or would track, and .git
 /// itself) to `dest`, in sorted or reverse order.
 pub fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
-    let list = duct::cmd!(
+    let list = crate::cmd!(
         "git",
         "ls-files",
         "-z",
@@ -212,6 +212,7 @@ pub fn copy_checkout(src: &Path, dest: &Path, reverse: bool) -> Result<()> {
         "--exclude-standard"
     )
     .dir(src)
+    .expr()
     .read()?;
     let mut files: Vec<&str> = list.split('\0').filter(|f| !f.is_empty()).collect();
     files.sort();
@@ -260,7 +261,7 @@ fn build(
         "hostname '{}' && umask {} && \"$@\" && \"$1\" cow-image --profile \"$4\"",
         v.hostname, v.umask
     );
-    let mut cmd = duct::cmd!(
+    let mut cmd = crate::cmd!(
         "unshare",
         "--uts",
         "--",
@@ -311,7 +312,7 @@ fn build(
     );
     eprintln!("    log: {}", ui::display_path(&log));
     let mut log_file = fs::File::create(&log)?;
-    let reader = cmd.stderr_to_stdout().unchecked().reader()?;
+    let reader = cmd.expr().stderr_to_stdout().unchecked().reader()?;
     let mut lines = BufReader::new(&reader);
     let mut line = String::new();
     loop {
@@ -502,7 +503,7 @@ fn compare_with_release(work: &Path, dist: &Path, p: &Published) -> Result<Rows>
 /// diffoscope's text report for a pair, bounded in time.
 fn diffoscope(work: &Path, label: &str, a: &Path, b: &Path) -> Result<PathBuf> {
     let report = work.join(format!("diffoscope-{}.txt", label.replace('/', "_")));
-    let _ = duct::cmd!(
+    let _ = crate::cmd!(
         "timeout",
         "900",
         "diffoscope",
@@ -513,6 +514,7 @@ fn diffoscope(work: &Path, label: &str, a: &Path, b: &Path) -> Result<PathBuf> {
         a,
         b
     )
+    .expr()
     .stdout_null()
     .stderr_null()
     .unchecked()

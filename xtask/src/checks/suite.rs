@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     };
     crate::support::prereq::ensure(rows, &ctx.logs())?;
     ui::stage(&ctx.logs(), "unit-tests", "cargo test --workspace", |s| {
-        s.run(duct::cmd!("cargo", "test", "--workspace", "--quiet").dir(&ctx.root))?;
+        s.run(crate::cmd!("cargo", "test", "--workspace", "--quiet").dir(&ctx.root))?;
         Ok(((), Outcome::Passed, String::new()))
     })?;
     if unit_only {
@@ -142,13 +142,14 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
         "check-repro",
         "verify-repro --profile mini --keep-kernels (two builds from scratch, compared)",
         |s| {
-            let out = duct::cmd!(
+            let out = crate::cmd!(
                 std::env::current_exe()?,
                 "verify-repro",
                 "--profile",
                 "mini",
                 "--keep-kernels"
             )
+            .expr()
             .stderr_to_stdout()
             .stdout_capture()
             .unchecked()
@@ -196,7 +197,7 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
                 .join(format!("lint-{}", &hash[..16]));
             if !dir.join("bin/zizmor").is_file() || !dir.join("bin/actionlint").is_file() {
                 let tmp = ctx.cache.temp_dir("lint-tools")?;
-                s.run(duct::cmd!(
+                s.run(crate::cmd!(
                     "/usr/bin/python3",
                     "-m",
                     "pip",
@@ -228,16 +229,16 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
             let zizmor = dir.join("bin/zizmor");
             let versions = format!(
                 "{}; {}",
-                s.read(duct::cmd!(&actionlint, "--version"))?
+                s.read(crate::cmd!(&actionlint, "--version"))?
                     .lines()
                     .next()
                     .unwrap_or(""),
-                s.read(duct::cmd!(&zizmor, "--version"))?.trim()
+                s.read(crate::cmd!(&zizmor, "--version"))?.trim()
             );
-            s.run(duct::cmd!(&actionlint, "-no-color").dir(&ctx.root))?;
+            s.run(crate::cmd!(&actionlint, "-no-color").dir(&ctx.root))?;
             // Offline: the audits that ask GitHub's API cannot run here.
             s.run(
-                duct::cmd!(&zizmor, "--offline", "--no-progress", ".github/workflows")
+                crate::cmd!(&zizmor, "--offline", "--no-progress", ".github/workflows")
                     .dir(&ctx.root),
             )?;
             Ok(((), Outcome::Passed, versions))
@@ -248,10 +249,10 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
 /// The release in `dist`, checked with tools nobody here wrote.
 fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Release) -> Result<()> {
     ui::stage(&ctx.logs(), "check-dist", "sha256sum -c, xorriso -report_el_torito, the squashfs on the ISO, tarball listings, readnotes", |s| {
-        s.run(duct::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
+        s.run(crate::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
         let names = crate::stages::tarballs::names(ctx);
         let iso = dist.join(&names.iso);
-        let report = s.read(duct::cmd!("xorriso", "-indev", &iso, "-report_el_torito", "plain").stderr_to_stdout())?;
+        let report = s.read(crate::cmd!("xorriso", "-indev", &iso, "-report_el_torito", "plain").stderr_to_stdout())?;
         s.note(&report);
         let platforms = crate::stages::iso::el_torito_platforms(&report);
         ensure!(platforms == ["BIOS", "UEFI"], "El Torito boot entries are {platforms:?}, expected BIOS and UEFI");
@@ -261,7 +262,7 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Rele
         let extract = ctx.cache.root.join("test-dist-extract");
         crate::support::fsutil::remove_all(&extract)?;
         std::fs::create_dir_all(&extract)?;
-        s.run(duct::cmd!("xorriso", "-osirrox", "on", "-indev", &iso, "-extract", "/FINNIX/FINNIX", extract.join("FINNIX")))?;
+        s.run(crate::cmd!("xorriso", "-osirrox", "on", "-indev", &iso, "-extract", "/FINNIX/FINNIX", extract.join("FINNIX")))?;
         let a = crate::support::cache::sha256_file(&extract.join("FINNIX"))?;
         let b = crate::support::cache::sha256_file(&release.live.squashfs.image())?;
         ensure!(a == b, "FINNIX/FINNIX on the ISO ({a}) differs from the squashfs stage's output ({b})");
@@ -269,7 +270,7 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Rele
         // Tarballs: names, modes, owners and times as specified.
         let epoch_time = crate::support::date::iso8601(ctx.epoch.global).replace('T', " ").trim_end_matches('Z').to_string();
         let list = |tarball: &str| -> Result<Vec<String>> {
-            let out = s.read(duct::cmd!("tar", "--list", "--verbose", "--numeric-owner", "--full-time", "-zf", dist.join(tarball)).env("TZ", "UTC"))?;
+            let out = s.read(crate::cmd!("tar", "--list", "--verbose", "--numeric-owner", "--full-time", "-zf", dist.join(tarball)).env("TZ", "UTC"))?;
             Ok(out.lines().map(String::from).collect())
         };
         let kver = &release.live.uml.info.version;
@@ -299,8 +300,8 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Rele
 
         // The Xen tarball's kernel is a PV and PVH guest kernel.
         let unpacked = ctx.cache.temp_dir("check-dist-xen")?;
-        s.run(duct::cmd!("tar", "-xzf", dist.join(&names.xen), "-C", unpacked.path()))?;
-        let notes = s.read(duct::cmd!(READNOTES, unpacked.path().join(format!("vmlinuz-{kver}-{lv}"))))?;
+        s.run(crate::cmd!("tar", "-xzf", dist.join(&names.xen), "-C", unpacked.path()))?;
+        let notes = s.read(crate::cmd!(READNOTES, unpacked.path().join(format!("vmlinuz-{kver}-{lv}"))))?;
         ensure!(notes.contains("ENTRY") && notes.contains("PHYS32_ENTRY"), "the Xen tarball's kernel lacks the PV or PVH note");
         let conf = std::fs::read_to_string(unpacked.path().join("finnix-conf"))?;
         for want in ["type = \"pvh\"", "extra = \"xen console=hvc0\"", "access=ro, target=/root/finnix.iso"] {
@@ -319,8 +320,9 @@ fn check_dist_again(ctx: &Ctx, dist: &std::path::Path) -> Result<()> {
         |s| {
             let before = std::fs::read_to_string(dist.join("SHA256SUMS"))?;
             let start = std::time::Instant::now();
-            let out = duct::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
+            let out = crate::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
                 .env("FINNIX_DIST_DIR", dist)
+                .expr()
                 .stderr_to_stdout()
                 .stdout_capture()
                 .unchecked()
@@ -343,7 +345,7 @@ fn check_dist_again(ctx: &Ctx, dist: &std::path::Path) -> Result<()> {
                 before == after,
                 "a second dist changed the artifacts:\n{before}\n{after}"
             );
-            s.run(duct::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
+            s.run(crate::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
             ensure!(secs < 5.0, "a second dist took {secs:.1} s (limit 5 s)");
             Ok(((), Outcome::Passed, format!("{secs:.1} s")))
         },
@@ -357,9 +359,9 @@ fn check_initrd(ctx: &Ctx, initrd: &crate::stages::initrd::Initrd) -> Result<()>
         "check-initrd",
         "cpio -t on the initramfs; /init and busybox static",
         |s| {
-            let listing = s.read(
-                duct::cmd!("zstd", "-dc", initrd.image()).pipe(duct::cmd!("cpio", "-t", "--quiet")),
-            )?;
+            // zstd -dc, as the kernel would decompress it; then GNU cpio reads it.
+            let cpio = s.read_bytes(crate::cmd!("zstd", "-dc", initrd.image()))?;
+            let listing = s.read(crate::cmd!("cpio", "-t", "--quiet").stdin_bytes(cpio.clone()))?;
             let names: Vec<&str> = listing.lines().collect();
             for want in [
                 "init",
@@ -375,12 +377,12 @@ fn check_initrd(ctx: &Ctx, initrd: &crate::stages::initrd::Initrd) -> Result<()>
             ensure!(sorted == names, "cpio entries are not in sorted order");
             let dir = ctx.cache.temp_dir("check-initrd")?;
             s.run(
-                duct::cmd!("zstd", "-dc", initrd.image())
-                    .pipe(duct::cmd!("cpio", "-i", "--quiet", "--make-directories"))
+                crate::cmd!("cpio", "-i", "--quiet", "--make-directories")
+                    .stdin_bytes(cpio)
                     .dir(dir.path()),
             )?;
             for bin in ["init", "bin/busybox"] {
-                let headers = s.read(duct::cmd!(
+                let headers = s.read(crate::cmd!(
                     "readelf",
                     "--program-headers",
                     dir.path().join(bin)
@@ -409,7 +411,7 @@ fn check_squashfs(ctx: &Ctx, live: &crate::pipeline::Live) -> Result<()> {
         "unsquashfs -lln against the root filesystem tree",
         |s| {
             let listing =
-                s.read(duct::cmd!("unsquashfs", "-lln", live.squashfs.image()).env("TZ", "UTC"))?;
+                s.read(crate::cmd!("unsquashfs", "-lln", live.squashfs.image()).env("TZ", "UTC"))?;
             let image = crate::stages::squashfs::listing_from_unsquashfs(&listing);
             let tree = crate::stages::squashfs::listing_from_tree(&live.rootfs.tree())?;
             let diff = crate::stages::squashfs::compare_listings(&tree, &image);
@@ -459,14 +461,14 @@ fn check_uml_kernel(ctx: &Ctx, um: &Kernel) -> Result<()> {
         "check-kernel-um",
         "run the UML kernel: --version, --showconfig",
         |s| {
-            let version = s.read(duct::cmd!(um.image(), "--version"))?;
+            let version = s.read(crate::cmd!(um.image(), "--version"))?;
             ensure!(
                 version.trim() == um.info.release,
                 "--version printed {:?}, expected {:?}",
                 version.trim(),
                 um.info.release
             );
-            let config = s.read(duct::cmd!(um.image(), "--showconfig"))?;
+            let config = s.read(crate::cmd!(um.image(), "--showconfig"))?;
             for line in [
                 "CONFIG_SQUASHFS=y",
                 "CONFIG_OVERLAY_FS=y",
@@ -498,7 +500,7 @@ fn check_domu_kernel(ctx: &Ctx, xen: &Kernel) -> Result<()> {
         "check-kernel-xen",
         "Xen's readnotes on the domU bzImage: PV ENTRY and PVH PHYS32_ENTRY",
         |s| {
-            let notes = s.read(duct::cmd!(READNOTES, xen.image()))?;
+            let notes = s.read(crate::cmd!(READNOTES, xen.image()))?;
             s.note(&notes);
             for note in ["ENTRY", "PHYS32_ENTRY"] {
                 let found = notes
@@ -512,7 +514,7 @@ fn check_domu_kernel(ctx: &Ctx, xen: &Kernel) -> Result<()> {
                 }
             }
             let vmlinux = xen.vmlinux().context("the domU entry has no vmlinux")?;
-            let elf = s.read(duct::cmd!(READNOTES, &vmlinux))?;
+            let elf = s.read(crate::cmd!(READNOTES, &vmlinux))?;
             ensure!(
                 elf.contains("PHYS32_ENTRY"),
                 "readnotes on vmlinux shows no PHYS32_ENTRY note"

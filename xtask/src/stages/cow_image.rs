@@ -135,7 +135,7 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs) -> Result<CowImage> {
                 let uuid = uuid(&rootfs.profile, ctx.epoch.global);
                 let epoch = ctx.epoch.global.to_string();
                 s.run(
-                    duct::cmd!(
+                    crate::cmd!(
                         "mke2fs",
                         "-q",
                         "-F",
@@ -159,12 +159,14 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs) -> Result<CowImage> {
                 let script = tmp.join("times.debugfs");
                 fs::write(&script, debugfs_script(&paths, ctx.epoch.global)?)?;
                 s.run(
-                    duct::cmd!("debugfs", "-w", "-f", &script, &image)
+                    crate::cmd!("debugfs", "-w", "-f", &script, &image)
                         .env("E2FSPROGS_FAKE_TIME", &epoch),
                 )?;
                 fs::remove_file(&script)?;
                 // The filesystem must be clean as written.
-                s.run(duct::cmd!("e2fsck", "-f", "-n", &image).env("E2FSPROGS_FAKE_TIME", &epoch))?;
+                s.run(
+                    crate::cmd!("e2fsck", "-f", "-n", &image).env("E2FSPROGS_FAKE_TIME", &epoch),
+                )?;
                 Ok(format!("{mib} MiB, {} inodes, UUID {uuid}", paths.len()))
             },
         )

@@ -51,7 +51,7 @@ pub fn build(ctx: &Ctx) -> Result<Initrd> {
                 |entry, key| Ok(Initrd { entry, key }),
                 |initrd| ui::display_path(&initrd.image()),
                 |s, tmp| {
-                    let applets = s.read(duct::cmd!(BUSYBOX, "--list-full"))?;
+                    let applets = s.read(crate::cmd!(BUSYBOX, "--list-full"))?;
                     let archive = archive(
                         &fs::read(&init)?,
                         &fs::read(BUSYBOX).context("reading /bin/busybox")?,

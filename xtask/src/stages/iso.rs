@@ -212,10 +212,10 @@ fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
     args.push("-o".into());
     args.push(efi.display().to_string());
     args.extend(GRUB_MODULES.iter().map(|m| m.to_string()));
-    s.run(duct::cmd("grub-mkimage", &args))?;
+    s.run(crate::support::cmd::Cmd::argv("grub-mkimage", &args))?;
     let volume_id = format!("{:08x}", (ctx.epoch.global as u64) & 0xffff_ffff);
     let epoch = ctx.epoch.global.to_string();
-    s.run(duct::cmd!(
+    s.run(crate::cmd!(
         "mkfs.fat",
         "-C",
         "--invariant",
@@ -227,14 +227,14 @@ fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
         ESP_KIB.to_string()
     ))?;
     s.run(
-        duct::cmd!("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
+        crate::cmd!("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
             .env("SOURCE_DATE_EPOCH", &epoch)
             .env("TZ", "UTC"),
     )?;
     // mcopy -m keeps the file's own date: make it SOURCE_DATE_EPOCH.
     crate::support::fsutil::set_times(&efi, ctx.epoch.global)?;
     s.run(
-        duct::cmd!("mcopy", "-m", "-i", esp, &efi, "::/EFI/BOOT/BOOTX64.EFI")
+        crate::cmd!("mcopy", "-m", "-i", esp, &efi, "::/EFI/BOOT/BOOTX64.EFI")
             .env("SOURCE_DATE_EPOCH", &epoch)
             .env("TZ", "UTC"),
     )?;
@@ -290,7 +290,7 @@ fn xorriso(ctx: &Ctx, s: &Stage, root: &Path, esp: &Path, iso: &Path) -> Result<
         root.display().to_string(),
     ];
     s.run(
-        duct::cmd("xorriso", &args)
+        crate::support::cmd::Cmd::argv("xorriso", &args)
             .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
             .env("TZ", "UTC")
             .env("LC_ALL", "C"),

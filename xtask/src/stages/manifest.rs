@@ -48,8 +48,9 @@ fn files_under(dir: &Path, filter: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
 /// Every input of the release with its hash.
 pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest> {
     let d = &ctx.config.distribution;
-    let git_commit = duct::cmd!("git", "rev-parse", "HEAD")
+    let git_commit = crate::cmd!("git", "rev-parse", "HEAD")
         .dir(&ctx.root)
+        .expr()
         .stderr_null()
         .read()
         .unwrap_or_default();

@@ -267,7 +267,7 @@ fn busybox_tree(s: &Stage, tree: &Path) -> Result<String> {
         fs::create_dir_all(tree.join(dir))?;
     }
     install(Path::new(BUSYBOX), &tree.join("bin/busybox"), 0o755)?;
-    let applets = s.read(duct::cmd!(BUSYBOX, "--list-full"))?;
+    let applets = s.read(crate::cmd!(BUSYBOX, "--list-full"))?;
     for path in applets
         .lines()
         .map(str::trim)
@@ -285,7 +285,7 @@ fn busybox_tree(s: &Stage, tree: &Path) -> Result<String> {
         tree.join("etc/shadow"),
         std::fs::Permissions::from_mode(0o640),
     )?;
-    let status = s.read(duct::cmd!("dpkg-query", "--status", "busybox-static"))?;
+    let status = s.read(crate::cmd!("dpkg-query", "--status", "busybox-static"))?;
     fs::write(
         tree.join("var/lib/dpkg/status"),
         format!("{}\n", status.trim_end()),
@@ -389,7 +389,7 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
         profile.security_mirror
     ));
     let run = s.run(
-        duct::cmd("mmdebstrap", &args)
+        crate::support::cmd::Cmd::argv("mmdebstrap", &args)
             .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
             .env("LC_ALL", "C.UTF-8")
             .env("TZ", "UTC")
@@ -408,7 +408,7 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
         return Err(e);
     }
     clean_debian_tree(tree)?;
-    let list = s.read(duct::cmd!(
+    let list = s.read(crate::cmd!(
         "dpkg-query",
         format!("--admindir={}", tree.join("var/lib/dpkg").display()),
         "-W",
@@ -504,7 +504,7 @@ fn services(s: &Stage, tree: &Path, profile: &Profile) -> Result<()> {
         let mut all = vec![tree.to_str().expect("utf-8 path"), "/usr/sbin/update-rc.d"];
         all.extend(args);
         s.run(
-            duct::cmd("chroot", &all)
+            crate::support::cmd::Cmd::argv("chroot", &all)
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
                 .env("LC_ALL", "C"),
         )

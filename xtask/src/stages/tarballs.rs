@@ -277,7 +277,7 @@ mod tests {
         crate::support::prereq::need_for_test("tar");
         let path = std::env::temp_dir().join(format!("finnix-tar-{}.tar.gz", std::process::id()));
         fs::write(&path, &one).unwrap();
-        let listing = duct::cmd!(
+        let listing = crate::cmd!(
             "tar",
             "--list",
             "--verbose",
@@ -287,6 +287,7 @@ mod tests {
             &path
         )
         .env("TZ", "UTC")
+        .expr()
         .read()
         .unwrap();
         fs::remove_file(&path).unwrap();

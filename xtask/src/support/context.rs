@@ -146,8 +146,9 @@ fn git_time(root: &Path, paths: &[&str]) -> Result<Option<i64>> {
         args.push("--");
         args.extend(paths);
     }
-    let out = duct::cmd("git", &args)
+    let out = crate::support::cmd::Cmd::argv("git", &args)
         .dir(root)
+        .expr()
         .stdout_capture()
         .stderr_null()
         .unchecked()
@@ -245,7 +246,8 @@ fn repo_root() -> Result<PathBuf> {
 
 /// First line of `<tool> --version`, for cache keys and the manifest.
 pub fn tool_version(tool: &str) -> String {
-    let out = duct::cmd!(tool, "--version")
+    let out = crate::cmd!(tool, "--version")
+        .expr()
         .stdout_capture()
         .stderr_capture()
         .unchecked()
@@ -270,7 +272,8 @@ pub fn tool_version(tool: &str) -> String {
 
 /// Version of an installed Debian package (`dpkg-query`), for keys and the manifest.
 pub fn package_version(package: &str) -> String {
-    duct::cmd!("dpkg-query", "-W", "-f", "${Version}", package)
+    crate::cmd!("dpkg-query", "-W", "-f", "${Version}", package)
+        .expr()
         .stdout_capture()
         .stderr_null()
         .unchecked()

@@ -96,7 +96,8 @@ pub fn remove_all(path: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => match fs::remove_dir_all(path) {
             Ok(()) => Ok(()),
             Err(_) => {
-                let _ = duct::cmd!("chmod", "-R", "u+rwx", path)
+                let _ = crate::cmd!("chmod", "-R", "u+rwx", path)
+                    .expr()
                     .stderr_null()
                     .unchecked()
                     .run();
@@ -131,7 +132,7 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
 
 /// Copy a directory tree with `cp -a` (keeps modes, links, special files).
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    duct::cmd!(
+    crate::cmd!(
         "cp",
         "-a",
         "--reflink=auto",
@@ -139,6 +140,7 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         from,
         to
     )
+    .expr()
     .stderr_capture()
     .run()
     .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;

@@ -3,6 +3,7 @@
 //! and the writers of formats (cpio) and of the live system's programs.
 
 pub mod cache;
+pub mod cmd;
 pub mod config;
 pub mod context;
 pub mod cpio;

@@ -315,10 +315,13 @@ pub fn ensure(stages: &[Tools], logs: &Path) -> Result<()> {
         "host-packages",
         format!("apt-get install {}", packages.join(" ")),
         |s| {
-            s.run(duct::cmd!("apt-get", "update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+            s.run(crate::cmd!("apt-get", "update").env("DEBIAN_FRONTEND", "noninteractive"))?;
             let mut args = vec!["install", "-y", "--no-install-recommends"];
             args.extend(&packages);
-            s.run(duct::cmd("apt-get", &args).env("DEBIAN_FRONTEND", "noninteractive"))?;
+            s.run(
+                crate::support::cmd::Cmd::argv("apt-get", &args)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
             Ok((
                 (),
                 crate::support::ui::Outcome::Built,

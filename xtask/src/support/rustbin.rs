@@ -23,7 +23,7 @@ pub fn build(ctx: &Ctx, stage: &Stage, package: &str, bin: &str) -> Result<PathB
     ]
     .join(" ");
     stage.run(
-        duct::cmd!(
+        crate::cmd!(
             "cargo",
             "build",
             "--release",

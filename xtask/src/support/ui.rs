@@ -91,30 +91,52 @@ impl Stage {
 
     /// Run a command; stdout and stderr go to the log. A failure names the
     /// command and shows the log's tail.
-    pub fn run(&self, expr: duct::Expression) -> Result<()> {
-        self.note(format!("$ {}", describe(&expr)));
+    pub fn run(&self, cmd: crate::support::cmd::Cmd) -> Result<()> {
+        let line = cmd.line();
+        let expr = cmd.expr();
+        self.note(format!("$ {line}"));
         let out = self.log_file()?;
         let err = out.try_clone()?;
         let status = expr.stdout_file(out).stderr_file(err).unchecked().run();
         match status {
             Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => bail!("command failed ({}): {}", o.status, describe(&expr)),
-            Err(e) => Err(e).with_context(|| format!("cannot run {}", describe(&expr))),
+            Ok(o) => bail!("command failed ({}): {line}", o.status),
+            Err(e) => Err(e).with_context(|| format!("cannot run {line}")),
         }
     }
 
     /// Run a command and return its stdout; stderr goes to the log.
-    pub fn read(&self, expr: duct::Expression) -> Result<String> {
-        self.note(format!("$ {}", describe(&expr)));
+    pub fn read(&self, cmd: crate::support::cmd::Cmd) -> Result<String> {
+        let line = cmd.line();
+        let expr = cmd.expr();
+        self.note(format!("$ {line}"));
         let err = self.log_file()?;
         let out = expr.stderr_file(err).stdout_capture().unchecked().run();
         match out {
             Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
             Ok(o) => {
                 self.note(String::from_utf8_lossy(&o.stdout));
-                bail!("command failed ({}): {}", o.status, describe(&expr))
+                bail!("command failed ({}): {line}", o.status)
             }
-            Err(e) => Err(e).with_context(|| format!("cannot run {}", describe(&expr))),
+            Err(e) => Err(e).with_context(|| format!("cannot run {line}")),
+        }
+    }
+
+    /// Run a command and return its stdout as bytes; stderr goes to the log.
+    pub fn read_bytes(&self, cmd: crate::support::cmd::Cmd) -> Result<Vec<u8>> {
+        let line = cmd.line();
+        self.note(format!("$ {line}"));
+        let err = self.log_file()?;
+        match cmd
+            .expr()
+            .stderr_file(err)
+            .stdout_capture()
+            .unchecked()
+            .run()
+        {
+            Ok(o) if o.status.success() => Ok(o.stdout),
+            Ok(o) => bail!("command failed ({}): {line}", o.status),
+            Err(e) => Err(e).with_context(|| format!("cannot run {line}")),
         }
     }
 
@@ -206,96 +228,6 @@ pub fn stage<T>(
     }
 }
 
-/// A command as a shell line (`K=V cd DIR && prog args`), from duct's
-/// Debug form, for logs and error messages.
-pub fn describe(expr: &duct::Expression) -> String {
-    let debug = format!("{expr:?}");
-    let mut env = Vec::new();
-    let mut dir = None;
-    let mut words = Vec::new();
-    let mut rest = debug.as_str();
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix("Env(") {
-            let (strings, after) = quoted(r, ')');
-            if strings.len() == 2 {
-                env.push(format!("{}={}", strings[0], shell_quote(&strings[1])));
-            }
-            rest = after;
-        } else if let Some(r) = rest.strip_prefix("Dir(") {
-            let (strings, after) = quoted(r, ')');
-            dir = strings.into_iter().next();
-            rest = after;
-        } else if let Some(r) = rest.strip_prefix("Cmd([") {
-            let (strings, after) = quoted(r, ']');
-            if !words.is_empty() {
-                words.push("|".to_string());
-            }
-            words.extend(strings.iter().map(|w| shell_quote(w)));
-            rest = after;
-        } else {
-            let mut chars = rest.chars();
-            chars.next();
-            rest = chars.as_str();
-        }
-    }
-    env.reverse();
-    let mut line = env.join(" ");
-    if let Some(d) = dir {
-        line = format!(
-            "{line}{}cd {} &&",
-            if line.is_empty() { "" } else { " " },
-            shell_quote(&d)
-        );
-    }
-    if !line.is_empty() {
-        line.push(' ');
-    }
-    line.push_str(&words.join(" "));
-    line
-}
-
-/// The Debug-quoted strings up to `end`, and what follows it.
-fn quoted(s: &str, end: char) -> (Vec<String>, &str) {
-    let mut out = Vec::new();
-    let mut chars = s.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == end {
-            return (out, &s[i + 1..]);
-        }
-        if c == '"' {
-            let mut cur = String::new();
-            while let Some((_, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        if let Some((_, e)) = chars.next() {
-                            cur.push(match e {
-                                'n' => '\n',
-                                't' => '\t',
-                                other => other,
-                            });
-                        }
-                    }
-                    '"' => break,
-                    c => cur.push(c),
-                }
-            }
-            out.push(cur);
-        }
-    }
-    (out, "")
-}
-
-fn shell_quote(w: &str) -> String {
-    if !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
-    }
-}
-
 /// The last `n` lines of a file.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = fs::read(path)
@@ -352,19 +284,6 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(225)), "3m45s");
         assert_eq!(fmt_size(512), "512 B");
         assert_eq!(fmt_size(3 * 1024 * 1024 + 512 * 1024), "3.5 MiB");
-    }
-
-    #[test]
-    fn describes_commands_as_shell_lines() {
-        let e = duct::cmd!("make", "-C", "/src dir", "defconfig")
-            .env("LC_ALL", "C")
-            .env("TZ", "UTC")
-            .dir("/tmp");
-        assert_eq!(
-            describe(&e),
-            "LC_ALL=C TZ=UTC cd /tmp && make -C '/src dir' defconfig"
-        );
-        assert_eq!(describe(&duct::cmd!("echo", "it's")), "echo 'it'\\''s'");
     }
 
     #[test]

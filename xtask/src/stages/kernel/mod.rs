@@ -287,9 +287,14 @@ fn compile(
     ));
     crate::support::fsutil::copy_tree(&tree.tree(), &src)?;
     let patches = read_patches(&ctx.root, flavor)?;
-    patches::apply(&src, &patches, |expr| {
-        stage.note(format!("$ {}", crate::support::ui::describe(&expr)));
-        let o = expr.stderr_to_stdout().stdout_capture().unchecked().run()?;
+    patches::apply(&src, &patches, |cmd| {
+        stage.note(format!("$ {}", cmd.line()));
+        let o = cmd
+            .expr()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         stage.note(&text);
         Ok((o.status.success(), text))
@@ -348,7 +353,7 @@ fn make_cmd(
     flavor: Flavor,
     lv: &str,
     args: &[&str],
-) -> duct::Expression {
+) -> crate::support::cmd::Cmd {
     let mut all: Vec<String> = vec![
         format!("-C{}", src.display()),
         format!("O={}", build.display()),
@@ -356,7 +361,7 @@ fn make_cmd(
         format!("LOCALVERSION={}", flavor.localversion(lv)),
     ];
     all.extend(args.iter().map(|s| s.to_string()));
-    duct::cmd("make", all)
+    crate::support::cmd::Cmd::argv("make", all)
         .env(
             "KBUILD_BUILD_TIMESTAMP",
             crate::support::date::kernel_timestamp(ctx.epoch.kernel),
@@ -377,7 +382,7 @@ fn configure(
     ctx: &Ctx,
     stage: &mut Stage,
     flavor: Flavor,
-    make: &dyn Fn(&[&str]) -> duct::Expression,
+    make: &dyn Fn(&[&str]) -> crate::support::cmd::Cmd,
     build: &Path,
 ) -> Result<()> {
     stage.run(make(flavor.base_targets()))?;

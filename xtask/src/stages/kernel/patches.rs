@@ -90,11 +90,11 @@ pub fn read_series(patches_root: &Path, set: &str) -> Result<Vec<Patch>> {
 pub fn apply(
     tree: &Path,
     patches: &[Patch],
-    mut run: impl FnMut(duct::Expression) -> Result<(bool, String)>,
+    mut run: impl FnMut(crate::support::cmd::Cmd) -> Result<(bool, String)>,
 ) -> Result<()> {
     for p in patches {
         let strip = format!("-p{}", p.strip);
-        let expr = duct::cmd!(
+        let expr = crate::cmd!(
             "patch",
             &strip,
             "--forward",
@@ -165,8 +165,13 @@ mod tests {
         assert!(e.starts_with("s:2: "), "{e}");
     }
 
-    fn run(e: duct::Expression) -> Result<(bool, String)> {
-        let o = e.stderr_to_stdout().stdout_capture().unchecked().run()?;
+    fn run(c: crate::support::cmd::Cmd) -> Result<(bool, String)> {
+        let o = c
+            .expr()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
         Ok((
             o.status.success(),
             String::from_utf8_lossy(&o.stdout).into_owned(),

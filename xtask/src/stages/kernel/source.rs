@@ -86,7 +86,7 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
 
     // Unpack before deciding on the lock, so the upstream version is known.
     let unpack = ctx.cache.temp_dir(StageId::KernelSource.name())?;
-    stage.run(duct::cmd!("tar", "-xf", &tarball, "-C", unpack.path()))?;
+    stage.run(crate::cmd!("tar", "-xf", &tarball, "-C", unpack.path()))?;
     let top = single_subdir(unpack.path())?;
     fs::rename(&top, unpack.path().join("linux"))?;
     let version = makefile_version(&unpack.path().join("linux/Makefile"))?;
@@ -152,7 +152,7 @@ fn fetch_debian(
         None => apt_download(stage, package, work)?,
     };
     let deb_version = stage
-        .read(duct::cmd!("dpkg-deb", "-f", &deb, "Version"))?
+        .read(crate::cmd!("dpkg-deb", "-f", &deb, "Version"))?
         .trim()
         .to_string();
     let tarball = work.join(format!("{package}.tar.xz"));
@@ -172,11 +172,11 @@ fn fetch_debian(
 }
 
 fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
-    let attempt = |s: &Stage| s.run(duct::cmd!("apt-get", "download", spec).dir(work));
+    let attempt = |s: &Stage| s.run(crate::cmd!("apt-get", "download", spec).dir(work));
     if attempt(stage).is_err() {
         // Package lists may be missing or stale on a fresh machine.
         if unsafe { libc::geteuid() } == 0 {
-            stage.run(duct::cmd!("apt-get", "update"))?;
+            stage.run(crate::cmd!("apt-get", "update"))?;
         }
         attempt(stage).with_context(|| format!("apt-get download {spec} failed: is Debian's archive reachable, and the package name right?"))?;
     }
@@ -189,7 +189,8 @@ fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
 
 /// Copy one file out of a .deb's data archive, returning its sha256.
 fn extract_from_deb(deb: &Path, inner: &str, dest: &Path) -> Result<String> {
-    let reader = duct::cmd!("dpkg-deb", "--fsys-tarfile", deb)
+    let reader = crate::cmd!("dpkg-deb", "--fsys-tarfile", deb)
+        .expr()
         .stderr_capture()
         .reader()?;
     let mut archive = tar::Archive::new(reader);
@@ -236,7 +237,7 @@ fn fetch_kernel_org(
         .unwrap_or("linux.tar.xz");
     let tarball = work.join(name);
     stage
-        .run(duct::cmd!(
+        .run(crate::cmd!(
             "curl",
             "--fail",
             "--location",

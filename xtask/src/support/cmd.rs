@@ -1,0 +1,190 @@
+//! Commands, one way: a [`Cmd`] holds its argv, environment, directory and
+//! standard input as data, so that what a log or an error shows is the
+//! command itself (`Cmd::line`, shell-quoted from the argv), and runs
+//! through duct (`Cmd::expr`).
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Input {
+    Inherit,
+    Null,
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    argv: Vec<OsString>,
+    /// Set (`Some`) or removed (`None`), in order.
+    env: Vec<(OsString, Option<OsString>)>,
+    dir: Option<PathBuf>,
+    input: Input,
+    /// Its standard error joins its standard output.
+    merge_stderr: bool,
+}
+
+/// `cmd!("prog", arg, arg, ...)`: a [`Cmd`], as `duct::cmd!` reads.
+#[macro_export]
+macro_rules! cmd {
+    ($program:expr $(, $arg:expr)* $(,)?) => {
+        $crate::support::cmd::Cmd::new($program)$(.arg($arg))*
+    };
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Cmd {
+        Cmd {
+            argv: vec![program.as_ref().to_os_string()],
+            env: Vec::new(),
+            dir: None,
+            input: Input::Inherit,
+            merge_stderr: false,
+        }
+    }
+
+    /// A program and its arguments from one list.
+    pub fn argv<I, S>(program: impl AsRef<OsStr>, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Cmd::new(program).args(args)
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
+        self.argv.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.argv
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
+        self.env.push((
+            key.as_ref().to_os_string(),
+            Some(value.as_ref().to_os_string()),
+        ));
+        self
+    }
+
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Cmd {
+        self.env.push((key.as_ref().to_os_string(), None));
+        self
+    }
+
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn stdin_null(mut self) -> Cmd {
+        self.input = Input::Null;
+        self
+    }
+
+    pub fn stdin_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
+        self.input = Input::Bytes(bytes.into());
+        self
+    }
+
+    pub fn stderr_to_stdout(mut self) -> Cmd {
+        self.merge_stderr = true;
+        self
+    }
+
+    /// The command as a shell line: `K=V cd DIR && prog 'arg with space'`.
+    pub fn line(&self) -> String {
+        let mut words: Vec<String> = Vec::new();
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => words.push(format!(
+                    "{}={}",
+                    k.to_string_lossy(),
+                    shell_quote(&v.to_string_lossy())
+                )),
+                None => words.push(format!("-u {}", k.to_string_lossy())),
+            }
+        }
+        if let Some(d) = &self.dir {
+            words.push(format!("cd {} &&", shell_quote(&d.to_string_lossy())));
+        }
+        words.extend(self.argv.iter().map(|a| shell_quote(&a.to_string_lossy())));
+        if self.input == Input::Null {
+            words.push("</dev/null".into());
+        }
+        if self.merge_stderr {
+            words.push("2>&1".into());
+        }
+        words.join(" ")
+    }
+
+    /// The duct expression that runs it.
+    pub fn expr(&self) -> duct::Expression {
+        let mut e = duct::cmd(&self.argv[0], &self.argv[1..]);
+        for (k, v) in &self.env {
+            e = match v {
+                Some(v) => e.env(k, v),
+                None => e.env_remove(k),
+            };
+        }
+        if let Some(d) = &self.dir {
+            e = e.dir(d);
+        }
+        if self.merge_stderr {
+            e = e.stderr_to_stdout();
+        }
+        match &self.input {
+            Input::Inherit => e,
+            Input::Null => e.stdin_null(),
+            Input::Bytes(b) => e.stdin_bytes(b.clone()),
+        }
+    }
+}
+
+fn shell_quote(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn a_command_line_is_its_argv_quoted_for_a_shell() {
+        let c = crate::cmd!("make", "-C", "/src dir", "defconfig")
+            .env("LC_ALL", "C")
+            .env("TZ", "UTC")
+            .env_remove("MAKEFLAGS")
+            .dir("/tmp");
+        assert_eq!(
+            c.line(),
+            "LC_ALL=C TZ=UTC -u MAKEFLAGS cd /tmp && make -C '/src dir' defconfig"
+        );
+        assert_eq!(crate::cmd!("echo", "it's").line(), "echo 'it'\\''s'");
+    }
+
+    #[test]
+    fn it_runs_what_it_says() {
+        let out = crate::cmd!("sh", "-c", "printf %s \"$X\"; cat")
+            .env("X", "a b")
+            .stdin_bytes(&b"-in"[..])
+            .expr()
+            .read()
+            .unwrap();
+        assert_eq!(out, "a b-in");
+    }
+}
