@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::guest::console::Guest;
 use crate::support::context::Ctx;
 use crate::support::ui;
-use finnix_contract::{boot_env, memory};
+use finnix_contract::{boot_env, memory, GuestMode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Target {
@@ -65,6 +65,63 @@ enum Loader {
     Grub,
 }
 
+/// What a target is: one row of [`SPECS`].
+struct Spec {
+    target: Target,
+    name: &'static str,
+    /// It boots release files (the ISO, the tarballs, the domU kernel).
+    needs_release: bool,
+    /// UML (an ordinary process) rather than qemu.
+    uml: bool,
+    /// The console the root shell is on (its prompt names it).
+    console: &'static str,
+    /// What FINNIX_MODE in /run/finnix/boot.env must say.
+    mode: GuestMode,
+    /// The device the initramfs must have found the medium on.
+    medium: &'static str,
+    loader: Loader,
+}
+
+#[allow(clippy::too_many_arguments)]
+const fn spec(
+    target: Target,
+    name: &'static str,
+    needs_release: bool,
+    uml: bool,
+    console: &'static str,
+    mode: GuestMode,
+    medium: &'static str,
+    loader: Loader,
+) -> Spec {
+    Spec {
+        target,
+        name,
+        needs_release,
+        uml,
+        console,
+        mode,
+        medium,
+        loader,
+    }
+}
+
+/// Every boot target: how it is reached and what it must show. Its command
+/// line is built by [`command`]; its own checks are its hook in [`drive`].
+#[rustfmt::skip]
+const SPECS: [Spec; 11] = [
+    spec(Target::UmlIso, "uml-iso", true, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
+    spec(Target::UmlSquashroot, "uml-squashroot", false, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
+    spec(Target::UmlReadonly, "uml-readonly", true, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
+    spec(Target::UmlFlow, "uml-flow", false, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
+    spec(Target::Toram, "toram", true, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
+    spec(Target::BiosCd, "bios-cd", true, false, "ttyS0", GuestMode::Metal, "/dev/sr0", Loader::Isolinux),
+    spec(Target::UefiCd, "uefi-cd", true, false, "ttyS0", GuestMode::Metal, "/dev/sr0", Loader::Grub),
+    spec(Target::UsbBios, "usb-bios", true, false, "ttyS0", GuestMode::Metal, "/dev/sda", Loader::Isolinux),
+    spec(Target::UsbUefi, "usb-uefi", true, false, "ttyS0", GuestMode::Metal, "/dev/sda", Loader::Grub),
+    spec(Target::XenPvh, "xen-pvh", true, false, "ttyS0", GuestMode::Metal, "/dev/vda", Loader::None),
+    spec(Target::XenPv, "xen-pv", true, false, "hvc0", GuestMode::Xen, "/dev/sr0", Loader::None),
+];
+
 impl Target {
     pub const ALL: [Target; 11] = [
         Target::UmlIso,
@@ -80,82 +137,44 @@ impl Target {
         Target::XenPv,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::UmlIso => "uml-iso",
-            Target::UmlSquashroot => "uml-squashroot",
-            Target::UmlReadonly => "uml-readonly",
-            Target::UmlFlow => "uml-flow",
-            Target::BiosCd => "bios-cd",
-            Target::UefiCd => "uefi-cd",
-            Target::UsbBios => "usb-bios",
-            Target::UsbUefi => "usb-uefi",
-            Target::XenPvh => "xen-pvh",
-            Target::XenPv => "xen-pv",
-            Target::Toram => "toram",
-        }
+    fn spec(self) -> &'static Spec {
+        SPECS
+            .iter()
+            .find(|s| s.target == self)
+            .expect("every target has a row in SPECS")
     }
 
-    /// Whether the target boots release files (the ISO, the tarballs, the domU kernel).
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
     pub fn needs_release(self) -> bool {
-        !matches!(self, Target::UmlSquashroot | Target::UmlFlow)
+        self.spec().needs_release
     }
 
     fn is_uml(self) -> bool {
-        matches!(
-            self,
-            Target::UmlIso
-                | Target::UmlSquashroot
-                | Target::UmlReadonly
-                | Target::UmlFlow
-                | Target::Toram
-        )
+        self.spec().uml
     }
 
-    /// The console the guest's root shell is on (its prompt names it).
     fn console(self) -> &'static str {
-        match self {
-            t if t.is_uml() => "tty0",
-            Target::XenPv => "hvc0",
-            _ => "ttyS0",
-        }
+        self.spec().console
     }
 
-    /// What FINNIX_MODE in /run/finnix/boot.env must say.
     fn mode(self) -> &'static str {
-        match self {
-            t if t.is_uml() => "uml",
-            Target::XenPv => "xen",
-            _ => "metal",
-        }
+        self.spec().mode.name()
     }
 
-    /// The device the initramfs must have found the medium on.
     fn medium(self) -> &'static str {
-        match self {
-            t if t.is_uml() => "/dev/ubda",
-            Target::BiosCd | Target::UefiCd | Target::XenPv => "/dev/sr0",
-            Target::UsbBios | Target::UsbUefi => "/dev/sda",
-            Target::XenPvh => "/dev/vda",
-            _ => unreachable!("every target names its medium"),
-        }
+        self.spec().medium
     }
 
     fn loader(self) -> Loader {
-        match self {
-            Target::BiosCd | Target::UsbBios => Loader::Isolinux,
-            Target::UefiCd | Target::UsbUefi => Loader::Grub,
-            _ => Loader::None,
-        }
+        self.spec().loader
     }
 
     /// The bound on the whole boot, up to the shell.
     fn timeout(self) -> Duration {
-        if self.is_uml() {
-            Duration::from_secs(240)
-        } else {
-            Duration::from_secs(600)
-        }
+        Duration::from_secs(if self.is_uml() { 240 } else { 600 })
     }
 }
 
@@ -933,7 +952,10 @@ mod tests {
     }
 
     #[test]
-    fn every_target_has_a_distinct_name() {
+    fn every_target_has_one_row_and_a_distinct_name() {
+        for t in Target::ALL {
+            assert_eq!(SPECS.iter().filter(|s| s.target == t).count(), 1);
+        }
         let names: std::collections::BTreeSet<&str> =
             Target::ALL.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), Target::ALL.len());

@@ -103,11 +103,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_packs_give_the_same_bytes() {
+    fn the_pack_is_a_zstd_frame_of_the_applets_but_linuxrc() {
         let applets = "bin/sh\nsbin/switch_root\nlinuxrc\nbin/busybox\n";
         let a = compress(&archive(b"init", b"busybox", applets).write(1_700_000_000)).unwrap();
-        let b = compress(&archive(b"init", b"busybox", applets).write(1_700_000_000)).unwrap();
-        assert_eq!(a, b);
         assert_eq!(&a[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
         let cpio = zstd::bulk::decompress(&a, 1 << 20).unwrap();
         let text = String::from_utf8_lossy(&cpio);

@@ -279,18 +279,8 @@ mod tests {
 
     #[test]
     fn keys_are_stable_across_runs() {
-        // The same inputs give the same key, and this exact value: a change in
-        // how keys are computed must be deliberate (it invalidates every cache).
-        assert_eq!(key(&[]), key(&[]));
-        assert_eq!(
-            key(&[]).hex,
-            KeyBuilder::new("kernel-um", 1)
-                .text("source", "abc")
-                .text("fragment common.config", "CONFIG_X=y")
-                .finish()
-                .hex
-        );
-        assert_eq!(key(&[]).hex.len(), 32);
+        // This exact value: a change in how keys are computed must be
+        // deliberate (it invalidates every cache).
         assert_eq!(key(&[]).hex, "8eee778d096a79edb4d678d5f11b2fb7");
     }
 
