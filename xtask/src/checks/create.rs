@@ -9,10 +9,11 @@
 
 use fs_err as fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 
+use crate::guest::console::Guest;
 use crate::support::context::Ctx;
 use crate::support::ui::{self, Outcome, Stage};
 use finnix_contract::{memory, net};
@@ -137,52 +138,6 @@ fn output(s: &Stage, cmd: crate::support::cmd::Cmd) -> Result<(bool, String)> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     s.note(&text);
     Ok((out.status.success(), text))
-}
-
-/// Type a line into a guest's console through its screen session.
-fn type_line(s: &Stage, ns: &Netns, guest: &str, line: &str) -> Result<()> {
-    let text = format!("{line}\r");
-    s.run(ns.cmd("screen", &["-S", guest, "-p", "0", "-X", "stuff", &text]))
-}
-
-/// Wait until a guest's console log, after `from` bytes, contains `needle`.
-fn wait_log(log: &Path, from: usize, needle: &str, timeout: Duration) -> Result<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let bytes = fs::read(log).unwrap_or_default();
-        let text = String::from_utf8_lossy(bytes.get(from..).unwrap_or(&[])).into_owned();
-        if text.contains(needle) {
-            return Ok(text);
-        }
-        if Instant::now() > deadline {
-            let tail: Vec<&str> = text.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "no {needle:?} on the console within {} s ({}); its end:\n{}",
-                timeout.as_secs(),
-                log.display(),
-                tail.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Run a shell command in a guest; the console text it produced. `marker`
-/// is computed by the guest's shell, so the typed line never contains it.
-fn guest_run(
-    s: &Stage,
-    ns: &Netns,
-    log: &Path,
-    guest: &str,
-    command: &str,
-    n: u32,
-    timeout: Duration,
-) -> Result<String> {
-    let from = fs::metadata(log).map(|m| m.len() as usize).unwrap_or(0);
-    type_line(s, ns, guest, &format!("{command}; echo END-$(({n}+1000))"))?;
-    let text = wait_log(log, from, &format!("END-{}", n + 1000), timeout)?;
-    Ok(text)
 }
 
 /// PSS of the processes in UML's process group (the guest), in KiB. UML's
@@ -438,41 +393,57 @@ fn list_and_host_side(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
 
 /// In each guest: its DHCP address, a ping to the bridge and to the other.
 fn guest_network(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
-    let log = |g: &str| ns.run_dir.join("guests").join(format!("{g}.log"));
+    let minute = Duration::from_secs(60);
     for (i, g) in guests.iter().enumerate() {
         let me = net::address(1 + i as u32);
         let other = net::address(2 - i as u32);
-        let text = guest_run(
-            s,
-            ns,
-            &log(g),
-            g,
-            "for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do ip -4 addr show dev eth0 | grep -q 10.182 && break; sleep 1; done; ip -4 addr show dev eth0",
-            1,
-            Duration::from_secs(60),
+        let mut console = screen_console(s, ns, g)?;
+        let (_, text) = console.run_status(
+            &format!("for i in $(seq 20); do ip -4 addr show dev eth0 | grep -q {} && break; sleep 1; done; ip -4 addr show dev eth0", net::PREFIX),
+            minute,
         )?;
         ensure!(
             text.contains(&format!("inet {me}/24")),
             "{g} did not get {me} by DHCP; its console:\n{text}"
         );
-        for (n, target) in [(2, net::BRIDGE_ADDR), (3, other.as_str())] {
-            let text = guest_run(
-                s,
-                ns,
-                &log(g),
-                g,
-                &format!("ping -c 2 -W 5 {target} >/dev/null && echo PING-OK-$((100+{n}))"),
-                n,
-                Duration::from_secs(60),
-            )?;
-            ensure!(
-                text.contains(&format!("PING-OK-{}", 100 + n)),
-                "{g} cannot ping {target}; its console:\n{text}"
-            );
+        for target in [net::BRIDGE_ADDR, other.as_str()] {
+            let (ok, text) = console.run_status(&format!("ping -c 2 -W 5 {target}"), minute)?;
+            ensure!(ok, "{g} cannot ping {target}; its console:\n{text}");
         }
     }
-
     Ok(())
+}
+
+/// A guest's console in its screen session, driven like any other: what it
+/// prints is its screen log, what is typed goes in through `screen -X stuff`
+/// (a newline becomes the Enter key).
+fn screen_console(s: &Stage, ns: &Netns, guest: &str) -> Result<Guest> {
+    let log = ns.run_dir.join("guests").join(format!("{guest}.log"));
+    let stuff = |text: &str| ns.cmd("screen", &["-S", guest, "-p", "0", "-X", "stuff", text]);
+    s.note(format!(
+        "console of {guest}: {} ({})",
+        log.display(),
+        stuff("...").line()
+    ));
+    let (cmd, session) = (ns.cmd("screen", &[]), guest.to_string());
+    let input: crate::guest::console::Input = Box::new(move |text: &str| {
+        let text = text.replace('\n', "\r");
+        let out = cmd
+            .clone()
+            .args(["-S", &session, "-p", "0", "-X", "stuff", &text])
+            .expr()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()?;
+        ensure!(
+            out.status.success(),
+            "screen -X stuff failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        Ok(())
+    });
+    Guest::follow(&log, input)
 }
 
 /// `finnix stop`: both end cleanly; no TAP, bridge, rule, forwarding, screen

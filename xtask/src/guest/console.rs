@@ -25,10 +25,17 @@ struct Shared {
     closed: bool,
 }
 
+/// Where typed text goes: the guest process's stdin, or whatever else
+/// reaches its console (a screen session's `stuff` command).
+pub type Input = Box<dyn FnMut(&str) -> Result<()> + Send>;
+
 pub struct Guest {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    /// The guest process, when this driver started it.
+    child: Option<Child>,
+    input: Option<Input>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
+    /// Set on drop: stops a log-following reader.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     /// How far `expect` has consumed the output.
     cursor: usize,
 }
@@ -97,11 +104,56 @@ impl Guest {
             });
         }
         debug_assert_eq!(open_streams, 2);
-        let stdin = child.stdin.take();
+        let mut stdin: ChildStdin = child.stdin.take().expect("piped stdin");
+        let input: Input = Box::new(move |text: &str| {
+            stdin.write_all(text.as_bytes())?;
+            stdin.flush()?;
+            Ok(())
+        });
         Ok(Guest {
-            child,
-            stdin,
+            child: Some(child),
+            input: Some(input),
             shared,
+            stop: Default::default(),
+            cursor: 0,
+        })
+    }
+
+    /// Drive a console that someone else runs: its output is what is
+    /// appended to `log` from now on (a screen session's log), its input
+    /// goes through `input`.
+    pub fn follow(log: &Path, input: Input) -> Result<Guest> {
+        let start = fs_err::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let shared = Arc::new((
+            Mutex::new(Shared {
+                output: Vec::new(),
+                closed: false,
+            }),
+            Condvar::new(),
+        ));
+        let stop: Arc<std::sync::atomic::AtomicBool> = Default::default();
+        let (log, sh, st) = (log.to_path_buf(), shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut offset = start;
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let bytes = std::fs::read(&log).unwrap_or_default();
+                if (bytes.len() as u64) > offset {
+                    let (lock, cv) = &*sh;
+                    lock.lock()
+                        .expect("guest output lock")
+                        .output
+                        .extend_from_slice(&bytes[offset as usize..]);
+                    offset = bytes.len() as u64;
+                    cv.notify_all();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Ok(Guest {
+            child: None,
+            input: Some(input),
+            shared,
+            stop,
             cursor: 0,
         })
     }
@@ -190,13 +242,11 @@ impl Guest {
     }
 
     pub fn send(&mut self, text: &str) -> Result<()> {
-        let stdin = self
-            .stdin
+        let input = self
+            .input
             .as_mut()
             .context("the guest's console input is closed")?;
-        stdin.write_all(text.as_bytes())?;
-        stdin.flush()?;
-        Ok(())
+        input(text)
     }
 
     /// Run a shell command in the guest and return its output: the command
@@ -230,8 +280,12 @@ impl Guest {
     /// Wait for the guest process to exit.
     pub fn wait(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let deadline = Instant::now() + timeout;
+        let child = self
+            .child
+            .as_mut()
+            .context("this console's guest was not started here")?;
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = child.try_wait()? {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -243,16 +297,19 @@ impl Guest {
 
     /// Kill the guest's whole process group.
     pub fn kill(&mut self) {
-        let pgid = self.child.id() as i32;
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let pgid = child.id() as i32;
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 impl Drop for Guest {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(Ok(None)) = self.child.as_mut().map(|c| c.try_wait()) {
             self.kill();
         }
     }
