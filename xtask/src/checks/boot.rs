@@ -273,16 +273,7 @@ fn disk_image(path: &Path, mib: u64, mkfs: &[&str]) -> Result<()> {
     f.set_len(mib << 20)?;
     drop(f);
     let (prog, args) = mkfs.split_first().expect("mkfs command");
-    let out = Command::new(prog)
-        .args(args)
-        .arg(path)
-        .output()
-        .with_context(|| format!("cannot run {prog}"))?;
-    ensure!(
-        out.status.success(),
-        "{prog} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::cmd!(prog).args(args).arg(path).output()?;
     Ok(())
 }
 

@@ -14,7 +14,6 @@
 
 use fs_err as fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -174,15 +173,10 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs) -> Result<CowImage> {
 }
 
 fn mke2fs_version() -> String {
-    let out = Command::new("mke2fs").arg("-V").output();
-    out.map(|o| {
-        String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()
-    })
-    .unwrap_or_default()
+    crate::cmd!("mke2fs", "-V")
+        .output()
+        .map(|o| o.lines().next().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
 
 /// Copy the image to `dest` (sparse; a copy, never a link: an image booted
@@ -195,18 +189,15 @@ pub fn publish(img: &CowImage, dest: &Path) -> Result<()> {
         dest.file_name().context("file name")?.to_string_lossy()
     ));
     let guard = crate::support::fsutil::TempDir::track(tmp.clone());
-    let out = Command::new("cp")
-        .args(["--sparse=always", "--reflink=auto", "--"])
-        .arg(img.image())
-        .arg(&tmp)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "cannot copy {} to {}: {}",
-        img.image().display(),
-        tmp.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::cmd!(
+        "cp",
+        "--sparse=always",
+        "--reflink=auto",
+        "--",
+        img.image(),
+        &tmp
+    )
+    .output()?;
     if let Err((_, e)) = guard.persist(dest) {
         bail!("cannot move the image into {}: {e}", dest.display());
     }

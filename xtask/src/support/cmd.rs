@@ -126,6 +126,28 @@ impl Cmd {
         words.join(" ")
     }
 
+    /// Run it to the end, standard error joined to its output: the output,
+    /// or an error naming the command, its status and what it printed.
+    pub fn output(&self) -> anyhow::Result<String> {
+        use anyhow::Context;
+        let out = self
+            .expr()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run {}", self.line()))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success(),
+            "command failed ({}): {}\n{}",
+            out.status,
+            self.line(),
+            text.trim_end()
+        );
+        Ok(text)
+    }
+
     /// The duct expression that runs it.
     pub fn expr(&self) -> duct::Expression {
         let mut e = duct::cmd(&self.argv[0], &self.argv[1..]);

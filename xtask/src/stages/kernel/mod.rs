@@ -37,57 +37,92 @@ pub enum Flavor {
     Xen,
 }
 
+/// What a kernel flavor is: one row of [`FLAVORS`]. Adding a flavor is a
+/// row here, its fragment `configs/kernel/<name>.config`, its patch series
+/// `kernel-patches/<name>/series` and its `StageId`.
+pub struct FlavorSpec {
+    pub flavor: Flavor,
+    /// Names its fragment and patch series.
+    pub name: &'static str,
+    pub stage: crate::stages::StageId,
+    pub describe: &'static str,
+    /// `make ARCH=`.
+    pub arch: &'static str,
+    /// make targets that produce the base configuration.
+    pub base_targets: &'static [&'static str],
+    pub build_targets: &'static [&'static str],
+    /// Between the version and `<localversion>` in the release.
+    pub release_infix: &'static str,
+    /// The files the build makes (relative to the build tree) and the names
+    /// they get in the cache entry, with `@V` for the version and `@L` for
+    /// the localversion. The first is the kernel image.
+    pub outputs: &'static [(&'static str, &'static str)],
+}
+
+pub const FLAVORS: [FlavorSpec; 2] = [
+    FlavorSpec {
+        flavor: Flavor::Um,
+        name: "um",
+        stage: crate::stages::StageId::KernelUm,
+        describe: "UML guest kernel",
+        arch: "um",
+        base_targets: &["defconfig"],
+        build_targets: &["linux"],
+        release_infix: "-um-",
+        outputs: &[("linux", "linux-@V-um-@L")],
+    },
+    FlavorSpec {
+        flavor: Flavor::Xen,
+        name: "xen",
+        stage: crate::stages::StageId::KernelXen,
+        describe: "Xen domU kernel",
+        arch: "x86_64",
+        base_targets: &["x86_64_defconfig", "kvm_guest.config", "xen.config"],
+        build_targets: &["bzImage", "vmlinux"],
+        release_infix: "-",
+        outputs: &[
+            ("arch/x86/boot/bzImage", "vmlinuz-@V-@L"),
+            ("vmlinux", "vmlinux-@V-@L"),
+        ],
+    },
+];
+
 impl Flavor {
     pub const ALL: [Flavor; 2] = [Flavor::Um, Flavor::Xen];
 
+    pub fn spec(self) -> &'static FlavorSpec {
+        FLAVORS
+            .iter()
+            .find(|f| f.flavor == self)
+            .expect("every flavor has a row in FLAVORS")
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            Flavor::Um => "um",
-            Flavor::Xen => "xen",
-        }
+        self.spec().name
     }
 
     pub fn stage(self) -> crate::stages::StageId {
-        match self {
-            Flavor::Um => crate::stages::StageId::KernelUm,
-            Flavor::Xen => crate::stages::StageId::KernelXen,
-        }
+        self.spec().stage
     }
 
     fn arch(self) -> &'static str {
-        match self {
-            Flavor::Um => "um",
-            Flavor::Xen => "x86_64",
-        }
+        self.spec().arch
     }
 
-    /// make targets that produce the base configuration.
     fn base_targets(self) -> &'static [&'static str] {
-        match self {
-            Flavor::Um => &["defconfig"],
-            Flavor::Xen => &["x86_64_defconfig", "kvm_guest.config", "xen.config"],
-        }
+        self.spec().base_targets
     }
 
     fn build_targets(self) -> &'static [&'static str] {
-        match self {
-            Flavor::Um => &["linux"],
-            Flavor::Xen => &["bzImage", "vmlinux"],
-        }
+        self.spec().build_targets
     }
 
     fn localversion(self, lv: &str) -> String {
-        match self {
-            Flavor::Um => format!("-um-{lv}"),
-            Flavor::Xen => format!("-{lv}"),
-        }
+        format!("{}{lv}", self.spec().release_infix)
     }
 
     fn describe(self) -> &'static str {
-        match self {
-            Flavor::Um => "UML guest kernel",
-            Flavor::Xen => "Xen domU kernel",
-        }
+        self.spec().describe
     }
 }
 
@@ -128,13 +163,12 @@ impl Kernel {
 
 /// Output file names for a flavor.
 pub fn output_names(flavor: Flavor, version: &str, lv: &str) -> Vec<String> {
-    match flavor {
-        Flavor::Um => vec![format!("linux-{version}-um-{lv}")],
-        Flavor::Xen => vec![
-            format!("vmlinuz-{version}-{lv}"),
-            format!("vmlinux-{version}-{lv}"),
-        ],
-    }
+    flavor
+        .spec()
+        .outputs
+        .iter()
+        .map(|(_, name)| name.replace("@V", version).replace("@L", lv))
+        .collect()
 }
 
 /// The fragments that feed a flavor, in merge order.
@@ -320,10 +354,12 @@ fn compile(
         .cache
         .temp_dir(&format!("{}-out", flavor.stage().name()))?;
     let names = output_names(flavor, &version, lv);
-    let sources: Vec<PathBuf> = match flavor {
-        Flavor::Um => vec![build.join("linux")],
-        Flavor::Xen => vec![build.join("arch/x86/boot/bzImage"), build.join("vmlinux")],
-    };
+    let sources: Vec<PathBuf> = flavor
+        .spec()
+        .outputs
+        .iter()
+        .map(|(file, _)| build.join(file))
+        .collect();
     for (from, name) in sources.iter().zip(&names) {
         fs::copy(from, out.path().join(name))
             .with_context(|| format!("build did not produce {}", from.display()))?;
@@ -408,6 +444,19 @@ fn configure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flavor_has_one_row_and_names_its_outputs_as_the_spec_does() {
+        for f in Flavor::ALL {
+            assert_eq!(FLAVORS.iter().filter(|s| s.flavor == f).count(), 1);
+        }
+        // The spec's file names: linux-*-um-finnix for UML.
+        assert_eq!(
+            output_names(Flavor::Um, "6.1.192", "finnix"),
+            ["linux-6.1.192-um-finnix"]
+        );
+        assert_eq!(Flavor::Xen.localversion("finnix"), "-finnix");
+    }
 
     #[test]
     fn shipped_fragments_parse_and_ask_for_what_the_live_system_needs() {
