@@ -303,18 +303,17 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         Target::UmlIso | Target::UmlReadonly | Target::Toram => {
             uml_from_tarball(target, inputs, dir, interactive)
         }
-        Target::UmlSquashroot => uml_squashroot(target, inputs, dir, interactive),
-        Target::UmlFlow => uml_flow(target, inputs, dir, interactive),
+        Target::UmlSquashroot => uml_squashroot(inputs, dir, interactive),
+        Target::UmlFlow => uml_flow(inputs, dir, interactive),
         Target::BiosCd => Ok(qemu::bios_cd(&inputs.release()?.iso)),
-        Target::UefiCd => uefi_cd(target, inputs, dir, interactive),
-        Target::UsbBios | Target::UsbUefi => usb_stick(target, inputs, dir, interactive),
-        Target::XenPvh => xen_pvh(target, inputs, dir, interactive),
-        Target::XenPv => xen_pv(target, inputs, dir, interactive),
+        Target::UefiCd => uefi_cd(inputs),
+        Target::UsbBios | Target::UsbUefi => usb_stick(target, inputs),
+        Target::XenPvh => xen_pvh(inputs),
+        Target::XenPv => xen_pv(inputs, dir),
     }
 }
 
 /// The UML tarball unpacked as a user would, the ISO linked as finnix.iso, the spec's command line (with toram, more memory).
-#[allow(unused_variables)]
 fn uml_from_tarball(
     target: Target,
     inputs: &Inputs,
@@ -370,13 +369,7 @@ fn uml_from_tarball(
 }
 
 /// The squashfs itself as ubda: `ubdar=FINNIX squashroot uml`.
-#[allow(unused_variables)]
-fn uml_squashroot(
-    target: Target,
-    inputs: &Inputs,
-    dir: &Path,
-    interactive: bool,
-) -> Result<Command> {
+fn uml_squashroot(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     let mem = format!("mem={}M", inputs.memory_mib);
     let uml = |cwd: &Path, args: &[&str]| crate::guest::uml::command(cwd, dir, args, interactive);
     link(&inputs.uml_kernel, dir, "linux")?;
@@ -396,8 +389,7 @@ fn uml_squashroot(
 }
 
 /// squashroot plus swap (ubdb), an ext4 data disk (ubdc) and eth0 on a TAP in a private network namespace.
-#[allow(unused_variables)]
-fn uml_flow(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
+fn uml_flow(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     let mem = format!("mem={}M", inputs.memory_mib);
     let uml = |cwd: &Path, args: &[&str]| crate::guest::uml::command(cwd, dir, args, interactive);
     link(&inputs.uml_kernel, dir, "linux")?;
@@ -437,8 +429,7 @@ fn uml_flow(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> R
 }
 
 /// OVMF, the ISO as an IDE CD.
-#[allow(unused_variables)]
-fn uefi_cd(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
+fn uefi_cd(inputs: &Inputs) -> Result<Command> {
     let mut c = qemu::command("q35", QEMU_MIB);
     c.args(["-bios", OVMF]).arg("-drive").arg(format!(
         "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
@@ -449,8 +440,7 @@ fn uefi_cd(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
 }
 
 /// The ISO file as a USB stick (snapshot: writes never reach it), SeaBIOS or OVMF.
-#[allow(unused_variables)]
-fn usb_stick(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
+fn usb_stick(target: Target, inputs: &Inputs) -> Result<Command> {
     // The ISO file as a USB stick; snapshot=on: writes never reach the file.
     let mut c = if target == Target::UsbBios {
         qemu::command("pc", QEMU_MIB)
@@ -471,8 +461,7 @@ fn usb_stick(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> 
 }
 
 /// qemu's PVH loader: the domU vmlinux, the initrd, the ISO on virtio.
-#[allow(unused_variables)]
-fn xen_pvh(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
+fn xen_pvh(inputs: &Inputs) -> Result<Command> {
     let r = inputs.release()?;
     let mut c = qemu::command("pc", QEMU_MIB);
     c.arg("-kernel")
@@ -488,9 +477,7 @@ fn xen_pvh(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
 }
 
 /// Xen 4.17 under qemu, our domU kernel and initrd as its PV guest, the ISO as a CD.
-#[allow(unused_variables)]
-fn xen_pv(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
-    let mem = format!("mem={}M", inputs.memory_mib);
+fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
     let r = inputs.release()?;
     // Debian ships the hypervisor gzipped; qemu -kernel wants it plain.
     let xen = dir.join("xen");
