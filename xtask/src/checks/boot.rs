@@ -368,13 +368,19 @@ fn uml_from_tarball(
     })
 }
 
+/// `linux`, `initrd.img` and the squashfs `FINNIX` in `dir`, as the spec
+/// names them.
+fn link_live_files(inputs: &Inputs, dir: &Path) -> Result<()> {
+    link(&inputs.uml_kernel, dir, "linux")?;
+    link(&inputs.initrd, dir, "initrd.img")?;
+    link(&inputs.squashfs, dir, "FINNIX")
+}
+
 /// The squashfs itself as ubda: `ubdar=FINNIX squashroot uml`.
 fn uml_squashroot(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     let mem = format!("mem={}M", inputs.memory_mib);
     let uml = |cwd: &Path, args: &[&str]| crate::guest::uml::command(cwd, dir, args, interactive);
-    link(&inputs.uml_kernel, dir, "linux")?;
-    link(&inputs.initrd, dir, "initrd.img")?;
-    link(&inputs.squashfs, dir, "FINNIX")?;
+    link_live_files(inputs, dir)?;
     Ok(uml(
         dir,
         &[
@@ -392,9 +398,7 @@ fn uml_squashroot(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Comm
 fn uml_flow(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     let mem = format!("mem={}M", inputs.memory_mib);
     let uml = |cwd: &Path, args: &[&str]| crate::guest::uml::command(cwd, dir, args, interactive);
-    link(&inputs.uml_kernel, dir, "linux")?;
-    link(&inputs.initrd, dir, "initrd.img")?;
-    link(&inputs.squashfs, dir, "FINNIX")?;
+    link_live_files(inputs, dir)?;
     disk_image(&dir.join("swap.img"), 32, &["mkswap", "-q"])?;
     disk_image(&dir.join("data.img"), 32, &["mkfs.ext4", "-q", "-F"])?;
     let inner = uml(

@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
 
     // Every boot target on the mini profile, then the squashfs taken out of
     // the ISO booted as the spec's squashroot.
-    let mut inputs = release_inputs(ctx, &release)?;
+    let mut inputs = crate::pipeline::release_inputs(ctx, &release)?;
     check_boots(ctx, &crate::checks::boot::Target::ALL, &inputs, "mini")?;
     inputs.squashfs = ctx.cache.root.join("test-dist-extract/FINNIX");
     check_boot(ctx, crate::checks::boot::Target::UmlSquashroot, &inputs)?;
@@ -70,7 +70,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     check_create(ctx, &release)?;
 
     // COW mode: finnix.img booted three times without an initramfs.
-    let (um_kernel, img) = cow_image(ctx, "mini")?;
+    let (um_kernel, img) = crate::pipeline::cow(ctx, "mini")?;
     crate::checks::cow::check(
         ctx,
         &um_kernel.image(),
@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     check_boot(
         ctx,
         crate::checks::boot::Target::UmlFlow,
-        &boot_inputs(ctx, &standard)?,
+        &crate::pipeline::boot_inputs(ctx, &standard)?,
     )?;
     // The spec's manual COW recipe, run in the standard live system; and
     // `finnix create` inside the standard ISO booted in qemu (1 GiB).
@@ -107,30 +107,9 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     Ok(())
 }
 
-/// The files `finnix create` needs on a host: the `finnix` program the root
-/// filesystem ships, the UML kernel, the initrd, the release ISO.
-pub fn create_files(r: &crate::pipeline::Release) -> crate::checks::create::Files {
-    crate::checks::create::Files {
-        finnix: r.live.rootfs.tree().join("usr/bin/finnix"),
-        kernel: r.live.uml.image(),
-        initrd: r.live.initrd.image(),
-        medium: r.iso.image(),
-    }
-}
-
-/// The stages COW mode's image needs, then the image.
-pub fn cow_image(ctx: &Ctx, profile: &str) -> Result<(Kernel, crate::stages::cow_image::CowImage)> {
-    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Cow], &ctx.logs())?;
-    let um = kernel::build(ctx, Flavor::Um)?;
-    let initrd = crate::stages::initrd::build(ctx)?;
-    let rootfs = crate::stages::rootfs::build(ctx, profile, &um, &initrd)?;
-    let img = crate::stages::cow_image::build(ctx, &rootfs)?;
-    Ok((um, img))
-}
-
 fn check_create(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<()> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Create], &ctx.logs())?;
-    crate::checks::create::check(ctx, &create_files(r))?;
+    crate::checks::create::check(ctx, &crate::pipeline::create_files(r))?;
     Ok(())
 }
 
@@ -526,43 +505,6 @@ fn check_domu_kernel(ctx: &Ctx, xen: &Kernel) -> Result<()> {
             ))
         },
     )
-}
-
-/// The files a boot of `live` needs.
-pub fn boot_inputs(ctx: &Ctx, live: &crate::pipeline::Live) -> Result<crate::checks::boot::Inputs> {
-    let profile = crate::support::config::Profile::load(&ctx.root, &live.profile)?;
-    Ok(crate::checks::boot::Inputs {
-        uml_kernel: live.uml.image(),
-        initrd: live.initrd.image(),
-        squashfs: live.squashfs.image(),
-        kernel_release: live.uml.info.release.clone(),
-        version: ctx.config.distribution.version.clone(),
-        memory_mib: profile.memory_mib,
-        release: None,
-    })
-}
-
-/// The files a boot of a release needs (the ISO, the tarballs, the domU kernel).
-pub fn release_inputs(
-    ctx: &Ctx,
-    r: &crate::pipeline::Release,
-) -> Result<crate::checks::boot::Inputs> {
-    let mut inputs = boot_inputs(ctx, &r.live)?;
-    let file = |suffix: &str| {
-        r.files
-            .iter()
-            .find(|(n, _)| n.ends_with(suffix))
-            .map(|(_, p)| p.clone())
-            .context("release file")
-    };
-    inputs.release = Some(crate::checks::boot::ReleaseInputs {
-        iso: r.iso.image(),
-        uml_tarball: file("-uml.tar.gz")?,
-        xen_kernel: r.xen.image(),
-        xen_vmlinux: r.xen.vmlinux().context("domU vmlinux")?,
-        xen_release: r.xen.info.release.clone(),
-    });
-    Ok(inputs)
 }
 
 /// `boot --check` on several targets: one row each (target, result, seconds
