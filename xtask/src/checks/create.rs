@@ -128,16 +128,7 @@ impl Drop for Netns {
 
 /// Output of a command, stdout and stderr together, and whether it succeeded.
 fn output(s: &Stage, cmd: crate::support::cmd::Cmd) -> Result<(bool, String)> {
-    s.note(format!("$ {}", cmd.line()));
-    let out = cmd
-        .expr()
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.note(&text);
-    Ok((out.status.success(), text))
+    s.output(cmd)
 }
 
 /// PSS of the processes in UML's process group (the guest), in KiB. UML's

@@ -121,27 +121,20 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
         "check-repro",
         "verify-repro --profile mini --keep-kernels (two builds from scratch, compared)",
         |s| {
-            let out = crate::cmd!(
+            let (ok, text) = s.output(crate::cmd!(
                 std::env::current_exe()?,
                 "verify-repro",
                 "--profile",
                 "mini",
                 "--keep-kernels"
-            )
-            .expr()
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            s.note(&text);
+            ))?;
             let table: String = text
                 .lines()
                 .skip_while(|l| !l.starts_with("artifact"))
                 .map(|l| format!("{l}\n"))
                 .collect();
             ensure!(
-                out.status.success(),
+                ok,
                 "verify-repro found differences or failed:\n{}",
                 if table.is_empty() {
                     ui::tail(s.log_path(), 30)
@@ -299,17 +292,12 @@ fn check_dist_again(ctx: &Ctx, dist: &std::path::Path) -> Result<()> {
         |s| {
             let before = std::fs::read_to_string(dist.join("SHA256SUMS"))?;
             let start = std::time::Instant::now();
-            let out = crate::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
-                .env("FINNIX_DIST_DIR", dist)
-                .expr()
-                .stderr_to_stdout()
-                .stdout_capture()
-                .unchecked()
-                .run()?;
+            let (ok, text) = s.output(
+                crate::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
+                    .env("FINNIX_DIST_DIR", dist),
+            )?;
             let secs = start.elapsed().as_secs_f64();
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            s.note(&text);
-            ensure!(out.status.success(), "the second dist failed:\n{text}");
+            ensure!(ok, "the second dist failed:\n{text}");
             let rebuilt: Vec<&str> = text
                 .lines()
                 .filter(|l| l.contains("... built in") && !l.contains("==> dist:"))

@@ -122,6 +122,23 @@ impl Stage {
         }
     }
 
+    /// Run a command that may fail: whether it succeeded, and its stdout and
+    /// stderr together (also logged).
+    pub fn output(&self, cmd: crate::support::cmd::Cmd) -> Result<(bool, String)> {
+        let line = cmd.line();
+        self.note(format!("$ {line}"));
+        let out = cmd
+            .expr()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run {line}"))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        self.note(&text);
+        Ok((out.status.success(), text))
+    }
+
     /// Run a command and return its stdout as bytes; stderr goes to the log.
     pub fn read_bytes(&self, cmd: crate::support::cmd::Cmd) -> Result<Vec<u8>> {
         let line = cmd.line();
