@@ -82,44 +82,21 @@ struct Spec {
     loader: Loader,
 }
 
-#[allow(clippy::too_many_arguments)]
-const fn spec(
-    target: Target,
-    name: &'static str,
-    needs_release: bool,
-    uml: bool,
-    console: &'static str,
-    mode: GuestMode,
-    medium: &'static str,
-    loader: Loader,
-) -> Spec {
-    Spec {
-        target,
-        name,
-        needs_release,
-        uml,
-        console,
-        mode,
-        medium,
-        loader,
-    }
-}
-
 /// Every boot target: how it is reached and what it must show. Its command
 /// line is built by [`command`]; its own checks are its hook in [`drive`].
 #[rustfmt::skip]
 const SPECS: [Spec; 11] = [
-    spec(Target::UmlIso, "uml-iso", true, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
-    spec(Target::UmlSquashroot, "uml-squashroot", false, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
-    spec(Target::UmlReadonly, "uml-readonly", true, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
-    spec(Target::UmlFlow, "uml-flow", false, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
-    spec(Target::Toram, "toram", true, true, "tty0", GuestMode::Uml, "/dev/ubda", Loader::None),
-    spec(Target::BiosCd, "bios-cd", true, false, "ttyS0", GuestMode::Metal, "/dev/sr0", Loader::Isolinux),
-    spec(Target::UefiCd, "uefi-cd", true, false, "ttyS0", GuestMode::Metal, "/dev/sr0", Loader::Grub),
-    spec(Target::UsbBios, "usb-bios", true, false, "ttyS0", GuestMode::Metal, "/dev/sda", Loader::Isolinux),
-    spec(Target::UsbUefi, "usb-uefi", true, false, "ttyS0", GuestMode::Metal, "/dev/sda", Loader::Grub),
-    spec(Target::XenPvh, "xen-pvh", true, false, "ttyS0", GuestMode::Metal, "/dev/vda", Loader::None),
-    spec(Target::XenPv, "xen-pv", true, false, "hvc0", GuestMode::Xen, "/dev/sr0", Loader::None),
+    Spec { target: Target::UmlIso, name: "uml-iso", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::UmlSquashroot, name: "uml-squashroot", needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::UmlReadonly, name: "uml-readonly", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::UmlFlow, name: "uml-flow", needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::Toram, name: "toram", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::BiosCd, name: "bios-cd", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Isolinux },
+    Spec { target: Target::UefiCd, name: "uefi-cd", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
+    Spec { target: Target::UsbBios, name: "usb-bios", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Isolinux },
+    Spec { target: Target::UsbUefi, name: "usb-uefi", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Grub },
+    Spec { target: Target::XenPvh, name: "xen-pvh", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/vda", loader: Loader::None },
+    Spec { target: Target::XenPv, name: "xen-pv", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/sr0", loader: Loader::None },
 ];
 
 impl Target {
@@ -295,7 +272,6 @@ fn unpack_uml(r: &ReleaseInputs, dir: &Path) -> Result<PathBuf> {
 }
 
 use crate::guest::qemu::{self, OVMF, XEN_GZ};
-const QEMU_MIB: u32 = qemu::MIB;
 
 /// The command line for a target, as a user would type it in `dir`.
 fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
@@ -434,7 +410,7 @@ fn uml_flow(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
 
 /// OVMF, the ISO as an IDE CD.
 fn uefi_cd(inputs: &Inputs) -> Result<Command> {
-    let mut c = qemu::command("q35", QEMU_MIB);
+    let mut c = qemu::command("q35", qemu::MIB);
     c.args(["-bios", OVMF]).arg("-drive").arg(format!(
         "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
         inputs.release()?.iso.display()
@@ -447,9 +423,9 @@ fn uefi_cd(inputs: &Inputs) -> Result<Command> {
 fn usb_stick(target: Target, inputs: &Inputs) -> Result<Command> {
     // The ISO file as a USB stick; snapshot=on: writes never reach the file.
     let mut c = if target == Target::UsbBios {
-        qemu::command("pc", QEMU_MIB)
+        qemu::command("pc", qemu::MIB)
     } else {
-        qemu::command("q35", QEMU_MIB)
+        qemu::command("q35", qemu::MIB)
     };
     if target == Target::UsbUefi {
         c.args(["-bios", OVMF]);
@@ -467,7 +443,7 @@ fn usb_stick(target: Target, inputs: &Inputs) -> Result<Command> {
 /// qemu's PVH loader: the domU vmlinux, the initrd, the ISO on virtio.
 fn xen_pvh(inputs: &Inputs) -> Result<Command> {
     let r = inputs.release()?;
-    let mut c = qemu::command("pc", QEMU_MIB);
+    let mut c = qemu::command("pc", qemu::MIB);
     c.arg("-kernel")
         .arg(&r.xen_vmlinux)
         .arg("-initrd")
@@ -491,7 +467,7 @@ fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
         .with_context(|| format!("cannot unpack {XEN_GZ}"))?;
     link(&r.xen_kernel, dir, "vmlinuz")?;
     link(&inputs.initrd, dir, "initrd.img")?;
-    let mut c = qemu::command("pc", QEMU_MIB);
+    let mut c = qemu::command("pc", qemu::MIB);
     c.current_dir(dir)
         .args([
             "-cpu",

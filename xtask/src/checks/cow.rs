@@ -216,10 +216,8 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
 impl crate::cli::CheckCow {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         use crate::pipeline::{self, ensure_tools, LIVE_STAGES};
-        use crate::stages::StageId;
         use crate::support::prereq::Tools;
         ensure_tools(ctx, LIVE_STAGES, &[Tools::Cow, Tools::Boot])?;
-        let _ = StageId::CowImage;
         if self.recipe {
             // rsync and mount are in the standard profile.
             let profile = self.profile.unwrap_or_else(|| "standard".into());

@@ -126,11 +126,6 @@ impl Drop for Netns {
     }
 }
 
-/// Output of a command, stdout and stderr together, and whether it succeeded.
-fn output(s: &Stage, cmd: crate::support::cmd::Cmd) -> Result<(bool, String)> {
-    s.output(cmd)
-}
-
 /// PSS of the processes in UML's process group (the guest), in KiB. UML's
 /// helper threads are processes sharing one address space: each address
 /// space is counted once.
@@ -231,7 +226,7 @@ fn namespace_network(s: &Stage, ns: &Netns) -> Result<()> {
 /// The clear errors: --help, not root, a missing kernel or medium, too little
 /// memory, bad guest names; nothing left behind by a failed create.
 fn clear_errors(s: &Stage, ns: &Netns, base: &[&str]) -> Result<()> {
-    let (ok, help) = output(s, ns.finnix(&["create", "--help"]))?;
+    let (ok, help) = s.output(ns.finnix(&["create", "--help"]))?;
     ensure!(
         ok && help.contains("screen -r NAME") && help.contains("--medium"),
         "finnix create --help does not explain attaching and --medium:\n{help}"
@@ -269,7 +264,7 @@ fn clear_errors(s: &Stage, ns: &Netns, base: &[&str]) -> Result<()> {
         } else {
             ns.finnix(&argv)
         };
-        let (ok, text) = output(s, expr)?;
+        let (ok, text) = s.output(expr)?;
         ensure!(
             !ok && text.contains(expected),
             "finnix create {} should fail saying {expected:?}; it said:\n{text}",
@@ -284,7 +279,7 @@ fn clear_errors(s: &Stage, ns: &Netns, base: &[&str]) -> Result<()> {
         ("../etc", "invalid guest name"),
         ("nosuch", "no guest named nosuch"),
     ] {
-        let (ok, text) = output(s, ns.finnix(&["stop", name]))?;
+        let (ok, text) = s.output(ns.finnix(&["stop", name]))?;
         ensure!(
             !ok && text.contains(expected),
             "finnix stop {name} should fail saying {expected:?}; it said:\n{text}"
@@ -306,7 +301,7 @@ fn start_guests(
     for (i, g) in guests.iter().enumerate() {
         let mut argv = base.to_vec();
         argv.push("--wait");
-        let (ok, text) = output(s, ns.finnix(&argv).env("TMPDIR", uml_tmp))?;
+        let (ok, text) = s.output(ns.finnix(&argv).env("TMPDIR", uml_tmp))?;
         ensure!(ok, "finnix create failed:\n{text}");
         ensure!(
             text.contains(&format!("{g}: started"))
@@ -347,7 +342,7 @@ fn start_guests(
 /// the bridge holds both TAPs and the NAT rule is there.
 fn list_and_host_side(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
     // finnix list: both running, with their addresses.
-    let (ok, list) = output(s, ns.finnix(&["list"]))?;
+    let (ok, list) = s.output(ns.finnix(&["list"]))?;
     ensure!(ok, "finnix list failed:\n{list}");
     for (i, g) in guests.iter().enumerate() {
         let row = list
@@ -362,18 +357,12 @@ fn list_and_host_side(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
         );
     }
     // The host side: the bridge with both TAPs, the NAT rule.
-    let (_, links) = output(
-        s,
-        ns.cmd("ip", &["-o", "link", "show", "master", net::BRIDGE]),
-    )?;
+    let (_, links) = s.output(ns.cmd("ip", &["-o", "link", "show", "master", net::BRIDGE]))?;
     ensure!(
         links.contains("fnx-finnix1") && links.contains("fnx-finnix2"),
         "the bridge does not hold both guests' TAPs:\n{links}"
     );
-    let (_, nat) = output(
-        s,
-        ns.cmd("iptables", &["-w", "-t", "nat", "-S", "POSTROUTING"]),
-    )?;
+    let (_, nat) = s.output(ns.cmd("iptables", &["-w", "-t", "nat", "-S", "POSTROUTING"]))?;
     ensure!(
         nat.contains(&format!("-s {}.0/24 -o wan0 -j MASQUERADE", net::PREFIX)),
         "no masquerading rule out of wan0:\n{nat}"
@@ -440,7 +429,7 @@ fn screen_console(s: &Stage, ns: &Netns, guest: &str) -> Result<Guest> {
 /// `finnix stop`: both end cleanly; no TAP, bridge, rule, forwarding, screen
 /// session, process or state is left.
 fn stop_and_nothing_left(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
-    let (ok, text) = output(s, ns.finnix(&["stop", "finnix1", "finnix2"]))?;
+    let (ok, text) = s.output(ns.finnix(&["stop", "finnix1", "finnix2"]))?;
     ensure!(ok, "finnix stop failed:\n{text}");
     for g in guests {
         ensure!(
@@ -448,24 +437,24 @@ fn stop_and_nothing_left(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
             "{g} did not stop cleanly:\n{text}"
         );
     }
-    let (_, links) = output(s, ns.cmd("ip", &["-o", "link"]))?;
+    let (_, links) = s.output(ns.cmd("ip", &["-o", "link"]))?;
     ensure!(
         !links.contains("fnx-") && !links.contains(net::BRIDGE),
         "TAP devices or the bridge are left:\n{links}"
     );
-    let (_, rules) = output(s, ns.cmd("iptables-save", &[]))?;
+    let (_, rules) = s.output(ns.cmd("iptables-save", &[]))?;
     ensure!(
         !rules.contains(net::PREFIX) && !rules.contains(net::BRIDGE),
         "NAT or forwarding rules are left:\n{rules}"
     );
     let forward = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
-    let (_, ns_forward) = output(s, ns.cmd("cat", &["/proc/sys/net/ipv4/ip_forward"]))?;
+    let (_, ns_forward) = s.output(ns.cmd("cat", &["/proc/sys/net/ipv4/ip_forward"]))?;
     ensure!(
         ns_forward.trim() == "0",
         "IPv4 forwarding was not turned back off (host: {})",
         forward.trim()
     );
-    let (_, screens) = output(s, ns.cmd("screen", &["-ls"]))?;
+    let (_, screens) = s.output(ns.cmd("screen", &["-ls"]))?;
     // (Sessions of killed earlier runs show as dead; they are not ours.)
     let live_screens: Vec<&str> = screens.lines().filter(|l| !l.contains("Dead")).collect();
     ensure!(
@@ -474,7 +463,7 @@ fn stop_and_nothing_left(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
             .any(|l| l.contains(".finnix1") || l.contains(".finnix2")),
         "screen sessions are left:\n{screens}"
     );
-    let (_, pids) = output(s, crate::cmd!("ip", "netns", "pids", &ns.name))?;
+    let (_, pids) = s.output(crate::cmd!("ip", "netns", "pids", &ns.name))?;
     ensure!(
         pids.trim().is_empty(),
         "processes are left in the namespace: {pids}"
@@ -494,7 +483,7 @@ fn stop_and_nothing_left(s: &Stage, ns: &Netns, guests: &[&str]) -> Result<()> {
         leftovers.is_empty(),
         "state is left in the run directory: {leftovers:?}"
     );
-    let (_, list) = output(s, ns.finnix(&["list"]))?;
+    let (_, list) = s.output(ns.finnix(&["list"]))?;
     ensure!(
         list.contains("no guests"),
         "finnix list still shows guests:\n{list}"

@@ -13,10 +13,6 @@ use crate::support::ui::{self, Outcome};
 
 const READNOTES: &str = "/usr/lib/xen-4.17/bin/readnotes";
 
-/// Every prerequisite row the full suite uses: installed before anything
-/// runs, the unit tests included.
-pub const TEST_PREREQUISITES: &[Tools] = &Tools::ALL;
-
 pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // Host tools first: the unit tests read back what our writers wrote with
     // GNU cpio, squashfs-tools and tar, so on a fresh machine they must be
@@ -24,7 +20,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     let rows: &[Tools] = if unit_only {
         &[Tools::UnitTests]
     } else {
-        TEST_PREREQUISITES
+        &Tools::ALL
     };
     crate::support::prereq::ensure(rows, &ctx.logs())?;
     ui::stage(&ctx.logs(), "unit-tests", "cargo test --workspace", |s| {

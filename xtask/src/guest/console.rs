@@ -134,17 +134,26 @@ impl Guest {
         let stop: Arc<std::sync::atomic::AtomicBool> = Default::default();
         let (log, sh, st) = (log.to_path_buf(), shared.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut offset = start;
+            // Read only what was appended since the last look.
+            let mut file = None;
+            let mut buf = Vec::new();
             while !st.load(std::sync::atomic::Ordering::Relaxed) {
-                let bytes = std::fs::read(&log).unwrap_or_default();
-                if (bytes.len() as u64) > offset {
-                    let (lock, cv) = &*sh;
-                    lock.lock()
-                        .expect("guest output lock")
-                        .output
-                        .extend_from_slice(&bytes[offset as usize..]);
-                    offset = bytes.len() as u64;
-                    cv.notify_all();
+                if file.is_none() {
+                    file = std::fs::File::open(&log).ok().and_then(|mut f| {
+                        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start)).ok()?;
+                        Some(f)
+                    });
+                }
+                buf.clear();
+                if let Some(f) = file.as_mut() {
+                    if f.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+                        let (lock, cv) = &*sh;
+                        lock.lock()
+                            .expect("guest output lock")
+                            .output
+                            .extend_from_slice(&buf);
+                        cv.notify_all();
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }

@@ -20,7 +20,8 @@ pub struct Env {
     pub cache_dir: Option<PathBuf>,
     /// FINNIX_DIST_DIR
     pub dist_dir: Option<PathBuf>,
-    /// FINNIX_REQUIRE_CACHED_KERNELS=1
+    /// FINNIX_REQUIRE_CACHED_KERNELS=1: a kernel missing from the cache is
+    /// an error instead of a build (check-fresh, jobs that must not compile).
     pub require_cached_kernels: bool,
     /// HOME, CARGO_HOME, RUSTUP_HOME (the Rust toolchain's places).
     pub home: Option<PathBuf>,
@@ -78,9 +79,6 @@ pub struct Ctx {
     /// `--locked`: fetched inputs must equal `finnix.lock`.
     pub locked: bool,
     pub jobs: usize,
-    /// `FINNIX_REQUIRE_CACHED_KERNELS=1`: a kernel missing from the cache is
-    /// an error instead of a build (check-fresh, jobs that must not compile).
-    pub require_cached_kernels: bool,
 }
 
 /// SOURCE_DATE_EPOCH for the build, and for the kernels.
@@ -187,7 +185,6 @@ impl Ctx {
                 .map(|n| n.get())
                 .unwrap_or(1)
         });
-        let require_cached_kernels = env.require_cached_kernels;
         Ok(Ctx {
             root,
             env,
@@ -196,7 +193,6 @@ impl Ctx {
             epoch,
             locked,
             jobs,
-            require_cached_kernels,
         })
     }
 

@@ -242,27 +242,27 @@ pub fn build(ctx: &Ctx, flavor: Flavor) -> Result<Kernel> {
     let what = format!("patch, configure and build the {}", flavor.describe());
     ui::stage(&ctx.logs(), flavor.stage().name(), what, |stage| {
         // Cache hit without touching the network: the lock names the source.
-        if let Some(id) = source::locked(ctx)? {
-            let key = key(ctx, flavor, &id)?;
-            if let Some(kernel) = load(ctx, flavor, &key)? {
+        let locked_key = match source::locked(ctx)? {
+            Some(id) => Some(key(ctx, flavor, &id)?),
+            None => None,
+        };
+        if let Some(key) = &locked_key {
+            if let Some(kernel) = load(ctx, flavor, key)? {
                 let detail = ui::display_path(&kernel.image());
                 return Ok((kernel, Outcome::Cached, detail));
             }
         }
-        if ctx.require_cached_kernels {
-            let inputs = match source::locked(ctx)? {
-                Some(id) => {
-                    let k = key(ctx, flavor, &id)?;
-                    format!(
-                        "key {}, inputs:\n{}",
-                        k.hex,
-                        k.inputs
-                            .iter()
-                            .map(|(l, v)| format!("  {l}\t{v}"))
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                    )
-                }
+        if ctx.env.require_cached_kernels {
+            let inputs = match &locked_key {
+                Some(k) => format!(
+                    "key {}, inputs:\n{}",
+                    k.hex,
+                    k.inputs
+                        .iter()
+                        .map(|(l, v)| format!("  {l}\t{v}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
                 None => "finnix.lock names no kernel source".to_string(),
             };
             bail!(
