@@ -61,11 +61,17 @@ pub enum Command {
     /// default) booted in qemu with 1 GiB, a nested UML guest started,
     /// pinged, listed and stopped. Slow: UML under TCG.
     CheckNested(CheckNested),
+    /// Rescue scenarios (configs/rescue/scenarios.toml): disks made by the
+    /// upstream tools in a preparation boot, read back by the released
+    /// Finnix (standard profile by default) in UML and from the ISO in qemu
+    /// (virtio-blk, SATA); a table of scenario by mode.
+    CheckRescue(CheckRescue),
     /// Build every artifact twice from scratch (different paths, time zone,
     /// locale, umask, host name, user, file order, time) and compare them bit
     /// for bit; or rebuild and compare with a published release (--against).
     VerifyRepro(VerifyRepro),
-    /// Benchmarks: `bench squashfs` compares our squashfs writer with mksquashfs.
+    /// Benchmarks: `bench squashfs` compares our squashfs writer with
+    /// mksquashfs; `bench boot` times the UML boot of mini and standard.
     Bench(Bench),
     /// Write a squashfs image of a directory tree (what the squashfs stage runs; used by the benchmark).
     #[command(hide = true)]
@@ -167,6 +173,18 @@ pub struct CheckNested {
 }
 
 #[derive(Args)]
+pub struct CheckRescue {
+    #[arg(long, default_value = "standard")]
+    pub profile: String,
+    /// Only these modes (repeatable; default: all).
+    #[arg(long, value_enum)]
+    pub mode: Vec<crate::checks::rescue::Mode>,
+    /// Only make the disks (the preparation boot) and print their directory.
+    #[arg(long)]
+    pub prepare_only: bool,
+}
+
+#[derive(Args)]
 pub struct VerifyRepro {
     #[arg(long)]
     pub profile: Option<String>,
@@ -185,7 +203,7 @@ pub struct Bench {
     pub what: BenchWhat,
     #[arg(long)]
     pub profile: Option<String>,
-    /// Runs of each writer (the median is reported).
+    /// Runs of each writer or boot (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
 }
@@ -246,6 +264,10 @@ pub fn parse_boot_target(s: &str) -> Result<BootTarget, String> {
 pub enum BenchWhat {
     /// backhand (our squashfs stage) against mksquashfs on the same tree.
     Squashfs,
+    /// The spec's UML command line (uml-iso) at each profile's memory, mini
+    /// and standard (or --profile): median seconds to the banner and to the
+    /// shell prompt.
+    Boot,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

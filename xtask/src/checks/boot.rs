@@ -256,13 +256,18 @@ fn disk_image(path: &Path, mib: u64, mkfs: &[&str]) -> Result<()> {
 
 /// The UML tarball unpacked in `dir`, as a user would; returns its folder.
 fn unpack_uml(r: &ReleaseInputs, dir: &Path) -> Result<PathBuf> {
-    let gz = fs::File::open(&r.uml_tarball)
-        .with_context(|| format!("cannot open {}", r.uml_tarball.display()))?;
+    unpack_uml_tarball(&r.uml_tarball, dir)
+}
+
+/// A UML tarball unpacked in `dir`; returns its folder.
+pub fn unpack_uml_tarball(tarball: &Path, dir: &Path) -> Result<PathBuf> {
+    let gz =
+        fs::File::open(tarball).with_context(|| format!("cannot open {}", tarball.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
     archive.set_preserve_permissions(true);
     archive
         .unpack(dir)
-        .with_context(|| format!("cannot unpack {}", r.uml_tarball.display()))?;
+        .with_context(|| format!("cannot unpack {}", tarball.display()))?;
     let top = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .find(|e| e.path().is_dir())

@@ -1,4 +1,5 @@
 //! Jobs that prove what the stages built: boots, `finnix create`, COW mode,
+//! rescue scenarios,
 //! reproducibility, a pristine machine, benchmarks, and the whole suite.
 
 pub mod bench;
@@ -7,4 +8,5 @@ pub mod cow;
 pub mod create;
 pub mod fresh;
 pub mod repro;
+pub mod rescue;
 pub mod suite;

@@ -92,6 +92,9 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
         &standard_release.iso.image(),
         &ctx.config.distribution.version,
     )?;
+    // Rescues: disks made by the upstream tools, read back by the standard
+    // release in UML and from its ISO (virtio-blk, SATA).
+    crate::checks::rescue::check(ctx, &standard_release, &crate::checks::rescue::Mode::ALL)?;
 
     // Reproducibility of everything after the kernels (the kernels' own:
     // `cargo xtask verify-repro --profile mini`, documented), and the

@@ -30,10 +30,12 @@ pub enum StageId {
     TarballUml,
     CowImage,
     FreshRoot,
+    RescueRoot,
+    RescueDisks,
 }
 
 impl StageId {
-    pub const ALL: [StageId; 12] = [
+    pub const ALL: [StageId; 14] = [
         StageId::KernelSource,
         StageId::KernelUm,
         StageId::KernelXen,
@@ -46,6 +48,8 @@ impl StageId {
         StageId::TarballUml,
         StageId::CowImage,
         StageId::FreshRoot,
+        StageId::RescueRoot,
+        StageId::RescueDisks,
     ];
 
     /// The stage's name, also its cache directory when it does not depend
@@ -64,6 +68,8 @@ impl StageId {
             StageId::TarballUml => "tarball-uml",
             StageId::CowImage => "cow",
             StageId::FreshRoot => "fresh-root",
+            StageId::RescueRoot => "rescue-root",
+            StageId::RescueDisks => "rescue-disks",
         }
     }
 
@@ -121,6 +127,7 @@ impl StageId {
             StageId::TarballXen | StageId::TarballUml => Tools::Initrd,
             StageId::CowImage => Tools::Cow,
             StageId::FreshRoot => Tools::Fresh,
+            StageId::RescueRoot | StageId::RescueDisks => Tools::Rescue,
         }
     }
 

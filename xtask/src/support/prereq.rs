@@ -152,6 +152,20 @@ const FRESH: &[Requirement] = &[
     cmd("chroot", "coreutils"),
 ];
 
+const RESCUE: &[Requirement] = &[
+    // The preparation root (a Debian tree) and the qemu targets.
+    cmd("mmdebstrap", "mmdebstrap"),
+    cmd("gpgv", "gpgv"),
+    file(
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+        "debian-archive-keyring",
+    ),
+    cmd("qemu-system-x86_64", "qemu-system-x86"),
+    cmd("setsid", "util-linux"),
+    cmd("cp", "coreutils"),
+    cmd("head", "coreutils"),
+];
+
 const WORKFLOWS: &[Requirement] = &[
     file("/usr/bin/python3", "python3"),
     file(
@@ -176,11 +190,13 @@ pub enum Tools {
     Repro,
     /// check-fresh: a pristine Debian root to run the README's commands in.
     Fresh,
+    /// check-rescue: the preparation root and boots with disks.
+    Rescue,
     Workflows,
 }
 
 impl Tools {
-    pub const ALL: [Tools; 12] = [
+    pub const ALL: [Tools; 13] = [
         Tools::UnitTests,
         Tools::Kernel,
         Tools::Initrd,
@@ -192,6 +208,7 @@ impl Tools {
         Tools::Create,
         Tools::Repro,
         Tools::Fresh,
+        Tools::Rescue,
         Tools::Workflows,
     ];
 
@@ -208,6 +225,7 @@ impl Tools {
             Tools::Create => "create",
             Tools::Repro => "repro",
             Tools::Fresh => "fresh",
+            Tools::Rescue => "rescue",
             Tools::Workflows => "workflows",
         }
     }
@@ -226,6 +244,7 @@ impl Tools {
             Tools::Create => CREATE,
             Tools::Repro => REPRO,
             Tools::Fresh => FRESH,
+            Tools::Rescue => RESCUE,
             Tools::Workflows => WORKFLOWS,
         }
     }

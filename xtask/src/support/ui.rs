@@ -31,6 +31,8 @@ pub enum Outcome {
     Cached,
     /// A check that ran (no output stored).
     Passed,
+    /// A check that ran to its end and found failures (reported after it).
+    Failed,
 }
 
 impl Stage {
@@ -167,6 +169,7 @@ impl Stage {
             Outcome::Built => "built",
             Outcome::Cached => "cached",
             Outcome::Passed => "ok",
+            Outcome::Failed => "FAILED",
         };
         let detail = detail.as_ref();
         let tail = format!(

@@ -1,0 +1,875 @@
+//! `cargo xtask check-rescue`: Finnix does a rescue.
+//!
+//! The scenarios are data (`configs/rescue/scenarios.toml`): one disk each,
+//! a `prepare` script and a `rescue` script. The disks are made outside
+//! Finnix by the upstream tools: a plain Debian root (`rescue-root`,
+//! mmdebstrap from `configs/rescue/prepare.packages`) is booted once under
+//! the UML kernel with the blank disks as ubd devices, and each `prepare`
+//! runs there (`rescue-disks`, cached). The released Finnix is then booted
+//! in each mode with copies of those disks, and each `rescue` runs in it
+//! with only the tools Finnix ships; the host judges what it printed (the
+//! payload's sha256, the tool's own error for bad input) and compares the
+//! disks that must not change. A table gives scenario by mode.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use fs_err as fs;
+use serde::Deserialize;
+
+use crate::guest::console::Guest;
+use crate::stages::StageId;
+use crate::support::cache::{cached_stage, sha256_file, KeyBuilder};
+use crate::support::context::{tool_version, Ctx};
+use crate::support::ui::{self, Outcome, Stage};
+
+pub const SCENARIOS: &str = "configs/rescue/scenarios.toml";
+const PREPARE_PACKAGES: &str = "configs/rescue/prepare.packages";
+const ROOT_RECIPE: u32 = 1;
+const DISKS_RECIPE: u32 = 1;
+const SUITE: &str = "bookworm";
+const MIRROR: &str = "http://deb.debian.org/debian";
+const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// UML has 16 ubd devices; ubda is the medium.
+pub const MAX_DISKS: usize = 15;
+/// The payload every filesystem carries: this many random bytes.
+const PAYLOAD_BYTES: usize = 1 << 20;
+/// The scripts' mount point ($MNT).
+const MNT: &str = "/mnt";
+/// Where the preparation boot sees its work directory (hostfs): the payload.
+const PREP_WORK: &str = "/srv";
+/// Memory for the preparation boot and Finnix in UML (LUKS2's argon2 takes
+/// 32 MiB, btrfs and XFS their own).
+const UML_MIB: u32 = 512;
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// One scenario of `scenarios.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    pub name: String,
+    pub what: String,
+    pub mib: u64,
+    pub prepare: String,
+    pub rescue: String,
+    /// How many times the payload's sha256 must be printed.
+    #[serde(default)]
+    pub payload: usize,
+    /// Text the output must contain.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// Bad input: the script fails, printing this.
+    pub fails_with: Option<String>,
+    /// The disk image must be byte-identical afterwards.
+    #[serde(default)]
+    pub unchanged: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    scenario: Vec<Scenario>,
+}
+
+/// Parse and check the scenario file: names unique and usable as file
+/// names, a size, something to judge, no more disks than UML has.
+pub fn parse(text: &str) -> Result<Vec<Scenario>, String> {
+    let file: ScenarioFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    let list = file.scenario;
+    if list.is_empty() {
+        return Err("no [[scenario]]".into());
+    }
+    if list.len() > MAX_DISKS {
+        return Err(format!(
+            "{} scenarios, but UML has room for {MAX_DISKS} disks besides its medium",
+            list.len()
+        ));
+    }
+    for (i, s) in list.iter().enumerate() {
+        let at = format!("scenario {:?}", s.name);
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "{at}: a name is lower-case letters, digits and '-'"
+            ));
+        }
+        if list[..i].iter().any(|o| o.name == s.name) {
+            return Err(format!("{at}: the name is used twice"));
+        }
+        if s.mib == 0 {
+            return Err(format!("{at}: mib must be at least 1"));
+        }
+        match (&s.fails_with, s.payload) {
+            (Some(_), n) if n > 0 => {
+                return Err(format!("{at}: fails-with and payload exclude each other"))
+            }
+            (None, 0) if s.lines.is_empty() => {
+                return Err(format!(
+                    "{at}: nothing to check (give payload, lines or fails-with)"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(list)
+}
+
+pub fn load(root: &Path) -> Result<Vec<Scenario>> {
+    let text = fs::read_to_string(root.join(SCENARIOS))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{SCENARIOS}: {e}"))
+}
+
+/// Where Finnix runs in a check, and how it names the scenarios' disks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The spec's UML command line, the disks as ubdb, ubdc, ...
+    Uml,
+    /// The ISO in qemu (BIOS), the disks on virtio-blk.
+    IsoVirtio,
+    /// The ISO in qemu (BIOS), the disks on SATA (AHCI).
+    IsoSata,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Uml, Mode::IsoVirtio, Mode::IsoSata];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Uml => "uml",
+            Mode::IsoVirtio => "iso-virtio",
+            Mode::IsoSata => "iso-sata",
+        }
+    }
+
+    /// The device of disk `index` (0-based) and of its first partition, as
+    /// a user finds them in this mode: ubd letters in UML, udev's by-id
+    /// names (from the serial qemu gives each disk) on the ISO.
+    pub fn disk(self, index: usize) -> (String, String) {
+        match self {
+            Mode::Uml => {
+                let d = format!("/dev/ubd{}", ubd_letter(index + 1));
+                let p = format!("{d}1");
+                (d, p)
+            }
+            Mode::IsoVirtio | Mode::IsoSata => {
+                let prefix = if self == Mode::IsoVirtio {
+                    "virtio-"
+                } else {
+                    "ata-QEMU_HARDDISK_"
+                };
+                let d = format!("/dev/disk/by-id/{prefix}{}", serial(index));
+                let p = format!("{d}-part1");
+                (d, p)
+            }
+        }
+    }
+}
+
+/// ubda, ubdb, ...: the letter of UML block device `n` (0-based).
+fn ubd_letter(n: usize) -> char {
+    (b'a' + n as u8) as char
+}
+
+/// The serial number qemu gives disk `index` (virtio allows 20 bytes).
+fn serial(index: usize) -> String {
+    format!("rescue{:02}", index + 1)
+}
+
+/// Standard base64 (RFC 4648, padded): the scripts travel to the guest's
+/// shell as one typed line that the line discipline passes unchanged.
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The line typed into the guest's shell to run `script` on a disk: the
+/// script decoded into /tmp, run by `sh -e` with its variables, stderr
+/// with stdout.
+pub fn guest_line(script: &str, disk: &str, part: &str, payload: Option<&str>) -> String {
+    let payload = payload.map(|p| format!(" PAYLOAD={p}")).unwrap_or_default();
+    format!(
+        "printf %s {} | base64 -d > /tmp/rescue.sh && DISK={disk} PART={part} MNT={MNT}{payload} sh -e /tmp/rescue.sh 2>&1",
+        base64(script.as_bytes())
+    )
+}
+
+/// Whether a scenario's run did what it must: its exit status, the
+/// payload's sha256 as often as asked and no other digest, the lines.
+pub fn judge(s: &Scenario, ok: bool, output: &str, payload_sha: &str) -> Result<(), String> {
+    if let Some(msg) = &s.fails_with {
+        if ok {
+            return Err(format!("succeeded, but must fail with {msg:?}"));
+        }
+        if !output.contains(msg.as_str()) {
+            return Err(format!("failed without the tool's message {msg:?}"));
+        }
+    } else if !ok {
+        return Err("the script failed".into());
+    }
+    let digests: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    if let Some(other) = digests.iter().find(|d| **d != payload_sha) {
+        return Err(format!(
+            "read back data with sha256 {other}, the payload's is {payload_sha}"
+        ));
+    }
+    if digests.len() != s.payload {
+        return Err(format!(
+            "the payload's sha256 printed {} time(s), expected {}",
+            digests.len(),
+            s.payload
+        ));
+    }
+    if let Some(missing) = s.lines.iter().find(|l| !output.contains(l.as_str())) {
+        return Err(format!("no {missing:?} in the output"));
+    }
+    Ok(())
+}
+
+// ---- the preparation root and the disks ------------------------------------
+
+/// The plain Debian root the disks are made in (cached).
+fn prepare_root(ctx: &Ctx) -> Result<(PathBuf, crate::support::cache::Key)> {
+    let rel = PREPARE_PACKAGES;
+    let text = fs::read_to_string(ctx.root.join(rel))?;
+    let packages = crate::stages::rootfs::parse_packages(&text, rel).map_err(anyhow::Error::msg)?;
+    let names: Vec<String> = packages.into_iter().map(|(n, _)| n).collect();
+    let key = KeyBuilder::new(StageId::RescueRoot.key_label(), ROOT_RECIPE)
+        .text("suite", SUITE)
+        .text("mirror", MIRROR)
+        .text("packages", names.join(","))
+        .text("mmdebstrap", tool_version("mmdebstrap"))
+        .file("archive keyring", Path::new(KEYRING))?
+        .finish();
+    ui::stage(
+        &ctx.logs(),
+        StageId::RescueRoot.name(),
+        format!("the preparation root for check-rescue (Debian {SUITE}, upstream tools)"),
+        |s| {
+            cached_stage(
+                ctx,
+                s,
+                StageId::RescueRoot.name(),
+                key,
+                |entry, key| Ok((entry.join("tree"), key)),
+                |_| String::new(),
+                |s, tmp| {
+                    s.run(
+                        crate::cmd!(
+                            "mmdebstrap",
+                            "--variant=minbase",
+                            "--mode=root",
+                            "--format=directory",
+                            "--aptopt=Apt::Install-Recommends \"false\"",
+                            "--aptopt=APT::Sandbox::User \"root\"",
+                            format!("--keyring={KEYRING}"),
+                            format!("--include={}", names.join(",")),
+                            SUITE,
+                            tmp.join("tree"),
+                            format!("deb {MIRROR} {SUITE} main"),
+                            format!("deb {MIRROR} {SUITE}-updates main"),
+                        )
+                        .env("LC_ALL", "C.UTF-8")
+                        .stdin_null(),
+                    )?;
+                    Ok(format!("{} package(s) asked", names.len()))
+                },
+            )
+        },
+    )
+}
+
+/// The disks made by the upstream tools, with the payload they carry.
+pub struct Disks {
+    pub dir: PathBuf,
+    pub payload_sha: String,
+}
+
+impl Disks {
+    fn image(&self, s: &Scenario) -> PathBuf {
+        self.dir.join(format!("{}.img", s.name))
+    }
+}
+
+/// The preparation boot (cached): the Debian root on hostfs, read-only,
+/// `/bin/sh` as init, the blank disks as ubda, ubdb, ...; each scenario's
+/// `prepare` typed into that shell.
+fn prepare_disks(
+    ctx: &Ctx,
+    uml: &crate::stages::kernel::Kernel,
+    scenarios: &[Scenario],
+) -> Result<Disks> {
+    let (tree, root_key) = prepare_root(ctx)?;
+    let key = KeyBuilder::new(StageId::RescueDisks.key_label(), DISKS_RECIPE)
+        .file("scenarios", &ctx.root.join(SCENARIOS))?
+        .key("preparation root", &root_key)
+        .key("UML kernel", &uml.key)
+        .finish();
+    let open = |entry: PathBuf, _| {
+        let payload_sha = sha256_file(&entry.join("payload"))?;
+        Ok(Disks {
+            dir: entry,
+            payload_sha,
+        })
+    };
+    ui::stage(
+        &ctx.logs(),
+        StageId::RescueDisks.name(),
+        format!(
+            "{} disks made by mkfs, cryptsetup, lvm, mdadm, sgdisk in a preparation boot (UML)",
+            scenarios.len()
+        ),
+        |s| {
+            cached_stage(
+                ctx,
+                s,
+                StageId::RescueDisks.name(),
+                key,
+                open,
+                |_| String::new(),
+                |s, tmp| {
+                    let started = Instant::now();
+                    prepare_boot(ctx, s, &uml.image(), &tree, scenarios, tmp)?;
+                    Ok(format!(
+                        "preparation boot {:.0} s",
+                        started.elapsed().as_secs_f64()
+                    ))
+                },
+            )
+        },
+    )
+}
+
+fn prepare_boot(
+    ctx: &Ctx,
+    s: &mut Stage,
+    kernel: &Path,
+    tree: &Path,
+    scenarios: &[Scenario],
+    out: &Path,
+) -> Result<()> {
+    let mut payload = vec![0u8; PAYLOAD_BYTES];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut payload)?;
+    fs::write(out.join("payload"), &payload)?;
+    let mut args = vec![
+        format!("mem={UML_MIB}M"),
+        "root=/dev/root".to_string(),
+        "rootfstype=hostfs".to_string(),
+        format!("rootflags={}", tree.display()),
+        "ro".to_string(),
+        "init=/bin/sh".to_string(),
+    ];
+    for (i, sc) in scenarios.iter().enumerate() {
+        let img = out.join(format!("{}.img", sc.name));
+        fs::File::create(&img)?.set_len(sc.mib << 20)?;
+        args.push(format!("ubd{}={}", ubd_letter(i), img.display()));
+    }
+    let run = ctx.cache.temp_dir("rescue-prepare-run")?;
+    std::os::unix::fs::symlink(kernel, run.path().join("linux"))?;
+    // Without `noreboot`: the kernel hands words it does not know to init
+    // as arguments, and /bin/sh would take that one for a script. The boot
+    // ends with a power-off (sysrq o), never a reboot.
+    let cmd = crate::guest::uml::command(run.path(), run.path(), &args, true);
+    let log = ctx.logs().join("console-rescue-prepare.log");
+    s.note(format!("{cmd:?}\nconsole: {}", log.display()));
+    let mut g = Guest::start(cmd, &log)?;
+    let result = (|| -> Result<()> {
+        g.expect("Run /bin/sh as init process", BOOT_TIMEOUT)?;
+        // The root is read-only: lvm keeps its metadata archive under /run.
+        let setup = format!(
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1 LVM_SUPPRESS_FD_WARNINGS=1; \
+             mount -t proc proc /proc && mount -t sysfs sysfs /sys && \
+             mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
+             mkdir -p /run/lock /run/lvm /run/cryptsetup /run/lvm-system && \
+             cp -a /etc/lvm/. /run/lvm-system/ && export LVM_SYSTEM_DIR=/run/lvm-system && \
+             mount -t hostfs hostfs {PREP_WORK} -o {}",
+            out.display()
+        );
+        let (ok, text) = g.run_status(&setup, SCRIPT_TIMEOUT)?;
+        ensure!(ok, "setting up the preparation root failed:\n{text}");
+        for (i, sc) in scenarios.iter().enumerate() {
+            let disk = format!("/dev/ubd{}", ubd_letter(i));
+            let line = guest_line(
+                &sc.prepare,
+                &disk,
+                &format!("{disk}1"),
+                Some(&format!("{PREP_WORK}/payload")),
+            );
+            let (ok, text) = g.run_status(&line, SCRIPT_TIMEOUT)?;
+            s.note(format!("--- prepare {}:\n{text}", sc.name));
+            ensure!(ok, "preparing disk {:?} failed:\n{text}", sc.name);
+        }
+        let (ok, text) = g.run_status("sync; umount /srv", SCRIPT_TIMEOUT)?;
+        ensure!(ok, "sync failed:\n{text}");
+        g.send("echo o > /proc/sysrq-trigger\n")?;
+        g.wait(Duration::from_secs(60))
+            .context("the preparation boot did not power off")?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        g.kill();
+        bail!(
+            "the preparation boot: {e:#}\nconsole {}:\n{}",
+            ui::display_path(&log),
+            g.tail(20)
+        );
+    }
+    let mut list = String::new();
+    for sc in scenarios {
+        let img = out.join(format!("{}.img", sc.name));
+        list.push_str(&format!("{}  {}\n", sha256_file(&img)?, sc.name));
+    }
+    fs::write(out.join("disks.sha256"), list)?;
+    Ok(())
+}
+
+// ---- the rescue boots --------------------------------------------------------
+
+/// One scenario's outcome in one mode.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub result: Result<(), String>,
+    pub secs: f64,
+}
+
+/// What a mode needs of the release.
+pub struct Release<'a> {
+    pub iso: &'a Path,
+    pub uml_tarball: &'a Path,
+    pub version: &'a str,
+}
+
+/// Every scenario in `mode`: Finnix booted with copies of the disks, each
+/// `rescue` script run and judged; then the disks that must not change
+/// compared.
+fn run_mode(
+    ctx: &Ctx,
+    s: &mut Stage,
+    mode: Mode,
+    release: &Release,
+    disks: &Disks,
+    scenarios: &[Scenario],
+) -> Result<Vec<Cell>> {
+    let work = ctx.cache.temp_dir(&format!("rescue-{}", mode.name()))?;
+    let mut copies = Vec::new();
+    for sc in scenarios {
+        let copy = work.path().join(format!("{}.img", sc.name));
+        s.run(crate::cmd!("cp", "--sparse=always", disks.image(sc), &copy))?;
+        copies.push(copy);
+    }
+    let cmd = match mode {
+        Mode::Uml => {
+            let dir = work.path().join("uml");
+            fs::create_dir_all(&dir)?;
+            let top = crate::checks::boot::unpack_uml_tarball(release.uml_tarball, &dir)?;
+            std::os::unix::fs::symlink(release.iso, top.join("finnix.iso"))?;
+            let mut args = vec![
+                format!("mem={UML_MIB}M"),
+                "initrd=initrd.img".to_string(),
+                "root=/dev/ubda".to_string(),
+                "ubdar=finnix.iso".to_string(),
+            ];
+            for (i, c) in copies.iter().enumerate() {
+                args.push(format!("ubd{}={}", ubd_letter(i + 1), c.display()));
+            }
+            args.push("uml".to_string());
+            crate::guest::uml::command(&top, work.path(), &args, false)
+        }
+        Mode::IsoVirtio | Mode::IsoSata => qemu_command(mode, release.iso, &copies),
+    };
+    let log = ctx
+        .logs()
+        .join(format!("console-rescue-{}.log", mode.name()));
+    s.note(format!("{cmd:?}\nconsole: {}", log.display()));
+    let mut g = Guest::start(cmd, &log)?;
+    let cells = drive(&mut g, s, mode, release.version, disks, scenarios);
+    g.send("shutdown -h now\n").ok();
+    let exited = g.wait(Duration::from_secs(300));
+    g.kill();
+    let mut cells = cells.with_context(|| {
+        format!(
+            "{}: console {}:\n{}",
+            mode.name(),
+            ui::display_path(&log),
+            g.tail(25)
+        )
+    })?;
+    if let Err(e) = exited {
+        s.warn(format!(
+            "{}: the guest did not exit after shutdown -h now: {e}",
+            mode.name()
+        ));
+    }
+    // Bad input must leave its disk as it was.
+    for (i, sc) in scenarios.iter().enumerate() {
+        if sc.unchanged && cells[i].result.is_ok() {
+            let before = sha256_file(&disks.image(sc))?;
+            let after = sha256_file(&copies[i])?;
+            if before != after {
+                cells[i].result = Err(format!(
+                    "the disk image changed: sha256 {before} before, {after} after"
+                ));
+            }
+        }
+    }
+    Ok(cells)
+}
+
+/// qemu booting the ISO from its CD (BIOS, 1 GiB), each disk with its
+/// serial: virtio-blk, or SATA on AHCI controllers (six ports each).
+fn qemu_command(mode: Mode, iso: &Path, copies: &[PathBuf]) -> Command {
+    let mut c = crate::guest::qemu::bios_cd(iso);
+    if mode == Mode::IsoSata {
+        for k in 0..copies.len().div_ceil(6) {
+            c.args(["-device", &format!("ahci,id=ahci{k}")]);
+        }
+    }
+    for (i, copy) in copies.iter().enumerate() {
+        c.arg("-drive").arg(format!(
+            "file={},format=raw,if=none,id=disk{i}",
+            copy.display()
+        ));
+        let device = match mode {
+            Mode::IsoVirtio => format!("virtio-blk-pci,drive=disk{i},serial={}", serial(i)),
+            _ => format!(
+                "ide-hd,drive=disk{i},bus=ahci{}.{},serial={}",
+                i / 6,
+                i % 6,
+                serial(i)
+            ),
+        };
+        c.args(["-device", &device]);
+    }
+    c
+}
+
+fn drive(
+    g: &mut Guest,
+    s: &mut Stage,
+    mode: Mode,
+    version: &str,
+    disks: &Disks,
+    scenarios: &[Scenario],
+) -> Result<Vec<Cell>> {
+    let start = Instant::now();
+    let console = if mode == Mode::Uml {
+        "tty0"
+    } else {
+        crate::checks::boot::choose_isolinux_serial(g, BOOT_TIMEOUT)?;
+        "ttyS0"
+    };
+    let (banner, _, _) = g.boot_to_shell(version, console, start, BOOT_TIMEOUT)?;
+    s.note(format!("{}: banner after {banner:.1} s", mode.name()));
+    // Every disk is where the scripts will look (udev made the by-id names).
+    let paths: Vec<String> = (0..scenarios.len()).map(|i| mode.disk(i).0).collect();
+    let (ok, text) = g.run_status(
+        &format!(
+            "udevadm settle --timeout=60 2>/dev/null; ls -l {}",
+            paths.join(" ")
+        ),
+        SCRIPT_TIMEOUT,
+    )?;
+    ensure!(ok, "the disks are not all there:\n{text}");
+    let mut cells = Vec::new();
+    for (i, sc) in scenarios.iter().enumerate() {
+        let (disk, part) = mode.disk(i);
+        let t = Instant::now();
+        let (ok, text) = g
+            .run_status(&guest_line(&sc.rescue, &disk, &part, None), SCRIPT_TIMEOUT)
+            .with_context(|| format!("scenario {}", sc.name))?;
+        let secs = t.elapsed().as_secs_f64();
+        s.note(format!(
+            "--- {} {} ({secs:.1} s, exit {}):\n{text}",
+            mode.name(),
+            sc.name,
+            if ok { "0" } else { "non-zero" }
+        ));
+        let result = judge(sc, ok, &text, &disks.payload_sha).map_err(|e| {
+            let tail: Vec<&str> = text.lines().collect();
+            format!(
+                "{e}\n      {}",
+                tail[tail.len().saturating_sub(8)..].join("\n      ")
+            )
+        });
+        cells.push(Cell { result, secs });
+    }
+    Ok(cells)
+}
+
+/// The table: scenario by mode, pass or FAIL and seconds.
+pub fn table(scenarios: &[Scenario], modes: &[Mode], cells: &[Vec<Cell>]) -> String {
+    let mut out = format!("{:<20}", "scenario");
+    for m in modes {
+        out.push_str(&format!(" {:>14}", m.name()));
+    }
+    out.push('\n');
+    for (i, sc) in scenarios.iter().enumerate() {
+        out.push_str(&format!("{:<20}", sc.name));
+        for col in cells {
+            let c = &col[i];
+            let word = if c.result.is_ok() { "pass" } else { "FAIL" };
+            out.push_str(&format!(" {:>14}", format!("{word} {:>5.1} s", c.secs)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// check-rescue on a release: the disks (cached), then each mode.
+pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<()> {
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
+    let scenarios = load(&ctx.root)?;
+    let disks = prepare_disks(ctx, &r.live.uml, &scenarios)?;
+    let tarball = r
+        .files
+        .iter()
+        .find(|(n, _)| n.ends_with("-uml.tar.gz"))
+        .map(|(_, p)| p.clone())
+        .context("the release has no UML tarball")?;
+    let iso = r.iso.image();
+    let release = Release {
+        iso: &iso,
+        uml_tarball: &tarball,
+        version: &ctx.config.distribution.version,
+    };
+    let mut columns = Vec::new();
+    for &mode in modes {
+        let cells = ui::stage(
+            &ctx.logs(),
+            &format!("check-rescue-{}", mode.name()),
+            format!(
+                "{} rescue scenarios, Finnix {} ({})",
+                scenarios.len(),
+                r.live.profile,
+                mode.name()
+            ),
+            |s| {
+                let cells = run_mode(ctx, s, mode, &release, &disks, &scenarios)?;
+                let failed = cells.iter().filter(|c| c.result.is_err()).count();
+                let detail = format!("{} passed, {failed} failed", cells.len() - failed);
+                // A failed scenario fails the check after the table.
+                Ok((
+                    cells,
+                    if failed == 0 {
+                        Outcome::Passed
+                    } else {
+                        Outcome::Failed
+                    },
+                    detail,
+                ))
+            },
+        )?;
+        columns.push(cells);
+    }
+    eprint!("{}", table(&scenarios, modes, &columns));
+    let mut failures = Vec::new();
+    for (m, col) in modes.iter().zip(&columns) {
+        for (sc, c) in scenarios.iter().zip(col) {
+            if let Err(e) = &c.result {
+                failures.push(format!("  {} / {} ({}): {e}", m.name(), sc.name, sc.what));
+            }
+        }
+    }
+    ensure!(
+        failures.is_empty(),
+        "{} rescue scenario run(s) failed (logs: {}):\n{}",
+        failures.len(),
+        ui::display_path(&ctx.logs().join("check-rescue-*.log")),
+        failures.join("\n")
+    );
+    Ok(())
+}
+
+impl crate::cli::CheckRescue {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::pipeline::{ensure_tools, release, RELEASE_STAGES};
+        if self.prepare_only {
+            ensure_tools(
+                ctx,
+                &[StageId::KernelUm],
+                &[crate::support::prereq::Tools::Rescue],
+            )?;
+            let uml = crate::stages::kernel::build(ctx, crate::stages::kernel::Flavor::Um)?;
+            let disks = prepare_disks(ctx, &uml, &load(&ctx.root)?)?;
+            println!("{}", disks.dir.display());
+            return Ok(());
+        }
+        ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
+        let r = release(ctx, &self.profile)?;
+        let modes = if self.mode.is_empty() {
+            Mode::ALL.to_vec()
+        } else {
+            self.mode
+        };
+        check(ctx, &r, &modes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(extra: &str) -> String {
+        format!(
+            "[[scenario]]\nname = \"xfs\"\nwhat = \"XFS\"\nmib = 300\nprepare = \"mkfs.xfs $DISK\"\nrescue = \"true\"\n{extra}"
+        )
+    }
+
+    #[test]
+    fn the_shipped_scenarios_parse_and_cover_what_the_issue_names() {
+        let list = load(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()).unwrap();
+        let names: Vec<&str> = list.iter().map(|s| s.name.as_str()).collect();
+        for want in [
+            "xfs",
+            "btrfs-subvolume",
+            "ext4-backup-sb",
+            "xfs-repair",
+            "luks2",
+            "lvm",
+            "md-raid1-degraded",
+            "ntfs-3g",
+            "exfat",
+            "fat32",
+            "gpt-backup",
+            "ddrescue",
+            "luks-wrong-key",
+            "unknown-fs",
+        ] {
+            assert!(names.contains(&want), "no scenario {want}");
+        }
+        assert!(list.iter().any(|s| s.fails_with.is_some() && s.unchanged));
+    }
+
+    #[test]
+    fn bad_scenario_files_are_refused_with_the_reason() {
+        assert!(parse(&one("payload = 1")).is_ok());
+        let e = parse(&one("")).unwrap_err();
+        assert!(e.contains("nothing to check"), "{e}");
+        let e = parse(&one("payload = 1\nfails-with = \"x\"")).unwrap_err();
+        assert!(e.contains("exclude"), "{e}");
+        let e = parse(&format!("{}\n{}", one("payload = 1"), one("payload = 1"))).unwrap_err();
+        assert!(e.contains("used twice"), "{e}");
+        let e = parse(&one("payload = 1\ncolour = \"red\"")).unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e = parse(&one("payload = 1").replace("\"xfs\"", "\"X FS\"")).unwrap_err();
+        assert!(e.contains("lower-case"), "{e}");
+        let many: String = (0..16)
+            .map(|i| one("payload = 1").replace("\"xfs\"", &format!("\"d{i}\"")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(parse(&many).unwrap_err().contains("room for 15"));
+    }
+
+    #[test]
+    fn base64_matches_coreutils() {
+        for input in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
+            let want = crate::cmd!("base64", "-w0")
+                .stdin_bytes(input.as_bytes().to_vec())
+                .output()
+                .unwrap();
+            assert_eq!(base64(input.as_bytes()), want.trim(), "{input:?}");
+        }
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"fo"), "Zm8=");
+    }
+
+    #[test]
+    fn disks_are_named_as_each_mode_shows_them() {
+        assert_eq!(Mode::Uml.disk(0), ("/dev/ubdb".into(), "/dev/ubdb1".into()));
+        assert_eq!(Mode::Uml.disk(14).0, "/dev/ubdp");
+        assert_eq!(
+            Mode::IsoVirtio.disk(2),
+            (
+                "/dev/disk/by-id/virtio-rescue03".into(),
+                "/dev/disk/by-id/virtio-rescue03-part1".into()
+            )
+        );
+        assert_eq!(
+            Mode::IsoSata.disk(0).0,
+            "/dev/disk/by-id/ata-QEMU_HARDDISK_rescue01"
+        );
+    }
+
+    #[test]
+    fn the_typed_line_runs_the_script_with_its_variables() {
+        let line = guest_line(
+            "echo \"$DISK\" 'x' $PAYLOAD\n",
+            "/dev/ubdb",
+            "/dev/ubdb1",
+            Some("/srv/p"),
+        );
+        assert!(!line.contains('\n') && !line.contains("echo"));
+        // The decode-and-run pipeline as the guest's shell runs it.
+        let script = std::env::temp_dir().join(format!("finnix-rescue-{}.sh", std::process::id()));
+        let line = line.replace("/tmp/rescue.sh", &script.display().to_string());
+        let out = crate::cmd!("sh", "-c", line).output().unwrap();
+        std::fs::remove_file(&script).unwrap();
+        assert_eq!(out.trim(), "/dev/ubdb x /srv/p");
+    }
+
+    fn scenario(extra: &str) -> Scenario {
+        parse(&one(extra)).unwrap().remove(0)
+    }
+
+    #[test]
+    fn judging_wants_the_payload_and_only_the_payload() {
+        let sha = "a".repeat(64);
+        let s = scenario("payload = 1\nlines = [\"raid1\"]");
+        let out = format!("raid1 active\n{sha}  /mnt/payload\n");
+        assert_eq!(judge(&s, true, &out, &sha), Ok(()));
+        assert!(judge(&s, false, &out, &sha).unwrap_err().contains("failed"));
+        let other = format!("raid1\n{}  /mnt/payload\n", "b".repeat(64));
+        assert!(judge(&s, true, &other, &sha)
+            .unwrap_err()
+            .contains("read back"));
+        assert!(judge(&s, true, "raid1\n", &sha)
+            .unwrap_err()
+            .contains("0 time"));
+        let nolines = format!("{sha}  /mnt/payload\n");
+        assert!(judge(&s, true, &nolines, &sha)
+            .unwrap_err()
+            .contains("raid1"));
+    }
+
+    #[test]
+    fn bad_input_must_fail_with_the_tools_message() {
+        let s = scenario("fails-with = \"No key available\"\nunchanged = true");
+        let sha = "a".repeat(64);
+        assert_eq!(
+            judge(&s, false, "No key available with this passphrase.", &sha),
+            Ok(())
+        );
+        assert!(judge(&s, true, "No key available", &sha)
+            .unwrap_err()
+            .contains("succeeded"));
+        assert!(judge(&s, false, "Segmentation fault", &sha)
+            .unwrap_err()
+            .contains("message"));
+    }
+}
