@@ -326,8 +326,19 @@ fn prepare_disks(
     scenarios: &[Scenario],
 ) -> Result<Disks> {
     let (tree, root_key) = prepare_root(ctx)?;
-    let key = KeyBuilder::new(StageId::RescueDisks.key_label(), DISKS_RECIPE)
-        .file("scenarios", &ctx.root.join(SCENARIOS))?
+    // The disks depend on how each is prepared, not on how it is rescued.
+    let mut key = KeyBuilder::new(StageId::RescueDisks.key_label(), DISKS_RECIPE);
+    for sc in scenarios {
+        key.text(
+            &format!("scenario {}", sc.name),
+            format!(
+                "{} MiB, prepare sha256 {}",
+                sc.mib,
+                crate::support::cache::sha256_hex(sc.prepare.as_bytes())
+            ),
+        );
+    }
+    let key = key
         .key("preparation root", &root_key)
         .key("UML kernel", &uml.key)
         .finish();

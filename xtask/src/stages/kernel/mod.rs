@@ -179,7 +179,7 @@ fn fragment_files(root: &Path, flavor: Flavor) -> Vec<PathBuf> {
         .collect()
 }
 
-fn read_fragments(root: &Path, flavor: Flavor) -> Result<Vec<kconfig::Setting>> {
+pub fn read_fragments(root: &Path, flavor: Flavor) -> Result<Vec<kconfig::Setting>> {
     let mut all = Vec::new();
     for path in fragment_files(root, flavor) {
         let text = fs::read_to_string(&path)
