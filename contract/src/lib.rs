@@ -3,6 +3,15 @@
 //! (xtask), which checks what the other two do. One definition of each
 //! thing they must agree on; pure, no dependencies, unit-tested.
 
+/// udev in the live system: `finnix boot start` starts it (on hardware
+/// before the partition scan, in UML and Xen after the banner, in the
+/// background) and marks the end of its coldplug here; a check waits for it
+/// before it works with devices that udev rules act on (md, LVM).
+pub mod udev {
+    pub const DONE: &str = "/run/finnix/udev.done";
+    pub const LOG: &str = "/run/finnix/udev.log";
+}
+
 /// `/run/finnix/boot.env`: what the initramfs found, for the live system
 /// (`KEY=value` lines a shell can source).
 pub mod boot_env {

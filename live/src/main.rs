@@ -1,6 +1,7 @@
 //! `finnix`: the live system's own command.
 //!
-//! - `finnix boot start|stop`: the boot banner and the shutdown lines
+//! - `finnix boot early|start|stop`: the kernel filesystems; the boot banner
+//!   and the shutdown lines
 //!   (called by the init scripts of every profile);
 //! - `finnix console <tty>`: a root shell without login on a console;
 //! - `finnix create`, `list`, `stop`: UML guests of this system (see create.rs).
@@ -16,6 +17,8 @@ mod sysinfo;
 const USAGE: &str = "usage: finnix <command>
 
 commands:
+  boot early       mount /proc, /sys, /run, /dev/pts, /dev/shm if needed,
+                   set the host name, create /run/utmp (first in rcS)
   boot start       print the Finnix boot lines: partitions and /etc/fstab,
                    swap, background DHCP, the ready banner (init scripts)
   boot stop        stop processes, take the network down, turn swap off,
@@ -31,6 +34,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let code = match args.as_slice() {
+        ["boot", "early"] => boot::early(),
         ["boot", "start"] => boot::start(),
         ["boot", "stop"] => boot::stop(),
         ["console", tty] => console::run(tty),

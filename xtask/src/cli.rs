@@ -71,7 +71,8 @@ pub enum Command {
     /// for bit; or rebuild and compare with a published release (--against).
     VerifyRepro(VerifyRepro),
     /// Benchmarks: `bench squashfs` compares our squashfs writer with
-    /// mksquashfs; `bench boot` times the UML boot of mini and standard.
+    /// mksquashfs; `bench boot` times the UML boot of mini and standard;
+    /// `bench packages` measures the groups of a package list.
     Bench(Bench),
     /// Write a squashfs image of a directory tree (what the squashfs stage runs; used by the benchmark).
     #[command(hide = true)]
@@ -268,6 +269,9 @@ pub enum BenchWhat {
     /// and standard (or --profile): median seconds to the banner and to the
     /// shell prompt.
     Boot,
+    /// What each group of the profile's package list (`# == name ==`) adds:
+    /// the packages and installed size only it pulls in.
+    Packages,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -73,16 +73,19 @@ pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
     let xen_tar = tarballs::stage(
         ctx,
         StageId::TarballXen,
+        profile,
         &[&xen.key, &live.initrd.key],
-        |c| tarballs::xen(c, &xen.image(), &live.initrd.image()),
+        |c| tarballs::xen(c, profile, &xen.image(), &live.initrd.image()),
     )?;
     let uml_tar = tarballs::stage(
         ctx,
         StageId::TarballUml,
+        profile,
         &[&live.uml.key, &live.initrd.key, &live.rootfs.key],
         |c| {
             tarballs::uml(
                 c,
+                profile,
                 &live.uml.image(),
                 &live.initrd.image(),
                 &live.rootfs.tree().join("usr/bin/finnix"),
@@ -125,8 +128,7 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
                 });
             }
             let manifest = crate::stages::manifest::build(ctx, &release, artifacts.clone())?;
-            let d = &ctx.config.distribution;
-            let manifest_name = format!("{}-{}.manifest.json", d.name.to_lowercase(), d.version);
+            let manifest_name = tarballs::names(ctx, profile).manifest;
             let json = manifest.to_json();
             fs::write(staging.path().join(&manifest_name), &json)?;
             artifacts.push(Hashed {

@@ -147,8 +147,10 @@ impl crate::cli::Bench {
     pub fn run(self, ctx: &crate::support::context::Ctx) -> Result<()> {
         use crate::pipeline::{default_squashfs, ensure_tools, LIVE_STAGES};
         use crate::stages::{initrd, kernel, rootfs};
-        if self.what == crate::cli::BenchWhat::Boot {
-            return boot(ctx, self.profile, self.runs);
+        match self.what {
+            crate::cli::BenchWhat::Boot => return boot(ctx, self.profile, self.runs),
+            crate::cli::BenchWhat::Packages => return packages(ctx, self.profile),
+            crate::cli::BenchWhat::Squashfs => {}
         }
         ensure_tools(ctx, LIVE_STAGES, &[])?;
         let profile = ctx.profile(self.profile);
@@ -227,4 +229,237 @@ fn boot(ctx: &crate::support::context::Ctx, profile: Option<String>, runs: usize
         );
     }
     Ok(())
+}
+
+// ---- bench packages ---------------------------------------------------------
+
+/// A package as dpkg's status file records it.
+#[derive(Debug, Clone, Default)]
+pub struct Installed {
+    pub name: String,
+    pub kib: u64,
+    pub base: bool,
+    /// Dependencies: each a list of alternatives.
+    pub depends: Vec<Vec<String>>,
+    pub provides: Vec<String>,
+}
+
+/// The installed packages of a dpkg status file.
+pub fn parse_status(text: &str) -> Vec<Installed> {
+    let mut out = Vec::new();
+    for para in text.split("\n\n") {
+        let mut p = Installed::default();
+        let mut installed = false;
+        let mut priority_required = false;
+        for line in para.lines() {
+            let Some((k, v)) = line.split_once(": ") else {
+                continue;
+            };
+            let v = v.trim();
+            match k {
+                "Package" => p.name = v.to_string(),
+                "Status" => installed = v.ends_with(" installed"),
+                "Installed-Size" => p.kib = v.parse().unwrap_or(0),
+                "Essential" => p.base |= v == "yes",
+                "Priority" => priority_required = v == "required",
+                "Depends" | "Pre-Depends" => {
+                    for dep in v.split(',') {
+                        let alts = dep
+                            .split('|')
+                            .map(|a| {
+                                let a = a.split_whitespace().next().unwrap_or("");
+                                a.split(':').next().unwrap_or("").to_string()
+                            })
+                            .filter(|a| !a.is_empty())
+                            .collect::<Vec<_>>();
+                        if !alts.is_empty() {
+                            p.depends.push(alts);
+                        }
+                    }
+                }
+                "Provides" => {
+                    for prov in v.split(',') {
+                        if let Some(n) = prov.split_whitespace().next() {
+                            p.provides.push(n.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        p.base |= priority_required;
+        if installed && !p.name.is_empty() {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Every installed package `roots` pull in, through Depends and
+/// Pre-Depends (an alternative or a virtual name resolved to what is
+/// installed).
+fn closure(pkgs: &[Installed], roots: &[&str]) -> std::collections::BTreeSet<String> {
+    use std::collections::{BTreeSet, HashMap};
+    let by_name: HashMap<&str, &Installed> = pkgs.iter().map(|p| (p.name.as_str(), p)).collect();
+    let mut providers: HashMap<&str, &str> = HashMap::new();
+    for p in pkgs {
+        for v in &p.provides {
+            providers.entry(v.as_str()).or_insert(p.name.as_str());
+        }
+    }
+    let resolve = |n: &str| -> Option<String> {
+        by_name
+            .get(n)
+            .map(|p| p.name.clone())
+            .or_else(|| providers.get(n).map(|p| p.to_string()))
+    };
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = roots.iter().filter_map(|r| resolve(r)).collect();
+    while let Some(n) = todo.pop() {
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        for alts in &by_name[n.as_str()].depends {
+            if let Some(hit) = alts.iter().find_map(|a| resolve(a)) {
+                todo.push(hit);
+            }
+        }
+    }
+    seen
+}
+
+/// One group of the package list: what it adds over everything else.
+pub struct GroupSize {
+    pub group: String,
+    pub listed: usize,
+    pub packages: usize,
+    pub kib: u64,
+}
+
+/// What each group adds: the packages (and their KiB installed) that only
+/// this group pulls in, over the minimal base and all the other groups.
+pub fn group_sizes(groups: &[(String, Vec<String>)], pkgs: &[Installed]) -> Vec<GroupSize> {
+    let base: Vec<&str> = pkgs
+        .iter()
+        .filter(|p| p.base)
+        .map(|p| p.name.as_str())
+        .chain(["apt"])
+        .collect();
+    let kib: std::collections::HashMap<&str, u64> =
+        pkgs.iter().map(|p| (p.name.as_str(), p.kib)).collect();
+    let all: Vec<&str> = groups
+        .iter()
+        .flat_map(|(_, l)| l.iter().map(|s| s.as_str()))
+        .chain(base.iter().copied())
+        .collect();
+    let total = closure(pkgs, &all);
+    groups
+        .iter()
+        .map(|(g, listed)| {
+            let others: Vec<&str> = groups
+                .iter()
+                .filter(|(o, _)| o != g)
+                .flat_map(|(_, l)| l.iter().map(|s| s.as_str()))
+                .chain(base.iter().copied())
+                .collect();
+            let without = closure(pkgs, &others);
+            let only: Vec<&String> = total.difference(&without).collect();
+            GroupSize {
+                group: g.clone(),
+                listed: listed.len(),
+                packages: only.len(),
+                kib: only
+                    .iter()
+                    .map(|n| kib.get(n.as_str()).copied().unwrap_or(0))
+                    .sum(),
+            }
+        })
+        .collect()
+}
+
+/// The groups of a package list: `# == name ==` lines start one.
+pub fn package_groups(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for raw in text.lines() {
+        let t = raw.trim();
+        if let Some(name) = t.strip_prefix("# ==").and_then(|r| r.strip_suffix("==")) {
+            groups.push((name.trim().to_string(), Vec::new()));
+            continue;
+        }
+        let name = t.split('#').next().unwrap_or("").trim();
+        if name.is_empty() {
+            continue;
+        }
+        if groups.is_empty() {
+            groups.push(("(ungrouped)".into(), Vec::new()));
+        }
+        groups.last_mut().expect("a group").1.push(name.to_string());
+    }
+    groups
+}
+
+/// `bench packages`: the profile's base tree (built if needed) and what
+/// each group of its package list adds.
+fn packages(ctx: &crate::support::context::Ctx, profile: Option<String>) -> Result<()> {
+    use crate::pipeline::ensure_tools;
+    use crate::stages::StageId;
+    ensure_tools(ctx, &[StageId::RootfsBase], &[])?;
+    let name = ctx.profile(profile);
+    let prof = crate::support::config::Profile::load(&ctx.root, &name)?;
+    let list = prof
+        .packages
+        .as_deref()
+        .context("this profile has no package list (a busybox profile)")?;
+    let text = fs_err::read_to_string(ctx.root.join("configs/profiles").join(list))?;
+    let base = crate::stages::rootfs::base(ctx, &name, &prof)?;
+    let status = fs_err::read_to_string(base.tree().join("var/lib/dpkg/status"))?;
+    let pkgs = parse_status(&status);
+    let groups = package_groups(&text);
+    let rows = group_sizes(&groups, &pkgs);
+    let total_kib: u64 = pkgs.iter().map(|p| p.kib).sum();
+    println!(
+        "{:<34} {:>6} {:>9} {:>12}",
+        "group (what only it pulls in)", "listed", "packages", "installed"
+    );
+    for r in &rows {
+        println!(
+            "{:<34} {:>6} {:>9} {:>12}",
+            r.group,
+            r.listed,
+            r.packages,
+            fmt_size(r.kib * 1024)
+        );
+    }
+    println!(
+        "{:<34} {:>6} {:>9} {:>12}",
+        "whole tree (dpkg)",
+        groups.iter().map(|(_, l)| l.len()).sum::<usize>(),
+        pkgs.len(),
+        fmt_size(total_kib * 1024)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod package_tests {
+    use super::*;
+
+    const STATUS: &str = "Package: libc6\nStatus: install ok installed\nPriority: required\nInstalled-Size: 100\n\n\
+Package: vim\nStatus: install ok installed\nInstalled-Size: 30\nDepends: vim-runtime (= 1), libc6 (>= 2)\n\n\
+Package: vim-runtime\nStatus: install ok installed\nInstalled-Size: 20\n\n\
+Package: mc\nStatus: install ok installed\nInstalled-Size: 7\nDepends: libglib | libglib2, editor\n\n\
+Package: libglib2\nStatus: install ok installed\nInstalled-Size: 5\nProvides: libglib\n\n\
+Package: gone\nStatus: deinstall ok config-files\nInstalled-Size: 99\n";
+
+    #[test]
+    fn a_group_counts_what_only_it_pulls_in() {
+        let pkgs = parse_status(STATUS);
+        assert_eq!(pkgs.len(), 5, "config-files only is not installed");
+        let groups = package_groups("# == editors ==\nvim\n# == files ==\nmc # two-pane\n");
+        assert_eq!(groups[1], ("files".to_string(), vec!["mc".to_string()]));
+        let rows = group_sizes(&groups, &pkgs);
+        assert_eq!((rows[0].packages, rows[0].kib), (2, 50));
+        // mc's libglib is a virtual name for libglib2; "editor" is unknown.
+        assert_eq!((rows[1].packages, rows[1].kib), (2, 12));
+    }
 }

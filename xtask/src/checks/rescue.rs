@@ -597,12 +597,17 @@ fn drive(
     };
     let (banner, _, _) = g.boot_to_shell(version, console, start, BOOT_TIMEOUT)?;
     s.note(format!("{}: banner after {banner:.1} s", mode.name()));
-    // Every disk is where the scripts will look (udev made the by-id names).
+    // udev done with its coldplug (in UML it starts after the banner: its
+    // md and LVM rules must not race the scripts), and every disk where the
+    // scripts will look (on the ISO, udev made the by-id names).
     let paths: Vec<String> = (0..scenarios.len()).map(|i| mode.disk(i).0).collect();
     let (ok, text) = g.run_status(
         &format!(
-            "udevadm settle --timeout=60 2>/dev/null; ls -l {}",
-            paths.join(" ")
+            "for i in $(seq 600); do [ -e {done} ] && break; sleep 0.1; done; \
+             if [ -e {done} ]; then udevadm settle --timeout=60 && ls -l {}; \
+             else echo 'udev did not finish: no {done}'; false; fi",
+            paths.join(" "),
+            done = finnix_contract::udev::DONE
         ),
         SCRIPT_TIMEOUT,
     )?;

@@ -221,7 +221,7 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
 fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Release) -> Result<()> {
     ui::stage(&ctx.logs(), "check-dist", "sha256sum -c, xorriso -report_el_torito, the squashfs on the ISO, tarball listings, readnotes", |s| {
         s.run(crate::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(dist))?;
-        let names = crate::stages::tarballs::names(ctx);
+        let names = crate::stages::tarballs::names(ctx, "mini");
         let iso = dist.join(&names.iso);
         let report = s.read(crate::cmd!("xorriso", "-indev", &iso, "-report_el_torito", "plain").stderr_to_stdout())?;
         s.note(&report);

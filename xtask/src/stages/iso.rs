@@ -95,7 +95,7 @@ pub fn build(
 ) -> Result<Iso> {
     let stage = StageId::Iso.dir(profile);
     let d = &ctx.config.distribution;
-    let name = format!("{}-{}-amd64.iso", d.name.to_lowercase(), d.version);
+    let name = crate::stages::tarballs::names(ctx, profile).iso;
     ui::stage(
         &ctx.logs(),
         &stage,
@@ -116,7 +116,8 @@ pub fn build(
                     d.name, d.version, d.volume_label, d.publisher
                 ),
             )
-            .text("epoch", ctx.epoch.global.to_string());
+            .text("epoch", ctx.epoch.global.to_string())
+            .text("name", &name);
             for (tool, v) in tool_versions() {
                 k.text(&format!("tool {tool}"), v);
             }

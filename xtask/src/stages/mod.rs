@@ -86,6 +86,8 @@ impl StageId {
                 | StageId::Rootfs
                 | StageId::Squashfs
                 | StageId::Iso
+                | StageId::TarballXen
+                | StageId::TarballUml
                 | StageId::CowImage
         )
     }

@@ -23,16 +23,18 @@ use crate::support::config::{Base, Profile};
 use crate::support::context::{package_version, tool_version, Ctx};
 use crate::support::ui::{self, Stage};
 
-const BASE_RECIPE: u32 = 2;
+const BASE_RECIPE: u32 = 3;
 const RECIPE: u32 = 1;
 const BUSYBOX: &str = "/bin/busybox";
 /// apt checks the archive's signatures against Debian's keyring.
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
-/// dpkg path filters: no manuals, translations or documentation (the
-/// copyright files stay).
+/// dpkg path filters: no translations, documentation or translated manual
+/// pages (the copyright files and the English manual pages stay: `man` is
+/// part of the rescue toolset).
 const DPKG_PATH_FILTERS: &[&str] = &[
     "path-exclude=/usr/share/man/*",
+    "path-include=/usr/share/man/man[1-9]/*",
     "path-exclude=/usr/share/locale/*",
     "path-include=/usr/share/locale/locale.alias",
     "path-exclude=/usr/share/doc/*",
@@ -458,7 +460,9 @@ fn clean_debian_tree(tree: &Path) -> Result<()> {
             fs::write(entry.path(), b"")?;
         }
     }
-    for dir in ["var/cache/apt", "var/lib/apt/lists"] {
+    // man-db's index (rebuilt by `mandb` on demand) is a gdbm file whose
+    // layout depends on the build; the pages themselves are what matters.
+    for dir in ["var/cache/apt", "var/lib/apt/lists", "var/cache/man"] {
         for entry in walkdir::WalkDir::new(tree.join(dir))
             .min_depth(1)
             .contents_first(true)

@@ -68,26 +68,45 @@ pub struct Names {
     pub iso: String,
     pub xen: String,
     pub uml: String,
+    pub manifest: String,
 }
 
-pub fn names(ctx: &Ctx) -> Names {
-    let d = &ctx.config.distribution;
-    let base = format!("{}-{}", d.name.to_lowercase(), d.version);
+/// The release files' names, `finnix-<version>-amd64.iso` and so on. A
+/// profile other than the default carries its name
+/// (`finnix-<version>-mini-amd64.iso`), so that a test build is never taken
+/// for the release.
+pub fn release_names(name: &str, version: &str, profile: &str, default_profile: &str) -> Names {
+    let base = if profile == default_profile {
+        format!("{name}-{version}")
+    } else {
+        format!("{name}-{version}-{profile}")
+    };
     Names {
         iso: format!("{base}-amd64.iso"),
         xen: format!("{base}-xen.tar.gz"),
         uml: format!("{base}-uml.tar.gz"),
+        manifest: format!("{base}.manifest.json"),
     }
 }
 
-fn fill(template: &str, ctx: &Ctx, kernel: &str, tarball: &str) -> String {
+pub fn names(ctx: &Ctx, profile: &str) -> Names {
+    let d = &ctx.config.distribution;
+    release_names(
+        &d.name.to_lowercase(),
+        &d.version,
+        profile,
+        &ctx.config.rootfs.default_profile,
+    )
+}
+
+fn fill(template: &str, ctx: &Ctx, profile: &str, kernel: &str, tarball: &str) -> String {
     let d = &ctx.config.distribution;
     template
         .replace("@NAME@", &d.name)
         .replace("@VERSION@", &d.version)
         .replace("@KERNEL@", kernel)
         .replace("@TARBALL@", tarball)
-        .replace("@ISO@", &names(ctx).iso)
+        .replace("@ISO@", &names(ctx, profile).iso)
 }
 
 fn file_name(p: &Path) -> String {
@@ -99,8 +118,8 @@ fn file_name(p: &Path) -> String {
 
 /// `finnix-<version>-xen.tar.gz`: finnix-conf, the domU kernel, the
 /// initrd and a README, at the top level (the spec unpacks it into /root).
-pub fn xen(ctx: &Ctx, bzimage: &Path, initrd: &Path) -> Result<(String, Vec<u8>)> {
-    let n = names(ctx);
+pub fn xen(ctx: &Ctx, profile: &str, bzimage: &Path, initrd: &Path) -> Result<(String, Vec<u8>)> {
+    let n = names(ctx, profile);
     let kernel = file_name(bzimage);
     let conf = fs::read_to_string(ctx.root.join("configs/xen/finnix-conf"))
         .context("configs/xen/finnix-conf")?;
@@ -111,14 +130,14 @@ pub fn xen(ctx: &Ctx, bzimage: &Path, initrd: &Path) -> Result<(String, Vec<u8>)
             "finnix-conf".to_string(),
             Item::File {
                 mode: 0o644,
-                data: fill(&conf, ctx, &kernel, &n.xen).into_bytes(),
+                data: fill(&conf, ctx, profile, &kernel, &n.xen).into_bytes(),
             },
         ),
         (
             "README.xen".to_string(),
             Item::File {
                 mode: 0o644,
-                data: fill(&readme, ctx, &kernel, &n.xen).into_bytes(),
+                data: fill(&readme, ctx, profile, &kernel, &n.xen).into_bytes(),
             },
         ),
         (
@@ -144,11 +163,12 @@ pub fn xen(ctx: &Ctx, bzimage: &Path, initrd: &Path) -> Result<(String, Vec<u8>)
 /// `finnix` program (`finnix create` on any Linux host) and a README.
 pub fn uml(
     ctx: &Ctx,
+    profile: &str,
     kernel_path: &Path,
     initrd: &Path,
     finnix: &Path,
 ) -> Result<(String, Vec<u8>)> {
-    let n = names(ctx);
+    let n = names(ctx, profile);
     let kernel = file_name(kernel_path);
     let dir = n.uml.trim_end_matches(".tar.gz").to_string();
     let readme =
@@ -159,7 +179,7 @@ pub fn uml(
             format!("{dir}/README"),
             Item::File {
                 mode: 0o644,
-                data: fill(&readme, ctx, &kernel, &n.uml).into_bytes(),
+                data: fill(&readme, ctx, profile, &kernel, &n.uml).into_bytes(),
             },
         ),
         (
@@ -194,6 +214,7 @@ const RECIPE: u32 = 1;
 pub fn stage(
     ctx: &Ctx,
     id: StageId,
+    profile: &str,
     inputs: &[&Key],
     make: impl FnOnce(&Ctx) -> Result<(String, Vec<u8>)>,
 ) -> Result<(String, PathBuf)> {
@@ -201,13 +222,15 @@ pub fn stage(
         "write the {} tarball",
         id.name().trim_start_matches("tarball-")
     );
-    ui::stage(&ctx.logs(), id.name(), what, |s| {
+    let dir = id.dir(profile);
+    ui::stage(&ctx.logs(), &dir, what, |s| {
         let mut k = KeyBuilder::new(id.key_label(), RECIPE);
         for (i, key) in inputs.iter().enumerate() {
             k.key(&format!("input {i}"), key);
         }
         let d = &ctx.config.distribution;
         k.text("distribution", format!("{} {}", d.name, d.version))
+            .text("names", names(ctx, profile).iso)
             .text("epoch", ctx.epoch.global.to_string());
         for f in [
             "configs/xen/finnix-conf",
@@ -220,7 +243,7 @@ pub fn stage(
         cached_stage(
             ctx,
             s,
-            id.name(),
+            &dir,
             k.finish(),
             |entry, _| {
                 let name = fs::read_to_string(entry.join("name"))
@@ -242,6 +265,30 @@ pub fn stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_default_profile_gets_the_release_names() {
+        let n = release_names("finnix", "127", "standard", "standard");
+        assert_eq!(
+            [n.iso, n.xen, n.uml, n.manifest],
+            [
+                "finnix-127-amd64.iso",
+                "finnix-127-xen.tar.gz",
+                "finnix-127-uml.tar.gz",
+                "finnix-127.manifest.json"
+            ]
+        );
+        let n = release_names("finnix", "127", "mini", "standard");
+        assert_eq!(
+            [n.iso, n.xen, n.uml, n.manifest],
+            [
+                "finnix-127-mini-amd64.iso",
+                "finnix-127-mini-xen.tar.gz",
+                "finnix-127-mini-uml.tar.gz",
+                "finnix-127-mini.manifest.json"
+            ]
+        );
+    }
 
     #[test]
     fn tarballs_are_deterministic_and_gnu_tar_reads_them() {
