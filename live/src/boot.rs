@@ -291,6 +291,15 @@ pub fn early() -> i32 {
             status = 1;
         }
     }
+    // COW mode boots an ext image without an initramfs: the kernel mounts
+    // it read-only and Debian's checkroot.sh (gone: no fsck of a live
+    // root) would remount it read-write.
+    if root_read_only(&read("/proc/self/mounts")) {
+        if let Err(e) = mount("", "/", "", libc::MS_REMOUNT, "") {
+            eprintln!("finnix: cannot remount / read-write: {e}");
+            status = 1;
+        }
+    }
     // /run/lock (world-writable, sticky) and the login records (utmp:
     // group utmp, 664), as mountkernfs.sh and bootmisc.sh leave them.
     let _ = fs::create_dir_all("/run/lock");
@@ -309,6 +318,18 @@ pub fn early() -> i32 {
     }
     set_hostname();
     status
+}
+
+/// Whether the root filesystem (its last mount on /) is mounted read-only.
+pub fn root_read_only(mounts: &str) -> bool {
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&"/")).then(|| f.get(3).copied())?
+        })
+        .last()
+        .is_some_and(|opts| opts.split(',').any(|o| o == "ro"))
 }
 
 /// A group's id in /etc/group.
@@ -569,6 +590,11 @@ mod early_tests {
         let group = "root:x:0:\nutmp:x:43:\n";
         assert_eq!(group_id(group, "utmp"), Some(43));
         assert_eq!(group_id(group, "tty"), None);
+        assert!(root_read_only("/dev/root / ext4 ro,relatime 0 0\n"));
+        assert!(!root_read_only(
+            "/dev/root / ext4 ro 0 0\noverlay / overlay rw,lowerdir=x 0 0\n"
+        ));
+        assert!(!root_read_only("proc /proc proc ro 0 0\n"));
     }
 
     #[test]
