@@ -63,6 +63,8 @@ pub struct Scenario {
     pub lines: Vec<String>,
     /// Bad input: the script fails, printing this.
     pub fails_with: Option<String>,
+    /// Bad input: the script fails with this exit status (the tool's own).
+    pub exit_status: Option<i32>,
     /// The disk image must be byte-identical afterwards.
     #[serde(default)]
     pub unchanged: bool,
@@ -106,11 +108,17 @@ pub fn parse(text: &str) -> Result<Vec<Scenario>, String> {
         if s.mib == 0 {
             return Err(format!("{at}: mib must be at least 1"));
         }
-        match (&s.fails_with, s.payload) {
-            (Some(_), n) if n > 0 => {
-                return Err(format!("{at}: fails-with and payload exclude each other"))
+        let bad_input = s.fails_with.is_some() || s.exit_status.is_some();
+        if s.exit_status == Some(0) {
+            return Err(format!("{at}: exit-status 0 is success, not bad input"));
+        }
+        match (bad_input, s.payload) {
+            (true, n) if n > 0 => {
+                return Err(format!(
+                    "{at}: fails-with/exit-status and payload exclude each other"
+                ))
             }
-            (None, 0) if s.lines.is_empty() => {
+            (false, 0) if s.lines.is_empty() => {
                 return Err(format!(
                     "{at}: nothing to check (give payload, lines or fails-with)"
                 ))
@@ -218,16 +226,23 @@ pub fn guest_line(script: &str, disk: &str, part: &str, payload: Option<&str>) -
 
 /// Whether a scenario's run did what it must: its exit status, the
 /// payload's sha256 as often as asked and no other digest, the lines.
-pub fn judge(s: &Scenario, ok: bool, output: &str, payload_sha: &str) -> Result<(), String> {
-    if let Some(msg) = &s.fails_with {
-        if ok {
-            return Err(format!("succeeded, but must fail with {msg:?}"));
+pub fn judge(s: &Scenario, code: i32, output: &str, payload_sha: &str) -> Result<(), String> {
+    if s.fails_with.is_some() || s.exit_status.is_some() {
+        if code == 0 {
+            return Err("succeeded, but must fail (bad input)".into());
         }
-        if !output.contains(msg.as_str()) {
+        if let Some(want) = s.exit_status.filter(|w| *w != code) {
+            return Err(format!("failed with exit status {code}, expected {want}"));
+        }
+        if let Some(msg) = s
+            .fails_with
+            .as_ref()
+            .filter(|m| !output.contains(m.as_str()))
+        {
             return Err(format!("failed without the tool's message {msg:?}"));
         }
-    } else if !ok {
-        return Err("the script failed".into());
+    } else if code != 0 {
+        return Err(format!("the script failed (exit status {code})"));
     }
     let digests: Vec<&str> = output
         .lines()
@@ -520,17 +535,24 @@ fn run_mode(
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
     let mut g = Guest::start(cmd, &log)?;
     let cells = drive(&mut g, s, mode, release.version, disks, scenarios);
-    g.send("shutdown -h now\n").ok();
-    let exited = g.wait(Duration::from_secs(300));
+    let exited = match cells {
+        Ok(_) => {
+            g.send("shutdown -h now\n").ok();
+            g.wait(Duration::from_secs(300)).map(|_| ())
+        }
+        Err(_) => Ok(()),
+    };
+    let state = g.process_state();
     g.kill();
-    let mut cells = cells.with_context(|| {
-        format!(
-            "{}: console {}:\n{}",
+    let mut cells = match cells {
+        Ok(c) => c,
+        Err(e) => bail!(
+            "{}: {e:#}\nthe guest process: {state}\nconsole {}:\n{}",
             mode.name(),
             ui::display_path(&log),
             g.tail(25)
-        )
-    })?;
+        ),
+    };
     if let Err(e) = exited {
         s.warn(format!(
             "{}: the guest did not exit after shutdown -h now: {e}",
@@ -616,17 +638,16 @@ fn drive(
     for (i, sc) in scenarios.iter().enumerate() {
         let (disk, part) = mode.disk(i);
         let t = Instant::now();
-        let (ok, text) = g
-            .run_status(&guest_line(&sc.rescue, &disk, &part, None), SCRIPT_TIMEOUT)
+        let (code, text) = g
+            .run_code(&guest_line(&sc.rescue, &disk, &part, None), SCRIPT_TIMEOUT)
             .with_context(|| format!("scenario {}", sc.name))?;
         let secs = t.elapsed().as_secs_f64();
         s.note(format!(
-            "--- {} {} ({secs:.1} s, exit {}):\n{text}",
+            "--- {} {} ({secs:.1} s, exit {code}):\n{text}",
             mode.name(),
-            sc.name,
-            if ok { "0" } else { "non-zero" }
+            sc.name
         ));
-        let result = judge(sc, ok, &text, &disks.payload_sha).map_err(|e| {
+        let result = judge(sc, code, &text, &disks.payload_sha).map_err(|e| {
             let tail: Vec<&str> = text.lines().collect();
             format!(
                 "{e}\n      {}",
@@ -779,7 +800,7 @@ mod tests {
         ] {
             assert!(names.contains(&want), "no scenario {want}");
         }
-        assert!(list.iter().any(|s| s.fails_with.is_some() && s.unchanged));
+        assert!(list.iter().any(|s| s.exit_status.is_some() && s.unchanged));
     }
 
     #[test]
@@ -858,34 +879,37 @@ mod tests {
         let sha = "a".repeat(64);
         let s = scenario("payload = 1\nlines = [\"raid1\"]");
         let out = format!("raid1 active\n{sha}  /mnt/payload\n");
-        assert_eq!(judge(&s, true, &out, &sha), Ok(()));
-        assert!(judge(&s, false, &out, &sha).unwrap_err().contains("failed"));
+        assert_eq!(judge(&s, 0, &out, &sha), Ok(()));
+        assert!(judge(&s, 1, &out, &sha).unwrap_err().contains("failed"));
         let other = format!("raid1\n{}  /mnt/payload\n", "b".repeat(64));
-        assert!(judge(&s, true, &other, &sha)
+        assert!(judge(&s, 0, &other, &sha)
             .unwrap_err()
             .contains("read back"));
-        assert!(judge(&s, true, "raid1\n", &sha)
+        assert!(judge(&s, 0, "raid1\n", &sha)
             .unwrap_err()
             .contains("0 time"));
         let nolines = format!("{sha}  /mnt/payload\n");
-        assert!(judge(&s, true, &nolines, &sha)
-            .unwrap_err()
-            .contains("raid1"));
+        assert!(judge(&s, 0, &nolines, &sha).unwrap_err().contains("raid1"));
     }
 
     #[test]
-    fn bad_input_must_fail_with_the_tools_message() {
-        let s = scenario("fails-with = \"No key available\"\nunchanged = true");
+    fn bad_input_must_fail_with_the_tools_message_and_status() {
+        let s = scenario("fails-with = \"No key available\"\nexit-status = 2\nunchanged = true");
         let sha = "a".repeat(64);
         assert_eq!(
-            judge(&s, false, "No key available with this passphrase.", &sha),
+            judge(&s, 2, "No key available with this passphrase.", &sha),
             Ok(())
         );
-        assert!(judge(&s, true, "No key available", &sha)
+        assert!(judge(&s, 0, "No key available", &sha)
             .unwrap_err()
             .contains("succeeded"));
-        assert!(judge(&s, false, "Segmentation fault", &sha)
+        assert!(judge(&s, 1, "No key available", &sha)
+            .unwrap_err()
+            .contains("exit status 1, expected 2"));
+        assert!(judge(&s, 2, "Segmentation fault", &sha)
             .unwrap_err()
             .contains("message"));
+        let e = parse(&one("exit-status = 0")).unwrap_err();
+        assert!(e.contains("success"), "{e}");
     }
 }

@@ -275,6 +275,12 @@ impl Guest {
     /// The status travels inside the closing marker, which the shell
     /// computes, so nothing typed can fake it.
     pub fn run_status(&mut self, command: &str, timeout: Duration) -> Result<(bool, String)> {
+        let (code, text) = self.run_code(command, timeout)?;
+        Ok((code == 0, text))
+    }
+
+    /// Run a shell command in the guest; its output and exit status.
+    pub fn run_code(&mut self, command: &str, timeout: Duration) -> Result<(i32, String)> {
         self.send(&format!(
             "echo \"<<$((6*7))\"; {command}; echo \"$((6*7))>>$?\"\n"
         ))?;
@@ -282,8 +288,11 @@ impl Guest {
         let text = self.expect("42>>", timeout)?;
         let status = self.expect("\n", timeout)?;
         let body = text.strip_suffix("42>>").unwrap_or(&text);
-        let ok = status.trim() == "0";
-        Ok((ok, body.replace('\r', "").trim_matches('\n').to_string()))
+        let code = status
+            .trim()
+            .parse()
+            .with_context(|| format!("no exit status after the command: {status:?}"))?;
+        Ok((code, body.replace('\r', "").trim_matches('\n').to_string()))
     }
 
     /// Wait for the guest process to exit.
@@ -302,6 +311,41 @@ impl Guest {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// What the kernel says of the guest process (state, where it waits),
+    /// for an error about a guest that went quiet.
+    pub fn process_state(&self) -> String {
+        let Some(pid) = self.child.as_ref().map(|c| c.id()) else {
+            return "not started here".into();
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let state = status
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("State: gone")
+            .to_string();
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let t = e.path();
+                        let st = std::fs::read_to_string(t.join("stat")).ok()?;
+                        let state = st
+                            .rsplit(')')
+                            .next()?
+                            .split_whitespace()
+                            .next()?
+                            .to_string();
+                        let w = std::fs::read_to_string(t.join("wchan")).unwrap_or_default();
+                        Some(format!("{state}:{w}"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        format!("pid {pid}, {state}, wchan {wchan:?}, threads [{threads}]")
     }
 
     /// Kill the guest's whole process group.
@@ -380,6 +424,10 @@ mod status_tests {
         assert_eq!(
             g.run_status("echo no; false", t).unwrap(),
             (false, "no".to_string())
+        );
+        assert_eq!(
+            g.run_code("echo out; (exit 32)", t).unwrap(),
+            (32, "out".to_string())
         );
         g.send("exit 0\n").unwrap();
         g.wait(t).unwrap();
