@@ -328,7 +328,7 @@ pub fn root_read_only(mounts: &str) -> bool {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(1) == Some(&"/")).then(|| f.get(3).copied())?
         })
-        .last()
+        .next_back()
         .is_some_and(|opts| opts.split(',').any(|o| o == "ro"))
 }
 
