@@ -211,7 +211,7 @@ impl Guest {
     /// Wait for Finnix's ready banner (or a boot failure, which fails at
     /// once) and then the root shell's prompt on `console`. Returns the
     /// seconds to the banner and to the prompt, from `start`, and the boot's
-    /// console text.
+    /// console text up to the prompt.
     pub fn boot_to_shell(
         &mut self,
         version: &str,
@@ -229,8 +229,11 @@ impl Guest {
         }
         let banner_secs = start.elapsed().as_secs_f64();
         text.push_str(&self.expect("packages available", Duration::from_secs(120))?);
-        self.expect(&format!("root@{console}:"), Duration::from_secs(120))
-            .context("no root shell prompt after the banner")?;
+        text.push_str(
+            &self
+                .expect(&format!("root@{console}:"), Duration::from_secs(120))
+                .context("no root shell prompt after the banner")?,
+        );
         let shell_secs = start.elapsed().as_secs_f64();
         // Let the console quiet down (late kernel or service messages).
         std::thread::sleep(Duration::from_millis(300));
