@@ -484,13 +484,6 @@ pub struct Cell {
     pub secs: f64,
 }
 
-/// What a mode needs of the release.
-pub struct Release<'a> {
-    pub iso: &'a Path,
-    pub uml_tarball: &'a Path,
-    pub version: &'a str,
-}
-
 /// Every scenario in `mode`: Finnix booted with copies of the disks, each
 /// `rescue` script run and judged; then the disks that must not change
 /// compared.
@@ -498,10 +491,14 @@ fn run_mode(
     ctx: &Ctx,
     s: &mut Stage,
     mode: Mode,
-    release: &Release,
+    inputs: &crate::checks::boot::Inputs,
     disks: &Disks,
     scenarios: &[Scenario],
 ) -> Result<Vec<Cell>> {
+    let release = inputs
+        .release
+        .as_ref()
+        .context("check-rescue needs the release files (the ISO, the UML tarball)")?;
     let work = ctx.cache.temp_dir(&format!("rescue-{}", mode.name()))?;
     let mut copies = Vec::new();
     for sc in scenarios {
@@ -513,8 +510,8 @@ fn run_mode(
         Mode::Uml => {
             let dir = work.path().join("uml");
             fs::create_dir_all(&dir)?;
-            let top = crate::checks::boot::unpack_uml_tarball(release.uml_tarball, &dir)?;
-            std::os::unix::fs::symlink(release.iso, top.join("finnix.iso"))?;
+            let top = crate::checks::boot::unpack_uml_tarball(&release.uml_tarball, &dir)?;
+            std::os::unix::fs::symlink(&release.iso, top.join("finnix.iso"))?;
             let mut args = vec![
                 format!("mem={UML_MIB}M"),
                 "initrd=initrd.img".to_string(),
@@ -527,14 +524,14 @@ fn run_mode(
             args.push("uml".to_string());
             crate::guest::uml::command(&top, work.path(), &args, false)
         }
-        Mode::IsoVirtio | Mode::IsoSata => qemu_command(mode, release.iso, &copies),
+        Mode::IsoVirtio | Mode::IsoSata => qemu_command(mode, &release.iso, &copies),
     };
     let log = ctx
         .logs()
         .join(format!("console-rescue-{}.log", mode.name()));
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
     let mut g = Guest::start(cmd, &log)?;
-    let cells = drive(&mut g, s, mode, release.version, disks, scenarios);
+    let cells = drive(&mut g, s, mode, &inputs.version, disks, scenarios);
     let exited = match cells {
         Ok(_) => {
             g.send("shutdown -h now\n").ok();
@@ -683,18 +680,7 @@ pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
     let scenarios = load(&ctx.root)?;
     let disks = prepare_disks(ctx, &r.live.uml, &scenarios)?;
-    let tarball = r
-        .files
-        .iter()
-        .find(|(n, _)| n.ends_with("-uml.tar.gz"))
-        .map(|(_, p)| p.clone())
-        .context("the release has no UML tarball")?;
-    let iso = r.iso.image();
-    let release = Release {
-        iso: &iso,
-        uml_tarball: &tarball,
-        version: &ctx.config.distribution.version,
-    };
+    let inputs = crate::pipeline::release_inputs(ctx, r)?;
     let mut columns = Vec::new();
     for &mode in modes {
         let cells = ui::stage(
@@ -707,7 +693,7 @@ pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<
                 mode.name()
             ),
             |s| {
-                let cells = run_mode(ctx, s, mode, &release, &disks, &scenarios)?;
+                let cells = run_mode(ctx, s, mode, &inputs, &disks, &scenarios)?;
                 let failed = cells.iter().filter(|c| c.result.is_err()).count();
                 let detail = format!("{} passed, {failed} failed", cells.len() - failed);
                 // A failed scenario fails the check after the table.
