@@ -90,9 +90,11 @@ impl GuestMode {
     }
 
     /// The one rule: the `uml` or `xen` word on the kernel command line wins;
-    /// else UML says so in /proc/cpuinfo's vendor_id, Xen in
-    /// /sys/hypervisor/type; else hardware.
-    pub fn detect(cmdline: &str, cpuinfo: &str, hypervisor_type: &str) -> GuestMode {
+    /// else UML says so in /proc/cpuinfo's vendor_id; else a Xen PV or PVH
+    /// domain that is not dom0 is a Xen guest (as old Finnix told them
+    /// apart); else hardware, which includes Xen's dom0 (it owns the
+    /// machine) and HVM guests (emulated hardware, booted from the ISO).
+    pub fn detect(cmdline: &str, cpuinfo: &str, xen: &XenFacts) -> GuestMode {
         for word in cmdline.split_whitespace() {
             match word {
                 "uml" => return GuestMode::Uml,
@@ -105,11 +107,37 @@ impl GuestMode {
             .any(|l| l.starts_with("vendor_id") && l.contains("User Mode Linux"))
         {
             GuestMode::Uml
-        } else if hypervisor_type.trim() == "xen" {
+        } else if xen.is_paravirtual_guest() {
             GuestMode::Xen
         } else {
             GuestMode::Metal
         }
+    }
+}
+
+/// What Xen says of the running domain: /sys/hypervisor/type and
+/// guest_type, and xenfs's `capabilities` (`control_d` in dom0 only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XenFacts {
+    pub hypervisor_type: String,
+    pub guest_type: String,
+    pub capabilities: String,
+}
+
+impl XenFacts {
+    pub const HYPERVISOR_TYPE: &'static str = "/sys/hypervisor/type";
+    pub const GUEST_TYPE: &'static str = "/sys/hypervisor/guest_type";
+    /// In xenfs, wherever it is mounted (/proc/xen by convention).
+    pub const CAPABILITIES: &'static str = "capabilities";
+
+    /// A PV or PVH domain without dom0's control capability.
+    pub fn is_paravirtual_guest(&self) -> bool {
+        self.hypervisor_type.trim() == "xen"
+            && matches!(self.guest_type.trim(), "PV" | "PVH")
+            && !self
+                .capabilities
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .any(|c| c == "control_d")
     }
 }
 
@@ -194,33 +222,71 @@ mod tests {
         assert_eq!(boot_env::field(&text, "NOPE"), None);
     }
 
+    fn xen(guest_type: &str, capabilities: &str) -> XenFacts {
+        XenFacts {
+            hypervisor_type: "xen\n".into(),
+            guest_type: format!("{guest_type}\n"),
+            capabilities: capabilities.into(),
+        }
+    }
+
     #[test]
     fn one_rule_detects_the_mode() {
+        let none = XenFacts::default();
         assert_eq!(
-            GuestMode::detect("root=/dev/ubda uml", "", ""),
+            GuestMode::detect("root=/dev/ubda uml", "", &none),
             GuestMode::Uml
         );
         assert_eq!(
-            GuestMode::detect("console=hvc0 xen", "", ""),
+            GuestMode::detect("console=hvc0 xen", "", &none),
             GuestMode::Xen
         );
         let uml = "processor\t: 0\nvendor_id\t: User Mode Linux\n";
-        assert_eq!(GuestMode::detect("", uml, ""), GuestMode::Uml);
-        assert_eq!(
-            GuestMode::detect("", "vendor_id\t: GenuineIntel\n", "xen\n"),
-            GuestMode::Xen
-        );
-        assert_eq!(
-            GuestMode::detect("quiet", "vendor_id\t: GenuineIntel\n", ""),
-            GuestMode::Metal
-        );
+        assert_eq!(GuestMode::detect("", uml, &none), GuestMode::Uml);
+        let intel = "vendor_id\t: GenuineIntel\n";
+        assert_eq!(GuestMode::detect("quiet", intel, &none), GuestMode::Metal);
         // Words that merely start like the keywords are not them; the
         // explicit word wins over what the system says.
-        assert_eq!(GuestMode::detect("umlaut xenon", "", ""), GuestMode::Metal);
-        assert_eq!(GuestMode::detect("xen", uml, ""), GuestMode::Xen);
+        assert_eq!(
+            GuestMode::detect("umlaut xenon", "", &none),
+            GuestMode::Metal
+        );
+        assert_eq!(GuestMode::detect("xen", uml, &none), GuestMode::Xen);
         for m in [GuestMode::Uml, GuestMode::Xen, GuestMode::Metal] {
             assert_eq!(GuestMode::from_name(m.name()), Some(m));
         }
+    }
+
+    #[test]
+    fn xen_guests_are_told_from_dom0_and_hvm() {
+        let intel = "vendor_id\t: GenuineIntel\n";
+        // A PV or PVH domU: no control capability (an empty file in xenfs).
+        assert_eq!(
+            GuestMode::detect("", intel, &xen("PVH", "")),
+            GuestMode::Xen
+        );
+        assert_eq!(
+            GuestMode::detect("", intel, &xen("PV", "\n")),
+            GuestMode::Xen
+        );
+        // dom0 owns the hardware; an HVM guest has emulated hardware.
+        assert_eq!(
+            GuestMode::detect("", intel, &xen("PV", "control_d\n")),
+            GuestMode::Metal
+        );
+        assert_eq!(
+            GuestMode::detect("", intel, &xen("PVH", "control_d")),
+            GuestMode::Metal
+        );
+        assert_eq!(
+            GuestMode::detect("", intel, &xen("HVM", "")),
+            GuestMode::Metal
+        );
+        // The word still overrides: dom0 told it is a guest.
+        assert_eq!(
+            GuestMode::detect("xen", intel, &xen("PV", "control_d")),
+            GuestMode::Xen
+        );
     }
 
     #[test]

@@ -100,8 +100,28 @@ fn early_mounts() -> Result<(), Failure> {
 /// of itself (the contract's one rule).
 fn detect_mode(cmdline: &str) -> GuestMode {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let hypervisor = fs::read_to_string("/sys/hypervisor/type").unwrap_or_default();
-    GuestMode::detect(cmdline, &cpuinfo, &hypervisor)
+    GuestMode::detect(cmdline, &cpuinfo, &xen_facts())
+}
+
+/// What Xen says of this domain. dom0's capability is only in xenfs,
+/// mounted here for the moment of reading it.
+fn xen_facts() -> finnix_contract::XenFacts {
+    use finnix_contract::XenFacts;
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let mut facts = XenFacts {
+        hypervisor_type: read(XenFacts::HYPERVISOR_TYPE),
+        guest_type: read(XenFacts::GUEST_TYPE),
+        capabilities: String::new(),
+    };
+    if facts.hypervisor_type.trim() == "xen" {
+        const XENFS: &str = "/run/finnix/xenfs";
+        if sys::mkdir(XENFS).is_ok() && sys::mount("xenfs", XENFS, "xenfs", 0, "").is_ok() {
+            facts.capabilities = read(&format!("{XENFS}/{}", XenFacts::CAPABILITIES));
+            let _ = sys::umount(XENFS);
+        }
+        let _ = fs::remove_dir(XENFS);
+    }
+    facts
 }
 
 /// The real devices behind [`medium::Probe`].

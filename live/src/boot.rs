@@ -31,11 +31,15 @@ pub fn mode() -> Mode {
     // The initramfs wrote what it decided; COW mode (no initramfs) detects.
     match boot_fact(boot_env::MODE).and_then(|m| Mode::from_name(&m)) {
         Some(mode) => mode,
-        None => Mode::detect(
-            &read("/proc/cmdline"),
-            &read("/proc/cpuinfo"),
-            &read("/sys/hypervisor/type"),
-        ),
+        None => {
+            use finnix_contract::XenFacts;
+            let xen = XenFacts {
+                hypervisor_type: read(XenFacts::HYPERVISOR_TYPE),
+                guest_type: read(XenFacts::GUEST_TYPE),
+                capabilities: read(&format!("/proc/xen/{}", XenFacts::CAPABILITIES)),
+            };
+            Mode::detect(&read("/proc/cmdline"), &read("/proc/cpuinfo"), &xen)
+        }
     }
 }
 

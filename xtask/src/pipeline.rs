@@ -260,6 +260,7 @@ pub fn boot_inputs(ctx: &Ctx, live: &Live) -> Result<boot::Inputs> {
         version: ctx.config.distribution.version.clone(),
         memory_mib: profile.memory_mib,
         release: None,
+        xen_host: None,
     })
 }
 
@@ -276,6 +277,7 @@ pub fn release_inputs(ctx: &Ctx, r: &Release) -> Result<boot::Inputs> {
     inputs.release = Some(boot::ReleaseInputs {
         iso: r.iso.image(),
         uml_tarball: file("-uml.tar.gz")?,
+        xen_tarball: file("-xen.tar.gz")?,
         xen_kernel: r.xen.image(),
         xen_vmlinux: r.xen.vmlinux().context("domU vmlinux")?,
         xen_release: r.xen.info.release.clone(),

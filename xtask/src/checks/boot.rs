@@ -49,6 +49,11 @@ pub enum Target {
     /// as its PV guest with `xen` on the command line, the ISO as a disk;
     /// the banner on hvc0.
     XenPv,
+    /// Xen 4.17 under qemu with a Debian dom0: the Xen tarball's README run
+    /// as written (`xl create -c /root/finnix-conf 'name="finnix"'`), the
+    /// guest as PVH and as PV: banner, read-only xvda, DHCP on xenbr0,
+    /// `xl list`, shutdown; then xl's errors for bad configurations.
+    XenXl,
     /// UML from the ISO with `toram`: after the banner the medium is no
     /// longer in use.
     Toram,
@@ -85,7 +90,7 @@ struct Spec {
 /// Every boot target: how it is reached and what it must show. Its command
 /// line is built by [`command`]; its own checks are its hook in [`drive`].
 #[rustfmt::skip]
-const SPECS: [Spec; 11] = [
+const SPECS: [Spec; 12] = [
     Spec { target: Target::UmlIso, name: "uml-iso", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
     Spec { target: Target::UmlSquashroot, name: "uml-squashroot", needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
     Spec { target: Target::UmlReadonly, name: "uml-readonly", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
@@ -97,10 +102,11 @@ const SPECS: [Spec; 11] = [
     Spec { target: Target::UsbUefi, name: "usb-uefi", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Grub },
     Spec { target: Target::XenPvh, name: "xen-pvh", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/vda", loader: Loader::None },
     Spec { target: Target::XenPv, name: "xen-pv", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/sr0", loader: Loader::None },
+    Spec { target: Target::XenXl, name: "xen-xl", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/xvda", loader: Loader::None },
 ];
 
 impl Target {
-    pub const ALL: [Target; 11] = [
+    pub const ALL: [Target; 12] = [
         Target::UmlIso,
         Target::UmlSquashroot,
         Target::UmlReadonly,
@@ -112,6 +118,7 @@ impl Target {
         Target::UsbUefi,
         Target::XenPvh,
         Target::XenPv,
+        Target::XenXl,
     ];
 
     fn spec(self) -> &'static Spec {
@@ -162,6 +169,8 @@ pub struct Report {
     pub shell_secs: f64,
     pub mem_used_kib: u64,
     pub log: PathBuf,
+    /// What else the target measured, for its report line.
+    pub detail: String,
 }
 
 /// The files a boot needs.
@@ -173,12 +182,15 @@ pub struct Inputs {
     pub version: String,
     pub memory_mib: u32,
     pub release: Option<ReleaseInputs>,
+    /// The Xen host (dom0) for xen-xl, when a target needs it ([`prepare`]).
+    pub xen_host: Option<crate::checks::xen_xl::Host>,
 }
 
 /// Release files, for the targets that boot them.
 pub struct ReleaseInputs {
     pub iso: PathBuf,
     pub uml_tarball: PathBuf,
+    pub xen_tarball: PathBuf,
     pub xen_kernel: PathBuf,
     pub xen_vmlinux: PathBuf,
     pub xen_release: String,
@@ -291,6 +303,7 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         Target::UsbBios | Target::UsbUefi => usb_stick(target, inputs),
         Target::XenPvh => xen_pvh(inputs),
         Target::XenPv => xen_pv(inputs, dir),
+        Target::XenXl => bail!("xen-xl is driven by checks::xen_xl"),
     }
 }
 
@@ -499,8 +512,27 @@ fn shell_words(c: &Command) -> String {
         .join(" ")
 }
 
+/// What targets need beyond the release: the Xen host for xen-xl (a
+/// cached stage of its own, built here rather than inside a boot's line).
+pub fn prepare(ctx: &Ctx, inputs: &mut Inputs, targets: &[Target]) -> Result<()> {
+    if targets.contains(&Target::XenXl) && inputs.xen_host.is_none() {
+        inputs.xen_host = Some(crate::checks::xen_xl::host(ctx)?);
+    }
+    Ok(())
+}
+
+fn xen_host(inputs: &Inputs) -> Result<&crate::checks::xen_xl::Host> {
+    inputs
+        .xen_host
+        .as_ref()
+        .context("the Xen host was not prepared (boot::prepare)")
+}
+
 /// Boot interactively: the guest's console is this terminal.
 pub fn interactive(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<()> {
+    if target == Target::XenXl {
+        return crate::checks::xen_xl::interactive(ctx, inputs, xen_host(inputs)?);
+    }
     let run = ctx.cache.temp_dir(&format!("boot-{}", target.name()))?;
     let mut cmd = command(target, inputs, run.path(), true)?;
     eprintln!(
@@ -520,6 +552,9 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     let logs = ctx.logs();
     fs::create_dir_all(&logs)?;
     let log = logs.join(format!("console-{}.log", target.name()));
+    if target == Target::XenXl {
+        return crate::checks::xen_xl::check(ctx, inputs, xen_host(inputs)?, &log);
+    }
     let iso_before = match (target, &inputs.release) {
         (Target::UmlReadonly, Some(r)) => Some(crate::support::cache::sha256_file(&r.iso)?),
         _ => None,
@@ -542,6 +577,7 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
                 shell_secs,
                 mem_used_kib,
                 log,
+                detail: String::new(),
             })
         }
         Err(e) => {
@@ -645,7 +681,7 @@ fn drive(
     check_facts(guest, target, inputs, &boot_text)?;
     match target {
         Target::UmlIso => check_uml_iso(guest),
-        Target::UmlReadonly => check_uml_readonly(guest),
+        Target::UmlReadonly => check_readonly(guest, "/dev/ubda"),
         Target::Toram => check_toram(guest),
         Target::UmlFlow => check_uml_flow(guest, &boot_text, &banner),
         Target::XenPv => check_xen_pv(guest, &boot_text),
@@ -658,7 +694,12 @@ fn drive(
 
 /// What every target must show: the kernel release, the host name, the
 /// mode and medium the initramfs recorded, /FINNIX, dpkg's count in the banner.
-fn check_facts(guest: &mut Guest, target: Target, inputs: &Inputs, boot_text: &str) -> Result<()> {
+pub(crate) fn check_facts(
+    guest: &mut Guest,
+    target: Target,
+    inputs: &Inputs,
+    boot_text: &str,
+) -> Result<()> {
     let release = guest.run("uname -r", COMMAND_TIMEOUT)?;
     let want = inputs.expected_release(target)?;
     ensure!(
@@ -784,15 +825,15 @@ fn check_uml_iso(guest: &mut Guest) -> Result<()> {
     Ok(())
 }
 
-/// uml-readonly: writing to /dev/ubda fails because it is read-only.
-fn check_uml_readonly(guest: &mut Guest) -> Result<()> {
+/// Writing to the medium `dev` fails because it is read-only.
+pub(crate) fn check_readonly(guest: &mut Guest, dev: &str) -> Result<()> {
     let out = guest.run(
-        "dd if=/dev/zero of=/dev/ubda bs=512 count=1 conv=fsync; echo dd-status=$?",
+        &format!("dd if=/dev/zero of={dev} bs=512 count=1 conv=fsync; echo dd-status=$?"),
         COMMAND_TIMEOUT,
     )?;
     ensure!(
         !out.contains("dd-status=0"),
-        "writing to /dev/ubda succeeded in the guest:\n{out}"
+        "writing to {dev} succeeded in the guest:\n{out}"
     );
     ensure!(
         out.to_lowercase().contains("read-only")
@@ -894,13 +935,14 @@ impl crate::cli::Boot {
             crate::cli::BootTarget::All => Target::ALL.to_vec(),
             crate::cli::BootTarget::One(t) => vec![t],
         };
-        let inputs = if targets.iter().any(|t| t.needs_release()) {
+        let mut inputs = if targets.iter().any(|t| t.needs_release()) {
             let release = pipeline::release(ctx, &profile)?;
             pipeline::release_inputs(ctx, &release)?
         } else {
             let live = pipeline::live(ctx, &profile, pipeline::default_squashfs(ctx))?;
             pipeline::boot_inputs(ctx, &live)?
         };
+        prepare(ctx, &mut inputs, &targets)?;
         match (self.check, targets.as_slice()) {
             (false, [t]) => interactive(ctx, *t, &inputs),
             (false, _) => {

@@ -23,15 +23,12 @@ use anyhow::{ensure, Context, Result};
 
 use crate::stages::StageId;
 
+use crate::checks::debian_root::{self, Recipe, SUITE};
 use crate::stages::kernel::{self, Flavor};
-use crate::support::cache::{cached_stage, KeyBuilder};
-use crate::support::context::{tool_version, Ctx};
+use crate::support::context::Ctx;
 use crate::support::ui::{self, Outcome, Stage};
 
 const RECIPE: u32 = 1;
-const SUITE: &str = "bookworm";
-const MIRROR: &str = "http://deb.debian.org/debian";
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// What a fresh machine has besides Debian's minimal base: the Rust
 /// toolchain's linker and C library, git (the checkout is a clone), and the
 /// CA certificates cargo needs to reach crates.io. The README names these.
@@ -41,51 +38,19 @@ const CHECKOUT: &str = "/root/finnix";
 const TOOLCHAIN: &str = "/opt/rust";
 const CACHE: &str = "/var/cache/finnix";
 
-/// The pristine root, cached: mmdebstrap --variant=minbase plus [`BROUGHT`].
+/// The pristine root, cached: mmdebstrap --variant=minbase plus [`BROUGHT`]
+/// (with apt's recommends, as on a fresh machine).
 fn fresh_root(ctx: &Ctx) -> Result<PathBuf> {
-    ui::stage(
-        &ctx.logs(),
-        StageId::FreshRoot.name(),
-        format!("a minimal Debian {SUITE} root (mmdebstrap) for check-fresh"),
-        |s| {
-            let key = KeyBuilder::new(StageId::FreshRoot.key_label(), RECIPE)
-                .text("suite", SUITE)
-                .text("mirror", MIRROR)
-                .text("packages", BROUGHT.join(","))
-                .text("mmdebstrap", tool_version("mmdebstrap"))
-                .file("archive keyring", Path::new(KEYRING))?
-                .finish();
-            cached_stage(
-                ctx,
-                s,
-                StageId::FreshRoot.name(),
-                key,
-                |entry, _| Ok(entry.join("tree")),
-                |_| String::new(),
-                |s, tmp| {
-                    let tree = tmp.join("tree");
-                    s.run(
-                        crate::cmd!(
-                            "mmdebstrap",
-                            "--variant=minbase",
-                            "--mode=root",
-                            "--format=directory",
-                            format!("--keyring={KEYRING}"),
-                            format!("--include={}", BROUGHT.join(",")),
-                            SUITE,
-                            &tree,
-                            format!("deb {MIRROR} {SUITE} main"),
-                            format!("deb {MIRROR} {SUITE}-updates main"),
-                            format!("deb http://security.debian.org/debian-security {SUITE}-security main"),
-                        )
-                        .env("LC_ALL", "C.UTF-8")
-                        .stdin_null(),
-                    )?;
-                    Ok(String::new())
-                },
-            )
-        },
-    )
+    let recipe = Recipe {
+        stage: StageId::FreshRoot,
+        what: format!("a minimal Debian {SUITE} root (mmdebstrap) for check-fresh"),
+        version: RECIPE,
+        packages: BROUGHT.iter().map(|p| p.to_string()).collect(),
+        recommends: true,
+        files: vec![],
+    };
+    let (entry, _) = debian_root::build(ctx, &recipe, |_, _, _| Ok(String::new()))?;
+    Ok(entry.join("tree"))
 }
 
 /// The active Rust toolchain's directory (`rustc --print sysroot`).

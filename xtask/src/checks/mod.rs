@@ -1,12 +1,14 @@
 //! Jobs that prove what the stages built: boots, `finnix create`, COW mode,
-//! rescue scenarios,
+//! rescue scenarios, Xen with a real dom0 (xen-xl),
 //! reproducibility, a pristine machine, benchmarks, and the whole suite.
 
 pub mod bench;
 pub mod boot;
 pub mod cow;
 pub mod create;
+pub mod debian_root;
 pub mod fresh;
 pub mod repro;
 pub mod rescue;
 pub mod suite;
+pub mod xen_xl;

@@ -19,19 +19,17 @@ use anyhow::{bail, ensure, Context, Result};
 use fs_err as fs;
 use serde::Deserialize;
 
+use crate::checks::debian_root::{self, Recipe, SUITE};
 use crate::guest::console::Guest;
 use crate::stages::StageId;
 use crate::support::cache::{cached_stage, sha256_file, KeyBuilder};
-use crate::support::context::{tool_version, Ctx};
+use crate::support::context::Ctx;
 use crate::support::ui::{self, Outcome, Stage};
 
 pub const SCENARIOS: &str = "configs/rescue/scenarios.toml";
 const PREPARE_PACKAGES: &str = "configs/rescue/prepare.packages";
 const ROOT_RECIPE: u32 = 1;
 const DISKS_RECIPE: u32 = 1;
-const SUITE: &str = "bookworm";
-const MIRROR: &str = "http://deb.debian.org/debian";
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 /// UML has 16 ubd devices; ubda is the medium.
 pub const MAX_DISKS: usize = 15;
 /// The payload every filesystem carries: this many random bytes.
@@ -143,16 +141,21 @@ pub enum Mode {
     IsoVirtio,
     /// The ISO in qemu (BIOS), the disks on SATA (AHCI).
     IsoSata,
+    /// A Xen guest made by the Xen tarball's README in a real dom0 (the
+    /// xen-xl target), each disk given to it as finnix-conf shows a disk to
+    /// repair: xvdb, xvdc, ...
+    XenXl,
 }
 
 impl Mode {
-    pub const ALL: [Mode; 3] = [Mode::Uml, Mode::IsoVirtio, Mode::IsoSata];
+    pub const ALL: [Mode; 4] = [Mode::Uml, Mode::IsoVirtio, Mode::IsoSata, Mode::XenXl];
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::Uml => "uml",
             Mode::IsoVirtio => "iso-virtio",
             Mode::IsoSata => "iso-sata",
+            Mode::XenXl => "xen-xl",
         }
     }
 
@@ -163,6 +166,11 @@ impl Mode {
         match self {
             Mode::Uml => {
                 let d = format!("/dev/ubd{}", ubd_letter(index + 1));
+                let p = format!("{d}1");
+                (d, p)
+            }
+            Mode::XenXl => {
+                let d = format!("/dev/{}", xen_vdev(index));
                 let p = format!("{d}1");
                 (d, p)
             }
@@ -183,6 +191,11 @@ impl Mode {
 /// ubda, ubdb, ...: the letter of UML block device `n` (0-based).
 fn ubd_letter(n: usize) -> char {
     (b'a' + n as u8) as char
+}
+
+/// The Xen virtual device of disk `index`: xvdb, xvdc, ... (xvda is the medium).
+fn xen_vdev(index: usize) -> String {
+    format!("xvd{}", ubd_letter(index + 1))
 }
 
 /// The serial number qemu gives disk `index` (virtio allows 20 bytes).
@@ -271,53 +284,16 @@ pub fn judge(s: &Scenario, code: i32, output: &str, payload_sha: &str) -> Result
 
 /// The plain Debian root the disks are made in (cached).
 fn prepare_root(ctx: &Ctx) -> Result<(PathBuf, crate::support::cache::Key)> {
-    let rel = PREPARE_PACKAGES;
-    let text = fs::read_to_string(ctx.root.join(rel))?;
-    let packages = crate::stages::rootfs::parse_packages(&text, rel).map_err(anyhow::Error::msg)?;
-    let names: Vec<String> = packages.into_iter().map(|(n, _)| n).collect();
-    let key = KeyBuilder::new(StageId::RescueRoot.key_label(), ROOT_RECIPE)
-        .text("suite", SUITE)
-        .text("mirror", MIRROR)
-        .text("packages", names.join(","))
-        .text("mmdebstrap", tool_version("mmdebstrap"))
-        .file("archive keyring", Path::new(KEYRING))?
-        .finish();
-    ui::stage(
-        &ctx.logs(),
-        StageId::RescueRoot.name(),
-        format!("the preparation root for check-rescue (Debian {SUITE}, upstream tools)"),
-        |s| {
-            cached_stage(
-                ctx,
-                s,
-                StageId::RescueRoot.name(),
-                key,
-                |entry, key| Ok((entry.join("tree"), key)),
-                |_| String::new(),
-                |s, tmp| {
-                    s.run(
-                        crate::cmd!(
-                            "mmdebstrap",
-                            "--variant=minbase",
-                            "--mode=root",
-                            "--format=directory",
-                            "--aptopt=Apt::Install-Recommends \"false\"",
-                            "--aptopt=APT::Sandbox::User \"root\"",
-                            format!("--keyring={KEYRING}"),
-                            format!("--include={}", names.join(",")),
-                            SUITE,
-                            tmp.join("tree"),
-                            format!("deb {MIRROR} {SUITE} main"),
-                            format!("deb {MIRROR} {SUITE}-updates main"),
-                        )
-                        .env("LC_ALL", "C.UTF-8")
-                        .stdin_null(),
-                    )?;
-                    Ok(format!("{} package(s) asked", names.len()))
-                },
-            )
-        },
-    )
+    let recipe = Recipe {
+        stage: StageId::RescueRoot,
+        what: format!("the preparation root for check-rescue (Debian {SUITE}, upstream tools)"),
+        version: ROOT_RECIPE,
+        packages: debian_root::read_packages(ctx, PREPARE_PACKAGES)?,
+        recommends: false,
+        files: vec![],
+    };
+    let (entry, key) = debian_root::build(ctx, &recipe, |_, _, _| Ok(String::new()))?;
+    Ok((entry.join("tree"), key))
 }
 
 /// The disks made by the upstream tools, with the payload they carry.
@@ -506,7 +482,11 @@ fn run_mode(
         s.run(crate::cmd!("cp", "--sparse=always", disks.image(sc), &copy))?;
         copies.push(copy);
     }
+    if mode == Mode::XenXl {
+        return run_xen(ctx, s, inputs, disks, scenarios, copies, work.path());
+    }
     let cmd = match mode {
+        Mode::XenXl => unreachable!("run_xen"),
         Mode::Uml => {
             let dir = work.path().join("uml");
             fs::create_dir_all(&dir)?;
@@ -531,7 +511,8 @@ fn run_mode(
         .join(format!("console-rescue-{}.log", mode.name()));
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
     let mut g = Guest::start(cmd, &log)?;
-    let cells = drive(&mut g, s, mode, &inputs.version, disks, scenarios);
+    let cells = boot(&mut g, s, mode, &inputs.version)
+        .and_then(|()| run_scenarios(&mut g, s, mode, disks, scenarios));
     let exited = match cells {
         Ok(_) => {
             g.send("shutdown -h now\n").ok();
@@ -556,7 +537,17 @@ fn run_mode(
             mode.name()
         ));
     }
-    // Bad input must leave its disk as it was.
+    unchanged(&mut cells, disks, scenarios, &copies)?;
+    Ok(cells)
+}
+
+/// Bad input must leave its disk as it was.
+fn unchanged(
+    cells: &mut [Cell],
+    disks: &Disks,
+    scenarios: &[Scenario],
+    copies: &[PathBuf],
+) -> Result<()> {
     for (i, sc) in scenarios.iter().enumerate() {
         if sc.unchanged && cells[i].result.is_ok() {
             let before = sha256_file(&disks.image(sc))?;
@@ -568,6 +559,82 @@ fn run_mode(
             }
         }
     }
+    Ok(())
+}
+
+/// The xen-xl mode: dom0 with the copies as virtio disks (serials
+/// rescueNN), the README's untar and link lines, its `xl create` line with
+/// the disks added as finnix-conf shows it, the scenarios on the guest's
+/// console, `shutdown -h now`.
+fn run_xen(
+    ctx: &Ctx,
+    s: &mut Stage,
+    inputs: &crate::checks::boot::Inputs,
+    disks: &Disks,
+    scenarios: &[Scenario],
+    copies: Vec<PathBuf>,
+    work: &Path,
+) -> Result<Vec<Cell>> {
+    use crate::checks::xen_xl::{self, Dom0};
+    let host = inputs
+        .xen_host
+        .as_ref()
+        .context("the Xen host was not prepared")?;
+    let release = inputs
+        .release
+        .as_ref()
+        .context("check-rescue needs the release files")?;
+    let readme = xen_xl::readme_of(&release.xen_tarball)?;
+    let disk = xen_xl::release_disk(work, &readme, release)?;
+    let attached: Vec<(String, PathBuf)> = copies
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (serial(i), c.clone()))
+        .collect();
+    let log = ctx.logs().join("console-rescue-xen-xl.log");
+    let cmd = xen_xl::qemu_command(host, &disk, &attached);
+    s.note(format!("{cmd:?}\nconsole: {}", log.display()));
+    let (mut dom0, _) = Dom0::boot(cmd, &log)?;
+    let result = (|| -> Result<Vec<Cell>> {
+        dom0.install(&readme)?;
+        // dom0's device for each serial, from sysfs (no udev in dom0).
+        let map = dom0.sh(
+            "for d in /sys/block/vd*; do echo \"${d##*/} $(cat $d/serial 2>/dev/null)\"; done",
+        )?;
+        let mut lines =
+            vec!["'format=raw, vdev=xvda, access=ro, target=/root/finnix.iso'".to_string()];
+        for i in 0..scenarios.len() {
+            let dev = map
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(serial(i).as_str()))
+                .and_then(|l| l.split_whitespace().next())
+                .with_context(|| format!("dom0 has no disk with serial {}:\n{map}", serial(i)))?;
+            lines.push(format!(
+                "'format=raw, vdev={}, access=rw, target=/dev/{dev}'",
+                xen_vdev(i)
+            ));
+        }
+        let create = format!("{} \"disk=[{}]\"", readme.create, lines.join(", "));
+        s.note(format!("in dom0: {create}"));
+        let (banner, _) = dom0.create(&create, &inputs.version)?;
+        s.note(format!("xen-xl: banner {banner:.1} s after xl create"));
+        let cells = run_scenarios(&mut dom0.g, s, Mode::XenXl, disks, scenarios)?;
+        dom0.shutdown_guest("finnix")?;
+        dom0.power_off()?;
+        Ok(cells)
+    })();
+    let mut cells = match result {
+        Ok(c) => c,
+        Err(e) => {
+            dom0.g.kill();
+            bail!(
+                "xen-xl: {e:#}\nconsole {}:\n{}",
+                ui::display_path(&log),
+                dom0.g.tail(25)
+            )
+        }
+    };
+    unchanged(&mut cells, disks, scenarios, &copies)?;
     Ok(cells)
 }
 
@@ -599,14 +666,8 @@ fn qemu_command(mode: Mode, iso: &Path, copies: &[PathBuf]) -> Command {
     c
 }
 
-fn drive(
-    g: &mut Guest,
-    s: &mut Stage,
-    mode: Mode,
-    version: &str,
-    disks: &Disks,
-    scenarios: &[Scenario],
-) -> Result<Vec<Cell>> {
+/// Boot to the root shell: UML's console, or the ISO's serial entry.
+fn boot(g: &mut Guest, s: &mut Stage, mode: Mode, version: &str) -> Result<()> {
     let start = Instant::now();
     let console = if mode == Mode::Uml {
         "tty0"
@@ -616,6 +677,17 @@ fn drive(
     };
     let (banner, _, _) = g.boot_to_shell(version, console, start, BOOT_TIMEOUT)?;
     s.note(format!("{}: banner after {banner:.1} s", mode.name()));
+    Ok(())
+}
+
+/// Each scenario's `rescue` in the guest's shell, judged.
+fn run_scenarios(
+    g: &mut Guest,
+    s: &mut Stage,
+    mode: Mode,
+    disks: &Disks,
+    scenarios: &[Scenario],
+) -> Result<Vec<Cell>> {
     // udev done with its coldplug (in UML it starts after the banner: its
     // md and LVM rules must not race the scripts), and every disk where the
     // scripts will look (on the ISO, udev made the by-id names).
@@ -680,7 +752,10 @@ pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
     let scenarios = load(&ctx.root)?;
     let disks = prepare_disks(ctx, &r.live.uml, &scenarios)?;
-    let inputs = crate::pipeline::release_inputs(ctx, r)?;
+    let mut inputs = crate::pipeline::release_inputs(ctx, r)?;
+    if modes.contains(&Mode::XenXl) {
+        crate::checks::boot::prepare(ctx, &mut inputs, &[crate::checks::boot::Target::XenXl])?;
+    }
     let mut columns = Vec::new();
     for &mode in modes {
         let cells = ui::stage(
@@ -837,6 +912,12 @@ mod tests {
             Mode::IsoSata.disk(0).0,
             "/dev/disk/by-id/ata-QEMU_HARDDISK_rescue01"
         );
+        // As finnix-conf's disk to repair: xvdb first (xvda is the medium).
+        assert_eq!(
+            Mode::XenXl.disk(0),
+            ("/dev/xvdb".into(), "/dev/xvdb1".into())
+        );
+        assert_eq!(Mode::XenXl.disk(14).0, "/dev/xvdp");
     }
 
     #[test]

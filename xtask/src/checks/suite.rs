@@ -57,6 +57,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // Every boot target on the mini profile, then the squashfs taken out of
     // the ISO booted as the spec's squashroot.
     let mut inputs = crate::pipeline::release_inputs(ctx, &release)?;
+    crate::checks::boot::prepare(ctx, &mut inputs, &crate::checks::boot::Target::ALL)?;
     check_boots(ctx, &crate::checks::boot::Target::ALL, &inputs, "mini")?;
     inputs.squashfs = ctx.cache.root.join("test-dist-extract/FINNIX");
     check_boot(ctx, crate::checks::boot::Target::UmlSquashroot, &inputs)?;
@@ -275,7 +276,7 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Rele
         let notes = s.read(crate::cmd!(READNOTES, unpacked.path().join(format!("vmlinuz-{kver}-{lv}"))))?;
         ensure!(notes.contains("ENTRY") && notes.contains("PHYS32_ENTRY"), "the Xen tarball's kernel lacks the PV or PVH note");
         let conf = std::fs::read_to_string(unpacked.path().join("finnix-conf"))?;
-        for want in ["type = \"pvh\"", "extra = \"xen console=hvc0\"", "access=ro, target=/root/finnix.iso"] {
+        for want in ["type = \"pvh\"", "cmdline = \"console=hvc0\"", "access=ro, target=/root/finnix.iso"] {
             ensure!(conf.contains(want), "finnix-conf lacks {want:?}");
         }
         Ok(((), Outcome::Passed, format!("{} artifacts verified", platforms.len() + 3)))
@@ -408,13 +409,17 @@ pub fn check_boot(
         format!("boot {} and check it", target.name()),
         |_| {
             let r = crate::checks::boot::check(ctx, target, inputs)?;
-            let detail = format!(
-                "ready banner {:.1} s, shell {:.1} s, {} MiB in use, console log {}",
-                r.banner_secs,
-                r.shell_secs,
-                r.mem_used_kib / 1024,
-                ui::display_path(&r.log)
-            );
+            let detail = if r.detail.is_empty() {
+                format!(
+                    "ready banner {:.1} s, shell {:.1} s, {} MiB in use, console log {}",
+                    r.banner_secs,
+                    r.shell_secs,
+                    r.mem_used_kib / 1024,
+                    ui::display_path(&r.log)
+                )
+            } else {
+                format!("{}, console log {}", r.detail, ui::display_path(&r.log))
+            };
             Ok((r, Outcome::Passed, detail))
         },
     )

@@ -18,6 +18,8 @@ pub const BOOT_FAILURES: &[&str] = &[
     "Emergency shell (busybox)",
     "Kernel panic",
     "end Kernel panic",
+    // Xen killing a guest whose exception could not be delivered (xen-xl).
+    "Triple fault - invoking HVM shutdown action",
 ];
 
 struct Shared {

@@ -32,10 +32,11 @@ pub enum StageId {
     FreshRoot,
     RescueRoot,
     RescueDisks,
+    XenHost,
 }
 
 impl StageId {
-    pub const ALL: [StageId; 14] = [
+    pub const ALL: [StageId; 15] = [
         StageId::KernelSource,
         StageId::KernelUm,
         StageId::KernelXen,
@@ -50,6 +51,7 @@ impl StageId {
         StageId::FreshRoot,
         StageId::RescueRoot,
         StageId::RescueDisks,
+        StageId::XenHost,
     ];
 
     /// The stage's name, also its cache directory when it does not depend
@@ -70,6 +72,7 @@ impl StageId {
             StageId::FreshRoot => "fresh-root",
             StageId::RescueRoot => "rescue-root",
             StageId::RescueDisks => "rescue-disks",
+            StageId::XenHost => "xen-host",
         }
     }
 
@@ -130,6 +133,7 @@ impl StageId {
             StageId::CowImage => Tools::Cow,
             StageId::FreshRoot => Tools::Fresh,
             StageId::RescueRoot | StageId::RescueDisks => Tools::Rescue,
+            StageId::XenHost => Tools::Boot,
         }
     }
 

@@ -121,6 +121,14 @@ const BOOT: &[Requirement] = &[
     cmd("mkswap", "util-linux"),
     cmd("mkfs.ext4", "e2fsprogs"),
     cmd("gzip", "gzip"),
+    // xen-xl's Xen host: a Debian tree made into a disk image.
+    cmd("mmdebstrap", "mmdebstrap"),
+    cmd("gpgv", "gpgv"),
+    file(
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+        "debian-archive-keyring",
+    ),
+    cmd("mke2fs", "e2fsprogs"),
 ];
 
 const COW: &[Requirement] = &[
