@@ -218,15 +218,36 @@ pub fn release_disk(dir: &Path, readme: &Readme, r: &ReleaseInputs) -> Result<Pa
 }
 
 /// qemu running Xen and dom0: its root as a snapshot, the release disk,
-/// then `disks` (virtio, serial `rescueNN`), in this order.
-pub fn qemu_command(host: &Host, release: &Path, disks: &[(String, PathBuf)]) -> Command {
+/// then `disks` (virtio, serial `rescueNN`), in this order. dom0's shell is
+/// on a virtio console on stdio; Xen's serial line (Xen's and dom0's kernel
+/// messages) goes to `serial_log`.
+pub fn qemu_command(
+    host: &Host,
+    release: &Path,
+    disks: &[(String, PathBuf)],
+    serial_log: &Path,
+) -> Command {
+    let mut c = Command::new("qemu-system-x86_64");
     // One CPU: with two, qemu runs them in parallel threads (MTTCG) and a
     // PVH guest triple-faulted in about one boot in fifteen, always just
     // after an `in` from an ACPI port that Xen emulates (acpi_os_read_port,
     // port 0xb002), while dom0 worked on the other CPU; with one CPU, none
     // in 25 boots in a row. (Nested SVM under TCG; not seen on hardware.)
-    let mut c = crate::guest::qemu::command("pc", 2048);
-    c.args(["-cpu", "qemu64,+svm,+npt"])
+    c.args(["-machine", "pc", "-accel", "tcg", "-m", "2048", "-smp", "1"])
+        .args(["-cpu", "qemu64,+svm,+npt"])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-no-reboot",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial_log.display()))
+        .args(["-chardev", "stdio,id=shell", "-device", "virtio-serial-pci"])
+        .args(["-device", "virtconsole,chardev=shell"])
         .arg("-kernel")
         .arg(&host.xen)
         .args([
@@ -255,7 +276,12 @@ pub fn qemu_command(host: &Host, release: &Path, disks: &[(String, PathBuf)]) ->
     c
 }
 
-/// dom0's shell, through Xen's serial console.
+/// Xen's serial log beside a console log.
+pub fn serial_log(console_log: &Path) -> PathBuf {
+    console_log.with_extension("xen-serial.log")
+}
+
+/// dom0's shell, on its virtio console.
 pub struct Dom0 {
     pub g: Guest,
 }
@@ -266,20 +292,20 @@ impl Dom0 {
     pub fn boot(cmd: Command, log: &Path) -> Result<(Dom0, f64)> {
         let start = Instant::now();
         let mut g = Guest::start(cmd, log)?;
-        let (hit, _) = g
-            .expect_any(
-                &[
-                    "xen-host: ready",
-                    "xen-host: FAILED",
-                    "Kernel panic",
-                    "Dropping to a shell",
-                ],
-                DOM0_BOOT,
-            )
-            .context("dom0 did not come up")?;
-        if hit != 0 {
+        let hit = g.expect_any(&["xen-host: ready", "xen-host: FAILED"], DOM0_BOOT);
+        if !matches!(hit, Ok((0, _))) {
             std::thread::sleep(Duration::from_millis(500));
-            bail!("dom0 did not come up:\n{}", g.tail(15));
+            g.kill();
+            let serial = serial_log(log);
+            bail!(
+                "dom0 did not come up ({}); Xen's serial line ({}):\n{}",
+                match hit {
+                    Ok(_) => "its init failed".to_string(),
+                    Err(e) => format!("{e:#}"),
+                },
+                ui::display_path(&serial),
+                ui::tail(&serial, 25)
+            );
         }
         g.expect(PROMPT, COMMAND)?;
         Ok((Dom0 { g }, start.elapsed().as_secs_f64()))
@@ -319,10 +345,38 @@ impl Dom0 {
     /// ready banner and root prompt on its console. Returns the seconds
     /// from the typed line to the banner, and the boot's console text.
     pub fn create(&mut self, create: &str, version: &str) -> Result<(f64, String)> {
+        // The prompt after the last command: dom0's shell is waiting.
+        self.g.expect(PROMPT, COMMAND)?;
         let start = Instant::now();
         self.g.send(&format!("{create}\n"))?;
-        let (banner, _, text) = self.g.boot_to_shell(version, "hvc0", start, GUEST_BOOT)?;
-        Ok((banner, text))
+        // xl's own failure returns to dom0's prompt: fail with its errors
+        // at once rather than wait for a banner that cannot come.
+        let banner = format!("Finnix version {version} ready;");
+        let mut watch = vec![banner.as_str(), PROMPT];
+        watch.extend(crate::guest::console::BOOT_FAILURES);
+        let (hit, mut text) = self.g.expect_any(&watch, GUEST_BOOT)?;
+        match hit {
+            0 => {}
+            1 => {
+                let errors: Vec<&str> = text.lines().filter(|l| l.contains("error")).collect();
+                bail!("xl create failed:\n{}", errors.join("\n"));
+            }
+            _ => {
+                std::thread::sleep(Duration::from_millis(500));
+                bail!("the guest's boot failed: {:?} on the console", watch[hit]);
+            }
+        }
+        let banner_secs = start.elapsed().as_secs_f64();
+        text.push_str(&self.g.expect("packages available", COMMAND)?);
+        text.push_str(
+            &self
+                .g
+                .expect("root@hvc0:", COMMAND)
+                .context("no root shell prompt on hvc0 after the banner")?,
+        );
+        // Let the console quiet down (late kernel or service messages).
+        std::thread::sleep(Duration::from_millis(300));
+        Ok((banner_secs, text))
     }
 
     /// Leave the guest's console (Ctrl-]) and prove the shell is dom0's.
@@ -448,7 +502,7 @@ pub fn check(ctx: &Ctx, inputs: &Inputs, host: &Host, log: &Path) -> Result<Repo
     let run = ctx.cache.temp_dir("boot-xen-xl")?;
     let iso_sha = crate::support::cache::sha256_file(&r.iso)?;
     let disk = release_disk(run.path(), &readme, r)?;
-    let (mut dom0, dom0_secs) = Dom0::boot(qemu_command(host, &disk, &[]), log)?;
+    let (mut dom0, dom0_secs) = Dom0::boot(qemu_command(host, &disk, &[], &serial_log(log)), log)?;
     let result = drive(&mut dom0, inputs, &readme, &iso_sha);
     match result {
         Ok(runs) => {
@@ -469,16 +523,23 @@ pub fn check(ctx: &Ctx, inputs: &Inputs, host: &Host, log: &Path) -> Result<Repo
                 mem_used_kib: 0,
                 log: log.to_path_buf(),
                 detail: format!(
-                    "dom0 ready in {dom0_secs:.1} s; {detail}; bad input refused by xl"
+                    "dom0 ready in {dom0_secs:.1} s; {detail}; xl refused {}",
+                    BAD_INPUTS
+                        .iter()
+                        .map(|b| b.what)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })
         }
         Err(e) => {
             dom0.g.kill();
             bail!(
-                "xen-xl: {e:#}\nlast console lines ({}):\n{}",
+                "xen-xl: {e:#}\nlast lines of dom0's console ({}):\n{}\nlast lines of Xen's serial line ({}):\n{}",
                 ui::display_path(log),
-                dom0.g.tail(25)
+                dom0.g.tail(25),
+                ui::display_path(&serial_log(log)),
+                ui::tail(&serial_log(log), 15)
             )
         }
     }
@@ -626,9 +687,11 @@ pub fn interactive(ctx: &Ctx, inputs: &Inputs, host: &Host) -> Result<()> {
     let readme = readme_of(&r.xen_tarball)?;
     let run = ctx.cache.temp_dir("boot-xen-xl")?;
     let disk = release_disk(run.path(), &readme, r)?;
-    let mut cmd = qemu_command(host, &disk, &[]);
+    let serial = ctx.logs().join("console-xen-xl.xen-serial.log");
+    let mut cmd = qemu_command(host, &disk, &[], &serial);
     eprintln!(
-        "==> booting Xen and dom0 (leave with `echo o > /proc/sysrq-trigger` in dom0); at its prompt:\n    cd {RELEASE_DIR}\n    {}\n    {}\n    {}",
+        "==> booting Xen and dom0 (leave with `echo o > /proc/sysrq-trigger` in dom0; Xen's serial line: {}); at its prompt:\n    cd {RELEASE_DIR}\n    {}\n    {}\n    {}",
+        serial.display(),
         readme.untar, readme.link, readme.create
     );
     let status = cmd.status().context("cannot start qemu")?;
