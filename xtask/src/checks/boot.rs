@@ -478,11 +478,7 @@ fn xen_pvh(inputs: &Inputs) -> Result<Command> {
 fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
     let r = inputs.release()?;
     // Debian ships the hypervisor gzipped; qemu -kernel wants it plain.
-    let xen = dir.join("xen");
-    let gz = fs::File::open(XEN_GZ).with_context(|| format!("cannot open {XEN_GZ}"))?;
-    let mut plain = fs::File::create(&xen)?;
-    std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut plain)
-        .with_context(|| format!("cannot unpack {XEN_GZ}"))?;
+    crate::support::fsutil::gunzip(Path::new(XEN_GZ), &dir.join("xen"))?;
     link(&r.xen_kernel, dir, "vmlinuz")?;
     link(&inputs.initrd, dir, "initrd.img")?;
     let mut c = qemu::command("pc", qemu::MIB);

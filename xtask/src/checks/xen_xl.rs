@@ -78,25 +78,11 @@ pub fn host(ctx: &Ctx) -> Result<Host> {
                 .pop()
                 .with_context(|| format!("no {prefix}* in the Xen host's /boot"))
         };
-        let gz = fs::File::open(find("xen-4.17-amd64.gz")?)?;
-        let mut plain = fs::File::create(entry.join("xen"))?;
-        std::io::copy(&mut flate2::read::GzDecoder::new(gz), &mut plain)?;
+        crate::support::fsutil::gunzip(&find("xen-4.17-amd64.gz")?, &entry.join("xen"))?;
         fs::copy(find("vmlinuz-")?, entry.join("vmlinuz"))?;
         fs::copy(find("initrd.img-")?, entry.join("initrd.img"))?;
         // The tree (about 720 MiB) in a sparse 2 GiB ext4 image.
-        s.run(crate::cmd!(
-            "mke2fs",
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-L",
-            "dom0",
-            "-d",
-            tree,
-            entry.join("root.img"),
-            "2048M"
-        ))?;
+        s.run(ext4_image("dom0", tree, &entry.join("root.img"), 2048))?;
         fs::remove_dir_all(tree)?;
         Ok("dom0 root image made".into())
     })?;
@@ -164,6 +150,24 @@ pub fn readme_commands(text: &str) -> Result<Readme, String> {
     })
 }
 
+/// mke2fs making `image` (sparse, `mib` MiB): ext4 labelled `label`
+/// holding the tree `dir`.
+fn ext4_image(label: &str, dir: &Path, image: &Path, mib: u64) -> crate::support::cmd::Cmd {
+    crate::cmd!(
+        "mke2fs",
+        "-q",
+        "-F",
+        "-t",
+        "ext4",
+        "-L",
+        label,
+        "-d",
+        dir,
+        image,
+        format!("{mib}M")
+    )
+}
+
 /// The commands of the README inside a Xen tarball.
 pub fn readme_of(tarball: &Path) -> Result<Readme> {
     readme_commands(&readme_text(tarball)?).map_err(anyhow::Error::msg)
@@ -198,21 +202,9 @@ pub fn release_disk(dir: &Path, readme: &Readme, r: &ReleaseInputs) -> Result<Pa
     }
     let image = dir.join("release.img");
     let mib = bytes / (1 << 20) + 256;
-    crate::cmd!(
-        "mke2fs",
-        "-q",
-        "-F",
-        "-t",
-        "ext4",
-        "-L",
-        RELEASE_LABEL,
-        "-d",
-        &staging,
-        &image,
-        format!("{mib}M")
-    )
-    .output()
-    .context("cannot make the release disk for dom0")?;
+    ext4_image(RELEASE_LABEL, &staging, &image, mib)
+        .output()
+        .context("cannot make the release disk for dom0")?;
     fs::remove_dir_all(&staging)?;
     Ok(image)
 }
@@ -351,31 +343,10 @@ impl Dom0 {
         self.g.send(&format!("{create}\n"))?;
         // xl's own failure returns to dom0's prompt: fail with its errors
         // at once rather than wait for a banner that cannot come.
-        let banner = format!("Finnix version {version} ready;");
-        let mut watch = vec![banner.as_str(), PROMPT];
-        watch.extend(crate::guest::console::BOOT_FAILURES);
-        let (hit, mut text) = self.g.expect_any(&watch, GUEST_BOOT)?;
-        match hit {
-            0 => {}
-            1 => {
-                let errors: Vec<&str> = text.lines().filter(|l| l.contains("error")).collect();
-                bail!("xl create failed:\n{}", errors.join("\n"));
-            }
-            _ => {
-                std::thread::sleep(Duration::from_millis(500));
-                bail!("the guest's boot failed: {:?} on the console", watch[hit]);
-            }
-        }
-        let banner_secs = start.elapsed().as_secs_f64();
-        text.push_str(&self.g.expect("packages available", COMMAND)?);
-        text.push_str(
-            &self
-                .g
-                .expect("root@hvc0:", COMMAND)
-                .context("no root shell prompt on hvc0 after the banner")?,
-        );
-        // Let the console quiet down (late kernel or service messages).
-        std::thread::sleep(Duration::from_millis(300));
+        let (banner_secs, _, text) = self
+            .g
+            .boot_to_shell_unless(version, "hvc0", start, GUEST_BOOT, &[PROMPT])
+            .context("xl create did not bring the guest to its shell")?;
         Ok((banner_secs, text))
     }
 

@@ -221,10 +221,33 @@ impl Guest {
         start: Instant,
         timeout: Duration,
     ) -> Result<(f64, f64, String)> {
+        self.boot_to_shell_unless(version, console, start, timeout, &[])
+    }
+
+    /// [`Guest::boot_to_shell`], failing at once also when one of `stop`
+    /// appears before the banner (e.g. the prompt of the shell that started
+    /// the guest: the start failed); the error quotes the lines before it.
+    pub fn boot_to_shell_unless(
+        &mut self,
+        version: &str,
+        console: &str,
+        start: Instant,
+        timeout: Duration,
+        stop: &[&str],
+    ) -> Result<(f64, f64, String)> {
         let banner = format!("Finnix version {version} ready;");
         let mut watch = vec![banner.as_str()];
         watch.extend(BOOT_FAILURES);
+        watch.extend(stop);
         let (hit, mut text) = self.expect_any(&watch, timeout.saturating_sub(start.elapsed()))?;
+        if hit > BOOT_FAILURES.len() {
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "{:?} before the ready banner, after:\n{}",
+                watch[hit],
+                lines[lines.len().saturating_sub(12)..].join("\n")
+            );
+        }
         if hit != 0 {
             std::thread::sleep(Duration::from_millis(500));
             bail!("the boot failed: {:?} on the console", watch[hit]);

@@ -1,6 +1,6 @@
 //! File-system helpers shared by the stages: temporary directories that clean
 //! up after themselves (also on Ctrl-C and SIGTERM), atomic file replacement,
-//! and tree copies.
+//! tree copies, and gunzip.
 
 use fs_err as fs;
 use std::io::{self, Write};
@@ -184,5 +184,14 @@ pub fn set_times(path: &Path, t: i64) -> Result<()> {
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot set times of {}", path.display()));
     }
+    Ok(())
+}
+
+/// `from` (gzip) unpacked into `to`.
+pub fn gunzip(from: &Path, to: &Path) -> Result<()> {
+    let gz = fs::File::open(from)?;
+    let mut plain = fs::File::create(to)?;
+    io::copy(&mut flate2::read::GzDecoder::new(gz), &mut plain)
+        .with_context(|| format!("cannot unpack {}", from.display()))?;
     Ok(())
 }
