@@ -101,7 +101,7 @@ const SPECS: [Spec; 12] = [
     Spec { target: Target::UsbBios, name: "usb-bios", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Isolinux },
     Spec { target: Target::UsbUefi, name: "usb-uefi", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Grub },
     Spec { target: Target::XenPvh, name: "xen-pvh", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/vda", loader: Loader::None },
-    Spec { target: Target::XenPv, name: "xen-pv", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/sr0", loader: Loader::None },
+    Spec { target: Target::XenPv, name: "xen-pv", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/vda", loader: Loader::None },
     Spec { target: Target::XenXl, name: "xen-xl", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/xvda", loader: Loader::None },
 ];
 
@@ -474,7 +474,8 @@ fn xen_pvh(inputs: &Inputs) -> Result<Command> {
     Ok(c)
 }
 
-/// Xen 4.17 under qemu, our domU kernel and initrd as its PV guest, the ISO as a CD.
+/// Xen 4.17 under qemu, our domU kernel and initrd as its first (PV) domain,
+/// the ISO on virtio (the domU kernel has no disk controller drivers).
 fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
     let r = inputs.release()?;
     // Debian ships the hypervisor gzipped; qemu -kernel wants it plain.
@@ -494,7 +495,7 @@ fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
         .args(["-initrd", "vmlinuz xen console=hvc0,initrd.img"])
         .arg("-drive")
         .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on",
+            "file={},format=raw,if=virtio,readonly=on",
             r.iso.display()
         ));
     Ok(c)
