@@ -9,6 +9,7 @@
 
 mod cmdline;
 mod medium;
+mod modules;
 mod sys;
 
 use std::fmt;
@@ -150,11 +151,19 @@ impl medium::Probe for Devices<'_> {
 }
 
 /// Scan (or wait for `root=`) until the medium appears or time runs out.
-fn find_medium(b: &Boot) -> Result<Found, Failure> {
+fn find_medium(b: &Boot, mut modules: Option<&mut modules::Modules>) -> Result<Found, Failure> {
     let wait = Duration::from_secs(b.params.wait_secs.unwrap_or(DEFAULT_WAIT_SECS));
     let start = Instant::now();
     let mut announced = false;
     loop {
+        // A loaded controller brings devices that want their own modules
+        // (the disks on it, a USB stick on a USB controller).
+        if let Some(m) = modules.as_deref_mut() {
+            let loaded = m.coldplug();
+            if !loaded.is_empty() {
+                b.say(format!("loaded modules: {}", loaded.join(" ")));
+            }
+        }
         let devices = match b.params.root_device() {
             Some(root) => vec![root.to_string()],
             None => medium::candidates(&sys::block_devices()),
@@ -185,6 +194,14 @@ fn find_medium(b: &Boot) -> Result<Found, Failure> {
                     }
                 )];
                 details.extend(report);
+                if let Some(m) = modules.as_deref() {
+                    if !m.errors.is_empty() {
+                        details.push(format!(
+                            "modules that failed to load: {}",
+                            m.errors.join("; ")
+                        ));
+                    }
+                }
                 details.push(
                     "give the medium to the machine, or name it with root=/dev/<device>".into(),
                 );
@@ -294,7 +311,14 @@ fn try_boot() -> Result<Never, Failure> {
         }
     }
 
-    let found = find_medium(&b)?;
+    // Debian's kernel (the ISO): the filesystems of the medium, then the
+    // drivers the devices present ask for. Built-in kernels have no modules.
+    let mut modules = modules::Modules::open();
+    if let Some(m) = modules.as_mut() {
+        let loaded = m.load_listed();
+        b.say(format!("loaded modules: {}", loaded.join(" ")));
+    }
+    let found = find_medium(&b, modules.as_mut())?;
     let (medium, mut source, kind) = match &found {
         Found::Iso { device } => (
             device.clone(),

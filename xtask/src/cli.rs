@@ -46,7 +46,8 @@ pub enum Command {
     /// Boot an artifact: interactively, or `--check` for a pass/fail run
     /// (`boot --check all`: every target, then a table). Targets: uml-iso,
     /// uml-squashroot, uml-readonly, uml-flow, toram, bios-cd, uefi-cd,
-    /// usb-bios, usb-uefi, xen-pvh, xen-pv.
+    /// uefi-secureboot,
+    /// usb-bios, usb-uefi, xen-pvh, xen-pv, xen-xl.
     Boot(Boot),
     /// Write dist/finnix.img: the profile's root filesystem as an ext4 image
     /// for UML's COW mode (`./linux root=/dev/ubda ubda=COWFILE,finnix.img uml`).

@@ -15,6 +15,7 @@ use crate::stages::checksums::{self, Hashed};
 use crate::stages::cow_image::{self, CowImage};
 use crate::stages::initrd::{self, Initrd};
 use crate::stages::iso::{self, Iso};
+use crate::stages::kernel::metal::{self, MetalKernel};
 use crate::stages::kernel::{self, Flavor, Kernel};
 use crate::stages::rootfs::{self, Rootfs};
 use crate::stages::squashfs::{self, Squashfs};
@@ -29,6 +30,7 @@ use crate::support::ui::{self, Outcome};
 pub struct Live {
     pub profile: String,
     pub uml: Kernel,
+    pub metal: MetalKernel,
     pub initrd: Initrd,
     pub rootfs: Rootfs,
     pub squashfs: Squashfs,
@@ -37,12 +39,14 @@ pub struct Live {
 /// The stages up to the squashfs root, in order.
 pub fn live(ctx: &Ctx, profile: &str, squashfs_opts: squashfs::Options) -> Result<Live> {
     let uml = kernel::build(ctx, Flavor::Um)?;
+    let metal = metal::build(ctx)?;
     let initrd = initrd::build(ctx)?;
-    let rootfs = rootfs::build(ctx, profile, &uml, &initrd)?;
+    let rootfs = rootfs::build(ctx, profile, &uml, &initrd, &metal)?;
     let squashfs = squashfs::build(ctx, &rootfs, squashfs_opts)?;
     Ok(Live {
         profile: profile.to_string(),
         uml,
+        metal,
         initrd,
         rootfs,
         squashfs,
@@ -69,7 +73,7 @@ pub struct Release {
 pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
     let live = live(ctx, profile, default_squashfs(ctx))?;
     let xen = kernel::build(ctx, Flavor::Xen)?;
-    let iso = iso::build(ctx, profile, &live.squashfs, &xen, &live.initrd)?;
+    let iso = iso::build(ctx, profile, &live.squashfs, &live.metal, &live.initrd)?;
     let xen_tar = tarballs::stage(
         ctx,
         StageId::TarballXen,
@@ -211,6 +215,7 @@ pub fn ensure_tools(ctx: &Ctx, stages: &[StageId], more: &[Tools]) -> Result<()>
 /// The stages of the live system (and with them a release).
 pub const LIVE_STAGES: &[StageId] = &[
     StageId::KernelUm,
+    StageId::KernelMetal,
     StageId::Initrd,
     StageId::RootfsBase,
     StageId::Rootfs,
@@ -219,6 +224,7 @@ pub const LIVE_STAGES: &[StageId] = &[
 pub const RELEASE_STAGES: &[StageId] = &[
     StageId::KernelUm,
     StageId::KernelXen,
+    StageId::KernelMetal,
     StageId::Initrd,
     StageId::RootfsBase,
     StageId::Rootfs,
@@ -232,8 +238,9 @@ pub const RELEASE_STAGES: &[StageId] = &[
 pub fn cow(ctx: &Ctx, profile: &str) -> Result<(Kernel, CowImage)> {
     ensure_tools(ctx, &[StageId::CowImage], &[])?;
     let um = kernel::build(ctx, Flavor::Um)?;
+    let metal = metal::build(ctx)?;
     let initrd = initrd::build(ctx)?;
-    let rootfs = rootfs::build(ctx, profile, &um, &initrd)?;
+    let rootfs = rootfs::build(ctx, profile, &um, &initrd, &metal)?;
     let img = cow_image::build(ctx, &rootfs)?;
     Ok((um, img))
 }
@@ -281,6 +288,7 @@ pub fn release_inputs(ctx: &Ctx, r: &Release) -> Result<boot::Inputs> {
         xen_kernel: r.xen.image(),
         xen_vmlinux: r.xen.vmlinux().context("domU vmlinux")?,
         xen_release: r.xen.info.release.clone(),
+        metal_release: r.live.metal.release.clone(),
     });
     Ok(inputs)
 }
@@ -317,12 +325,18 @@ impl cli::Rootfs {
         }
         ensure_tools(
             ctx,
-            &[StageId::KernelUm, StageId::Initrd, StageId::Rootfs],
+            &[
+                StageId::KernelUm,
+                StageId::KernelMetal,
+                StageId::Initrd,
+                StageId::Rootfs,
+            ],
             &[],
         )?;
         let um = kernel::build(ctx, Flavor::Um)?;
+        let metal = metal::build(ctx)?;
         let initrd = initrd::build(ctx)?;
-        let r = rootfs::build(ctx, &profile, &um, &initrd)?;
+        let r = rootfs::build(ctx, &profile, &um, &initrd, &metal)?;
         eprintln!("root filesystem tree: {}", r.tree().display());
         Ok(())
     }
@@ -373,8 +387,7 @@ impl cli::Iso {
         ensure_tools(ctx, RELEASE_STAGES, &[])?;
         let profile = ctx.profile(self.profile);
         let live = live(ctx, &profile, default_squashfs(ctx))?;
-        let xen = kernel::build(ctx, Flavor::Xen)?;
-        let iso = iso::build(ctx, &profile, &live.squashfs, &xen, &live.initrd)?;
+        let iso = iso::build(ctx, &profile, &live.squashfs, &live.metal, &live.initrd)?;
         eprintln!("ISO image: {}", iso.image().display());
         Ok(())
     }

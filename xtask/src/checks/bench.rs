@@ -156,7 +156,8 @@ impl crate::cli::Bench {
         let profile = ctx.profile(self.profile);
         let um = kernel::build(ctx, kernel::Flavor::Um)?;
         let initrd = initrd::build(ctx)?;
-        let rootfs = rootfs::build(ctx, &profile, &um, &initrd)?;
+        let metal = kernel::metal::build(ctx)?;
+        let rootfs = rootfs::build(ctx, &profile, &um, &initrd, &metal)?;
         let opts = default_squashfs(ctx);
         let work = ctx.cache.temp_dir("bench-squashfs")?;
         let size = crate::cmd!("du", "-sb", rootfs.tree()).expr().read()?;

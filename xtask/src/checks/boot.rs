@@ -38,6 +38,11 @@ pub enum Target {
     BiosCd,
     /// qemu (TCG) boots the ISO as a CD: OVMF, GRUB, serial console.
     UefiCd,
+    /// qemu (TCG) boots the ISO as a CD with Secure Boot enforced: OVMF's
+    /// Secure Boot build with Microsoft's keys enrolled (q35, SMM), shim,
+    /// Debian's signed GRUB and kernel; inside, the kernel says Secure Boot
+    /// is on (its log and the SecureBoot EFI variable) and is locked down.
+    UefiSecureboot,
     /// qemu (TCG) boots the ISO file as a USB stick (hybrid MBR): SeaBIOS, isolinux.
     UsbBios,
     /// qemu (TCG) boots the ISO file as a USB stick (GPT ESP): OVMF, GRUB.
@@ -90,7 +95,7 @@ struct Spec {
 /// Every boot target: how it is reached and what it must show. Its command
 /// line is built by [`command`]; its own checks are its hook in [`drive`].
 #[rustfmt::skip]
-const SPECS: [Spec; 12] = [
+const SPECS: [Spec; 13] = [
     Spec { target: Target::UmlIso, name: "uml-iso", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
     Spec { target: Target::UmlSquashroot, name: "uml-squashroot", needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
     Spec { target: Target::UmlReadonly, name: "uml-readonly", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
@@ -98,6 +103,7 @@ const SPECS: [Spec; 12] = [
     Spec { target: Target::Toram, name: "toram", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
     Spec { target: Target::BiosCd, name: "bios-cd", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Isolinux },
     Spec { target: Target::UefiCd, name: "uefi-cd", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
+    Spec { target: Target::UefiSecureboot, name: "uefi-secureboot", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
     Spec { target: Target::UsbBios, name: "usb-bios", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Isolinux },
     Spec { target: Target::UsbUefi, name: "usb-uefi", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Grub },
     Spec { target: Target::XenPvh, name: "xen-pvh", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/vda", loader: Loader::None },
@@ -106,7 +112,7 @@ const SPECS: [Spec; 12] = [
 ];
 
 impl Target {
-    pub const ALL: [Target; 12] = [
+    pub const ALL: [Target; 13] = [
         Target::UmlIso,
         Target::UmlSquashroot,
         Target::UmlReadonly,
@@ -114,6 +120,7 @@ impl Target {
         Target::Toram,
         Target::BiosCd,
         Target::UefiCd,
+        Target::UefiSecureboot,
         Target::UsbBios,
         Target::UsbUefi,
         Target::XenPvh,
@@ -194,6 +201,8 @@ pub struct ReleaseInputs {
     pub xen_kernel: PathBuf,
     pub xen_vmlinux: PathBuf,
     pub xen_release: String,
+    /// Debian's kernel on the ISO: `6.1.0-56-amd64`.
+    pub metal_release: String,
 }
 
 impl Inputs {
@@ -206,8 +215,11 @@ impl Inputs {
     fn expected_release(&self, target: Target) -> Result<&str> {
         Ok(if target.is_uml() {
             &self.kernel_release
-        } else {
+        } else if target.loader() == Loader::None {
             &self.release()?.xen_release
+        } else {
+            // The ISO boots Debian's signed kernel.
+            &self.release()?.metal_release
         })
     }
 }
@@ -300,6 +312,7 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         Target::UmlFlow => uml_flow(inputs, dir, interactive),
         Target::BiosCd => Ok(qemu::bios_cd(&inputs.release()?.iso)),
         Target::UefiCd => uefi_cd(inputs),
+        Target::UefiSecureboot => uefi_secureboot(inputs, dir),
         Target::UsbBios | Target::UsbUefi => usb_stick(target, inputs),
         Target::XenPvh => xen_pvh(inputs),
         Target::XenPv => xen_pv(inputs, dir),
@@ -434,6 +447,33 @@ fn uefi_cd(inputs: &Inputs) -> Result<Command> {
         inputs.release()?.iso.display()
     ));
     c.args(["-device", "ide-cd,drive=cd,bootindex=0"]);
+    Ok(c)
+}
+
+/// OVMF's Secure Boot build (SMM, so q35 with smm=on and a secure flash)
+/// with Microsoft's keys enrolled and Secure Boot on, from a copy of its
+/// variable store; the ISO as a CD.
+fn uefi_secureboot(inputs: &Inputs, dir: &Path) -> Result<Command> {
+    let vars = dir.join("OVMF_VARS.fd");
+    fs::copy(qemu::OVMF_SECBOOT_VARS, &vars)?;
+    let mut c = qemu::command("q35,smm=on", qemu::MIB);
+    c.args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            qemu::OVMF_SECBOOT_CODE
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
+            inputs.release()?.iso.display()
+        ))
+        .args(["-device", "ide-cd,drive=cd,bootindex=0"]);
     Ok(c)
 }
 
@@ -682,11 +722,44 @@ fn drive(
         Target::Toram => check_toram(guest),
         Target::UmlFlow => check_uml_flow(guest, &boot_text, &banner),
         Target::XenPv => check_xen_pv(guest, &boot_text),
+        Target::UefiSecureboot => check_secure_boot(guest, &boot_text),
         _ => Ok(()),
     }?;
     let used = memory_in_use(guest)?;
     shutdown(guest, target, step)?;
     Ok((banner_secs, shell_secs, used))
+}
+
+/// Secure Boot, as the running kernel sees it: its own log line, the
+/// firmware's SecureBoot variable (efivarfs) set to 1, and lockdown.
+fn check_secure_boot(guest: &mut Guest, boot_text: &str) -> Result<()> {
+    let log = guest.run(
+        "dmesg | grep -i -e 'secure boot' -e lockdown",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        log.contains("Secure boot enabled"),
+        "the kernel does not say \"Secure boot enabled\" (dmesg: {log:?})"
+    );
+    ensure!(
+        log.contains("Kernel is locked down from EFI Secure Boot"),
+        "the kernel is not locked down by Secure Boot (dmesg: {log:?})"
+    );
+    let var = guest.run(
+        "grep -q efivarfs /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars; \
+         od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+        COMMAND_TIMEOUT,
+    )?;
+    let bytes: Vec<&str> = var.split_whitespace().collect();
+    ensure!(
+        bytes.last() == Some(&"1"),
+        "the SecureBoot EFI variable is not 1: {var:?} (attributes, then the value)"
+    );
+    ensure!(
+        !boot_text.contains("shim_lock") || !boot_text.contains("verification failed"),
+        "GRUB reported a verification failure"
+    );
+    Ok(())
 }
 
 /// What every target must show: the kernel release, the host name, the

@@ -9,6 +9,10 @@ use std::process::Command;
 pub const MIB: u32 = 1024;
 /// OVMF (UEFI firmware), Debian package `ovmf`.
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// OVMF's Secure Boot build (SMM: q35 with smm=on, a secure pflash) and
+/// its variable store with Microsoft's keys enrolled and Secure Boot on.
+pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const OVMF_SECBOOT_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 /// Xen's hypervisor, Debian package `xen-hypervisor-4.17-amd64`.
 pub const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
 

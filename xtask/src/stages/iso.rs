@@ -1,10 +1,14 @@
 //! Stage `iso`: the hybrid ISO, assembled with xorriso (archiso's recipe).
 //!
-//! `FINNIX/FINNIX` is the squashfs; `boot/vmlinuz` the domU kernel (it boots
-//! hardware and qemu too) and `boot/initrd.img`. BIOS boots isolinux from
-//! the CD's El Torito entry or from the hybrid MBR on a USB stick; UEFI boots
-//! GRUB from an El Torito EFI image, which is also appended as a GPT EFI
-//! system partition for USB. Boot menus are data: `configs/boot/`.
+//! `FINNIX/FINNIX` is the squashfs; `boot/vmlinuz` Debian's signed kernel
+//! (stage `kernel-metal`) and `boot/initrd.img` the common initrd followed
+//! by that kernel's initramfs modules. BIOS boots isolinux from the CD's El
+//! Torito entry or from the hybrid MBR on a USB stick. UEFI boots, with or
+//! without Secure Boot, Debian's shim (signed by Microsoft's UEFI CA) and
+//! Debian's signed GRUB for removable media (gcdx64.efi, which finds the
+//! medium by `/.disk/info` and reads `/boot/grub/grub.cfg`), from an El
+//! Torito EFI image that is also appended as a GPT EFI system partition for
+//! USB. Boot menus are data: `configs/boot/`.
 
 use fs_err as fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,44 +16,49 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
+use crate::stages::debs::{self, Deb};
 use crate::stages::StageId;
 
 use crate::stages::initrd::Initrd;
-use crate::stages::kernel::Kernel;
+use crate::stages::kernel::metal::MetalKernel;
 use crate::stages::squashfs::Squashfs;
 use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::{package_version, tool_version, Ctx};
 use crate::support::ui::{self, Stage};
 
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
 const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 const ISOHYBRID_MBR: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
 const SYSLINUX_MODULES: &str = "/usr/lib/syslinux/modules/bios";
 const SYSLINUX_FILES: &[&str] = &["ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32"];
-/// GRUB modules built into BOOTX64.EFI.
-const GRUB_MODULES: &[&str] = &[
-    "part_gpt",
-    "part_msdos",
-    "fat",
-    "iso9660",
-    "search",
-    "search_fs_file",
-    "normal",
-    "configfile",
-    "linux",
-    "echo",
-    "serial",
-    "terminal",
-    "test",
-    "all_video",
-    "efi_gop",
-    "boot",
-    "ls",
-    "cat",
+/// The EFI system partition: (file in the package tree, name in EFI/BOOT/).
+/// shim starts `grubx64.efi` beside itself, and MokManager when a
+/// signature fails (to enrol a key).
+pub const ESP_FILES: &[(&str, &str)] = &[
+    ("usr/lib/shim/shimx64.efi.signed", "BOOTX64.EFI"),
+    (
+        "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+        "grubx64.efi",
+    ),
+    ("usr/lib/shim/mmx64.efi.signed", "mmx64.efi"),
 ];
 /// The EFI system partition image (FAT), in KiB.
-const ESP_KIB: u64 = 4096;
+const ESP_KIB: u64 = 8192;
 const ESP_GPT_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+
+/// The signed UEFI boot chain, by lock role and config name.
+fn efi_debs(ctx: &Ctx, s: &mut Stage) -> Result<Vec<Deb>> {
+    let m = &ctx.config.metal;
+    let mut all = Vec::new();
+    for (role, name) in [
+        ("shim", &m.shim),
+        ("shim-helpers", &m.shim_helpers),
+        ("grub-efi", &m.grub),
+    ] {
+        all.push(debs::fetch(ctx, s, role, name, debs::no_metapackage)?);
+    }
+    Ok(all)
+}
 
 pub struct Iso {
     pub entry: PathBuf,
@@ -69,11 +78,6 @@ pub fn tool_versions() -> Vec<(String, String)> {
         ("xorriso".into(), tool_version("xorriso")),
         ("isolinux".into(), package_version("isolinux")),
         ("syslinux-common".into(), package_version("syslinux-common")),
-        (
-            "grub-efi-amd64-bin".into(),
-            package_version("grub-efi-amd64-bin"),
-        ),
-        ("grub-common".into(), package_version("grub-common")),
         ("dosfstools".into(), package_version("dosfstools")),
         ("mtools".into(), package_version("mtools")),
     ]
@@ -90,7 +94,7 @@ pub fn build(
     ctx: &Ctx,
     profile: &str,
     squashfs: &Squashfs,
-    xen: &Kernel,
+    metal: &MetalKernel,
     initrd: &Initrd,
 ) -> Result<Iso> {
     let stage = StageId::Iso.dir(profile);
@@ -102,11 +106,15 @@ pub fn build(
         format!("assemble the hybrid ISO with xorriso ({profile})"),
         |s| {
             let boot = ctx.root.join("configs/boot");
+            let efi = efi_debs(ctx, s)?;
             let mut k = KeyBuilder::new(StageId::Iso.key_label(), RECIPE);
             k.key("squashfs", &squashfs.key)
-                .key("kernel-xen", &xen.key)
+                .key("kernel-metal", &metal.key)
                 .key("initrd", &initrd.key);
-            for f in ["isolinux.cfg", "grub.cfg", "grub-embedded.cfg"] {
+            for deb in &efi {
+                k.text(&format!("deb {}", deb.id.spec()), &deb.id.sha256);
+            }
+            for f in ["isolinux.cfg", "grub.cfg"] {
                 k.file(&format!("configs/boot/{f}"), &boot.join(f))?;
             }
             k.text(
@@ -138,9 +146,9 @@ pub fn build(
                 |s, out| {
                     let work = ctx.cache.temp_dir(&format!("{stage}-work"))?;
                     let root = work.path().join("root");
-                    stage_tree(ctx, s, &root, squashfs, xen, initrd)?;
+                    stage_tree(ctx, s, &root, squashfs, metal, initrd)?;
                     let esp = work.path().join("efiboot.img");
-                    efi_image(ctx, s, work.path(), &esp)?;
+                    efi_image(ctx, s, &efi, work.path(), &esp)?;
                     let iso = out.join(&name);
                     xorriso(ctx, s, &root, &esp, &iso)?;
                     Ok(ui::fmt_size(fs::metadata(&iso)?.len()))
@@ -159,8 +167,12 @@ fn put(dest: &Path, from: &Path) -> Result<()> {
 }
 
 fn write(dest: &Path, text: &str) -> Result<()> {
+    write_bytes(dest, text.as_bytes())
+}
+
+fn write_bytes(dest: &Path, data: &[u8]) -> Result<()> {
     fs::create_dir_all(dest.parent().expect("has parent"))?;
-    fs::write(dest, text)?;
+    fs::write(dest, data)?;
     Ok(())
 }
 
@@ -170,13 +182,23 @@ fn stage_tree(
     _s: &Stage,
     root: &Path,
     squashfs: &Squashfs,
-    xen: &Kernel,
+    metal: &MetalKernel,
     initrd: &Initrd,
 ) -> Result<()> {
     let boot = ctx.root.join("configs/boot");
+    let d = &ctx.config.distribution;
     put(&root.join("FINNIX/FINNIX"), &squashfs.image())?;
-    put(&root.join("boot/vmlinuz"), &xen.image())?;
-    put(&root.join("boot/initrd.img"), &initrd.image())?;
+    put(&root.join("boot/vmlinuz"), &metal.image())?;
+    // The kernel unpacks concatenated archives in turn: /init and busybox,
+    // then the modules that find the medium.
+    let mut both = fs::read(initrd.image())?;
+    both.extend(fs::read(metal.initrd_modules())?);
+    write_bytes(&root.join("boot/initrd.img"), &both)?;
+    // What Debian's removable-media GRUB searches for to find its medium.
+    write(
+        &root.join(".disk/info"),
+        &format!("{} {} live rescue system\n", d.name, d.version),
+    )?;
     put(&root.join("isolinux/isolinux.bin"), Path::new(ISOLINUX_BIN))?;
     for f in SYSLINUX_FILES {
         put(
@@ -196,24 +218,14 @@ fn stage_tree(
     Ok(())
 }
 
-/// BOOTX64.EFI (grub-mkimage, no timestamps inside) in a FAT image made
+/// shim, MokManager and Debian's signed GRUB (ESP_FILES) in a FAT image made
 /// reproducible (`mkfs.fat --invariant`, a volume id from the epoch, mtools
-/// dates from SOURCE_DATE_EPOCH).
-fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
-    let efi = work.join("BOOTX64.EFI");
-    let embedded = ctx.root.join("configs/boot/grub-embedded.cfg");
-    let mut args: Vec<String> = vec![
-        "-O".into(),
-        "x86_64-efi".into(),
-        "-p".into(),
-        "/boot/grub".into(),
-        "-c".into(),
-    ];
-    args.push(embedded.display().to_string());
-    args.push("-o".into());
-    args.push(efi.display().to_string());
-    args.extend(GRUB_MODULES.iter().map(|m| m.to_string()));
-    s.run(crate::support::cmd::Cmd::argv("grub-mkimage", &args))?;
+/// dates from SOURCE_DATE_EPOCH). The binaries are copied as signed.
+fn efi_image(ctx: &Ctx, s: &Stage, efi: &[Deb], work: &Path, esp: &Path) -> Result<()> {
+    let unpacked = work.join("efi-debs");
+    for deb in efi {
+        debs::extract(s, deb, &unpacked)?;
+    }
     let volume_id = format!("{:08x}", (ctx.epoch.global as u64) & 0xffff_ffff);
     let epoch = ctx.epoch.global.to_string();
     s.run(crate::cmd!(
@@ -232,13 +244,31 @@ fn efi_image(ctx: &Ctx, s: &Stage, work: &Path, esp: &Path) -> Result<()> {
             .env("SOURCE_DATE_EPOCH", &epoch)
             .env("TZ", "UTC"),
     )?;
-    // mcopy -m keeps the file's own date: make it SOURCE_DATE_EPOCH.
-    crate::support::fsutil::set_times(&efi, ctx.epoch.global)?;
-    s.run(
-        crate::cmd!("mcopy", "-m", "-i", esp, &efi, "::/EFI/BOOT/BOOTX64.EFI")
+    for (from, name) in ESP_FILES {
+        let file = unpacked.join(from);
+        ensure!(
+            file.is_file(),
+            "{from} is in none of {}: the shim/GRUB packages changed their layout",
+            efi.iter()
+                .map(|d| d.id.spec())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // mcopy -m keeps the file's own date: make it SOURCE_DATE_EPOCH.
+        crate::support::fsutil::set_times(&file, ctx.epoch.global)?;
+        s.run(
+            crate::cmd!(
+                "mcopy",
+                "-m",
+                "-i",
+                esp,
+                &file,
+                format!("::/EFI/BOOT/{name}")
+            )
             .env("SOURCE_DATE_EPOCH", &epoch)
             .env("TZ", "UTC"),
-    )?;
+        )?;
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 pub mod checksums;
 pub mod cow_image;
+pub mod debs;
 pub mod initrd;
 pub mod iso;
 pub mod kernel;
@@ -21,6 +22,7 @@ pub enum StageId {
     KernelSource,
     KernelUm,
     KernelXen,
+    KernelMetal,
     Initrd,
     RootfsBase,
     Rootfs,
@@ -36,10 +38,11 @@ pub enum StageId {
 }
 
 impl StageId {
-    pub const ALL: [StageId; 15] = [
+    pub const ALL: [StageId; 16] = [
         StageId::KernelSource,
         StageId::KernelUm,
         StageId::KernelXen,
+        StageId::KernelMetal,
         StageId::Initrd,
         StageId::RootfsBase,
         StageId::Rootfs,
@@ -61,6 +64,7 @@ impl StageId {
             StageId::KernelSource => "kernel-source",
             StageId::KernelUm => "kernel-um",
             StageId::KernelXen => "kernel-xen",
+            StageId::KernelMetal => "kernel-metal",
             StageId::Initrd => "initrd",
             StageId::RootfsBase => "rootfs-base",
             StageId::Rootfs => "rootfs",
@@ -111,6 +115,7 @@ impl StageId {
         match self {
             StageId::KernelUm => &["linux-"],
             StageId::KernelXen => &["vmlinuz-", "vmlinux-"],
+            StageId::KernelMetal => &["initrd-modules.img"],
             StageId::Initrd => &["initrd.img"],
             StageId::Squashfs => &["FINNIX"],
             StageId::Iso => &[".iso"],
@@ -125,6 +130,7 @@ impl StageId {
     pub fn tools(self) -> Tools {
         match self {
             StageId::KernelSource | StageId::KernelUm | StageId::KernelXen => Tools::Kernel,
+            StageId::KernelMetal => Tools::Metal,
             StageId::Initrd => Tools::Initrd,
             StageId::RootfsBase | StageId::Rootfs => Tools::Rootfs,
             StageId::Squashfs => Tools::Squashfs,

@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use crate::stages::StageId;
 
 use crate::stages::initrd::Initrd;
+use crate::stages::kernel::metal::MetalKernel;
 use crate::stages::kernel::Kernel;
 use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::config::{Base, Profile};
@@ -61,7 +62,13 @@ impl Rootfs {
     }
 }
 
-pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Result<Rootfs> {
+pub fn build(
+    ctx: &Ctx,
+    profile_name: &str,
+    um: &Kernel,
+    initrd: &Initrd,
+    metal: &MetalKernel,
+) -> Result<Rootfs> {
     let profile = Profile::load(&ctx.root, profile_name)?;
     let base = base(ctx, profile_name, &profile)?;
     let stage = StageId::Rootfs.dir(profile_name);
@@ -75,6 +82,7 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
             k.key("base", &base.key)
                 .key("kernel-um", &um.key)
                 .key("initrd", &initrd.key)
+                .text("metal modules", profile.metal_modules.to_string())
                 .file("finnix", &finnix)?
                 .file(
                     "profile",
@@ -86,6 +94,9 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
                     &format!("overlay {overlay}"),
                     hash_tree(&ctx.root.join("live/overlay").join(overlay))?,
                 );
+            }
+            if profile.metal_modules {
+                k.key("kernel-metal", &metal.key);
             }
             let d = &ctx.config.distribution;
             k.text(
@@ -117,6 +128,7 @@ pub fn build(ctx: &Ctx, profile_name: &str, um: &Kernel, initrd: &Initrd) -> Res
                         &finnix,
                         um,
                         initrd,
+                        metal,
                         tmp,
                     )?;
                     let count = fs::read_to_string(tmp.join("packages.txt"))?
@@ -142,6 +154,7 @@ fn assemble(
     finnix: &Path,
     um: &Kernel,
     initrd: &Initrd,
+    metal: &MetalKernel,
     tmp: &Path,
 ) -> Result<NormaliseStats> {
     let d = &ctx.config.distribution;
@@ -159,6 +172,17 @@ fn assemble(
         0o755,
     )?;
     install(&initrd.image(), &uml_dir.join("initrd.img"), 0o644)?;
+    if profile.metal_modules {
+        // Debian's kernel boots the ISO on hardware: all its modules, for
+        // udev and modprobe (the firmware comes from the package list).
+        let dest = tree.join("usr/lib/modules").join(&metal.release);
+        s.note(format!(
+            "copying {} to {}",
+            metal.modules().display(),
+            dest.display()
+        ));
+        crate::support::fsutil::copy_tree(&metal.modules(), &dest)?;
+    }
     fs::write(tree.join("etc/hostname"), format!("{}\n", d.hostname))?;
     fs::write(
         tree.join("etc/finnix-release"),
@@ -384,10 +408,11 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
     args.extend(DPKG_PATH_FILTERS.iter().map(|f| format!("--dpkgopt={f}")));
     args.push(suite.into());
     args.push(tree.display().to_string());
-    args.push(format!("deb {mirror} {suite} main"));
-    args.push(format!("deb {mirror} {suite}-updates main"));
+    let components = profile.components.join(" ");
+    args.push(format!("deb {mirror} {suite} {components}"));
+    args.push(format!("deb {mirror} {suite}-updates {components}"));
     args.push(format!(
-        "deb {} {suite}-security main",
+        "deb {} {suite}-security {components}",
         profile.security_mirror
     ));
     let run = s.run(
@@ -405,7 +430,7 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
                 .find(|(n, _)| *n == name)
                 .map(|(_, l)| *l)
                 .unwrap_or(0);
-            bail!("package {name} ({rel}:{line}) is not in Debian {suite} (misspelt, or not in main): fix the package list");
+            bail!("package {name} ({rel}:{line}) is not in Debian {suite} (misspelt, or not in the components {components:?}): fix the package list");
         }
         return Err(e);
     }

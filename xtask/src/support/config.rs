@@ -10,8 +10,25 @@ use serde::Deserialize;
 pub struct Config {
     pub distribution: Distribution,
     pub kernel: Kernel,
+    pub metal: Metal,
     pub rootfs: RootfsConfig,
     pub squashfs: SquashfsConfig,
+}
+
+/// What boots the ISO on hardware: Debian's packages, each resolved to an
+/// exact version and pinned in `finnix.lock` (`[debian-package.<role>]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Metal {
+    /// The signed kernel's metapackage (`linux-image-amd64`): it names the
+    /// exact kernel package, which is what is fetched and pinned.
+    pub kernel: String,
+    /// shim, signed by Microsoft's UEFI CA: the first stage of Secure Boot.
+    pub shim: String,
+    /// shim's MokManager (mmx64.efi).
+    pub shim_helpers: String,
+    /// GRUB signed by Debian (gcdx64.efi, the removable-media image).
+    pub grub: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +52,7 @@ pub struct SquashfsConfig {
 struct RawConfig {
     distribution: Distribution,
     kernel: RawKernel,
+    metal: Metal,
     rootfs: RootfsConfig,
     squashfs: SquashfsConfig,
 }
@@ -263,6 +281,7 @@ impl Config {
                 source,
                 localversion: k.localversion,
             },
+            metal: raw.metal,
             rootfs: raw.rootfs,
             squashfs: raw.squashfs,
         })
@@ -286,6 +305,14 @@ pub struct Profile {
     /// Debian security mirror (suite-security).
     #[serde(default = "default_security_mirror")]
     pub security_mirror: String,
+    /// Archive components for `base = "debian"` (`non-free-firmware` for
+    /// the firmware packages).
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// The root filesystem carries every module of Debian's kernel (the
+    /// ISO's kernel on hardware), for udev and modprobe.
+    #[serde(default)]
+    pub metal_modules: bool,
     /// Package list file (relative to configs/profiles/) for `base = "debian"`.
     #[serde(default)]
     pub packages: Option<String>,
@@ -307,6 +334,10 @@ pub struct Profile {
 
 fn default_memory() -> u32 {
     64
+}
+
+fn default_components() -> Vec<String> {
+    vec!["main".into()]
 }
 
 fn default_security_mirror() -> String {
@@ -397,6 +428,12 @@ hostname = "finnix"
 source = "debian"
 package = "linux-source-6.1"
 localversion = "finnix"
+
+[metal]
+kernel = "linux-image-amd64"
+shim = "shim-signed"
+shim-helpers = "shim-helpers-amd64-signed"
+grub = "grub-efi-amd64-signed"
 
 [rootfs]
 default-profile = "mini"

@@ -1,7 +1,9 @@
 //! `finnix.lock`: the exact inputs fetched from outside the repository (the
-//! kernel source), so that a release can insist on them (`--locked`).
+//! kernel source, Debian's signed kernel, shim and GRUB), so that a release
+//! can insist on them (`--locked`).
 
 use fs_err as fs;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,6 +16,38 @@ use crate::support::config::parse_toml;
 pub struct Lock {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_source: Option<LockedSource>,
+    /// Debian binary packages taken as they are, by role (`metal-kernel`,
+    /// `shim`, ...): `[debian-package.<role>]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub debian_package: BTreeMap<String, LockedDeb>,
+}
+
+/// One .deb: the exact package (a metapackage resolved), version and sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockedDeb {
+    pub package: String,
+    pub version: String,
+    /// sha256 of the .deb file.
+    pub sha256: String,
+}
+
+impl LockedDeb {
+    pub fn spec(&self) -> String {
+        format!("{}={}", self.package, self.version)
+    }
+}
+
+/// A fetched .deb against its pin: the message names the role and both.
+pub fn compare_deb(role: &str, locked: Option<&LockedDeb>, fetched: &LockedDeb) -> Verdict {
+    match locked {
+        None => Verdict::New,
+        Some(l) if l == fetched => Verdict::Same,
+        Some(l) => Verdict::Moved(format!(
+            "Debian package {role} differs from finnix.lock:\n  locked:  {} {} sha256 {}\n  fetched: {} {} sha256 {}",
+            l.package, l.version, l.sha256, fetched.package, fetched.version, fetched.sha256
+        )),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +65,8 @@ pub struct LockedSource {
     pub sha256: String,
 }
 
-const HEADER: &str = "# Written by `cargo xtask`: the exact kernel source the build used.\n\
+const HEADER: &str =
+    "# Written by `cargo xtask`: the exact kernel source and Debian packages the build used.\n\
 # `cargo xtask --locked ...` (releases) fails if what it fetches differs;\n\
 # without --locked a moved pin is reported and this file updated.\n";
 
@@ -94,16 +129,48 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let lock = Lock {
+        let mut lock = Lock {
             kernel_source: Some(src(&"a".repeat(64))),
+            ..Lock::default()
         };
+        lock.debian_package.insert(
+            "metal-kernel".into(),
+            LockedDeb {
+                package: "linux-image-6.1.0-56-amd64".into(),
+                version: "6.1.192-2".into(),
+                sha256: "c".repeat(64),
+            },
+        );
         let text = lock.render();
         assert!(
-            text.contains("[kernel-source]") && text.contains("package-version = \"6.1.192-2\""),
+            text.contains("[kernel-source]")
+                && text.contains("package-version = \"6.1.192-2\"")
+                && text.contains("[debian-package.metal-kernel]"),
             "{text}"
         );
         let back: Lock = parse_toml(&text, Path::new("finnix.lock")).unwrap();
         assert_eq!(back, lock);
+    }
+
+    #[test]
+    fn a_moved_package_names_its_role_and_both_versions() {
+        let deb = |v: &str| LockedDeb {
+            package: "shim-signed".into(),
+            version: v.into(),
+            sha256: v.repeat(8),
+        };
+        assert_eq!(compare_deb("shim", None, &deb("1")), Verdict::New);
+        match compare_deb("shim", Some(&deb("1")), &deb("2")) {
+            Verdict::Moved(m) => {
+                assert!(
+                    m.contains("shim differs")
+                        && m.contains("shim-signed 1")
+                        && m.contains("shim-signed 2"),
+                    "{m}"
+                )
+            }
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]

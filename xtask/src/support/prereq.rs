@@ -94,6 +94,12 @@ const SQUASHFS: &[Requirement] = &[
     cmd("mksquashfs", "squashfs-tools"),
 ];
 
+const METAL: &[Requirement] = &[
+    cmd("apt-get", "apt"),
+    cmd("dpkg-deb", "dpkg"),
+    cmd("depmod", "kmod"),
+];
+
 const ISO: &[Requirement] = &[
     cmd("xorriso", "xorriso"),
     file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
@@ -102,8 +108,7 @@ const ISO: &[Requirement] = &[
         "/usr/lib/syslinux/modules/bios/ldlinux.c32",
         "syslinux-common",
     ),
-    cmd("grub-mkimage", "grub-common"),
-    file("/usr/lib/grub/x86_64-efi/modinfo.sh", "grub-efi-amd64-bin"),
+    cmd("dpkg-deb", "dpkg"),
     cmd("mmd", "mtools"),
     cmd("mcopy", "mtools"),
     cmd("mkfs.fat", "dosfstools"),
@@ -112,6 +117,9 @@ const ISO: &[Requirement] = &[
 const BOOT: &[Requirement] = &[
     cmd("qemu-system-x86_64", "qemu-system-x86"),
     file("/usr/share/ovmf/OVMF.fd", "ovmf"),
+    file("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "ovmf"),
+    file("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "ovmf"),
+    cmd("sbverify", "sbsigntool"),
     file("/boot/xen-4.17-amd64.gz", "xen-hypervisor-4.17-amd64"),
     file("/usr/lib/xen-4.17/bin/readnotes", "xen-utils-4.17"),
     cmd("uml_mconsole", "uml-utilities"),
@@ -188,6 +196,8 @@ pub enum Tools {
     /// What the unit tests run (GNU tools that read back what our writers wrote).
     UnitTests,
     Kernel,
+    /// Debian's signed kernel: fetched and indexed, not compiled.
+    Metal,
     Initrd,
     Rootfs,
     Squashfs,
@@ -204,9 +214,10 @@ pub enum Tools {
 }
 
 impl Tools {
-    pub const ALL: [Tools; 13] = [
+    pub const ALL: [Tools; 14] = [
         Tools::UnitTests,
         Tools::Kernel,
+        Tools::Metal,
         Tools::Initrd,
         Tools::Rootfs,
         Tools::Squashfs,
@@ -224,6 +235,7 @@ impl Tools {
         match self {
             Tools::UnitTests => "unit-tests",
             Tools::Kernel => "kernel",
+            Tools::Metal => "metal",
             Tools::Initrd => "initrd",
             Tools::Rootfs => "rootfs",
             Tools::Squashfs => "squashfs",
@@ -243,6 +255,7 @@ impl Tools {
         match self {
             Tools::UnitTests => UNIT_TESTS,
             Tools::Kernel => KERNEL,
+            Tools::Metal => METAL,
             Tools::Initrd => INITRD,
             Tools::Rootfs => ROOTFS,
             Tools::Squashfs => SQUASHFS,

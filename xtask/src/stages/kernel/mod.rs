@@ -11,6 +11,7 @@
 //! 4. `make` out of tree with reproducible settings.
 
 pub mod kconfig;
+pub mod metal;
 pub mod patches;
 pub mod source;
 

@@ -171,7 +171,7 @@ fn fetch_debian(
     ))
 }
 
-fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
+pub fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
     let attempt = |s: &Stage| s.run(crate::cmd!("apt-get", "download", spec).dir(work));
     if attempt(stage).is_err() {
         // Package lists may be missing or stale on a fresh machine.
