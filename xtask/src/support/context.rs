@@ -87,8 +87,9 @@ pub struct Ctx {
 /// FINNIX_KERNEL_SOURCE_DATE_EPOCH is set too, as when rebuilding a release
 /// from its manifest). Otherwise the
 /// time of the last git commit; the kernels use the time of the last commit
-/// that touched their own inputs (kernel-patches/, configs/kernel/,
-/// finnix.lock), so that a commit elsewhere does not rebuild them. Both are
+/// that touched their own inputs (kernel-patches/, configs/kernel/, and
+/// finnix.lock's `[kernel-source]`: not its Debian package pins), so that a
+/// commit elsewhere does not rebuild them. Both are
 /// recorded in the release manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epoch {
@@ -97,8 +98,9 @@ pub struct Epoch {
     pub from_env: bool,
 }
 
-/// The paths whose history dates the kernels.
-pub const KERNEL_INPUT_PATHS: &[&str] = &["kernel-patches", "configs/kernel", "finnix.lock"];
+/// The paths whose history dates the kernels (with finnix.lock's
+/// `[kernel-source]`, see [`kernel_source_since`]).
+pub const KERNEL_INPUT_PATHS: &[&str] = &["kernel-patches", "configs/kernel"];
 
 impl Epoch {
     pub fn resolve(root: &Path, env: &Env) -> Result<Epoch> {
@@ -129,13 +131,78 @@ impl Epoch {
                 root.display()
             )
         })?;
-        let kernel = git_time(root, KERNEL_INPUT_PATHS)?.unwrap_or(global);
+        let paths = git_time(root, KERNEL_INPUT_PATHS)?;
+        let lock = lock_kernel_source_time(root)?;
+        let kernel = match (paths, lock) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => a.or(b).unwrap_or(global),
+        };
         Ok(Epoch {
             global,
             kernel,
             from_env: false,
         })
     }
+}
+
+/// The commit time since which finnix.lock's `[kernel-source]` has been
+/// what it is now, from the file's history (newest first): the time of the
+/// oldest commit in the unbroken run of commits that hold the current one.
+pub fn kernel_source_since(
+    current: Option<&crate::support::lock::LockedSource>,
+    history: &[(i64, Option<crate::support::lock::LockedSource>)],
+) -> Option<i64> {
+    let mut since = None;
+    for (time, source) in history {
+        if source.as_ref() != current {
+            break;
+        }
+        since = Some(*time);
+    }
+    since
+}
+
+fn lock_kernel_source_time(root: &Path) -> Result<Option<i64>> {
+    use crate::support::lock::Lock;
+    let read = |args: &[&str]| -> Option<String> {
+        let o = crate::support::cmd::Cmd::argv("git", args)
+            .dir(root)
+            .expr()
+            .stdout_capture()
+            .stderr_null()
+            .unchecked()
+            .run()
+            .ok()?;
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let Some(log) = read(&["log", "--format=%H %ct", "--", "finnix.lock"]) else {
+        return Ok(None);
+    };
+    let parse = |text: &str| {
+        crate::support::config::parse_toml::<Lock>(text, Path::new("finnix.lock"))
+            .ok()
+            .and_then(|l| l.kernel_source)
+    };
+    let current = Lock::read(&root.join("finnix.lock"))?.kernel_source;
+    let mut history = Vec::new();
+    for line in log.lines() {
+        let Some((hash, time)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(time) = time.trim().parse::<i64>() else {
+            continue;
+        };
+        let text = read(&["show", &format!("{hash}:finnix.lock")]).unwrap_or_default();
+        let source = parse(&text);
+        let differs = source != current;
+        history.push((time, source));
+        if differs {
+            break;
+        }
+    }
+    Ok(kernel_source_since(current.as_ref(), &history))
 }
 
 fn git_time(root: &Path, paths: &[&str]) -> Result<Option<i64>> {
@@ -281,6 +348,32 @@ pub fn package_version(package: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernels_are_dated_by_their_source_pin_not_the_other_pins() {
+        use crate::support::lock::LockedSource;
+        let src = |v: &str| {
+            Some(LockedSource {
+                source: "debian".into(),
+                origin: "linux-source-6.1".into(),
+                package_version: v.into(),
+                version: "6.1".into(),
+                sha256: "a".repeat(64),
+            })
+        };
+        // Newest first: two commits that only moved Debian package pins,
+        // then the commit that set the current kernel source, then an older one.
+        let history = [
+            (300, src("2")),
+            (200, src("2")),
+            (100, src("2")),
+            (50, src("1")),
+        ];
+        assert_eq!(kernel_source_since(src("2").as_ref(), &history), Some(100));
+        // An uncommitted change to the pin: no committed time holds it.
+        assert_eq!(kernel_source_since(src("3").as_ref(), &history), None);
+        assert_eq!(kernel_source_since(None, &[]), None);
+    }
 
     fn env(sde: Option<&str>, kernel: Option<&str>) -> Env {
         Env {
