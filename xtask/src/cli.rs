@@ -273,6 +273,9 @@ pub enum BenchWhat {
     /// What each group of the profile's package list (`# == name ==`) adds:
     /// the packages and installed size only it pulls in.
     Packages,
+    /// A cold build of each compiled kernel (UML, domU) from the unpacked
+    /// source: patch, configure, make; wall time each (--runs ignored).
+    Kernels,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -150,6 +150,7 @@ impl crate::cli::Bench {
         match self.what {
             crate::cli::BenchWhat::Boot => return boot(ctx, self.profile, self.runs),
             crate::cli::BenchWhat::Packages => return packages(ctx, self.profile),
+            crate::cli::BenchWhat::Kernels => return kernels(ctx),
             crate::cli::BenchWhat::Squashfs => {}
         }
         ensure_tools(ctx, LIVE_STAGES, &[])?;
@@ -186,6 +187,38 @@ impl crate::cli::Bench {
 /// `bench boot`: each profile's release booted in UML as the spec's command
 /// line has it (target uml-iso), `runs` times; the median time from start to
 /// the ready banner and to the root prompt.
+/// `bench kernels`: each compiled kernel built cold, one after the other
+/// (each `make` uses every core), and a table.
+fn kernels(ctx: &crate::support::context::Ctx) -> Result<()> {
+    use crate::stages::kernel::{bench_cold_build, Flavor};
+    crate::pipeline::ensure_tools(ctx, &[crate::stages::StageId::KernelUm], &[])?;
+    let mut rows = Vec::new();
+    for flavor in Flavor::ALL {
+        let took = bench_cold_build(ctx, flavor)?;
+        rows.push((flavor, took));
+    }
+    println!(
+        "{:<8} {:>12}   (cold: patch, configure, make -j{} from the unpacked source)",
+        "kernel", "build", ctx.jobs
+    );
+    let mut total = 0.0;
+    for (flavor, took) in rows {
+        total += took.as_secs_f64();
+        println!(
+            "{:<8} {:>12}   {}",
+            flavor.name(),
+            crate::support::ui::fmt_duration(took),
+            flavor.spec().describe
+        );
+    }
+    println!(
+        "{:<8} {:>12}",
+        "both",
+        crate::support::ui::fmt_duration(std::time::Duration::from_secs_f64(total))
+    );
+    Ok(())
+}
+
 fn boot(ctx: &crate::support::context::Ctx, profile: Option<String>, runs: usize) -> Result<()> {
     use crate::checks::boot::Target;
     use crate::pipeline::{ensure_tools, release, release_inputs, RELEASE_STAGES};

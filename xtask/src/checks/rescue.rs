@@ -143,6 +143,15 @@ pub enum Mode {
     IsoVirtio,
     /// The ISO in qemu (BIOS), the disks on SATA (AHCI).
     IsoSata,
+    /// The ISO in qemu (BIOS), each disk an NVMe controller of its own.
+    IsoNvme,
+    /// The ISO in qemu (BIOS), the disks on a virtio-scsi host adapter.
+    IsoVirtioScsi,
+    /// The ISO in qemu (BIOS), the disks on an LSI MegaRAID SAS adapter
+    /// (qemu's megasas; Linux's megaraid_sas).
+    IsoMegasas,
+    /// The ISO in qemu (BIOS), the disks as USB mass storage on xHCI.
+    IsoUsb,
     /// A Xen guest made by the Xen tarball's README in a real dom0 (the
     /// xen-xl target), each disk given to it as finnix-conf shows a disk to
     /// repair: xvdb, xvdc, ...
@@ -150,14 +159,37 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Uml, Mode::IsoVirtio, Mode::IsoSata, Mode::XenXl];
+    pub const ALL: [Mode; 8] = [
+        Mode::Uml,
+        Mode::IsoVirtio,
+        Mode::IsoSata,
+        Mode::IsoNvme,
+        Mode::IsoVirtioScsi,
+        Mode::IsoMegasas,
+        Mode::IsoUsb,
+        Mode::XenXl,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::Uml => "uml",
             Mode::IsoVirtio => "iso-virtio",
             Mode::IsoSata => "iso-sata",
+            Mode::IsoNvme => "iso-nvme",
+            Mode::IsoVirtioScsi => "iso-virtio-scsi",
+            Mode::IsoMegasas => "iso-megasas",
+            Mode::IsoUsb => "iso-usb",
             Mode::XenXl => "xen-xl",
+        }
+    }
+
+    /// The network card the ISO modes also bring up with DHCP (qemu's user
+    /// network): (qemu device, Linux driver).
+    pub fn nic(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Mode::IsoVirtio => Some(("virtio-net-pci", "virtio_net")),
+            Mode::IsoSata => Some(("e1000e", "e1000e")),
+            _ => None,
         }
     }
 
@@ -176,13 +208,15 @@ impl Mode {
                 let p = format!("{d}1");
                 (d, p)
             }
-            Mode::IsoVirtio | Mode::IsoSata => {
-                let prefix = if self == Mode::IsoVirtio {
-                    "virtio-"
-                } else {
-                    "ata-QEMU_HARDDISK_"
+            _ => {
+                let (prefix, suffix) = match self {
+                    Mode::IsoVirtio => ("virtio-", ""),
+                    Mode::IsoSata => ("ata-QEMU_HARDDISK_", ""),
+                    Mode::IsoNvme => ("nvme-QEMU_NVMe_Ctrl_", ""),
+                    Mode::IsoUsb => ("usb-QEMU_QEMU_HARDDISK_", "-0:0"),
+                    _ => ("scsi-0QEMU_QEMU_HARDDISK_", ""),
                 };
-                let d = format!("/dev/disk/by-id/{prefix}{}", serial(index));
+                let d = format!("/dev/disk/by-id/{prefix}{}{suffix}", serial(index));
                 let p = format!("{d}-part1");
                 (d, p)
             }
@@ -506,7 +540,7 @@ fn run_mode(
             args.push("uml".to_string());
             crate::guest::uml::command(&top, work.path(), &args, false)
         }
-        Mode::IsoVirtio | Mode::IsoSata => qemu_command(mode, &release.iso, &copies),
+        _ => qemu_command(mode, &release.iso, &copies),
     };
     let log = ctx
         .logs()
@@ -514,6 +548,7 @@ fn run_mode(
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
     let mut g = Guest::start(cmd, &log)?;
     let cells = boot(&mut g, s, mode, &inputs.version)
+        .and_then(|()| dhcp(&mut g, s, mode))
         .and_then(|()| run_scenarios(&mut g, s, mode, disks, scenarios));
     let exited = match cells {
         Ok(_) => {
@@ -648,27 +683,52 @@ fn run_xen(
 }
 
 /// qemu booting the ISO from its CD (BIOS, 1 GiB), each disk with its
-/// serial: virtio-blk, or SATA on AHCI controllers (six ports each).
+/// serial on the mode's controller: virtio-blk, SATA on AHCI controllers
+/// (six ports each), NVMe (a controller per disk), a virtio-scsi or
+/// MegaRAID SAS adapter, USB storage on an xHCI controller; and the mode's
+/// network card on qemu's user network (its DHCP server).
 fn qemu_command(mode: Mode, iso: &Path, copies: &[PathBuf]) -> Command {
     let mut c = crate::guest::qemu::bios_cd(iso);
-    if mode == Mode::IsoSata {
-        for k in 0..copies.len().div_ceil(6) {
-            c.args(["-device", &format!("ahci,id=ahci{k}")]);
+    match mode {
+        Mode::IsoSata => {
+            for k in 0..copies.len().div_ceil(6) {
+                c.args(["-device", &format!("ahci,id=ahci{k}")]);
+            }
         }
+        Mode::IsoVirtioScsi => {
+            c.args(["-device", "virtio-scsi-pci,id=hba"]);
+        }
+        Mode::IsoMegasas => {
+            c.args(["-device", "megasas,id=hba"]);
+        }
+        Mode::IsoUsb => {
+            c.args(["-device", "qemu-xhci,id=xhci,p2=15,p3=15"]);
+        }
+        _ => {}
+    }
+    if let Some((device, _)) = mode.nic() {
+        c.args(["-netdev", "user,id=net0"])
+            .args(["-device", &format!("{device},netdev=net0")]);
     }
     for (i, copy) in copies.iter().enumerate() {
         c.arg("-drive").arg(format!(
             "file={},format=raw,if=none,id=disk{i}",
             copy.display()
         ));
+        let serial = serial(i);
         let device = match mode {
-            Mode::IsoVirtio => format!("virtio-blk-pci,drive=disk{i},serial={}", serial(i)),
-            _ => format!(
-                "ide-hd,drive=disk{i},bus=ahci{}.{},serial={}",
+            Mode::IsoVirtio => format!("virtio-blk-pci,drive=disk{i},serial={serial}"),
+            Mode::IsoSata => format!(
+                "ide-hd,drive=disk{i},bus=ahci{}.{},serial={serial}",
                 i / 6,
-                i % 6,
-                serial(i)
+                i % 6
             ),
+            Mode::IsoNvme => format!("nvme,drive=disk{i},serial={serial}"),
+            Mode::IsoVirtioScsi | Mode::IsoMegasas => {
+                format!("scsi-hd,drive=disk{i},bus=hba.0,scsi-id={i},serial={serial}")
+            }
+            Mode::IsoUsb => format!("usb-storage,drive=disk{i},bus=xhci.0,serial={serial}"),
+            Mode::Uml | Mode::XenXl => unreachable!("not a qemu mode"),
         };
         c.args(["-device", &device]);
     }
@@ -686,6 +746,37 @@ fn boot(g: &mut Guest, s: &mut Stage, mode: Mode, version: &str) -> Result<()> {
     };
     let (banner, _, _) = g.boot_to_shell(version, console, start, BOOT_TIMEOUT)?;
     s.note(format!("{}: banner after {banner:.1} s", mode.name()));
+    Ok(())
+}
+
+/// The mode's network card: its driver (a module udev loaded) bound to an
+/// interface that got a lease from qemu's DHCP server (10.0.2.15, the
+/// default route through 10.0.2.2) by the boot's background request.
+fn dhcp(g: &mut Guest, s: &mut Stage, mode: Mode) -> Result<()> {
+    let Some((device, driver)) = mode.nic() else {
+        return Ok(());
+    };
+    let t = Instant::now();
+    let (ok, text) = g.run_status(
+        &format!(
+            "i=''; for n in /sys/class/net/*; do \
+               [ \"$(basename \"$(readlink $n/device/driver/module)\")\" = {driver} ] && i=${{n##*/}}; done; \
+             [ -n \"$i\" ] || {{ echo 'no interface is driven by {driver}'; false; }} && \
+             for k in $(seq 600); do ip -4 -o addr show dev $i | grep -q 'inet 10.0.2.15/' && break; sleep 0.1; done; \
+             echo \"interface $i\"; ip -4 -o addr show dev $i; ip route show default; \
+             ip -4 -o addr show dev $i | grep -q 'inet 10.0.2.15/' && ip route show default | grep -q \"via 10.0.2.2 dev $i\""
+        ),
+        SCRIPT_TIMEOUT,
+    )?;
+    ensure!(
+        ok,
+        "{device} ({driver}): no DHCP lease from qemu's user network within 60 s:\n{text}"
+    );
+    s.note(format!(
+        "{}: {device} ({driver}) leased 10.0.2.15 after {:.1} s:\n{text}",
+        mode.name(),
+        t.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

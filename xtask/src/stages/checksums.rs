@@ -30,6 +30,9 @@ pub struct Manifest {
     pub git_commit: String,
     pub artifacts: Vec<Hashed>,
     pub kernel_source: crate::support::lock::LockedSource,
+    /// Debian packages taken as they are (the ISO's signed kernel, shim,
+    /// GRUB), by role, as pinned in finnix.lock.
+    pub debian_packages: std::collections::BTreeMap<String, crate::support::lock::LockedDeb>,
     pub kernel_release: KernelReleases,
     pub patches: Vec<Hashed>,
     pub config_fragments: Vec<Hashed>,
@@ -43,6 +46,8 @@ pub struct Manifest {
 pub struct KernelReleases {
     pub uml: String,
     pub xen: String,
+    /// Debian's kernel, which boots the ISO.
+    pub metal: String,
 }
 
 /// `SHA256SUMS`: `<hash>  <name>` lines, sorted by name.

@@ -1,5 +1,6 @@
 //! The release manifest (`finnix-<version>.manifest.json`): every input of a
-//! release with its hash (kernel source, patches, config fragments, configs,
+//! release with its hash (kernel source, Debian's signed kernel, shim and
+//! GRUB as pinned, patches, config fragments, configs,
 //! the live system's overlay files, packages, host tools, stage keys) and the
 //! artifacts. The format is `checksums::Manifest`; this gathers the facts.
 
@@ -93,6 +94,7 @@ pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest>
     let stage_keys: Vec<(String, String)> = [
         (StageId::KernelUm, &r.live.uml.key),
         (StageId::KernelXen, &r.xen.key),
+        (StageId::KernelMetal, &r.live.metal.key),
         (StageId::Initrd, &r.live.initrd.key),
         (StageId::Rootfs, &r.live.rootfs.key),
         (StageId::Squashfs, &r.live.squashfs.key),
@@ -103,6 +105,7 @@ pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest>
     .collect();
     let kernel_source =
         crate::stages::kernel::source::locked(ctx)?.context("finnix.lock has no kernel source")?;
+    let debian_packages = crate::support::lock::Lock::read(&ctx.lock_path())?.debian_package;
     Ok(Manifest {
         name: d.name.clone(),
         version: d.version.clone(),
@@ -112,9 +115,11 @@ pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest>
         git_commit: git_commit.trim().to_string(),
         artifacts,
         kernel_source,
+        debian_packages,
         kernel_release: checksums::KernelReleases {
             uml: r.live.uml.info.release.clone(),
             xen: r.xen.info.release.clone(),
+            metal: r.live.metal.release.clone(),
         },
         patches,
         config_fragments: fragments,

@@ -175,7 +175,9 @@ fn assemble(
     if profile.metal_modules {
         // Debian's kernel boots the ISO on hardware: all its modules, for
         // udev and modprobe (the firmware comes from the package list).
-        let dest = tree.join("usr/lib/modules").join(&metal.release);
+        let modules = tree.join("usr/lib/modules");
+        fs::create_dir_all(&modules)?;
+        let dest = modules.join(&metal.release);
         s.note(format!(
             "copying {} to {}",
             metal.modules().display(),

@@ -310,6 +310,24 @@ fn compile(
     key: &Key,
     lv: &str,
 ) -> Result<Kernel> {
+    let (out, info) = compile_into(ctx, stage, flavor, tree, lv)?;
+    let entry = ctx.cache.commit(flavor.stage().name(), key, out)?;
+    Ok(Kernel {
+        entry,
+        key: key.clone(),
+        info,
+    })
+}
+
+/// Patch, configure and build in a temporary directory; the outputs in
+/// another (not yet a cache entry).
+fn compile_into(
+    ctx: &Ctx,
+    stage: &mut Stage,
+    flavor: Flavor,
+    tree: &source::SourceTree,
+    lv: &str,
+) -> Result<(crate::support::fsutil::TempDir, KernelInfo)> {
     let work = ctx.cache.temp_dir(flavor.stage().name())?;
     let src = work.path().join("src");
     let build = work.path().join("build");
@@ -350,7 +368,7 @@ fn compile(
         .to_string();
     let version = tree.id.version.clone();
 
-    // 4. Outputs into a new entry.
+    // 4. Outputs into a new directory.
     let out = ctx
         .cache
         .temp_dir(&format!("{}-out", flavor.stage().name()))?;
@@ -372,13 +390,28 @@ fn compile(
         files: names,
     };
     fs::write(out.path().join("kernel.toml"), toml::to_string(&info)?)?;
-    let entry = ctx.cache.commit(flavor.stage().name(), key, out)?;
     drop(work);
-    Ok(Kernel {
-        entry,
-        key: key.clone(),
-        info,
-    })
+    Ok((out, info))
+}
+
+/// `cargo xtask bench kernels`: a cold build of `flavor` (patch, configure,
+/// make) from the unpacked source, timed, its outputs thrown away; the
+/// cache entry, if any, is left alone.
+pub fn bench_cold_build(ctx: &Ctx, flavor: Flavor) -> Result<std::time::Duration> {
+    let lv = &ctx.config.kernel.localversion;
+    ui::stage(
+        &ctx.logs(),
+        &format!("bench-{}", flavor.stage().name()),
+        format!("cold build of the {} (bench)", flavor.describe()),
+        |stage| {
+            let tree = source::fetch_and_unpack(ctx, stage)?;
+            let start = std::time::Instant::now();
+            let (out, _info) = compile_into(ctx, stage, flavor, &tree, lv)?;
+            let took = start.elapsed();
+            drop(out);
+            Ok((took, Outcome::Built, ui::fmt_duration(took)))
+        },
+    )
 }
 
 /// `make` in the kernel tree, out of tree, with every reproducibility
