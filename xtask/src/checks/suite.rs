@@ -3,6 +3,7 @@
 //! everything that boots booted.
 
 use fs_err as fs;
+use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -48,6 +49,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     let artifacts = crate::pipeline::dist(ctx, "mini", &dist_dir)?;
     eprint!("{}", crate::pipeline::table(&artifacts));
     check_dist(ctx, &dist_dir, &release)?;
+    check_signed_chain(ctx, &release.iso.image())?;
     check_dist_again(ctx, &dist_dir)?;
 
     // The README's commands on a pristine Debian root: they install what
@@ -105,6 +107,76 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
 
     eprintln!("all checks passed");
     Ok(())
+}
+
+/// Who signed each link of the ISO's UEFI boot chain, as sbverify reads it
+/// from the EFI image xorriso takes out of the ISO: shim by Microsoft's UEFI
+/// CA, MokManager, GRUB and the kernel by Debian's Secure Boot CA.
+pub fn signer_check(name: &str, listing: &str, want: &str) -> Result<(), String> {
+    let subjects: Vec<&str> = listing
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- subject: "))
+        .collect();
+    if subjects.iter().any(|s| s.contains(want)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} is not signed by {want:?}; sbverify --list shows: {subjects:?}"
+        ))
+    }
+}
+
+fn check_signed_chain(ctx: &Ctx, iso: &Path) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-secure-boot-chain",
+        "sbverify --list: shim, MokManager, GRUB on the ISO's ESP and the kernel",
+        |s| {
+            let work = ctx.cache.temp_dir("check-signed")?;
+            let dir = work.path();
+            s.run(crate::cmd!(
+                "xorriso",
+                "-osirrox",
+                "on",
+                "-indev",
+                iso,
+                "-extract_boot_images",
+                dir.join("boot-images"),
+                "-extract",
+                "/boot/vmlinuz",
+                dir.join("vmlinuz")
+            ))?;
+            let esp = dir.join("boot-images/eltorito_img2_uefi.img");
+            let mut files = vec![];
+            for (_, name) in crate::stages::iso::ESP_FILES {
+                let out = dir.join(name);
+                s.run(crate::cmd!(
+                    "mcopy",
+                    "-i",
+                    &esp,
+                    format!("::/EFI/BOOT/{name}"),
+                    &out
+                ))?;
+                files.push((name.to_string(), out));
+            }
+            files.push(("boot/vmlinuz".into(), dir.join("vmlinuz")));
+            let want = |name: &str| match name {
+                "BOOTX64.EFI" => "CN=Microsoft Windows UEFI Driver Publisher",
+                "grubx64.efi" => "CN=Debian Secure Boot Signer 2022 - grub2",
+                "mmx64.efi" => "CN=Debian Secure Boot Signer 2022 - shim",
+                _ => "CN=Debian Secure Boot Signer 2022 - linux",
+            };
+            for (name, path) in &files {
+                let listing = s.read(crate::cmd!("sbverify", "--list", path))?;
+                signer_check(name, &listing, want(name)).map_err(anyhow::Error::msg)?;
+            }
+            Ok((
+                (),
+                Outcome::Passed,
+                "shim: Microsoft UEFI CA; MokManager, GRUB, kernel: Debian Secure Boot CA".into(),
+            ))
+        },
+    )
 }
 
 fn check_create(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<()> {
@@ -567,5 +639,29 @@ pub fn check_boots(
 impl crate::cli::Test {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         run(ctx, self.unit_only)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_by_another_key_is_named() {
+        let listing = "image signature issuers:\n - subject: /CN=Debian Secure Boot Signer 2022 - grub2\n   issuer:  /CN=Debian Secure Boot CA\n";
+        assert!(signer_check(
+            "grubx64.efi",
+            listing,
+            "CN=Debian Secure Boot Signer 2022 - grub2"
+        )
+        .is_ok());
+        let e = signer_check(
+            "vmlinuz",
+            listing,
+            "CN=Debian Secure Boot Signer 2022 - linux",
+        )
+        .unwrap_err();
+        assert!(e.contains("vmlinuz") && e.contains("grub2"), "{e}");
+        assert!(signer_check("x", "No signature table present\n", "CN=x").is_err());
     }
 }
