@@ -41,8 +41,16 @@ pub enum Command {
     /// Assemble the hybrid ISO (BIOS and UEFI, CD and USB) with xorriso.
     Iso(Iso),
     /// Build every stage and write the release into dist/: ISO, Xen and UML
-    /// tarballs, SHA256SUMS and the manifest.
+    /// tarballs, SHA256SUMS and the manifest (signed when keys are set).
     Dist(Dist),
+    /// Sign dist/SHA256SUMS: SHA256SUMS.sig (SSH, namespace `file`) and
+    /// SHA256SUMS.asc (OpenPGP), with keys from files named by
+    /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
+    Sign(Sign),
+    /// Check a release directory: both signatures against keys/, every
+    /// checksum, the manifest against the files; `--rebuild`: verify-repro
+    /// --against it.
+    VerifyRelease(VerifyRelease),
     /// Boot an artifact: interactively, or `--check` for a pass/fail run
     /// (`boot --check all`: every target, then a table). Targets: uml-iso,
     /// uml-squashroot, uml-readonly, uml-flow, toram, bios-cd, uefi-cd,
@@ -184,6 +192,35 @@ pub struct CheckRescue {
     /// Only make the disks (the preparation boot) and print their directory.
     #[arg(long)]
     pub prepare_only: bool,
+}
+
+#[derive(Args)]
+pub struct Sign {
+    /// The release directory (default: dist/).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The SSH private key (default: $FINNIX_SSH_SIGNING_KEY).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// The OpenPGP secret key, armored, without passphrase (default:
+    /// $FINNIX_OPENPGP_SIGNING_KEY).
+    #[arg(long)]
+    pub openpgp_key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyRelease {
+    /// The release directory (SHA256SUMS, its signatures, the artifacts).
+    pub dir: PathBuf,
+    /// The trusted SSH signers (default: keys/allowed_signers).
+    #[arg(long)]
+    pub allowed_signers: Option<PathBuf>,
+    /// The trusted OpenPGP public key, armored (default: keys/release.asc).
+    #[arg(long)]
+    pub openpgp_key: Option<PathBuf>,
+    /// Also rebuild the release and compare (verify-repro --against DIR).
+    #[arg(long)]
+    pub rebuild: bool,
 }
 
 #[derive(Args)]

@@ -39,6 +39,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Squashfs(c) => c.run(&ctx),
         Command::Iso(c) => c.run(&ctx),
         Command::Dist(c) => c.run(&ctx),
+        Command::Sign(c) => c.run(&ctx),
+        Command::VerifyRelease(c) => c.run(&ctx),
         Command::CowImage(c) => c.run(&ctx),
         Command::Clean(c) => c.run(&ctx),
         Command::Boot(c) => c.run(&ctx),

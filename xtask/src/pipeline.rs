@@ -131,6 +131,17 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
                     sha256: sha256_file(&staged)?,
                 });
             }
+            // The SBOM: what the artifacts hold (SPDX 2.3).
+            let sbom_facts = crate::stages::sbom::facts(ctx, &release, &artifacts)?;
+            let sbom =
+                serde_json::to_string_pretty(&crate::stages::sbom::document(&sbom_facts))? + "\n";
+            let sbom_name = tarballs::names(ctx, profile).sbom;
+            fs::write(staging.path().join(&sbom_name), &sbom)?;
+            artifacts.push(Hashed {
+                name: sbom_name,
+                size: Some(sbom.len() as u64),
+                sha256: crate::support::cache::sha256_hex(sbom.as_bytes()),
+            });
             let manifest = crate::stages::manifest::build(ctx, &release, artifacts.clone())?;
             let manifest_name = tarballs::names(ctx, profile).manifest;
             let json = manifest.to_json();
@@ -146,6 +157,13 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
             // All complete: rename into place.
             let mut names: Vec<String> = artifacts.iter().map(|a| a.name.clone()).collect();
             names.push("SHA256SUMS".into());
+            // Signatures of a previous SHA256SUMS no longer hold.
+            for stale in [
+                crate::stages::sign::SSH_SIG,
+                crate::stages::sign::OPENPGP_SIG,
+            ] {
+                let _ = fs::remove_file(dist_dir.join(stale));
+            }
             for name in &names {
                 fs::rename(staging.path().join(name), dist_dir.join(name))
                     .with_context(|| format!("cannot move {name} into dist/"))?;
@@ -399,6 +417,86 @@ impl cli::Dist {
         let profile = ctx.profile(self.profile);
         let artifacts = dist(ctx, &profile, &ctx.dist_dir())?;
         print!("{}", table(&artifacts));
+        let keys = crate::stages::sign::Keys::resolve(None, None, &ctx.env);
+        if keys.none() {
+            eprintln!(
+                "note: the release is unsigned (no FINNIX_SSH_SIGNING_KEY, FINNIX_OPENPGP_SIGNING_KEY); `cargo xtask sign` signs it"
+            );
+            return Ok(());
+        }
+        prereq::ensure(&[Tools::Sign], &ctx.logs())?;
+        sign_dir(ctx, &ctx.dist_dir(), &keys)
+    }
+}
+
+/// Sign a release directory's SHA256SUMS (one stage line).
+fn sign_dir(ctx: &Ctx, dir: &Path, keys: &crate::stages::sign::Keys) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "sign",
+        format!(
+            "sign {}/SHA256SUMS (SSH and OpenPGP)",
+            ui::display_path(dir)
+        ),
+        |s| {
+            crate::stages::sign::sign(s, dir, keys)?;
+            Ok((
+                (),
+                Outcome::Built,
+                "SHA256SUMS.sig, SHA256SUMS.asc".to_string(),
+            ))
+        },
+    )
+}
+
+impl cli::Sign {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        prereq::ensure(&[Tools::Sign], &ctx.logs())?;
+        let keys = crate::stages::sign::Keys::resolve(self.ssh_key, self.openpgp_key, &ctx.env);
+        let dir = self.dir.unwrap_or_else(|| ctx.dist_dir());
+        sign_dir(ctx, &dir, &keys)
+    }
+}
+
+impl cli::VerifyRelease {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::checks::verify_release::{self, Trust};
+        prereq::ensure(&[Tools::Sign], &ctx.logs())?;
+        let trust = Trust {
+            allowed_signers: self
+                .allowed_signers
+                .unwrap_or_else(|| ctx.root.join(verify_release::ALLOWED_SIGNERS)),
+            openpgp_key: self
+                .openpgp_key
+                .unwrap_or_else(|| ctx.root.join(verify_release::OPENPGP_KEY)),
+        };
+        let report = ui::stage(
+            &ctx.logs(),
+            "verify-release",
+            format!(
+                "signatures, checksums and manifest of {}",
+                ui::display_path(&self.dir)
+            ),
+            |s| {
+                let tmp = ctx.cache.temp_dir("verify-release")?;
+                let report = verify_release::verify(&self.dir, &trust, tmp.path())?;
+                for line in &report {
+                    s.note(line);
+                }
+                Ok((report, Outcome::Passed, String::new()))
+            },
+        )?;
+        for line in report {
+            println!("ok: {line}");
+        }
+        if self.rebuild {
+            crate::cli::VerifyRepro {
+                profile: None,
+                keep_kernels: false,
+                against: Some(self.dir.clone()),
+            }
+            .run(ctx)?;
+        }
         Ok(())
     }
 }

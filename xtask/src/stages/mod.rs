@@ -12,6 +12,8 @@ pub mod iso;
 pub mod kernel;
 pub mod manifest;
 pub mod rootfs;
+pub mod sbom;
+pub mod sign;
 pub mod squashfs;
 pub mod tarballs;
 

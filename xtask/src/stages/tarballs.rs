@@ -69,6 +69,8 @@ pub struct Names {
     pub xen: String,
     pub uml: String,
     pub manifest: String,
+    /// The SPDX 2.3 SBOM.
+    pub sbom: String,
 }
 
 /// The release files' names, `finnix-<version>-amd64.iso` and so on. A
@@ -86,6 +88,7 @@ pub fn release_names(name: &str, version: &str, profile: &str, default_profile: 
         xen: format!("{base}-xen.tar.gz"),
         uml: format!("{base}-uml.tar.gz"),
         manifest: format!("{base}.manifest.json"),
+        sbom: format!("{base}.spdx.json"),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct Env {
     /// FINNIX_REQUIRE_CACHED_KERNELS=1: a kernel missing from the cache is
     /// an error instead of a build (check-fresh, jobs that must not compile).
     pub require_cached_kernels: bool,
+    /// FINNIX_SSH_SIGNING_KEY, FINNIX_OPENPGP_SIGNING_KEY: the private keys
+    /// `sign` (and `dist`) sign SHA256SUMS with.
+    pub ssh_signing_key: Option<PathBuf>,
+    pub openpgp_signing_key: Option<PathBuf>,
     /// HOME, CARGO_HOME, RUSTUP_HOME (the Rust toolchain's places).
     pub home: Option<PathBuf>,
     pub cargo_home: Option<PathBuf>,
@@ -43,6 +47,8 @@ impl Env {
             cache_dir: path("FINNIX_CACHE_DIR"),
             dist_dir: path("FINNIX_DIST_DIR"),
             require_cached_kernels: text("FINNIX_REQUIRE_CACHED_KERNELS").as_deref() == Some("1"),
+            ssh_signing_key: path("FINNIX_SSH_SIGNING_KEY"),
+            openpgp_signing_key: path("FINNIX_OPENPGP_SIGNING_KEY"),
             home: path("HOME"),
             cargo_home: path("CARGO_HOME"),
             rustup_home: path("RUSTUP_HOME"),

@@ -100,6 +100,14 @@ const METAL: &[Requirement] = &[
     cmd("depmod", "kmod"),
 ];
 
+const SIGN: &[Requirement] = &[
+    cmd("ssh-keygen", "openssh-client"),
+    cmd("gpg", "gnupg"),
+    cmd("gpgconf", "gnupg"),
+    cmd("gpgv", "gpgv"),
+    cmd("sha256sum", "coreutils"),
+];
+
 const ISO: &[Requirement] = &[
     cmd("xorriso", "xorriso"),
     file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
@@ -211,10 +219,12 @@ pub enum Tools {
     /// check-rescue: the preparation root and boots with disks.
     Rescue,
     Workflows,
+    /// sign and verify-release: SSH and OpenPGP signatures.
+    Sign,
 }
 
 impl Tools {
-    pub const ALL: [Tools; 14] = [
+    pub const ALL: [Tools; 15] = [
         Tools::UnitTests,
         Tools::Kernel,
         Tools::Metal,
@@ -229,6 +239,7 @@ impl Tools {
         Tools::Fresh,
         Tools::Rescue,
         Tools::Workflows,
+        Tools::Sign,
     ];
 
     pub fn name(self) -> &'static str {
@@ -247,6 +258,7 @@ impl Tools {
             Tools::Fresh => "fresh",
             Tools::Rescue => "rescue",
             Tools::Workflows => "workflows",
+            Tools::Sign => "sign",
         }
     }
 
@@ -267,6 +279,7 @@ impl Tools {
             Tools::Fresh => FRESH,
             Tools::Rescue => RESCUE,
             Tools::Workflows => WORKFLOWS,
+            Tools::Sign => SIGN,
         }
     }
 }

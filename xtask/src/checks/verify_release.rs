@@ -1,0 +1,510 @@
+//! `cargo xtask verify-release DIR`: what a distribution's user checks of a
+//! published release, each step with the tool made for it, stopping at the
+//! first culprit:
+//!
+//! 1. the SSH signature of SHA256SUMS (`ssh-keygen -Y verify`, namespace
+//!    `file`, identity `release@finnix`) against `keys/allowed_signers`;
+//! 2. the OpenPGP signature (`gpgv`) against `keys/release.asc`;
+//! 3. every checksum in SHA256SUMS (each file present, its sha256 equal);
+//! 4. the manifest's own list of artifacts (name, size, sha256) against the
+//!    files;
+//! 5. with `--rebuild`, `verify-repro --against DIR`: the same bytes again.
+
+use fs_err as fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::stages::checksums::parse_sha256sums;
+use crate::stages::sign::{OPENPGP_SIG, SSH_IDENTITY, SSH_NAMESPACE, SSH_SIG, SUMS};
+use crate::support::cache::sha256_file;
+use crate::support::cmd::Cmd;
+
+/// The committed public keys a release is checked against.
+pub const ALLOWED_SIGNERS: &str = "keys/allowed_signers";
+pub const OPENPGP_KEY: &str = "keys/release.asc";
+
+/// What to trust.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub allowed_signers: PathBuf,
+    pub openpgp_key: PathBuf,
+}
+
+/// One artifact as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ManifestArtifact {
+    pub name: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    pub sha256: String,
+}
+
+/// Compare SHA256SUMS's lines with what the files hash to (`actual`: None
+/// when the file is missing). The problems, each naming its file.
+pub fn compare_sums(
+    listed: &[(String, String)],
+    actual: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, want) in listed {
+        match actual(name) {
+            None => problems.push(format!("{name}: listed in {SUMS} but missing")),
+            Some(got) if &got != want => problems.push(format!(
+                "{name}: sha256 {got}, but {SUMS} says {want} (the file was changed or damaged)"
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
+/// The manifest's artifacts against SHA256SUMS and the files' sizes.
+pub fn compare_manifest(
+    artifacts: &[ManifestArtifact],
+    sums: &[(String, String)],
+    size_of: &dyn Fn(&str) -> Option<u64>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for a in artifacts {
+        match sums.iter().find(|(n, _)| n == &a.name) {
+            None => problems.push(format!("{}: in the manifest but not in {SUMS}", a.name)),
+            Some((_, sha)) if sha != &a.sha256 => problems.push(format!(
+                "{}: the manifest says sha256 {}, {SUMS} says {sha}",
+                a.name, a.sha256
+            )),
+            Some(_) => {}
+        }
+        if let (Some(want), Some(got)) = (a.size, size_of(&a.name)) {
+            if want != got {
+                problems.push(format!("{}: {got} bytes, the manifest says {want}", a.name));
+            }
+        }
+    }
+    for (name, _) in sums {
+        if !name.ends_with(".manifest.json") && !artifacts.iter().any(|a| &a.name == name) {
+            problems.push(format!("{name}: in {SUMS} but not in the manifest"));
+        }
+    }
+    problems
+}
+
+fn run_checked(cmd: Cmd, what: &str) -> Result<String> {
+    let out = cmd
+        .expr()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .with_context(|| format!("cannot run {}", cmd.line()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("{what}:\n$ {}\n{}", cmd.line(), text.trim_end());
+    }
+    Ok(text)
+}
+
+/// Every check but the rebuild; the lines of a report.
+pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
+    let mut report = Vec::new();
+    let sums_path = dir.join(SUMS);
+    if !sums_path.is_file() {
+        bail!(
+            "{} is missing: not a Finnix release directory",
+            sums_path.display()
+        );
+    }
+    for (file, what) in [
+        (SSH_SIG, "the SSH signature"),
+        (OPENPGP_SIG, "the OpenPGP signature"),
+    ] {
+        if !dir.join(file).is_file() {
+            bail!(
+                "{what} {} is missing: the release is unsigned (cargo xtask sign)",
+                dir.join(file).display()
+            );
+        }
+    }
+    for key in [&trust.allowed_signers, &trust.openpgp_key] {
+        if !key.is_file() {
+            bail!("the trusted key file {} is missing", key.display());
+        }
+    }
+
+    // 1. SSH.
+    let sums = fs::read(&sums_path)?;
+    let out = run_checked(
+        crate::cmd!(
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            &trust.allowed_signers,
+            "-I",
+            SSH_IDENTITY,
+            "-n",
+            SSH_NAMESPACE,
+            "-s",
+            dir.join(SSH_SIG)
+        )
+        .stdin_bytes(sums.clone()),
+        &format!(
+            "{SSH_SIG} is not a good signature of {SUMS} by {SSH_IDENTITY} in {}",
+            trust.allowed_signers.display()
+        ),
+    )?;
+    report.push(format!("{SSH_SIG}: {}", out.trim()));
+
+    // 2. OpenPGP: the armored public key as gpgv's keyring.
+    let keyring = tmp.join("release.gpg");
+    let dearmored = crate::cmd!("gpg", "--batch", "--dearmor")
+        .stdin_bytes(fs::read(&trust.openpgp_key)?)
+        .expr()
+        .stdout_capture()
+        .stderr_null()
+        .unchecked()
+        .run()?;
+    if !dearmored.status.success() || dearmored.stdout.is_empty() {
+        bail!(
+            "{} is not an armored OpenPGP public key",
+            trust.openpgp_key.display()
+        );
+    }
+    fs::write(&keyring, &dearmored.stdout)?;
+    let out = run_checked(
+        crate::cmd!(
+            "gpgv",
+            "--keyring",
+            &keyring,
+            dir.join(OPENPGP_SIG),
+            &sums_path
+        ),
+        &format!(
+            "{OPENPGP_SIG} is not a good signature of {SUMS} by the key in {}",
+            trust.openpgp_key.display()
+        ),
+    )?;
+    let good = out
+        .lines()
+        .find(|l| l.contains("Good signature"))
+        .unwrap_or("Good signature")
+        .trim()
+        .to_string();
+    report.push(format!("{OPENPGP_SIG}: {good}"));
+
+    // 3. Checksums.
+    let listed = parse_sha256sums(&String::from_utf8_lossy(&sums))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", sums_path.display()))?;
+    let problems = compare_sums(&listed, &|name| {
+        let p = dir.join(name);
+        p.is_file().then(|| sha256_file(&p).ok()).flatten()
+    });
+    if !problems.is_empty() {
+        bail!("checksums do not hold:\n  {}", problems.join("\n  "));
+    }
+    report.push(format!(
+        "{SUMS}: {} files, every sha256 equal",
+        listed.len()
+    ));
+
+    // 4. The manifest.
+    let manifest = listed
+        .iter()
+        .find(|(n, _)| n.ends_with(".manifest.json"))
+        .map(|(n, _)| n.clone())
+        .context("SHA256SUMS lists no manifest (*.manifest.json)")?;
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(&manifest))?)
+        .with_context(|| format!("{manifest} is not JSON"))?;
+    let artifacts: Vec<ManifestArtifact> = serde_json::from_value(json["artifacts"].clone())
+        .with_context(|| format!("{manifest} has no artifact list"))?;
+    let problems = compare_manifest(&artifacts, &listed, &|name| {
+        fs::metadata(dir.join(name)).ok().map(|m| m.len())
+    });
+    if !problems.is_empty() {
+        bail!(
+            "{manifest} does not match the files:\n  {}",
+            problems.join("\n  ")
+        );
+    }
+    report.push(format!(
+        "{manifest}: {} artifacts, names, sizes and sha256 match",
+        artifacts.len()
+    ));
+    Ok(report)
+}
+
+/// Throwaway keys made for a test: an SSH key (ed25519) with its
+/// allowed_signers line, an OpenPGP key (ed25519) exported armored.
+pub struct TestKeys {
+    pub keys: crate::stages::sign::Keys,
+    pub trust: Trust,
+}
+
+pub fn make_test_keys(dir: &Path, name: &str) -> Result<TestKeys> {
+    let ssh = dir.join(format!("{name}-ssh"));
+    run_checked(
+        crate::cmd!(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            &ssh
+        ),
+        "ssh-keygen could not make a test key",
+    )?;
+    let public = fs::read_to_string(dir.join(format!("{name}-ssh.pub")))?;
+    let allowed = dir.join(format!("{name}-allowed_signers"));
+    fs::write(
+        &allowed,
+        format!(
+            "{SSH_IDENTITY} namespaces=\"{SSH_NAMESPACE}\" {}",
+            public.trim()
+        ),
+    )?;
+    let home = dir.join(format!("{name}-gnupg"));
+    fs::create_dir_all(&home)?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
+    let gpg = |args: &[&str]| Cmd::argv("gpg", args).env("GNUPGHOME", &home).stdin_null();
+    let uid = format!("{name} test <{name}@finnix.invalid>");
+    run_checked(
+        gpg(&[
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &uid,
+            "ed25519",
+            "sign",
+            "never",
+        ]),
+        "gpg could not make a test key",
+    )?;
+    let secret = dir.join(format!("{name}-secret.asc"));
+    let public = dir.join(format!("{name}-public.asc"));
+    run_checked(
+        gpg(&[
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--armor",
+            "--output",
+            &secret.display().to_string(),
+            "--export-secret-keys",
+            &uid,
+        ]),
+        "gpg could not export the test key",
+    )?;
+    run_checked(
+        gpg(&[
+            "--batch",
+            "--armor",
+            "--output",
+            &public.display().to_string(),
+            "--export",
+            &uid,
+        ]),
+        "gpg could not export the test key",
+    )?;
+    let _ = Cmd::argv("gpgconf", ["--kill", "gpg-agent"])
+        .env("GNUPGHOME", &home)
+        .output();
+    Ok(TestKeys {
+        keys: crate::stages::sign::Keys {
+            ssh: Some(ssh),
+            openpgp: Some(secret),
+        },
+        trust: Trust {
+            allowed_signers: allowed,
+            openpgp_key: public,
+        },
+    })
+}
+
+/// A copy of a release directory (hard links: tampering writes a new file).
+fn copy_release(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to)?;
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        if e.file_type()?.is_file() && !e.file_name().to_string_lossy().starts_with('.') {
+            let dest = to.join(e.file_name());
+            if fs::hard_link(e.path(), &dest).is_err() {
+                fs::copy(e.path(), &dest)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `cargo xtask test`: a release signed with throwaway keys verifies; each
+/// tampering fails, naming its culprit.
+pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Result<()> {
+    use crate::support::ui::{self, Outcome};
+    ui::stage(
+        &ctx.logs(),
+        "check-verify-release",
+        "sign a release with test keys, verify it, then each tampering must fail",
+        |s| {
+            let work = ctx.cache.temp_dir("check-verify-release")?;
+            let w = work.path();
+            let good = make_test_keys(w, "release")?;
+            let other = make_test_keys(w, "other")?;
+            let signed = w.join("signed");
+            copy_release(dist, &signed)?;
+            crate::stages::sign::sign(s, &signed, &good.keys)?;
+            let tmp = w.join("tmp");
+            fs::create_dir_all(&tmp)?;
+            let report = verify(&signed, &good.trust, &tmp)?;
+            for l in &report {
+                s.note(format!("ok: {l}"));
+            }
+            // sha256sum -c, the tool nobody here wrote, agrees.
+            s.run(crate::cmd!("sha256sum", "-c", SUMS).dir(&signed))?;
+
+            let iso = fs::read_dir(&signed)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| n.ends_with(".iso"))
+                .context("the release has no ISO")?;
+            type Tamper = Box<dyn Fn(&crate::support::ui::Stage, &Path) -> Result<()>>;
+            let iso2 = iso.clone();
+            let cases: Vec<(&str, Tamper, String)> = vec![
+                (
+                    "a flipped byte in the ISO",
+                    Box::new(move |_, d: &Path| {
+                        let p = d.join(&iso2);
+                        let mut data = fs::read(&p)?;
+                        let i = data.len() / 2;
+                        data[i] ^= 0x01;
+                        fs::remove_file(&p)?;
+                        fs::write(&p, data)?;
+                        Ok(())
+                    }),
+                    format!("{iso}: sha256"),
+                ),
+                (
+                    "an edited SHA256SUMS",
+                    Box::new(|_, d: &Path| {
+                        let p = d.join(SUMS);
+                        let text = fs::read_to_string(&p)?;
+                        let edited = format!("0{}", &text[1..]);
+                        fs::remove_file(&p)?;
+                        fs::write(&p, edited)?;
+                        Ok(())
+                    }),
+                    format!("{SSH_SIG} is not a good signature"),
+                ),
+                (
+                    "a signature by another key",
+                    {
+                        let keys = other.keys.clone();
+                        Box::new(move |stage, d: &Path| crate::stages::sign::sign(stage, d, &keys))
+                    },
+                    format!("{SSH_SIG} is not a good signature"),
+                ),
+                (
+                    "a missing file",
+                    {
+                        let iso3 = iso.clone();
+                        Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(&iso3))?))
+                    },
+                    format!("{iso}: listed in SHA256SUMS but missing"),
+                ),
+            ];
+            let mut lines = Vec::new();
+            for (i, (what, tamper, culprit)) in cases.iter().enumerate() {
+                let d = w.join(format!("case{i}"));
+                copy_release(&signed, &d)?;
+                tamper(s, &d)?;
+                match verify(&d, &good.trust, &tmp) {
+                    Ok(_) => bail!("verify-release accepted a release with {what}"),
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        if !msg.contains(culprit.as_str()) {
+                            bail!("verify-release refused a release with {what}, but its message does not name the culprit ({culprit:?}):\n{msg}");
+                        }
+                        s.note(format!(
+                            "{what}: refused: {}",
+                            msg.lines().next().unwrap_or("")
+                        ));
+                        lines.push(what.to_string());
+                    }
+                }
+            }
+            Ok((
+                (),
+                Outcome::Passed,
+                format!("verified; refused {}", lines.join(", ")),
+            ))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sums() -> Vec<(String, String)> {
+        vec![
+            ("a.iso".into(), "1".repeat(64)),
+            ("b.tar.gz".into(), "2".repeat(64)),
+            ("f.manifest.json".into(), "3".repeat(64)),
+        ]
+    }
+
+    #[test]
+    fn checksum_problems_name_the_file() {
+        let s = sums();
+        let ok = |n: &str| s.iter().find(|(m, _)| m == n).map(|(_, h)| h.clone());
+        assert!(compare_sums(&s, &ok).is_empty());
+        let flipped = |n: &str| {
+            if n == "a.iso" {
+                Some("9".repeat(64))
+            } else {
+                ok(n)
+            }
+        };
+        let p = compare_sums(&s, &flipped);
+        assert!(
+            p.len() == 1 && p[0].starts_with("a.iso: sha256 999"),
+            "{p:?}"
+        );
+        let missing = |n: &str| if n == "b.tar.gz" { None } else { ok(n) };
+        assert_eq!(
+            compare_sums(&s, &missing),
+            ["b.tar.gz: listed in SHA256SUMS but missing"]
+        );
+    }
+
+    #[test]
+    fn the_manifest_must_list_what_sha256sums_lists() {
+        let s = sums();
+        let arts = vec![
+            ManifestArtifact {
+                name: "a.iso".into(),
+                size: Some(10),
+                sha256: "1".repeat(64),
+            },
+            ManifestArtifact {
+                name: "b.tar.gz".into(),
+                size: Some(5),
+                sha256: "2".repeat(64),
+            },
+        ];
+        let size = |n: &str| Some(if n == "a.iso" { 10 } else { 5 });
+        assert!(compare_manifest(&arts, &s, &size).is_empty());
+        let p = compare_manifest(&arts[..1], &s, &size);
+        assert_eq!(p, ["b.tar.gz: in SHA256SUMS but not in the manifest"]);
+        let bigger = |_: &str| Some(11);
+        assert!(compare_manifest(&arts[..1], &s[..1], &bigger)[0].contains("11 bytes"));
+    }
+}

@@ -1,0 +1,155 @@
+//! `cargo xtask sign`: detached signatures of a release's `SHA256SUMS`,
+//! as upstream Finnix signs its releases: `SHA256SUMS.sig`, an SSH signature
+//! (`ssh-keygen -Y sign -n file`), and `SHA256SUMS.asc`, an OpenPGP one
+//! (`gpg --detach-sign --armor`). SHA256SUMS names every artifact with its
+//! sha256, so the two signatures cover the release.
+//!
+//! The private keys come from files named by FINNIX_SSH_SIGNING_KEY and
+//! FINNIX_OPENPGP_SIGNING_KEY (or `--ssh-key`, `--openpgp-key`), never from
+//! the repository; the public halves that `verify-release` trusts are
+//! committed under `keys/`. Signatures are written beside SHA256SUMS by
+//! rename, never half-written.
+
+use fs_err as fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::support::cmd::Cmd;
+use crate::support::ui::Stage;
+
+/// The SSH signature namespace (`ssh-keygen -Y sign -n`).
+pub const SSH_NAMESPACE: &str = "file";
+/// The principal `keys/allowed_signers` names for the release key.
+pub const SSH_IDENTITY: &str = "release@finnix";
+pub const SUMS: &str = "SHA256SUMS";
+pub const SSH_SIG: &str = "SHA256SUMS.sig";
+pub const OPENPGP_SIG: &str = "SHA256SUMS.asc";
+
+/// The private keys a signing run uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keys {
+    pub ssh: Option<PathBuf>,
+    pub openpgp: Option<PathBuf>,
+}
+
+impl Keys {
+    /// Options first, then the environment.
+    pub fn resolve(
+        ssh: Option<PathBuf>,
+        openpgp: Option<PathBuf>,
+        env: &crate::support::context::Env,
+    ) -> Keys {
+        Keys {
+            ssh: ssh.or_else(|| env.ssh_signing_key.clone()),
+            openpgp: openpgp.or_else(|| env.openpgp_signing_key.clone()),
+        }
+    }
+
+    pub fn none(&self) -> bool {
+        self.ssh.is_none() && self.openpgp.is_none()
+    }
+
+    /// Both keys, or an error naming what to set.
+    fn both(&self) -> Result<(&Path, &Path)> {
+        match (&self.ssh, &self.openpgp) {
+            (Some(s), Some(o)) => Ok((s, o)),
+            (s, o) => {
+                let mut missing = Vec::new();
+                if s.is_none() {
+                    missing.push("the SSH key (FINNIX_SSH_SIGNING_KEY or --ssh-key)");
+                }
+                if o.is_none() {
+                    missing.push("the OpenPGP key (FINNIX_OPENPGP_SIGNING_KEY or --openpgp-key)");
+                }
+                anyhow::bail!(
+                    "a release is signed with both keys; missing {}",
+                    missing.join(" and ")
+                )
+            }
+        }
+    }
+}
+
+/// A private temporary directory (gpg wants its home 0700).
+fn private_dir(path: PathBuf) -> Result<crate::support::fsutil::TempDir> {
+    let dir = crate::support::fsutil::TempDir::create(path)?;
+    fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// Sign `dir/SHA256SUMS`: SHA256SUMS.sig and SHA256SUMS.asc beside it.
+pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
+    let (ssh_key, pgp_key) = keys.both()?;
+    let sums = dir.join(SUMS);
+    ensure!(
+        sums.is_file(),
+        "{} does not exist: run `cargo xtask dist` first",
+        sums.display()
+    );
+    for key in [ssh_key, pgp_key] {
+        ensure!(
+            key.is_file(),
+            "the signing key {} does not exist",
+            key.display()
+        );
+    }
+    let work = private_dir(dir.join(format!(".sign.{}", std::process::id())))?;
+    let copy = work.path().join(SUMS);
+    fs::copy(&sums, &copy)?;
+
+    // SSH: ssh-keygen writes <file>.sig beside the file it signs.
+    stage
+        .run(crate::cmd!(
+            "ssh-keygen",
+            "-Y",
+            "sign",
+            "-f",
+            ssh_key,
+            "-n",
+            SSH_NAMESPACE,
+            &copy
+        ))
+        .with_context(|| format!("ssh-keygen could not sign with {}", ssh_key.display()))?;
+
+    // OpenPGP: the key imported into a throwaway home, nothing else in it.
+    let home = work.path().join("gnupg");
+    fs::create_dir(&home)?;
+    fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
+    let gpg = |args: &[&str]| Cmd::argv("gpg", args).env("GNUPGHOME", &home).stdin_null();
+    stage
+        .run(gpg(&[
+            "--batch",
+            "--import",
+            &pgp_key.display().to_string(),
+        ]))
+        .with_context(|| format!("gpg could not import {}", pgp_key.display()))?;
+    let asc = work.path().join(OPENPGP_SIG);
+    stage.run(gpg(&[
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--armor",
+        "--detach-sign",
+        "--output",
+        &asc.display().to_string(),
+        &copy.display().to_string(),
+    ]))?;
+    let _ = gpg(&["--batch", "--version"]).output();
+    let _ = Cmd::argv("gpgconf", ["--kill", "gpg-agent"])
+        .env("GNUPGHOME", &home)
+        .output();
+    // A release signed meanwhile? SHA256SUMS must still be what was signed.
+    ensure!(
+        fs::read(&sums)? == fs::read(&copy)?,
+        "{} changed while it was being signed",
+        sums.display()
+    );
+    fs::rename(work.path().join(SSH_SIG), dir.join(SSH_SIG))?;
+    fs::rename(&asc, dir.join(OPENPGP_SIG))?;
+    Ok(())
+}
