@@ -43,6 +43,13 @@ pub enum Command {
     /// Build every stage and write the release into dist/: ISO, Xen and UML
     /// tarballs, SHA256SUMS and the manifest (signed when keys are set).
     Dist(Dist),
+    /// Write dist/finnix-<version>-source.tar: this repository, the kernel
+    /// source tarball as fetched, the Debian source packages of everything
+    /// shipped at the release's versions.
+    Source(SourceJob),
+    /// Sign a copy of a release directory (default dist/) with throwaway keys,
+    /// verify it, then check that each tampering fails naming its culprit.
+    CheckVerifyRelease(CheckVerifyRelease),
     /// Sign dist/SHA256SUMS: SHA256SUMS.sig (SSH, namespace `file`) and
     /// SHA256SUMS.asc (OpenPGP), with keys from files named by
     /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
@@ -192,6 +199,18 @@ pub struct CheckRescue {
     /// Only make the disks (the preparation boot) and print their directory.
     #[arg(long)]
     pub prepare_only: bool,
+}
+
+#[derive(Args)]
+pub struct SourceJob {
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CheckVerifyRelease {
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -449,6 +449,31 @@ fn sign_dir(ctx: &Ctx, dir: &Path, keys: &crate::stages::sign::Keys) -> Result<(
     )
 }
 
+impl cli::SourceJob {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, RELEASE_STAGES, &[])?;
+        let profile = ctx.profile(self.profile);
+        let r = release(ctx, &profile)?;
+        let dir = ctx.dist_dir();
+        fs::create_dir_all(&dir)?;
+        let dest = dir.join(tarballs::names(ctx, &profile).source);
+        ui::stage(
+            &ctx.logs(),
+            "source",
+            format!("the corresponding source into {}", ui::display_path(&dest)),
+            |s| {
+                let what = crate::stages::source::write(ctx, s, &r, &dest)?;
+                let size = fs::metadata(&dest)?.len();
+                Ok((
+                    (),
+                    Outcome::Built,
+                    format!("{} ({what})", ui::fmt_size(size)),
+                ))
+            },
+        )
+    }
+}
+
 impl cli::Sign {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         prereq::ensure(&[Tools::Sign], &ctx.logs())?;

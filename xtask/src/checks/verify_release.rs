@@ -330,16 +330,20 @@ pub fn make_test_keys(dir: &Path, name: &str) -> Result<TestKeys> {
     })
 }
 
-/// A copy of a release directory (hard links: tampering writes a new file).
+/// A copy of a release: SHA256SUMS, its signatures if any, and the files it
+/// lists (hard links: tampering writes a new file).
 fn copy_release(from: &Path, to: &Path) -> Result<()> {
     fs::create_dir_all(to)?;
-    for e in fs::read_dir(from)? {
-        let e = e?;
-        if e.file_type()?.is_file() && !e.file_name().to_string_lossy().starts_with('.') {
-            let dest = to.join(e.file_name());
-            if fs::hard_link(e.path(), &dest).is_err() {
-                fs::copy(e.path(), &dest)?;
-            }
+    let listed = parse_sha256sums(&fs::read_to_string(from.join(SUMS))?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", from.join(SUMS).display()))?;
+    let names = listed
+        .into_iter()
+        .map(|(n, _)| n)
+        .chain([SUMS, SSH_SIG, OPENPGP_SIG].map(String::from));
+    for name in names {
+        let (src, dest) = (from.join(&name), to.join(&name));
+        if src.is_file() && fs::hard_link(&src, &dest).is_err() {
+            fs::copy(&src, &dest)?;
         }
     }
     Ok(())
@@ -370,11 +374,12 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
             // sha256sum -c, the tool nobody here wrote, agrees.
             s.run(crate::cmd!("sha256sum", "-c", SUMS).dir(&signed))?;
 
-            let iso = fs::read_dir(&signed)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
+            let iso = parse_sha256sums(&fs::read_to_string(signed.join(SUMS))?)
+                .map_err(anyhow::Error::msg)?
+                .into_iter()
+                .map(|(n, _)| n)
                 .find(|n| n.ends_with(".iso"))
-                .context("the release has no ISO")?;
+                .context("the release's SHA256SUMS lists no ISO")?;
             type Tamper = Box<dyn Fn(&crate::support::ui::Stage, &Path) -> Result<()>>;
             let iso2 = iso.clone();
             let cases: Vec<(&str, Tamper, String)> = vec![
@@ -447,6 +452,13 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
             ))
         },
     )
+}
+
+impl crate::cli::CheckVerifyRelease {
+    pub fn run(self, ctx: &crate::support::context::Ctx) -> Result<()> {
+        crate::support::prereq::ensure(&[crate::support::prereq::Tools::Sign], &ctx.logs())?;
+        check_tampering(ctx, &self.dir.unwrap_or_else(|| ctx.dist_dir()))
+    }
 }
 
 #[cfg(test)]

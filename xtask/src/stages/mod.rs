@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod rootfs;
 pub mod sbom;
 pub mod sign;
+pub mod source;
 pub mod squashfs;
 pub mod tarballs;
 

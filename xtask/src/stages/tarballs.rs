@@ -71,6 +71,8 @@ pub struct Names {
     pub manifest: String,
     /// The SPDX 2.3 SBOM.
     pub sbom: String,
+    /// The corresponding source (`cargo xtask source`).
+    pub source: String,
 }
 
 /// The release files' names, `finnix-<version>-amd64.iso` and so on. A
@@ -89,6 +91,7 @@ pub fn release_names(name: &str, version: &str, profile: &str, default_profile: 
         uml: format!("{base}-uml.tar.gz"),
         manifest: format!("{base}.manifest.json"),
         sbom: format!("{base}.spdx.json"),
+        source: format!("{base}-source.tar"),
     }
 }
 

@@ -156,7 +156,7 @@ fn fetch_debian(
         .trim()
         .to_string();
     let tarball = work.join(format!("{package}.tar.xz"));
-    let sha256 = extract_from_deb(&deb, &format!("usr/src/{package}.tar.xz"), &tarball)
+    let sha256 = extract_tarball(&deb, &format!("usr/src/{package}.tar.xz"), &tarball)
         .with_context(|| format!("cannot take the source tarball out of {}", deb.display()))?;
     fs::remove_file(&deb)?;
     Ok((
@@ -188,7 +188,7 @@ pub fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
 }
 
 /// Copy one file out of a .deb's data archive, returning its sha256.
-fn extract_from_deb(deb: &Path, inner: &str, dest: &Path) -> Result<String> {
+pub fn extract_tarball(deb: &Path, inner: &str, dest: &Path) -> Result<String> {
     let reader = crate::cmd!("dpkg-deb", "--fsys-tarfile", deb)
         .expr()
         .stderr_capture()
