@@ -50,6 +50,10 @@ pub enum Command {
     /// Sign a copy of a release directory (default dist/) with throwaway keys,
     /// verify it, then check that each tampering fails naming its culprit.
     CheckVerifyRelease(CheckVerifyRelease),
+    /// The archive snapshot mechanism against a local mirror this check
+    /// builds (apt-ftparchive): the configured URL is used, a changed
+    /// package version is named.
+    CheckSnapshot(CheckSnapshot),
     /// Sign dist/SHA256SUMS: SHA256SUMS.sig (SSH, namespace `file`) and
     /// SHA256SUMS.asc (OpenPGP), with keys from files named by
     /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
@@ -212,6 +216,9 @@ pub struct CheckVerifyRelease {
     #[arg(long)]
     pub dir: Option<PathBuf>,
 }
+
+#[derive(Args)]
+pub struct CheckSnapshot;
 
 #[derive(Args)]
 pub struct Sign {

@@ -42,6 +42,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Source(c) => c.run(&ctx),
         Command::Sign(c) => c.run(&ctx),
         Command::CheckVerifyRelease(c) => c.run(&ctx),
+        Command::CheckSnapshot(c) => c.run(&ctx),
         Command::VerifyRelease(c) => c.run(&ctx),
         Command::CowImage(c) => c.run(&ctx),
         Command::Clean(c) => c.run(&ctx),

@@ -10,6 +10,7 @@ pub mod debian_root;
 pub mod fresh;
 pub mod repro;
 pub mod rescue;
+pub mod snapshot;
 pub mod suite;
 pub mod verify_release;
 pub mod xen_xl;

@@ -109,6 +109,23 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         None => None,
     };
     if let Some(p) = &published {
+        // The rebuild must read the archive as the release did.
+        if let Some((archive, kernel)) = &p.snapshots {
+            let profile = crate::support::config::Profile::load(&ctx.root, &opts.profile)?;
+            let ours = profile.snapshot.clone().unwrap_or_default();
+            let our_kernel = match &ctx.config.kernel.source {
+                crate::support::config::KernelSource::Debian {
+                    snapshot: Some((ts, _)),
+                    ..
+                } => ts.clone(),
+                _ => String::new(),
+            };
+            if (&ours, &our_kernel) != (archive, kernel) {
+                bail!(
+                    "the release was built from the Debian archive snapshot {archive:?} (kernel source: {kernel:?}); this checkout names {ours:?} (kernel source: {our_kernel:?}): check out the release's tag, whose profile and finnix.toml record its snapshots"
+                );
+            }
+        }
         if let Some((global, kernel)) = p.epochs {
             env.push(("SOURCE_DATE_EPOCH".into(), global.to_string()));
             env.push(("FINNIX_KERNEL_SOURCE_DATE_EPOCH".into(), kernel.to_string()));
@@ -433,6 +450,9 @@ struct Published {
     sums: Vec<(String, String)>,
     dir: Option<PathBuf>,
     epochs: Option<(i64, i64)>,
+    /// The Debian archive snapshots the release was built from (profile,
+    /// kernel source), from its manifest.
+    snapshots: Option<(String, String)>,
 }
 
 impl Published {
@@ -451,6 +471,7 @@ impl Published {
             .find(|(n, _)| n.ends_with(".manifest.json"))
             .and_then(|(n, _)| dir.as_ref().map(|d| d.join(n)))
             .filter(|p| p.is_file());
+        let mut snapshots = None;
         let epochs = match manifest {
             Some(m) => {
                 let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&m)?)
@@ -459,6 +480,13 @@ impl Published {
                     .as_i64()
                     .context("manifest has no source_date_epoch")?;
                 let k = v["kernel_source_date_epoch"].as_i64().unwrap_or(g);
+                snapshots = Some((
+                    v["archive_snapshot"].as_str().unwrap_or("").to_string(),
+                    v["kernel_source"]["snapshot"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                ));
                 Some((g, k))
             }
             None => None,
@@ -466,7 +494,12 @@ impl Published {
         if epochs.is_none() {
             eprintln!("    note: no manifest next to {}: SOURCE_DATE_EPOCH comes from this checkout's git history", sums_path.display());
         }
-        Ok(Published { sums, dir, epochs })
+        Ok(Published {
+            sums,
+            dir,
+            epochs,
+            snapshots,
+        })
     }
 }
 

@@ -104,6 +104,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     // `cargo xtask verify-repro --profile mini`, documented), and the
     // workflows under actionlint.
     check_sbom(ctx, &dist_dir, &standard_release)?;
+    crate::checks::snapshot::check(ctx)?;
     check_repro(ctx)?;
     check_workflows(ctx)?;
 

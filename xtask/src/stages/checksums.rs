@@ -30,6 +30,9 @@ pub struct Manifest {
     pub git_commit: String,
     pub artifacts: Vec<Hashed>,
     pub kernel_source: crate::support::lock::LockedSource,
+    /// The Debian archive snapshot the root filesystem came from ("": the
+    /// live archive); a rebuild must use the same.
+    pub archive_snapshot: String,
     /// Debian packages taken as they are (the ISO's signed kernel, shim,
     /// GRUB), by role, as pinned in finnix.lock.
     pub debian_packages: std::collections::BTreeMap<String, crate::support::lock::LockedDeb>,

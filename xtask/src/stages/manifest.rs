@@ -115,6 +115,9 @@ pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest>
         git_commit: git_commit.trim().to_string(),
         artifacts,
         kernel_source,
+        archive_snapshot: crate::support::config::Profile::load(&ctx.root, &r.live.profile)?
+            .snapshot
+            .unwrap_or_default(),
         debian_packages,
         kernel_release: checksums::KernelReleases {
             uml: r.live.uml.info.release.clone(),

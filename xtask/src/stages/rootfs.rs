@@ -233,6 +233,9 @@ pub fn base_key(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Key> {
                 .text("suite", profile.suite.as_deref().unwrap_or_default())
                 .text("mirror", profile.mirror.as_deref().unwrap_or_default())
                 .text("security mirror", &profile.security_mirror)
+                .text("components", profile.components.join(" "))
+                .text("snapshot", profile.snapshot.clone().unwrap_or_default())
+                .text("snapshot url", &profile.snapshot_url)
                 .text("mmdebstrap", tool_version("mmdebstrap"))
                 .file("archive keyring", Path::new(KEYRING))?;
         }
@@ -253,7 +256,7 @@ pub fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
     };
     ui::stage(&ctx.logs(), &stage, what, |s| {
         let key = base_key(ctx, name, profile)?;
-        cached_stage(
+        let built = cached_stage(
             ctx,
             s,
             &stage,
@@ -275,7 +278,12 @@ pub fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
                 fs::write(tmp.join("packages.txt"), &packages)?;
                 Ok(format!("{} package(s)", packages.lines().count()))
             },
-        )
+        )?;
+        if profile.base == Base::Debian {
+            let list = fs::read_to_string(built.0.packages())?;
+            check_locked_packages(ctx, s, name, profile, &list)?;
+        }
+        Ok(built)
     })
 }
 
@@ -378,6 +386,131 @@ pub fn unknown_package(log: &str) -> Option<String> {
     None
 }
 
+/// Where a profile's packages come from: mmdebstrap's source lines and the
+/// apt options they need. With a snapshot, both archives are the snapshot
+/// archive's at that time (whose Release files are past their Valid-Until).
+pub fn archive_sources(profile: &Profile) -> (Vec<String>, Vec<String>) {
+    use crate::support::apt::{archive_lines, snapshot_url};
+    let suite = profile.suite.as_deref().unwrap_or("bookworm");
+    match &profile.snapshot {
+        Some(ts) => (
+            archive_lines(
+                "deb",
+                &snapshot_url(&profile.snapshot_url, "debian", ts),
+                &snapshot_url(&profile.snapshot_url, "debian-security", ts),
+                suite,
+                &profile.components,
+            ),
+            vec!["Acquire::Check-Valid-Until \"false\"".to_string()],
+        ),
+        None => (
+            archive_lines(
+                "deb",
+                profile.mirror.as_deref().unwrap_or_default(),
+                &profile.security_mirror,
+                suite,
+                &profile.components,
+            ),
+            vec![],
+        ),
+    }
+}
+
+/// Installed packages against the versions finnix.lock records for the
+/// profile: one line per difference, naming the package.
+pub fn package_drift(
+    locked: &std::collections::BTreeMap<String, String>,
+    built: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, want) in locked {
+        match built.get(name) {
+            None => out.push(format!("{name}: locked {want}, not installed")),
+            Some(got) if got != want => out.push(format!("{name}: locked {want}, installed {got}")),
+            Some(_) => {}
+        }
+    }
+    for (name, got) in built {
+        if !locked.contains_key(name) {
+            out.push(format!("{name}: installed {got}, not in the lock"));
+        }
+    }
+    out
+}
+
+/// `name version arch` lines as name → version.
+pub fn package_versions(list: &str) -> std::collections::BTreeMap<String, String> {
+    list.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// What `--locked` says when a profile's packages differ from the lock:
+/// every difference, each naming its package.
+pub fn locked_refusal(
+    profile_name: &str,
+    drift: &[String],
+    snapshot: Option<(String, String)>,
+) -> String {
+    format!(
+        "the {profile_name} root filesystem's packages differ from finnix.lock{}:\n  {}\n--locked: refusing them (drop --locked to accept them and update the lock)",
+        match snapshot {
+            Some((was, now)) => format!(" (archive snapshot {was:?} in the lock, {now:?} now)"),
+            None => String::new(),
+        },
+        drift.join("\n  ")
+    )
+}
+
+/// Check a profile's packages against finnix.lock: `--locked` refuses a
+/// difference (naming each package); otherwise it is reported and the lock
+/// updated.
+pub fn check_locked_packages(
+    ctx: &Ctx,
+    s: &mut Stage,
+    profile_name: &str,
+    profile: &Profile,
+    list: &str,
+) -> Result<()> {
+    use crate::support::lock::Lock;
+    let built = package_versions(list);
+    let mut lock = Lock::read(&ctx.lock_path())?;
+    let snapshot = profile.snapshot.clone().unwrap_or_default();
+    let locked = lock.rootfs_packages.get(profile_name);
+    let drift = locked.map(|l| package_drift(&l.versions, &built));
+    let same_snapshot = locked.is_some_and(|l| l.snapshot == snapshot);
+    match drift {
+        Some(d) if d.is_empty() && same_snapshot => return Ok(()),
+        Some(d) if ctx.locked => {
+            let moved = (!same_snapshot).then(|| {
+                (
+                    locked.map(|l| l.snapshot.clone()).unwrap_or_default(),
+                    snapshot.clone(),
+                )
+            });
+            bail!("{}", locked_refusal(profile_name, &d, moved));
+        }
+        Some(d) => s.warn(format!(
+            "the {profile_name} packages moved since finnix.lock ({} difference(s)), updating it:\n  {}",
+            d.len(),
+            d.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+        )),
+        None if ctx.locked => bail!("--locked: finnix.lock records no packages for the {profile_name} profile (build once without --locked to record them)"),
+        None => s.warn(format!("recording the {profile_name} packages ({}) in finnix.lock", built.len())),
+    }
+    lock.rootfs_packages.insert(
+        profile_name.to_string(),
+        crate::support::lock::LockedPackages {
+            snapshot,
+            versions: built,
+        },
+    );
+    lock.write(&ctx.lock_path())
+}
+
 /// A Debian tree: mmdebstrap (minbase, the profile's packages, apt's
 /// signature checks on), then what is generated per machine is removed.
 fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<String> {
@@ -389,7 +522,6 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
         fs::read_to_string(ctx.root.join(&rel)).with_context(|| format!("cannot read {rel}"))?;
     let packages = parse_packages(&text, &rel).map_err(anyhow::Error::msg)?;
     let suite = profile.suite.as_deref().expect("checked on load");
-    let mirror = profile.mirror.as_deref().expect("checked on load");
     let names: Vec<&str> = packages.iter().map(|(n, _)| n.as_str()).collect();
     let mut args: Vec<String> = vec![
         "--variant=minbase".into(),
@@ -408,15 +540,11 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
         format!("--include={}", names.join(",")),
     ];
     args.extend(DPKG_PATH_FILTERS.iter().map(|f| format!("--dpkgopt={f}")));
+    let (sources, aptopts) = archive_sources(profile);
+    args.extend(aptopts.iter().map(|o| format!("--aptopt={o}")));
     args.push(suite.into());
     args.push(tree.display().to_string());
-    let components = profile.components.join(" ");
-    args.push(format!("deb {mirror} {suite} {components}"));
-    args.push(format!("deb {mirror} {suite}-updates {components}"));
-    args.push(format!(
-        "deb {} {suite}-security {components}",
-        profile.security_mirror
-    ));
+    args.extend(sources);
     let run = s.run(
         crate::support::cmd::Cmd::argv("mmdebstrap", &args)
             .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
@@ -432,7 +560,7 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
                 .find(|(n, _)| *n == name)
                 .map(|(_, l)| *l)
                 .unwrap_or(0);
-            bail!("package {name} ({rel}:{line}) is not in Debian {suite} (misspelt, or not in the components {components:?}): fix the package list");
+            bail!("package {name} ({rel}:{line}) is not in Debian {suite} (misspelt, or not in the components {:?}): fix the package list", profile.components);
         }
         return Err(e);
     }
@@ -665,6 +793,56 @@ pub fn normalise(tree: &Path, epoch: i64) -> Result<NormaliseStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_replaces_every_archive_and_drops_valid_until() {
+        let mut p = Profile::load(
+            Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap(),
+            "standard",
+        )
+        .unwrap();
+        let (live, opts) = archive_sources(&p);
+        assert!(
+            live[0].starts_with("deb http://deb.debian.org/debian bookworm main")
+                && opts.is_empty(),
+            "{live:?}"
+        );
+        p.snapshot = Some("20261127T000000Z".into());
+        let (snap, opts) = archive_sources(&p);
+        assert_eq!(snap[0], "deb http://snapshot.debian.org/archive/debian/20261127T000000Z bookworm main non-free-firmware");
+        assert_eq!(snap[2], "deb http://snapshot.debian.org/archive/debian-security/20261127T000000Z bookworm-security main non-free-firmware");
+        assert_eq!(opts, ["Acquire::Check-Valid-Until \"false\""]);
+    }
+
+    #[test]
+    fn package_drift_names_each_package() {
+        let m = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        let locked = m(&[("bash", "5.2.15-2+b7"), ("gone", "1")]);
+        let built = m(&[("bash", "5.2.15-2+b8"), ("new", "2")]);
+        let d = package_drift(&locked, &built);
+        assert_eq!(
+            d,
+            [
+                "bash: locked 5.2.15-2+b7, installed 5.2.15-2+b8",
+                "gone: locked 1, not installed",
+                "new: installed 2, not in the lock"
+            ]
+        );
+        assert!(package_drift(&locked, &locked).is_empty());
+        let msg = locked_refusal("standard", &d, None);
+        assert!(
+            msg.contains("bash: locked 5.2.15-2+b7") && msg.contains("--locked"),
+            "{msg}"
+        );
+        assert_eq!(
+            package_versions("bash 5.2 amd64\nzlib1g 1:1.2 amd64\n")["zlib1g"],
+            "1:1.2"
+        );
+    }
 
     #[test]
     fn package_lists_parse_and_errors_name_the_line() {

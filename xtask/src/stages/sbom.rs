@@ -584,16 +584,7 @@ pub fn facts(
     }
 
     // The kernel source, our patches, the kernels built from them.
-    let ks = lock
-        .kernel_source
-        .clone()
-        .unwrap_or(crate::support::lock::LockedSource {
-            source: String::new(),
-            origin: String::new(),
-            package_version: String::new(),
-            version: String::new(),
-            sha256: String::new(),
-        });
+    let ks = lock.kernel_source.clone().unwrap_or_default();
     let source = add(Component {
         sha256: (!ks.sha256.is_empty()).then(|| ks.sha256.clone()),
         purl: (ks.source == "debian").then(|| purl_deb(&ks.origin, &ks.package_version, "all")),

@@ -52,14 +52,6 @@ pub fn binnmu_free(version: &str) -> String {
     }
 }
 
-/// The `deb-src` lines for apt, from the profile's archive.
-pub fn deb_src_lines(mirror: &str, security: &str, suite: &str, components: &[String]) -> String {
-    let c = components.join(" ");
-    format!(
-        "deb-src {mirror} {suite} {c}\ndeb-src {mirror} {suite}-updates {c}\ndeb-src {security} {suite}-security {c}\n"
-    )
-}
-
 fn append_file(
     tar: &mut tar::Builder<fs::File>,
     name: &str,
@@ -201,62 +193,31 @@ pub fn write(
         ));
         wanted.insert(src);
     }
-    let (mirror, suite) = (
-        profile
-            .mirror
-            .clone()
-            .unwrap_or_else(|| "http://deb.debian.org/debian".into()),
-        profile.suite.clone().unwrap_or_else(|| "bookworm".into()),
-    );
-    let apt = w.join("apt");
-    for d in ["lists/partial", "cache/archives/partial", "sources.list.d"] {
-        fs::create_dir_all(apt.join(d))?;
+    // deb-src lines of the archive the packages came from (a snapshot's
+    // when the profile names one), with the firmware component.
+    let mut archive = profile.clone();
+    if archive.mirror.is_none() {
+        archive.mirror = Some("http://deb.debian.org/debian".into());
+        archive.suite = Some("bookworm".into());
     }
-    let components: Vec<String> = if profile.components.is_empty() {
-        vec!["main".into()]
-    } else {
-        profile.components.clone()
-    };
-    let mut all_components = components.clone();
-    if !all_components.iter().any(|c| c == "non-free-firmware") {
-        all_components.push("non-free-firmware".into());
+    if !archive.components.iter().any(|c| c == "non-free-firmware") {
+        archive.components.push("non-free-firmware".into());
     }
-    fs::write(
-        apt.join("sources.list"),
-        deb_src_lines(&mirror, &profile.security_mirror, &suite, &all_components),
-    )?;
-    let opts = |c: crate::support::cmd::Cmd| {
-        c.arg("-o")
-            .arg(format!(
-                "Dir::Etc::SourceList={}",
-                apt.join("sources.list").display()
-            ))
-            .arg("-o")
-            .arg(format!(
-                "Dir::Etc::SourceParts={}",
-                apt.join("sources.list.d").display()
-            ))
-            .arg("-o")
-            .arg(format!("Dir::State::Lists={}", apt.join("lists").display()))
-            .arg("-o")
-            .arg(format!("Dir::Cache={}", apt.join("cache").display()))
-            .arg("-o")
-            .arg("APT::Sandbox::User=root")
-    };
-    s.run(opts(crate::cmd!("apt-get", "-q")).arg("update"))?;
+    let (sources, _) = crate::stages::rootfs::archive_sources(&archive);
+    let sources: Vec<String> = sources
+        .iter()
+        .map(|l| l.replacen("deb ", "deb-src ", 1))
+        .collect();
+    let apt = crate::support::apt::PrivateApt::new(&w.join("apt"), &sources, None)?;
+    s.run(apt.apt_get(["update"]))?;
     let debian = w.join("debian");
     fs::create_dir_all(&debian)?;
     let mut missing = Vec::new();
     for (src, ver) in &wanted {
+        let spec = format!("{src}={ver}");
         let r = s.run(
-            opts(crate::cmd!(
-                "apt-get",
-                "-q",
-                "source",
-                "--download-only",
-                format!("{src}={ver}")
-            ))
-            .dir(&debian),
+            apt.apt_get(["source", "--download-only", spec.as_str()])
+                .dir(&debian),
         );
         if r.is_err() {
             missing.push(format!("{src} {ver}"));
@@ -340,19 +301,5 @@ mod tests {
             ("grep".into(), "3.8-5".into())
         );
         assert_eq!(binnmu_free("1.0+bzr5"), "1.0+bzr5");
-    }
-
-    #[test]
-    fn deb_src_lines_cover_the_three_suites() {
-        let t = deb_src_lines(
-            "http://m/debian",
-            "http://s/debian-security",
-            "bookworm",
-            &["main".into(), "non-free-firmware".into()],
-        );
-        assert_eq!(t.lines().count(), 3);
-        assert!(
-            t.contains("deb-src http://s/debian-security bookworm-security main non-free-firmware")
-        );
     }
 }

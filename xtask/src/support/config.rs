@@ -72,6 +72,8 @@ pub struct Distribution {
 struct RawKernel {
     source: SourceKind,
     package: Option<String>,
+    snapshot: Option<String>,
+    snapshot_url: Option<String>,
     url: Option<String>,
     sha256: Option<String>,
     localversion: String,
@@ -95,8 +97,12 @@ pub struct Kernel {
 /// Where the kernel source tarball comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelSource {
-    /// The tarball inside Debian's `linux-source-X.Y` package.
-    Debian { package: String },
+    /// The tarball inside Debian's `linux-source-X.Y` package, from the
+    /// live archive or a snapshot of it (time stamp, URL template).
+    Debian {
+        package: String,
+        snapshot: Option<(String, String)>,
+    },
     /// A kernel.org tarball: fixed url and sha256.
     KernelOrg { url: String, sha256: String },
 }
@@ -180,10 +186,31 @@ fn kernel_source(
                     format!("invalid package {package:?}: expected a linux-source-X.Y package"),
                 ));
             }
-            KernelSource::Debian { package }
+            let snapshot = match &k.snapshot {
+                None => None,
+                Some(ts) if is_snapshot_timestamp(ts) => Some((
+                    ts.clone(),
+                    k.snapshot_url.clone().unwrap_or_else(default_snapshot_url),
+                )),
+                Some(ts) => {
+                    return Err(at(
+                        "snapshot",
+                        format!(
+                        "invalid snapshot {ts:?}: expected a time stamp like \"20261127T000000Z\""
+                    ),
+                    ))
+                }
+            };
+            KernelSource::Debian { package, snapshot }
         }
         SourceKind::KernelOrg => {
-            only(&[("package", k.package.is_some())], "kernel.org")?;
+            only(
+                &[
+                    ("package", k.package.is_some()),
+                    ("snapshot", k.snapshot.is_some()),
+                ],
+                "kernel.org",
+            )?;
             let url = k.url.clone().ok_or_else(|| {
                 at(
                     "source",
@@ -305,6 +332,15 @@ pub struct Profile {
     /// Debian security mirror (suite-security).
     #[serde(default = "default_security_mirror")]
     pub security_mirror: String,
+    /// Debian's archive as it was at this time (`20261127T000000Z`): the
+    /// mirrors become the snapshot archive's (`snapshot-url`), so a later
+    /// rebuild installs the very same package versions.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// Where a snapshot is served: `{archive}` (`debian`,
+    /// `debian-security`) and `{timestamp}` are filled in.
+    #[serde(default = "default_snapshot_url")]
+    pub snapshot_url: String,
     /// Archive components for `base = "debian"` (`non-free-firmware` for
     /// the firmware packages).
     #[serde(default = "default_components")]
@@ -334,6 +370,19 @@ pub struct Profile {
 
 fn default_memory() -> u32 {
     64
+}
+
+pub fn default_snapshot_url() -> String {
+    "http://snapshot.debian.org/archive/{archive}/{timestamp}/".into()
+}
+
+/// A snapshot time stamp as snapshot.debian.org writes it: `YYYYMMDDTHHMMSSZ`.
+pub fn is_snapshot_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }
 
 fn default_components() -> Vec<String> {
@@ -385,6 +434,17 @@ impl Profile {
                 if v.is_none() {
                     anyhow::bail!("{rel}: base = \"debian\" needs {key} = \"...\"");
                 }
+            }
+        }
+        if let Some(ts) = &profile.snapshot {
+            if !is_snapshot_timestamp(ts) {
+                anyhow::bail!("{rel}: snapshot = {ts:?} is not a time stamp like \"20261127T000000Z\" (UTC, as snapshot.debian.org writes it)");
+            }
+            if !profile.snapshot_url.contains("{timestamp}") {
+                anyhow::bail!(
+                    "{rel}: snapshot-url = {:?} has no {{timestamp}}",
+                    profile.snapshot_url
+                );
             }
         }
         Ok(profile)
@@ -465,9 +525,29 @@ block-size = 131072
         assert_eq!(
             config.kernel.source,
             KernelSource::Debian {
-                package: "linux-source-6.1".into()
+                package: "linux-source-6.1".into(),
+                snapshot: None,
             }
         );
+        // A snapshot of the archive: the time stamp checked, the default URL.
+        let snap = parse(&GOOD.replace(
+            "package = \"linux-source-6.1\"",
+            "package = \"linux-source-6.1\"\nsnapshot = \"20261127T000000Z\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            snap.kernel.source,
+            KernelSource::Debian {
+                package: "linux-source-6.1".into(),
+                snapshot: Some(("20261127T000000Z".into(), default_snapshot_url())),
+            }
+        );
+        let bad = parse(&GOOD.replace(
+            "package = \"linux-source-6.1\"",
+            "package = \"linux-source-6.1\"\nsnapshot = \"yesterday\"",
+        ))
+        .unwrap_err();
+        assert!(bad.to_string().contains("snapshot"), "{bad}");
         let sha = "a".repeat(64);
         let text = GOOD.replace(
             "source = \"debian\"\npackage = \"linux-source-6.1\"",

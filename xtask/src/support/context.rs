@@ -365,6 +365,7 @@ mod tests {
                 package_version: v.into(),
                 version: "6.1".into(),
                 sha256: "a".repeat(64),
+                snapshot: String::new(),
             })
         };
         // Newest first: two commits that only moved Debian package pins,

@@ -1,6 +1,7 @@
 //! `finnix.lock`: the exact inputs fetched from outside the repository (the
-//! kernel source, Debian's signed kernel, shim and GRUB), so that a release
-//! can insist on them (`--locked`).
+//! kernel source, Debian's signed kernel, shim and GRUB, each profile's
+//! package versions and archive snapshot), so that a release can insist on
+//! them (`--locked`).
 
 use fs_err as fs;
 use std::collections::BTreeMap;
@@ -20,6 +21,20 @@ pub struct Lock {
     /// `shim`, ...): `[debian-package.<role>]`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub debian_package: BTreeMap<String, LockedDeb>,
+    /// Each Debian-based profile's installed packages (and the archive
+    /// snapshot they came from): `[rootfs-packages.<profile>]`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rootfs_packages: BTreeMap<String, LockedPackages>,
+}
+
+/// A root filesystem's package versions, as built.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LockedPackages {
+    /// The profile's `snapshot` time stamp ("" for the live archive).
+    #[serde(default)]
+    pub snapshot: String,
+    pub versions: BTreeMap<String, String>,
 }
 
 /// One .deb: the exact package (a metapackage resolved), version and sha256.
@@ -50,7 +65,7 @@ pub fn compare_deb(role: &str, locked: Option<&LockedDeb>, fetched: &LockedDeb) 
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct LockedSource {
     /// `debian` or `kernel.org`
@@ -63,6 +78,9 @@ pub struct LockedSource {
     pub version: String,
     /// sha256 of the source tarball.
     pub sha256: String,
+    /// The archive snapshot it was fetched from ("": the live archive).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub snapshot: String,
 }
 
 const HEADER: &str =
@@ -124,6 +142,7 @@ mod tests {
             package_version: "6.1.192-2".into(),
             version: "6.1.192".into(),
             sha256: sha.into(),
+            snapshot: String::new(),
         }
     }
 

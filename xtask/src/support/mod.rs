@@ -2,6 +2,7 @@
 //! progress lines and logs, host prerequisites, files, dates, the lock file
 //! and the writers of formats (cpio) and of the live system's programs.
 
+pub mod apt;
 pub mod cache;
 pub mod cmd;
 pub mod config;

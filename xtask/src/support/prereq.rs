@@ -108,6 +108,13 @@ const SIGN: &[Requirement] = &[
     cmd("sha256sum", "coreutils"),
 ];
 
+const SNAPSHOT: &[Requirement] = &[
+    cmd("apt-ftparchive", "apt-utils"),
+    cmd("mmdebstrap", "mmdebstrap"),
+    cmd("gpg", "gnupg"),
+    cmd("dpkg-deb", "dpkg"),
+];
+
 const ISO: &[Requirement] = &[
     cmd("xorriso", "xorriso"),
     file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
@@ -221,10 +228,12 @@ pub enum Tools {
     Workflows,
     /// sign and verify-release: SSH and OpenPGP signatures.
     Sign,
+    /// check-snapshot: a local mirror (apt-ftparchive) and mmdebstrap.
+    Snapshot,
 }
 
 impl Tools {
-    pub const ALL: [Tools; 15] = [
+    pub const ALL: [Tools; 16] = [
         Tools::UnitTests,
         Tools::Kernel,
         Tools::Metal,
@@ -240,6 +249,7 @@ impl Tools {
         Tools::Rescue,
         Tools::Workflows,
         Tools::Sign,
+        Tools::Snapshot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -259,6 +269,7 @@ impl Tools {
             Tools::Rescue => "rescue",
             Tools::Workflows => "workflows",
             Tools::Sign => "sign",
+            Tools::Snapshot => "snapshot",
         }
     }
 
@@ -280,6 +291,7 @@ impl Tools {
             Tools::Rescue => RESCUE,
             Tools::Workflows => WORKFLOWS,
             Tools::Sign => SIGN,
+            Tools::Snapshot => SNAPSHOT,
         }
     }
 }

@@ -33,7 +33,7 @@ impl SourceTree {
 
 fn source_kind(source: &KernelSource) -> (&'static str, &str) {
     match source {
-        KernelSource::Debian { package } => ("debian", package),
+        KernelSource::Debian { package, .. } => ("debian", package),
         KernelSource::KernelOrg { url, .. } => ("kernel.org", url),
     }
 }
@@ -42,9 +42,21 @@ fn source_kind(source: &KernelSource) -> (&'static str, &str) {
 pub fn locked(ctx: &Ctx) -> Result<Option<LockedSource>> {
     let lock = Lock::read(&ctx.lock_path())?;
     let (kind, origin) = source_kind(&ctx.config.kernel.source);
+    let snapshot = snapshot_of(&ctx.config.kernel.source);
     Ok(lock
         .kernel_source
-        .filter(|l| l.source == kind && l.origin == origin))
+        .filter(|l| l.source == kind && l.origin == origin && l.snapshot == snapshot))
+}
+
+/// The snapshot time stamp the config names for the kernel source ("" for none).
+fn snapshot_of(source: &KernelSource) -> String {
+    match source {
+        KernelSource::Debian {
+            snapshot: Some((ts, _)),
+            ..
+        } => ts.clone(),
+        _ => String::new(),
+    }
 }
 
 fn tree_key(sha256: &str) -> crate::support::cache::Key {
@@ -72,9 +84,14 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
     let previous = locked(ctx)?;
     let work = ctx.cache.temp_dir("kernel-fetch")?;
     let (tarball, fetched) = match &ctx.config.kernel.source {
-        KernelSource::Debian { package } => {
-            fetch_debian(ctx, stage, package, previous.as_ref(), work.path())?
-        }
+        KernelSource::Debian { package, snapshot } => fetch_debian(
+            ctx,
+            stage,
+            package,
+            snapshot.as_ref(),
+            previous.as_ref(),
+            work.path(),
+        )?,
         KernelSource::KernelOrg { url, sha256 } => {
             fetch_kernel_org(stage, url, sha256, work.path())?
         }
@@ -131,10 +148,41 @@ fn fetch_debian(
     ctx: &Ctx,
     stage: &mut Stage,
     package: &str,
+    snapshot: Option<&(String, String)>,
     previous: Option<&LockedSource>,
     work: &Path,
 ) -> Result<(PathBuf, LockedSource)> {
     let wanted = previous.map(|p| format!("{package}={}", p.package_version));
+    // From a snapshot of the archive: apt with its own sources and lists.
+    let private = match snapshot {
+        Some((ts, template)) => {
+            use crate::support::apt::{archive_lines, snapshot_url, PrivateApt};
+            let lines = archive_lines(
+                "deb",
+                &snapshot_url(template, "debian", ts),
+                &snapshot_url(template, "debian-security", ts),
+                "bookworm",
+                &["main".to_string()],
+            );
+            stage.note(format!(
+                "kernel source from the snapshot archive:\n{}",
+                lines.join("\n")
+            ));
+            let apt = PrivateApt::new(&work.join("apt"), &lines, None)?;
+            stage.run(apt.apt_get(["update"]))?;
+            Some(apt)
+        }
+        None => None,
+    };
+    let apt_download = |stage: &Stage, spec: &str, work: &Path| -> Result<PathBuf> {
+        match &private {
+            Some(apt) => {
+                stage.run(apt.apt_get(["download", spec]).dir(work))?;
+                find_deb(work, spec)
+            }
+            None => apt_download(stage, spec, work),
+        }
+    };
     let mut deb = None;
     if let Some(spec) = &wanted {
         match apt_download(stage, spec, work) {
@@ -167,6 +215,7 @@ fn fetch_debian(
             package_version: deb_version,
             version: String::new(),
             sha256,
+            snapshot: snapshot.map(|(ts, _)| ts.clone()).unwrap_or_default(),
         },
     ))
 }
@@ -180,11 +229,14 @@ pub fn apt_download(stage: &Stage, spec: &str, work: &Path) -> Result<PathBuf> {
         }
         attempt(stage).with_context(|| format!("apt-get download {spec} failed: is Debian's archive reachable, and the package name right?"))?;
     }
-    let deb = fs::read_dir(work)?
+    find_deb(work, spec)
+}
+
+fn find_deb(work: &Path, spec: &str) -> Result<PathBuf> {
+    fs::read_dir(work)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .with_context(|| format!("apt-get download {spec} produced no .deb"))?;
-    Ok(deb)
+        .with_context(|| format!("apt-get download {spec} produced no .deb"))
 }
 
 /// Copy one file out of a .deb's data archive, returning its sha256.
@@ -264,6 +316,7 @@ fn fetch_kernel_org(
             package_version: String::new(),
             version: String::new(),
             sha256: got,
+            snapshot: String::new(),
         },
     ))
 }
