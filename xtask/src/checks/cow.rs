@@ -162,7 +162,7 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
             let d = dir.path();
             fs::copy(live.uml.image(), d.join("linux"))?;
             let data = d.join("data.img");
-            fs::File::create(&data)?.set_len(1200 << 20)?;
+            fs::File::create(&data)?.set_len(2400 << 20)?;
             s.run(crate::cmd!("mkfs.ext4", "-q", "-F", &data))?;
             let uml = |args: &[String], n: u32| -> Result<Guest> {
                 let log = format!("console-cow-recipe-{n}.log");
@@ -183,7 +183,7 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
                 1,
             )?;
             let (ok, out) = g.run_status(
-                "mount /mnt/ubdb && dd if=/dev/zero of=/mnt/ubdb/finnix.img bs=1024k count=600 && mke2fs -q -j /mnt/ubdb/finnix.img && mkdir -p /mnt/loop && mount -o loop /mnt/ubdb/finnix.img /mnt/loop && rsync -a /FINNIX/ /mnt/loop/ && umount /mnt/loop && umount /mnt/ubdb",
+                "mount /mnt/ubdb && dd if=/dev/zero of=/mnt/ubdb/finnix.img bs=1024k count=1600 && mke2fs -q -j /mnt/ubdb/finnix.img && mkdir -p /mnt/loop && mount -o loop /mnt/ubdb/finnix.img /mnt/loop && rsync -a /FINNIX/ /mnt/loop/ && umount /mnt/loop && umount /mnt/ubdb",
                 Duration::from_secs(900),
             )?;
             ensure!(ok, "the recipe failed in the live system:\n{out}");
