@@ -96,6 +96,16 @@ pub fn remove_all(path: &Path) -> Result<()> {
         Ok(m) if m.is_dir() => match fs::remove_dir_all(path) {
             Ok(()) => Ok(()),
             Err(_) => {
+                // A build killed in a chroot (mmdebstrap's /proc, /sys) left
+                // file systems mounted inside: detach them, deepest first.
+                let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+                for m in mounts_under(&mounts, path) {
+                    let _ = crate::cmd!("umount", "--lazy", m)
+                        .expr()
+                        .stderr_null()
+                        .unchecked()
+                        .run();
+                }
                 let _ = crate::cmd!("chmod", "-R", "u+rwx", path)
                     .expr()
                     .stderr_null()
@@ -107,6 +117,21 @@ pub fn remove_all(path: &Path) -> Result<()> {
         },
         Ok(_) => fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display())),
     }
+}
+
+/// Mount points at or below `dir` in /proc/mounts, deepest first.
+pub fn mounts_under(proc_mounts: &str, dir: &Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    let mut found: Vec<String> = proc_mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        // /proc/mounts escapes spaces as \040.
+        .map(|m| m.replace("\\040", " "))
+        .filter(|m| m == &dir || m.starts_with(&format!("{dir}/")))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    found.dedup();
+    found
 }
 
 /// Write `data` to `dest` atomically: a temporary file in the same directory,
@@ -194,4 +219,26 @@ pub fn gunzip(from: &Path, to: &Path) -> Result<()> {
     io::copy(&mut flate2::read::GzDecoder::new(gz), &mut plain)
         .with_context(|| format!("cannot unpack {}", from.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_left_in_a_tree_are_found_deepest_first() {
+        let m = "sysfs /sys sysfs rw 0 0\n\
+proc /c/tmp/x.1/tree/proc proc rw 0 0\n\
+sys /c/tmp/x.1/tree/sys sysfs ro 0 0\n\
+tmpfs /c/tmp/x.1/tree/sys/fs/cgroup tmpfs rw 0 0\n\
+proc /c/tmp/x.10/tree/proc proc rw 0 0\n";
+        assert_eq!(
+            mounts_under(m, Path::new("/c/tmp/x.1")),
+            [
+                "/c/tmp/x.1/tree/sys/fs/cgroup",
+                "/c/tmp/x.1/tree/proc",
+                "/c/tmp/x.1/tree/sys"
+            ]
+        );
+    }
 }
