@@ -26,18 +26,15 @@ use crate::support::apt::PrivateApt;
 use crate::support::cmd::Cmd;
 use crate::support::config::Profile;
 use crate::support::context::Ctx;
+use crate::support::gpg::Gpg;
 use crate::support::ui::{self, Outcome, Stage};
 
 const SNAPSHOTS: [&str; 2] = ["20260101T000000Z", "20260201T000000Z"];
 const PACKAGE: &str = "busybox-static";
 const MARKER: &str = "usr/share/doc/busybox-static/SNAPSHOT";
 
-fn gpg(home: &Path, args: &[&str]) -> Cmd {
-    Cmd::argv("gpg", args).env("GNUPGHOME", home).stdin_null()
-}
-
 /// One snapshot of the mirror: the three suites, the package in the first.
-fn snapshot(s: &Stage, mirror: &Path, ts: &str, deb: &Path, home: &Path) -> Result<()> {
+fn snapshot(s: &Stage, mirror: &Path, ts: &str, deb: &Path, gpg: &Gpg) -> Result<()> {
     for (archive, suite, with_package) in [
         ("debian", "bookworm", true),
         ("debian", "bookworm-updates", false),
@@ -73,21 +70,12 @@ fn snapshot(s: &Stage, mirror: &Path, ts: &str, deb: &Path, home: &Path) -> Resu
             .dir(&dists),
         )?;
         fs::write(dists.join("Release"), release)?;
-        s.run(gpg(
-            home,
-            &[
-                "--batch",
-                "--yes",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-                "--clearsign",
-                "--output",
-                &dists.join("InRelease").display().to_string(),
-                &dists.join("Release").display().to_string(),
-            ],
-        ))?;
+        s.run(gpg.cmd(&[
+            "--clearsign",
+            "--output",
+            &dists.join("InRelease").display().to_string(),
+            &dists.join("Release").display().to_string(),
+        ]))?;
     }
     Ok(())
 }
@@ -122,27 +110,11 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             let work = ctx.cache.temp_dir("check-snapshot")?;
             let w = work.path();
             // The mirror's signing key.
-            let home = w.join("gnupg");
-            fs::create_dir_all(&home)?;
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
-            s.run(gpg(
-                &home,
-                &[
-                    "--batch",
-                    "--pinentry-mode",
-                    "loopback",
-                    "--passphrase",
-                    "",
-                    "--quick-gen-key",
-                    "mirror test <mirror@finnix.invalid>",
-                    "ed25519",
-                    "sign",
-                    "never",
-                ],
-            ))?;
+            let gpg = Gpg::new(&w.join("gnupg"))?;
+            s.run(gpg.make_key("mirror test <mirror@finnix.invalid>"))?;
             let keyring = w.join("mirror.gpg");
-            let key = gpg(&home, &["--batch", "--export", "mirror@finnix.invalid"])
+            let key = gpg
+                .cmd(&["--export", "mirror@finnix.invalid"])
                 .expr()
                 .stdout_capture()
                 .stderr_null()
@@ -180,8 +152,8 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             ))?;
 
             let mirror = w.join("mirror");
-            snapshot(s, &mirror, SNAPSHOTS[0], &first, &home)?;
-            snapshot(s, &mirror, SNAPSHOTS[1], &second, &home)?;
+            snapshot(s, &mirror, SNAPSHOTS[0], &first, &gpg)?;
+            snapshot(s, &mirror, SNAPSHOTS[1], &second, &gpg)?;
 
             let mut found = Vec::new();
             for (i, ts) in SNAPSHOTS.iter().enumerate() {
@@ -244,6 +216,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                 &drift,
                 Some((SNAPSHOTS[0].into(), SNAPSHOTS[1].into())),
             );
+            gpg.stop_agent();
             let want = format!("{PACKAGE}: locked {v1}, installed {v2}");
             ensure!(
                 message.contains(&want),

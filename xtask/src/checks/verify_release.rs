@@ -266,58 +266,24 @@ pub fn make_test_keys(dir: &Path, name: &str) -> Result<TestKeys> {
             public.trim()
         ),
     )?;
-    let home = dir.join(format!("{name}-gnupg"));
-    fs::create_dir_all(&home)?;
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
-    let gpg = |args: &[&str]| Cmd::argv("gpg", args).env("GNUPGHOME", &home).stdin_null();
+    let gpg = crate::support::gpg::Gpg::new(&dir.join(format!("{name}-gnupg")))?;
     let uid = format!("{name} test <{name}@finnix.invalid>");
-    run_checked(
-        gpg(&[
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &uid,
-            "ed25519",
-            "sign",
-            "never",
-        ]),
-        "gpg could not make a test key",
-    )?;
+    run_checked(gpg.make_key(&uid), "gpg could not make a test key")?;
     let secret = dir.join(format!("{name}-secret.asc"));
     let public = dir.join(format!("{name}-public.asc"));
-    run_checked(
-        gpg(&[
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--armor",
-            "--output",
-            &secret.display().to_string(),
-            "--export-secret-keys",
-            &uid,
-        ]),
-        "gpg could not export the test key",
-    )?;
-    run_checked(
-        gpg(&[
-            "--batch",
-            "--armor",
-            "--output",
-            &public.display().to_string(),
-            "--export",
-            &uid,
-        ]),
-        "gpg could not export the test key",
-    )?;
-    let _ = Cmd::argv("gpgconf", ["--kill", "gpg-agent"])
-        .env("GNUPGHOME", &home)
-        .output();
+    for (file, what) in [(&secret, "--export-secret-keys"), (&public, "--export")] {
+        run_checked(
+            gpg.cmd(&[
+                "--armor",
+                "--output",
+                &file.display().to_string(),
+                what,
+                &uid,
+            ]),
+            "gpg could not export the test key",
+        )?;
+    }
+    gpg.stop_agent();
     Ok(TestKeys {
         keys: crate::stages::sign::Keys {
             ssh: Some(ssh),

@@ -110,11 +110,9 @@ fn spdx_id_for(debian: &str) -> Option<&'static str> {
     })
 }
 
-/// A `LicenseRef-` for a licence without an SPDX id.
-pub fn license_ref(name: &str) -> String {
-    let clean: String = name
-        .trim()
-        .chars()
+/// What an SPDX id may hold (letters, digits, `.`, `-`); the rest as `-`.
+fn id_chars(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -122,8 +120,12 @@ pub fn license_ref(name: &str) -> String {
                 '-'
             }
         })
-        .collect();
-    format!("LicenseRef-{}", clean.trim_matches('-'))
+        .collect()
+}
+
+/// A `LicenseRef-` for a licence without an SPDX id.
+pub fn license_ref(name: &str) -> String {
+    format!("LicenseRef-{}", id_chars(name.trim()).trim_matches('-'))
 }
 
 /// One DEP-5 `License:` value (its first line) as an SPDX expression:
@@ -255,16 +257,7 @@ pub fn cargo_license(s: Option<&str>) -> String {
 }
 
 fn spdx_id(kind: &str, name: &str, used: &mut BTreeSet<String>) -> String {
-    let clean: String = format!("{kind}-{name}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean = id_chars(&format!("{kind}-{name}"));
     let mut id = format!("SPDXRef-{clean}");
     let mut n = 2;
     while used.contains(&id) {

@@ -11,12 +11,10 @@
 //! rename, never half-written.
 
 use fs_err as fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::support::cmd::Cmd;
 use crate::support::ui::Stage;
 
 /// The SSH signature namespace (`ssh-keygen -Y sign -n`).
@@ -72,13 +70,6 @@ impl Keys {
     }
 }
 
-/// A private temporary directory (gpg wants its home 0700).
-fn private_dir(path: PathBuf) -> Result<crate::support::fsutil::TempDir> {
-    let dir = crate::support::fsutil::TempDir::create(path)?;
-    fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-    Ok(dir)
-}
-
 /// Sign `dir/SHA256SUMS`: SHA256SUMS.sig and SHA256SUMS.asc beside it.
 pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
     let (ssh_key, pgp_key) = keys.both()?;
@@ -95,7 +86,8 @@ pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
             key.display()
         );
     }
-    let work = private_dir(dir.join(format!(".sign.{}", std::process::id())))?;
+    let work =
+        crate::support::fsutil::TempDir::create(dir.join(format!(".sign.{}", std::process::id())))?;
     let copy = work.path().join(SUMS);
     fs::copy(&sums, &copy)?;
 
@@ -114,35 +106,19 @@ pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
         .with_context(|| format!("ssh-keygen could not sign with {}", ssh_key.display()))?;
 
     // OpenPGP: the key imported into a throwaway home, nothing else in it.
-    let home = work.path().join("gnupg");
-    fs::create_dir(&home)?;
-    fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700))?;
-    let gpg = |args: &[&str]| Cmd::argv("gpg", args).env("GNUPGHOME", &home).stdin_null();
+    let gpg = crate::support::gpg::Gpg::new(&work.path().join("gnupg"))?;
     stage
-        .run(gpg(&[
-            "--batch",
-            "--import",
-            &pgp_key.display().to_string(),
-        ]))
+        .run(gpg.cmd(&["--import", &pgp_key.display().to_string()]))
         .with_context(|| format!("gpg could not import {}", pgp_key.display()))?;
     let asc = work.path().join(OPENPGP_SIG);
-    stage.run(gpg(&[
-        "--batch",
-        "--yes",
-        "--pinentry-mode",
-        "loopback",
-        "--passphrase",
-        "",
+    stage.run(gpg.cmd(&[
         "--armor",
         "--detach-sign",
         "--output",
         &asc.display().to_string(),
         &copy.display().to_string(),
     ]))?;
-    let _ = gpg(&["--batch", "--version"]).output();
-    let _ = Cmd::argv("gpgconf", ["--kill", "gpg-agent"])
-        .env("GNUPGHOME", &home)
-        .output();
+    gpg.stop_agent();
     // A release signed meanwhile? SHA256SUMS must still be what was signed.
     ensure!(
         fs::read(&sums)? == fs::read(&copy)?,

@@ -10,6 +10,7 @@ pub mod context;
 pub mod cpio;
 pub mod date;
 pub mod fsutil;
+pub mod gpg;
 pub mod lock;
 pub mod prereq;
 pub mod rustbin;
