@@ -54,6 +54,10 @@ pub enum Command {
     /// builds (apt-ftparchive): the configured URL is used, a changed
     /// package version is named.
     CheckSnapshot(CheckSnapshot),
+    /// The mini release's source archive (`cargo xtask source`), read back
+    /// with tar, sha256sum, git, curl and dpkg-source; a run that cannot
+    /// fetch everything fails and writes nothing.
+    CheckSource(CheckSource),
     /// Sign dist/SHA256SUMS: SHA256SUMS.sig (SSH, namespace `file`) and
     /// SHA256SUMS.asc (OpenPGP), with keys from files named by
     /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
@@ -209,6 +213,11 @@ pub struct CheckRescue {
 pub struct SourceJob {
     #[arg(long)]
     pub profile: Option<String>,
+    /// When the archive no longer serves some source files, write
+    /// finnix-<version>-source-incomplete.tar with a MISSING list instead of
+    /// failing (not for releases).
+    #[arg(long)]
+    pub allow_incomplete: bool,
 }
 
 #[derive(Args)]
@@ -219,6 +228,9 @@ pub struct CheckVerifyRelease {
 
 #[derive(Args)]
 pub struct CheckSnapshot;
+
+#[derive(Args)]
+pub struct CheckSource;
 
 #[derive(Args)]
 pub struct Sign {

@@ -43,6 +43,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sign(c) => c.run(&ctx),
         Command::CheckVerifyRelease(c) => c.run(&ctx),
         Command::CheckSnapshot(c) => c.run(&ctx),
+        Command::CheckSource(c) => c.run(&ctx),
         Command::VerifyRelease(c) => c.run(&ctx),
         Command::CowImage(c) => c.run(&ctx),
         Command::Clean(c) => c.run(&ctx),

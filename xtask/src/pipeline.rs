@@ -157,10 +157,14 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
             // All complete: rename into place.
             let mut names: Vec<String> = artifacts.iter().map(|a| a.name.clone()).collect();
             names.push("SHA256SUMS".into());
-            // Signatures of a previous SHA256SUMS no longer hold.
+            // Signatures of a previous SHA256SUMS no longer hold, nor does
+            // a source archive it listed (`cargo xtask source` again).
+            let n = tarballs::names(ctx, profile);
             for stale in [
                 crate::stages::sign::SSH_SIG,
                 crate::stages::sign::OPENPGP_SIG,
+                n.source.as_str(),
+                n.source_incomplete.as_str(),
             ] {
                 let _ = fs::remove_file(dist_dir.join(stale));
             }
@@ -451,27 +455,59 @@ fn sign_dir(ctx: &Ctx, dir: &Path, keys: &crate::stages::sign::Keys) -> Result<(
 
 impl cli::SourceJob {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        ensure_tools(ctx, RELEASE_STAGES, &[])?;
+        ensure_tools(ctx, RELEASE_STAGES, &[Tools::Source])?;
         let profile = ctx.profile(self.profile);
         let r = release(ctx, &profile)?;
         let dir = ctx.dist_dir();
         fs::create_dir_all(&dir)?;
-        let dest = dir.join(tarballs::names(ctx, &profile).source);
-        ui::stage(
-            &ctx.logs(),
-            "source",
-            format!("the corresponding source into {}", ui::display_path(&dest)),
-            |s| {
-                let what = crate::stages::source::write(ctx, s, &r, &dest)?;
-                let size = fs::metadata(&dest)?.len();
-                Ok((
-                    (),
-                    Outcome::Built,
-                    format!("{} ({what})", ui::fmt_size(size)),
-                ))
-            },
-        )
+        let names = tarballs::names(ctx, &profile);
+        let written = write_source(ctx, &r, &names, &dir, self.allow_incomplete)?;
+        if !written.complete {
+            eprintln!(
+                "warning: {} is incomplete: {} files of shipped source packages were not served (listed in its MISSING); not fit for a release",
+                ui::display_path(&written.path),
+                written.missing.len()
+            );
+        }
+        Ok(())
     }
+}
+
+/// The source archive (one stage line).
+pub fn write_source(
+    ctx: &Ctx,
+    r: &Release,
+    names: &tarballs::Names,
+    dir: &Path,
+    allow_incomplete: bool,
+) -> Result<crate::stages::source::Written> {
+    ui::stage(
+        &ctx.logs(),
+        "source",
+        format!("the corresponding source into {}/", ui::display_path(dir)),
+        |s| {
+            let w = crate::stages::source::write(ctx, s, r, names, dir, allow_incomplete)?;
+            let name = w
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let size = fs::metadata(&w.path)?.len();
+            let detail = format!(
+                "{name}, {}: {} source packages, {} files{}",
+                ui::fmt_size(size),
+                w.packages,
+                w.files,
+                if w.complete {
+                    String::new()
+                } else {
+                    format!(", {} missing", w.missing.len())
+                }
+            );
+            Ok((w, Outcome::Built, detail))
+        },
+    )
 }
 
 impl cli::Sign {

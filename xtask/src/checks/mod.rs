@@ -11,6 +11,7 @@ pub mod fresh;
 pub mod repro;
 pub mod rescue;
 pub mod snapshot;
+pub mod source;
 pub mod suite;
 pub mod verify_release;
 pub mod xen_xl;

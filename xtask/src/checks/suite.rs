@@ -52,6 +52,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     check_signed_chain(ctx, &release.iso.image())?;
     check_dist_again(ctx, &dist_dir)?;
     crate::checks::verify_release::check_tampering(ctx, &dist_dir)?;
+    crate::checks::source::check(ctx)?;
 
     // The README's commands on a pristine Debian root: they install what
     // they need themselves.

@@ -102,6 +102,27 @@ impl Manifest {
     }
 }
 
+/// SHA256SUMS with `name` listed as `sha256`, and without `drop` (another
+/// name the same file had): for the source archive, added to a release's
+/// SHA256SUMS after `dist` wrote it.
+pub fn with_entry(text: &str, name: &str, sha256: &str, drop: &[&str]) -> Result<String, String> {
+    let files: Vec<Hashed> = parse_sha256sums(text)?
+        .into_iter()
+        .filter(|(n, _)| n != name && !drop.contains(&n.as_str()))
+        .map(|(name, sha256)| Hashed {
+            name,
+            size: None,
+            sha256,
+        })
+        .chain(std::iter::once(Hashed {
+            name: name.to_string(),
+            size: None,
+            sha256: sha256.to_string(),
+        }))
+        .collect();
+    Ok(sha256sums(&files))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +166,20 @@ mod tests {
             }
         );
         assert_eq!(p[1].architecture, "");
+    }
+
+    #[test]
+    fn an_entry_is_added_in_order_and_its_other_name_dropped() {
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let text =
+            format!("{a}  f-amd64.iso\n{a}  f-source-incomplete.tar\n{a}  f.manifest.json\n");
+        let got = with_entry(&text, "f-source.tar", &b, &["f-source-incomplete.tar"]).unwrap();
+        assert_eq!(
+            got,
+            format!("{a}  f-amd64.iso\n{b}  f-source.tar\n{a}  f.manifest.json\n")
+        );
+        // Again: replaced, not doubled.
+        assert_eq!(with_entry(&got, "f-source.tar", &b, &[]).unwrap(), got);
     }
 }

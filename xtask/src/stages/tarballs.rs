@@ -73,6 +73,9 @@ pub struct Names {
     pub sbom: String,
     /// The corresponding source (`cargo xtask source`).
     pub source: String,
+    /// The same when some Debian source files could not be fetched
+    /// (`--allow-incomplete`; it holds a MISSING list).
+    pub source_incomplete: String,
 }
 
 /// The release files' names, `finnix-<version>-amd64.iso` and so on. A
@@ -92,7 +95,14 @@ pub fn release_names(name: &str, version: &str, profile: &str, default_profile: 
         manifest: format!("{base}.manifest.json"),
         sbom: format!("{base}.spdx.json"),
         source: format!("{base}-source.tar"),
+        source_incomplete: format!("{base}-source-incomplete.tar"),
     }
+}
+
+/// `cargo xtask source`'s archive: listed in SHA256SUMS after `dist`, but not
+/// in the manifest, and not something `dist` rebuilds.
+pub fn is_source_archive(name: &str) -> bool {
+    name.ends_with("-source.tar") || name.ends_with("-source-incomplete.tar")
 }
 
 pub fn names(ctx: &Ctx, profile: &str) -> Names {

@@ -115,6 +115,16 @@ const SNAPSHOT: &[Requirement] = &[
     cmd("dpkg-deb", "dpkg"),
 ];
 
+const SOURCE: &[Requirement] = &[
+    cmd("apt-get", "apt"),
+    cmd("curl", "curl"),
+    cmd("git", "git"),
+    cmd("dpkg-deb", "dpkg"),
+    cmd("dpkg-source", "dpkg-dev"),
+    cmd("tar", "tar"),
+    cmd("sha256sum", "coreutils"),
+];
+
 const ISO: &[Requirement] = &[
     cmd("xorriso", "xorriso"),
     file("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
@@ -230,10 +240,12 @@ pub enum Tools {
     Sign,
     /// check-snapshot: a local mirror (apt-ftparchive) and mmdebstrap.
     Snapshot,
+    /// source and check-source: Debian source packages, read back.
+    Source,
 }
 
 impl Tools {
-    pub const ALL: [Tools; 16] = [
+    pub const ALL: [Tools; 17] = [
         Tools::UnitTests,
         Tools::Kernel,
         Tools::Metal,
@@ -250,6 +262,7 @@ impl Tools {
         Tools::Workflows,
         Tools::Sign,
         Tools::Snapshot,
+        Tools::Source,
     ];
 
     pub fn name(self) -> &'static str {
@@ -270,6 +283,7 @@ impl Tools {
             Tools::Workflows => "workflows",
             Tools::Sign => "sign",
             Tools::Snapshot => "snapshot",
+            Tools::Source => "source",
         }
     }
 
@@ -292,6 +306,7 @@ impl Tools {
             Tools::Workflows => WORKFLOWS,
             Tools::Sign => SIGN,
             Tools::Snapshot => SNAPSHOT,
+            Tools::Source => SOURCE,
         }
     }
 }

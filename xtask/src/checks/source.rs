@@ -1,0 +1,302 @@
+//! `cargo xtask check-source`: the source archive of the mini release,
+//! written as `cargo xtask source` writes it and read back with tar,
+//! sha256sum, git, curl and dpkg-source:
+//!
+//! 1. without `--allow-incomplete`, a run that cannot fetch every file fails
+//!    naming each package, and leaves nothing in the release directory;
+//! 2. with it, the archive names each shipped binary package's source and
+//!    Built-Using sources (`SOURCES`), holds the kernel tarball with the
+//!    lock's sha256, `repository.tar` equal to `git archive` of HEAD, and
+//!    every `.dsc` with each file it names at its sha256 (`sha256sum -c`)
+//!    unless `MISSING` lists that file; each `MISSING` URL really fails
+//!    here (curl), and busybox's source unpacks (`dpkg-source -x`);
+//! 3. SHA256SUMS lists the archive (`sha256sum -c`), and the same archive is
+//!    written again byte for byte.
+
+use fs_err as fs;
+use std::collections::BTreeSet;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::stages::source::parse_missing;
+use crate::support::cache::sha256_file;
+use crate::support::context::Ctx;
+use crate::support::ui::{self, Outcome};
+
+/// The files a `.dsc` names: (sha256, name) of `Checksums-Sha256:`.
+pub fn dsc_files(dsc: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in dsc.lines() {
+        if line.starts_with("Checksums-Sha256:") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            match line.strip_prefix(' ') {
+                Some(entry) => {
+                    let f: Vec<&str> = entry.split_whitespace().collect();
+                    if f.len() == 3 {
+                        out.push((f[0].to_string(), f[2].to_string()));
+                    }
+                }
+                None => inside = false,
+            }
+        }
+    }
+    out
+}
+
+pub fn check(ctx: &Ctx) -> Result<()> {
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Source], &ctx.logs())?;
+    let release = crate::pipeline::release(ctx, "mini")?;
+    let names = crate::stages::tarballs::names(ctx, "mini");
+    let work = ctx.cache.temp_dir("check-source")?;
+    let w = work.path();
+    // A release directory of its own: the source is added to its SHA256SUMS.
+    let dir = w.join("release");
+    crate::pipeline::dist(ctx, "mini", &dir)?;
+
+    // 1. Without --allow-incomplete.
+    let strict = ui::stage(
+        &ctx.logs(),
+        "check-source-strict",
+        "cargo xtask source (mini) without --allow-incomplete",
+        |s| {
+            let r = crate::stages::source::write(ctx, s, &release, &names, &dir, false);
+            let left: Vec<String> = fs::read_dir(&dir)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains("source"))
+                .collect();
+            let detail = match &r {
+                Ok(w) => {
+                    ensure!(
+                        w.complete && w.missing.is_empty(),
+                        "an incomplete archive was written without --allow-incomplete"
+                    );
+                    "every file came: the complete archive".to_string()
+                }
+                Err(e) => {
+                    ensure!(
+                        left.is_empty(),
+                        "the failed run left {left:?} in the release directory"
+                    );
+                    let msg = format!("{e:#}");
+                    ensure!(
+                        msg.contains("Nothing was written")
+                            && msg.contains("source packages shipped"),
+                        "the failure does not say what happened: {msg}"
+                    );
+                    format!(
+                        "refused, nothing written: {}",
+                        msg.chars().take(160).collect::<String>()
+                    )
+                }
+            };
+            Ok((r.ok().map(|w| w.path), Outcome::Passed, detail))
+        },
+    )?;
+
+    // 2. With it (or the complete archive of step 1), read back.
+    ui::stage(
+        &ctx.logs(),
+        "check-source",
+        "the source archive (mini) read back with tar, sha256sum, git, curl, dpkg-source",
+        |s| {
+            let written = match strict {
+                Some(path) => path,
+                None => crate::stages::source::write(ctx, s, &release, &names, &dir, true)?.path,
+            };
+            let file = written
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            let top = file.trim_end_matches(".tar").to_string();
+            let x = w.join("x");
+            fs::create_dir_all(&x)?;
+            s.run(crate::cmd!("tar", "-xf", &written, "-C", &x))?;
+            let root = x.join(&top);
+
+            // SOURCES: each shipped package outside the root filesystem,
+            // with what it was built using.
+            let sources = fs::read_to_string(root.join("SOURCES"))?;
+            let lock = crate::support::lock::Lock::read(&ctx.lock_path())?;
+            let mut expect: Vec<String> = vec![
+                "busybox-static ".into(),
+                "isolinux ".into(),
+                "<- glibc ".into(),
+                "<- syslinux ".into(),
+                "<- linux ".into(),
+                "<- grub2 ".into(),
+                "<- shim ".into(),
+            ];
+            expect.extend(
+                lock.debian_package
+                    .values()
+                    .map(|d| format!("{} {} <- ", d.package, d.version)),
+            );
+            for e in &expect {
+                ensure!(
+                    sources.contains(e.as_str()),
+                    "SOURCES has no line with {e:?}:\n{sources}"
+                );
+            }
+
+            // The kernel tarball as pinned; the repository as git archives it.
+            let ks = lock
+                .kernel_source
+                .context("finnix.lock names no kernel source")?;
+            let kernel = fs::read_dir(root.join("kernel"))?
+                .next()
+                .context("no kernel tarball")??
+                .path();
+            let sha = s.read(crate::cmd!("sha256sum", &kernel))?;
+            ensure!(
+                sha.starts_with(&ks.sha256),
+                "{}: sha256sum says {sha}, finnix.lock {}",
+                kernel.display(),
+                ks.sha256
+            );
+            let git = s.read_bytes(
+                crate::cmd!(
+                    "git",
+                    "archive",
+                    "--format=tar",
+                    "--mtime",
+                    ctx.epoch.global.to_string(),
+                    "HEAD"
+                )
+                .dir(&ctx.root),
+            )?;
+            ensure!(
+                fs::read(root.join("repository.tar"))? == git,
+                "repository.tar differs from `git archive HEAD`"
+            );
+
+            // Every .dsc whole, or its gaps in MISSING; MISSING files absent
+            // and really not served here.
+            let missing = match fs::read_to_string(root.join("MISSING")) {
+                Ok(t) => parse_missing(&t),
+                Err(_) => Vec::new(),
+            };
+            ensure!(
+                file.ends_with("-source-incomplete.tar") != missing.is_empty(),
+                "{file}: the name and the MISSING list disagree"
+            );
+            let gaps: BTreeSet<&str> = missing.iter().map(|m| m.file.as_str()).collect();
+            let debian = root.join("debian");
+            let mut dscs = 0;
+            for entry in fs::read_dir(&debian)? {
+                let p = entry?.path();
+                if p.extension().is_some_and(|e| e == "dsc") {
+                    dscs += 1;
+                    let listed: Vec<(String, String)> = dsc_files(&fs::read_to_string(&p)?)
+                        .into_iter()
+                        .filter(|(_, n)| !gaps.contains(n.as_str()))
+                        .collect();
+                    for (_, n) in &listed {
+                        ensure!(
+                            debian.join(n).is_file(),
+                            "{}: names {n}, which is neither in debian/ nor in MISSING",
+                            p.display()
+                        );
+                    }
+                    if listed.is_empty() {
+                        continue; // every file of it is in MISSING
+                    }
+                    let list: String = listed.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
+                    let check = w.join("dsc.sha256");
+                    fs::write(&check, list)?;
+                    s.run(crate::cmd!("sha256sum", "--check", "--strict", &check).dir(&debian))?;
+                }
+            }
+            for m in &missing {
+                ensure!(
+                    !debian.join(&m.file).exists() || m.file.is_empty(),
+                    "{} is in MISSING and in debian/",
+                    m.file
+                );
+                if !m.url.is_empty() {
+                    let (ok, out) =
+                        s.output(crate::cmd!("curl", "-sS", "--fail", "--head", &m.url))?;
+                    ensure!(
+                        !ok,
+                        "MISSING lists {}, but {} answers now:\n{out}",
+                        m.file,
+                        m.url
+                    );
+                }
+            }
+            let busybox = fs::read_dir(&debian)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name().is_some_and(|n| {
+                        n.to_string_lossy().starts_with("busybox_")
+                            && n.to_string_lossy().ends_with(".dsc")
+                    })
+                })
+                .context("no busybox .dsc in the archive")?;
+            s.run(crate::cmd!(
+                "dpkg-source",
+                "--no-check",
+                "-x",
+                &busybox,
+                w.join("busybox-src")
+            ))?;
+            ensure!(
+                w.join("busybox-src/debian/control").is_file()
+                    && w.join("busybox-src/Makefile").is_file(),
+                "dpkg-source -x of busybox gave no source tree"
+            );
+
+            // SHA256SUMS lists it; the same bytes again.
+            s.run(crate::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(&dir))?;
+            let listed = fs::read_to_string(dir.join("SHA256SUMS"))?;
+            ensure!(
+                listed.contains(&format!("  {file}\n")),
+                "SHA256SUMS does not list {file}"
+            );
+            let first = sha256_file(&written)?;
+            let again = crate::stages::source::write(ctx, s, &release, &names, &dir, true)?;
+            let second = sha256_file(&again.path)?;
+            ensure!(
+                first == second,
+                "the source archive differs when written again ({first} then {second})"
+            );
+            Ok((
+                (),
+                Outcome::Passed,
+                format!(
+                    "{file}: {} .dsc, {} files missing here, same bytes twice",
+                    dscs,
+                    missing.len()
+                ),
+            ))
+        },
+    )
+}
+
+impl crate::cli::CheckSource {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        check(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dsc_names_its_files() {
+        let dsc = "Format: 3.0 (quilt)\nChecksums-Sha1:\n 11 1 a.tar.xz\nChecksums-Sha256:\n aa 272044 adduser_3.134.tar.xz\n bb 12 adduser_3.134.debian.tar.xz\nFiles:\n cc 1 x\n";
+        assert_eq!(
+            dsc_files(dsc),
+            vec![
+                ("aa".to_string(), "adduser_3.134.tar.xz".to_string()),
+                ("bb".to_string(), "adduser_3.134.debian.tar.xz".to_string())
+            ]
+        );
+    }
+}
