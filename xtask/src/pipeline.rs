@@ -178,12 +178,23 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
     Ok(artifacts)
 }
 
-/// Staging directories of dist runs that died.
-fn sweep_staging(dist: &Path) -> Result<()> {
+/// The pid in the name of a file a release command writes before renaming
+/// it into place: `.staging.<pid>` (dist), `.<name>.partial.<pid>` (the
+/// source archive), `.SHA256SUMS.<pid>`.
+pub fn leftover_pid(name: &str) -> Option<&str> {
+    let ours = name.starts_with(".staging.")
+        || name.starts_with(".SHA256SUMS.")
+        || (name.starts_with('.') && name.contains(".partial."));
+    let pid = name.rsplit('.').next()?;
+    (ours && !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())).then_some(pid)
+}
+
+/// What release commands that died left in the release directory.
+pub fn sweep_staging(dist: &Path) -> Result<()> {
     for entry in fs::read_dir(dist)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix(".staging.") {
+        if let Some(pid) = leftover_pid(&name) {
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 crate::support::fsutil::remove_all(&entry.path())?;
             }
@@ -621,5 +632,24 @@ impl cli::Clean {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leftover_pid;
+
+    #[test]
+    fn only_our_own_temporary_names_are_swept() {
+        assert_eq!(leftover_pid(".staging.123"), Some("123"));
+        assert_eq!(leftover_pid(".SHA256SUMS.77"), Some("77"));
+        assert_eq!(
+            leftover_pid(".finnix-1-source.tar.partial.4242"),
+            Some("4242")
+        );
+        assert_eq!(leftover_pid("finnix-1-source.tar"), None);
+        assert_eq!(leftover_pid(".gitkeep"), None);
+        assert_eq!(leftover_pid(".staging.abc"), None);
+        assert_eq!(leftover_pid("SHA256SUMS"), None);
     }
 }

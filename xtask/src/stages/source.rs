@@ -231,6 +231,7 @@ pub fn write(
     dir: &Path,
     allow_incomplete: bool,
 ) -> Result<Written> {
+    crate::pipeline::sweep_staging(dir)?;
     let work = ctx.cache.temp_dir("source")?;
     let w = work.path();
     let profile = crate::support::config::Profile::load(&ctx.root, &release.live.profile)?;
