@@ -473,6 +473,9 @@ impl cli::SourceJob {
         fs::create_dir_all(&dir)?;
         let names = tarballs::names(ctx, &profile);
         let written = write_source(ctx, &r, &names, &dir, self.allow_incomplete)?;
+        if let Some(why) = &written.not_listed {
+            eprintln!("note: {why}");
+        }
         if !written.complete {
             eprintln!(
                 "warning: {} is incomplete: {} files of shipped source packages were not served (listed in its MISSING); not fit for a release",

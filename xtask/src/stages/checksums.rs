@@ -102,19 +102,23 @@ impl Manifest {
     }
 }
 
-/// SHA256SUMS with `name` listed as `sha256`, and without `drop` (another
-/// name the same file had): for the source archive, added to a release's
-/// SHA256SUMS after `dist` wrote it.
-pub fn with_entry(text: &str, name: &str, sha256: &str, drop: &[&str]) -> Result<String, String> {
+/// SHA256SUMS with `entry` (name, sha256) listed, and without `drop`
+/// (other names the same file had, or one no longer there): for the source
+/// archive, added to a release's SHA256SUMS after `dist` wrote it.
+pub fn with_entry(
+    text: &str,
+    entry: Option<(&str, &str)>,
+    drop: &[&str],
+) -> Result<String, String> {
     let files: Vec<Hashed> = parse_sha256sums(text)?
         .into_iter()
-        .filter(|(n, _)| n != name && !drop.contains(&n.as_str()))
+        .filter(|(n, _)| entry.is_none_or(|(name, _)| n != name) && !drop.contains(&n.as_str()))
         .map(|(name, sha256)| Hashed {
             name,
             size: None,
             sha256,
         })
-        .chain(std::iter::once(Hashed {
+        .chain(entry.map(|(name, sha256)| Hashed {
             name: name.to_string(),
             size: None,
             sha256: sha256.to_string(),
@@ -174,12 +178,25 @@ mod tests {
         let b = "b".repeat(64);
         let text =
             format!("{a}  f-amd64.iso\n{a}  f-source-incomplete.tar\n{a}  f.manifest.json\n");
-        let got = with_entry(&text, "f-source.tar", &b, &["f-source-incomplete.tar"]).unwrap();
+        let got = with_entry(
+            &text,
+            Some(("f-source.tar", &b)),
+            &["f-source-incomplete.tar"],
+        )
+        .unwrap();
         assert_eq!(
             got,
             format!("{a}  f-amd64.iso\n{b}  f-source.tar\n{a}  f.manifest.json\n")
         );
         // Again: replaced, not doubled.
-        assert_eq!(with_entry(&got, "f-source.tar", &b, &[]).unwrap(), got);
+        assert_eq!(
+            with_entry(&got, Some(("f-source.tar", &b)), &[]).unwrap(),
+            got
+        );
+        // Dropped only.
+        assert_eq!(
+            with_entry(&got, None, &["f-source.tar"]).unwrap(),
+            format!("{a}  f-amd64.iso\n{a}  f.manifest.json\n")
+        );
     }
 }

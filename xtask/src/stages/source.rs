@@ -217,6 +217,8 @@ pub struct Written {
     pub packages: usize,
     pub files: usize,
     pub missing: Vec<Missing>,
+    /// Why the release directory's SHA256SUMS does not list it (None: it does).
+    pub not_listed: Option<String>,
 }
 
 /// Write the source archive of `release` into `dir`: `names.source` when
@@ -446,40 +448,57 @@ pub fn write(
         &names.source
     };
     let _ = fs::remove_file(dir.join(other));
-    list_in_sums(s, dir, names, name, &dest, other)?;
+    let not_listed = list_in_sums(s, dir, release, names, name, &dest, other)?;
     Ok(Written {
         path: dest,
         complete,
         packages: wanted.sources.len(),
         files: files.len(),
         missing,
+        not_listed,
     })
 }
 
 /// The archive's line in the release's SHA256SUMS when `dir` holds this
-/// release (its manifest is listed); signatures of the older SHA256SUMS are
-/// removed (sign again). Written by rename.
+/// very build of the release (SHA256SUMS lists each of its files with the
+/// sha256 of the one in the cache); signatures of the older SHA256SUMS are
+/// removed (sign again). Written by rename. Else why not.
 fn list_in_sums(
     s: &Stage,
     dir: &Path,
+    release: &crate::pipeline::Release,
     names: &crate::stages::tarballs::Names,
     name: &str,
     path: &Path,
     other: &str,
-) -> Result<()> {
+) -> Result<Option<String>> {
     use crate::stages::checksums;
     let sums = dir.join("SHA256SUMS");
     let text = fs::read_to_string(&sums).unwrap_or_default();
     let listed = checksums::parse_sha256sums(&text).unwrap_or_default();
-    if !listed.iter().any(|(n, _)| n == &names.manifest) {
-        s.note(format!(
-            "{} does not list {}: the source archive is not added to it",
-            sums.display(),
-            names.manifest
-        ));
-        return Ok(());
+    let mut other_build = Vec::new();
+    for (file, built) in &release.files {
+        let want = sha256_file(built)?;
+        if !listed.iter().any(|(n, h)| n == file && h == &want) {
+            other_build.push(file.as_str());
+        }
     }
-    let new = checksums::with_entry(&text, name, &sha256_file(path)?, &[other])
+    let ours = listed.iter().any(|(n, _)| n == &names.manifest) && other_build.is_empty();
+    let mentions = listed.iter().any(|(n, _)| n == name || n == other);
+    if !ours && !mentions {
+        let why = format!(
+            "{} does not list this build of the release ({} differ or are missing): {name} is not added to it; run `cargo xtask dist`, then `cargo xtask source`",
+            sums.display(),
+            if other_build.is_empty() { names.manifest.clone() } else { other_build.join(", ") }
+        );
+        s.note(&why);
+        return Ok(Some(why));
+    }
+    // This build: list the archive. Another build that listed a source
+    // archive by this name: that archive was just replaced, so drop its line.
+    let sha = sha256_file(path)?;
+    let entry = ours.then_some((name, sha.as_str()));
+    let new = checksums::with_entry(&text, entry, &[name, other])
         .map_err(|e| anyhow::anyhow!("{}: {e}", sums.display()))?;
     for stale in [
         crate::stages::sign::SSH_SIG,
@@ -490,8 +509,16 @@ fn list_in_sums(
     let tmp = dir.join(format!(".SHA256SUMS.{}", std::process::id()));
     fs::write(&tmp, new)?;
     fs::rename(&tmp, &sums)?;
+    if !ours {
+        let why = format!(
+            "{} is another build's: {name} replaced the source archive it listed, whose line is removed; run `cargo xtask dist`, then `cargo xtask source`",
+            sums.display()
+        );
+        s.note(&why);
+        return Ok(Some(why));
+    }
     s.note(format!("{name} added to {}", sums.display()));
-    Ok(())
+    Ok(None)
 }
 
 /// The kernel source tarball as the lock pins it: from the file cache, else
