@@ -62,6 +62,9 @@ pub enum Command {
     /// SHA256SUMS.asc (OpenPGP), with keys from files named by
     /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
     Sign(Sign),
+    /// Make the release keys: the private halves into --private-dir (for the
+    /// repository secrets), the public halves into keys/ (to commit).
+    Keygen(Keygen),
     /// Check a release directory: both signatures against keys/, every
     /// checksum, the manifest against the files; `--rebuild`: verify-repro
     /// --against it.
@@ -231,6 +234,22 @@ pub struct CheckSnapshot;
 
 #[derive(Args)]
 pub struct CheckSource;
+
+#[derive(Args)]
+pub struct Keygen {
+    /// A new directory for the private keys (mode 0700), outside the repository.
+    #[arg(long)]
+    pub private_dir: PathBuf,
+    /// Where the public halves go (default: keys/ of this repository).
+    #[arg(long)]
+    pub public_dir: Option<PathBuf>,
+    /// The OpenPGP user id.
+    #[arg(long, default_value = "Finnix release <release@finnix>")]
+    pub uid: String,
+    /// Replace public keys already there (a key rotation).
+    #[arg(long)]
+    pub force: bool,
+}
 
 #[derive(Args)]
 pub struct Sign {

@@ -41,6 +41,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Dist(c) => c.run(&ctx),
         Command::Source(c) => c.run(&ctx),
         Command::Sign(c) => c.run(&ctx),
+        Command::Keygen(c) => c.run(&ctx),
         Command::CheckVerifyRelease(c) => c.run(&ctx),
         Command::CheckSnapshot(c) => c.run(&ctx),
         Command::CheckSource(c) => c.run(&ctx),

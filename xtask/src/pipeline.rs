@@ -533,6 +533,61 @@ impl cli::Sign {
     }
 }
 
+impl cli::Keygen {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::checks::verify_release::{ALLOWED_SIGNERS, OPENPGP_KEY};
+        prereq::ensure(&[Tools::Sign], &ctx.logs())?;
+        let public = self.public_dir.unwrap_or_else(|| ctx.root.join("keys"));
+        let files = [public.join("allowed_signers"), public.join("release.asc")];
+        if !self.force {
+            for f in &files {
+                anyhow::ensure!(
+                    !f.exists(),
+                    "{} exists: the release keys were made before (--force replaces them: a key rotation, and older releases then verify only against the old keys)",
+                    f.display()
+                );
+            }
+        }
+        anyhow::ensure!(
+            !self.private_dir.exists() || fs::read_dir(&self.private_dir)?.next().is_none(),
+            "{} is not empty: name a new directory for the private keys",
+            self.private_dir.display()
+        );
+        anyhow::ensure!(
+            !self.private_dir.starts_with(&ctx.root),
+            "{} is inside the repository: the private keys must never be committed",
+            self.private_dir.display()
+        );
+        let k = crate::stages::sign::make_keys(&self.private_dir, &public, &self.uid)?;
+        let (ssh, pgp) = (k.keys.ssh.expect("made"), k.keys.openpgp.expect("made"));
+        eprintln!(
+            "made the release keys ({}):
+  public, commit them: {} and {}{}
+  private, keep them secret:
+    {}
+    {}
+next:
+  gh secret set FINNIX_SSH_SIGNING_KEY < {}
+  gh secret set FINNIX_OPENPGP_SIGNING_KEY < {}
+  git add keys && git commit -m 'Release keys'
+then store the private directory offline and delete it here.",
+            self.uid,
+            k.allowed_signers.display(),
+            k.openpgp_public.display(),
+            if public == ctx.root.join("keys") {
+                format!(" ({ALLOWED_SIGNERS}, {OPENPGP_KEY})")
+            } else {
+                String::new()
+            },
+            ssh.display(),
+            pgp.display(),
+            ssh.display(),
+            pgp.display()
+        );
+        Ok(())
+    }
+}
+
 impl cli::VerifyRelease {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         use crate::checks::verify_release::{self, Trust};

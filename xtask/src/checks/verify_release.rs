@@ -130,7 +130,10 @@ pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
     }
     for key in [&trust.allowed_signers, &trust.openpgp_key] {
         if !key.is_file() {
-            bail!("the trusted key file {} is missing", key.display());
+            bail!(
+                "the trusted key file {} is missing: name the release's public keys with --allowed-signers and --openpgp-key (a maintainer makes and commits them with `cargo xtask keygen`; keys/README.md)",
+                key.display()
+            );
         }
     }
 
@@ -244,57 +247,16 @@ pub struct TestKeys {
 }
 
 pub fn make_test_keys(dir: &Path, name: &str) -> Result<TestKeys> {
-    let ssh = dir.join(format!("{name}-ssh"));
-    run_checked(
-        crate::cmd!(
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            &ssh
-        ),
-        "ssh-keygen could not make a test key",
+    let k = crate::stages::sign::make_keys(
+        &dir.join(format!("{name}-private")),
+        &dir.join(format!("{name}-public")),
+        &format!("{name} test <{name}@finnix.invalid>"),
     )?;
-    let public = fs::read_to_string(dir.join(format!("{name}-ssh.pub")))?;
-    let allowed = dir.join(format!("{name}-allowed_signers"));
-    fs::write(
-        &allowed,
-        format!(
-            "{SSH_IDENTITY} namespaces=\"{SSH_NAMESPACE}\" {}",
-            public.trim()
-        ),
-    )?;
-    let gpg = crate::support::gpg::Gpg::new(&dir.join(format!("{name}-gnupg")))?;
-    let uid = format!("{name} test <{name}@finnix.invalid>");
-    run_checked(gpg.make_key(&uid), "gpg could not make a test key")?;
-    let secret = dir.join(format!("{name}-secret.asc"));
-    let public = dir.join(format!("{name}-public.asc"));
-    for (file, what) in [(&secret, "--export-secret-keys"), (&public, "--export")] {
-        run_checked(
-            gpg.cmd(&[
-                "--armor",
-                "--output",
-                &file.display().to_string(),
-                what,
-                &uid,
-            ]),
-            "gpg could not export the test key",
-        )?;
-    }
-    gpg.stop_agent();
     Ok(TestKeys {
-        keys: crate::stages::sign::Keys {
-            ssh: Some(ssh),
-            openpgp: Some(secret),
-        },
+        keys: k.keys,
         trust: Trust {
-            allowed_signers: allowed,
-            openpgp_key: public,
+            allowed_signers: k.allowed_signers,
+            openpgp_key: k.openpgp_public,
         },
     })
 }
@@ -370,7 +332,9 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
                     Box::new(|_, d: &Path| {
                         let p = d.join(SUMS);
                         let text = fs::read_to_string(&p)?;
-                        let edited = format!("0{}", &text[1..]);
+                        // Another first hex digit, whatever it was.
+                        let first = if text.starts_with('0') { '1' } else { '0' };
+                        let edited = format!("{first}{}", &text[1..]);
                         fs::remove_file(&p)?;
                         fs::write(&p, edited)?;
                         Ok(())

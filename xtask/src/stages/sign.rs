@@ -129,3 +129,98 @@ pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
     fs::rename(&asc, dir.join(OPENPGP_SIG))?;
     Ok(())
 }
+
+/// A new pair of release keys (`cargo xtask keygen`, and the throwaway keys
+/// of the tests): the private halves in `private` (made, mode 0700), the
+/// public halves that `verify-release` trusts in `public`.
+#[derive(Debug, Clone)]
+pub struct NewKeys {
+    /// The private keys, for `cargo xtask sign` (or the repository secrets).
+    pub keys: Keys,
+    /// `allowed_signers`: the SSH key for SSH_IDENTITY, namespace `file`.
+    pub allowed_signers: PathBuf,
+    /// `release.asc`: the OpenPGP public key, armored.
+    pub openpgp_public: PathBuf,
+}
+
+/// Make both keys (ed25519, no passphrase: they live in CI secrets); `uid`
+/// is the OpenPGP user id, e.g. `Finnix release <release@finnix.org>`.
+pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(private)?;
+    fs::set_permissions(private, std::fs::Permissions::from_mode(0o700))?;
+    fs::create_dir_all(public)?;
+    let run = |cmd: crate::support::cmd::Cmd, what: &str| -> Result<()> {
+        let line = cmd.line();
+        let out = cmd
+            .expr()
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .with_context(|| format!("cannot run {line}"))?;
+        ensure!(
+            out.status.success(),
+            "{what}:\n$ {line}\n{}",
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        );
+        Ok(())
+    };
+
+    let ssh = private.join("ssh");
+    run(
+        crate::cmd!(
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            uid,
+            "-f",
+            &ssh
+        ),
+        "ssh-keygen could not make the SSH key",
+    )?;
+    let ssh_public = fs::read_to_string(private.join("ssh.pub"))?;
+    let allowed_signers = public.join("allowed_signers");
+    fs::write(
+        &allowed_signers,
+        format!(
+            "{SSH_IDENTITY} namespaces=\"{SSH_NAMESPACE}\" {}\n",
+            ssh_public.trim()
+        ),
+    )?;
+
+    let gpg = crate::support::gpg::Gpg::new(&private.join("gnupg"))?;
+    run(gpg.make_key(uid), "gpg could not make the OpenPGP key")?;
+    let secret = private.join("openpgp-secret.asc");
+    let openpgp_public = public.join("release.asc");
+    for (file, what) in [
+        (&secret, "--export-secret-keys"),
+        (&openpgp_public, "--export"),
+    ] {
+        run(
+            gpg.cmd(&[
+                "--armor",
+                "--output",
+                &file.display().to_string(),
+                what,
+                uid,
+            ]),
+            "gpg could not export the OpenPGP key",
+        )?;
+    }
+    gpg.stop_agent();
+    // The keyring is not needed: the armored secret key is what sign reads.
+    crate::support::fsutil::remove_all(&private.join("gnupg"))?;
+    Ok(NewKeys {
+        keys: Keys {
+            ssh: Some(ssh),
+            openpgp: Some(secret),
+        },
+        allowed_signers,
+        openpgp_public,
+    })
+}
