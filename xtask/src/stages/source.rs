@@ -227,7 +227,7 @@ pub struct Written {
 /// naming each package, and nothing written.
 pub fn write(
     ctx: &Ctx,
-    s: &Stage,
+    s: &mut Stage,
     release: &crate::pipeline::Release,
     names: &crate::stages::tarballs::Names,
     dir: &Path,
@@ -261,6 +261,7 @@ pub fn write(
         .clone()
         .context("finnix.lock names no kernel source")?;
     let (kernel_name, kernel_file) = kernel_tarball(ctx, s, &ks, w)?;
+    let s: &Stage = s;
 
     // 3. Which source packages: the root filesystem's, the host's busybox
     //    and syslinux, the Debian packages taken as they are.
@@ -522,14 +523,16 @@ fn list_in_sums(
 }
 
 /// The kernel source tarball as the lock pins it: from the file cache, else
-/// fetched again (Debian's linux-source package, or the tarball's URL) and
-/// checked against the lock's sha256.
+/// fetched again the way the kernel stage fetches it (Debian's
+/// linux-source package, from the configured snapshot if there is one; or
+/// the kernel.org URL) and checked against the lock's sha256.
 fn kernel_tarball(
     ctx: &Ctx,
-    s: &Stage,
+    s: &mut Stage,
     ks: &crate::support::lock::LockedSource,
     w: &Path,
 ) -> Result<(String, PathBuf)> {
+    use crate::support::config::KernelSource;
     let name = if ks.source == "debian" {
         format!("{}.tar.xz", ks.origin)
     } else {
@@ -540,17 +543,30 @@ fn kernel_tarball(
             .to_string()
     };
     let path = cached_file(ctx, &name, &ks.sha256, |out| {
-        if ks.source == "debian" {
-            let dl = w.join("kernel-deb");
-            fs::create_dir_all(&dl)?;
-            let deb = crate::stages::kernel::source::apt_download(
-                s,
-                &format!("{}={}", ks.origin, ks.package_version),
-                &dl,
-            )?;
-            crate::stages::kernel::source::extract_tarball(&deb, &format!("usr/src/{name}"), out)?;
-        } else {
-            s.run(crate::cmd!("curl", "-fsSL", "-o", out, &ks.origin))?;
+        match &ctx.config.kernel.source {
+            KernelSource::Debian { package, snapshot }
+                if ks.source == "debian" && package == &ks.origin =>
+            {
+                let dl = w.join("kernel-fetch");
+                fs::create_dir_all(&dl)?;
+                let (tarball, _) = crate::stages::kernel::source::fetch_debian(
+                    ctx,
+                    s,
+                    package,
+                    snapshot.as_ref(),
+                    Some(ks),
+                    &dl,
+                )?;
+                fs::rename(&tarball, out)?;
+            }
+            KernelSource::KernelOrg { url, .. } if url == &ks.origin => {
+                s.run(crate::cmd!("curl", "-fsSL", "-o", out, url))?;
+            }
+            _ => bail!(
+                "finnix.lock's kernel source ({} {}) is not the one configs/finnix.toml names: build the kernels first",
+                ks.source,
+                ks.origin
+            ),
         }
         Ok(())
     })?

@@ -144,7 +144,7 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
 }
 
 /// `apt-get download <package>[=<locked version>]`, then the tarball inside it.
-fn fetch_debian(
+pub(crate) fn fetch_debian(
     ctx: &Ctx,
     stage: &mut Stage,
     package: &str,
