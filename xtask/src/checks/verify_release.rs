@@ -18,7 +18,6 @@ use anyhow::{bail, Context, Result};
 use crate::stages::checksums::parse_sha256sums;
 use crate::stages::sign::{OPENPGP_SIG, SSH_IDENTITY, SSH_NAMESPACE, SSH_SIG, SUMS};
 use crate::support::cache::sha256_file;
-use crate::support::cmd::Cmd;
 
 /// The committed public keys a release is checked against.
 pub const ALLOWED_SIGNERS: &str = "keys/allowed_signers";
@@ -92,21 +91,6 @@ pub fn compare_manifest(
     problems
 }
 
-fn run_checked(cmd: Cmd, what: &str) -> Result<String> {
-    let out = cmd
-        .expr()
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .with_context(|| format!("cannot run {}", cmd.line()))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!("{what}:\n$ {}\n{}", cmd.line(), text.trim_end());
-    }
-    Ok(text)
-}
-
 /// Every check but the rebuild; the lines of a report.
 pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
     let mut report = Vec::new();
@@ -139,26 +123,27 @@ pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
 
     // 1. SSH.
     let sums = fs::read(&sums_path)?;
-    let out = run_checked(
-        crate::cmd!(
-            "ssh-keygen",
-            "-Y",
-            "verify",
-            "-f",
-            &trust.allowed_signers,
-            "-I",
-            SSH_IDENTITY,
-            "-n",
-            SSH_NAMESPACE,
-            "-s",
-            dir.join(SSH_SIG)
-        )
-        .stdin_bytes(sums.clone()),
-        &format!(
+    let out = crate::cmd!(
+        "ssh-keygen",
+        "-Y",
+        "verify",
+        "-f",
+        &trust.allowed_signers,
+        "-I",
+        SSH_IDENTITY,
+        "-n",
+        SSH_NAMESPACE,
+        "-s",
+        dir.join(SSH_SIG)
+    )
+    .stdin_bytes(sums.clone())
+    .output()
+    .with_context(|| {
+        format!(
             "{SSH_SIG} is not a good signature of {SUMS} by {SSH_IDENTITY} in {}",
             trust.allowed_signers.display()
-        ),
-    )?;
+        )
+    })?;
     report.push(format!("{SSH_SIG}: {}", out.trim()));
 
     // 2. OpenPGP: the armored public key as gpgv's keyring.
@@ -177,19 +162,20 @@ pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
         );
     }
     fs::write(&keyring, &dearmored.stdout)?;
-    let out = run_checked(
-        crate::cmd!(
-            "gpgv",
-            "--keyring",
-            &keyring,
-            dir.join(OPENPGP_SIG),
-            &sums_path
-        ),
-        &format!(
+    let out = crate::cmd!(
+        "gpgv",
+        "--keyring",
+        &keyring,
+        dir.join(OPENPGP_SIG),
+        &sums_path
+    )
+    .output()
+    .with_context(|| {
+        format!(
             "{OPENPGP_SIG} is not a good signature of {SUMS} by the key in {}",
             trust.openpgp_key.display()
-        ),
-    )?;
+        )
+    })?;
     let good = out
         .lines()
         .find(|l| l.contains("Good signature"))

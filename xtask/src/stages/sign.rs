@@ -150,39 +150,21 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
     fs::create_dir_all(private)?;
     fs::set_permissions(private, std::fs::Permissions::from_mode(0o700))?;
     fs::create_dir_all(public)?;
-    let run = |cmd: crate::support::cmd::Cmd, what: &str| -> Result<()> {
-        let line = cmd.line();
-        let out = cmd
-            .expr()
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .with_context(|| format!("cannot run {line}"))?;
-        ensure!(
-            out.status.success(),
-            "{what}:\n$ {line}\n{}",
-            String::from_utf8_lossy(&out.stdout).trim_end()
-        );
-        Ok(())
-    };
-
     let ssh = private.join("ssh");
-    run(
-        crate::cmd!(
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            uid,
-            "-f",
-            &ssh
-        ),
-        "ssh-keygen could not make the SSH key",
-    )?;
+    crate::cmd!(
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        uid,
+        "-f",
+        &ssh
+    )
+    .output()
+    .context("ssh-keygen could not make the SSH key")?;
     let ssh_public = fs::read_to_string(private.join("ssh.pub"))?;
     let allowed_signers = public.join("allowed_signers");
     fs::write(
@@ -194,23 +176,24 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
     )?;
 
     let gpg = crate::support::gpg::Gpg::new(&private.join("gnupg"))?;
-    run(gpg.make_key(uid), "gpg could not make the OpenPGP key")?;
+    gpg.make_key(uid)
+        .output()
+        .context("gpg could not make the OpenPGP key")?;
     let secret = private.join("openpgp-secret.asc");
     let openpgp_public = public.join("release.asc");
     for (file, what) in [
         (&secret, "--export-secret-keys"),
         (&openpgp_public, "--export"),
     ] {
-        run(
-            gpg.cmd(&[
-                "--armor",
-                "--output",
-                &file.display().to_string(),
-                what,
-                uid,
-            ]),
-            "gpg could not export the OpenPGP key",
-        )?;
+        gpg.cmd(&[
+            "--armor",
+            "--output",
+            &file.display().to_string(),
+            what,
+            uid,
+        ])
+        .output()
+        .context("gpg could not export the OpenPGP key")?;
     }
     gpg.stop_agent();
     // The keyring is not needed: the armored secret key is what sign reads.
