@@ -159,17 +159,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                 kernel.display(),
                 ks.sha256
             );
-            let git = s.read_bytes(
-                crate::cmd!(
-                    "git",
-                    "archive",
-                    "--format=tar",
-                    "--mtime",
-                    ctx.epoch.global.to_string(),
-                    "HEAD"
-                )
-                .dir(&ctx.root),
-            )?;
+            let git = s.read_bytes(crate::stages::source::repository_archive(ctx))?;
             ensure!(
                 fs::read(root.join("repository.tar"))? == git,
                 "repository.tar differs from `git archive HEAD`"

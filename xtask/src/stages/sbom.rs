@@ -214,34 +214,44 @@ pub fn copyright_license(text: &str) -> Option<String> {
     })
 }
 
+/// A field of a dpkg status paragraph (`Name: value`), trimmed.
+pub fn status_field(para: &str, name: &str) -> Option<String> {
+    para.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .map(|v| v.trim().to_string())
+}
+
+/// The paragraphs of dpkg's status file whose package is installed, with
+/// its name and version.
+pub fn installed(text: &str) -> impl Iterator<Item = (&str, String, String)> {
+    text.split("\n\n").filter_map(|para| {
+        let (Some(name), Some(version), Some(status)) = (
+            status_field(para, "Package"),
+            status_field(para, "Version"),
+            status_field(para, "Status"),
+        ) else {
+            return None;
+        };
+        status
+            .ends_with(" installed")
+            .then_some((para, name, version))
+    })
+}
+
 /// dpkg's status file: installed packages (name, version, arch, source).
 pub fn dpkg_status(text: &str) -> Vec<(String, String, String, String)> {
-    let mut out = Vec::new();
-    for para in text.split("\n\n") {
-        let field = |f: &str| {
-            para.lines()
-                .find_map(|l| l.strip_prefix(&format!("{f}: ")))
-                .map(|v| v.trim().to_string())
-        };
-        let (Some(name), Some(version), Some(status)) =
-            (field("Package"), field("Version"), field("Status"))
-        else {
-            continue;
-        };
-        if !status.ends_with(" installed") {
-            continue;
-        }
-        let arch = field("Architecture").unwrap_or_default();
-        // Source: `src` or `src (version)`; absent: the package's own name.
-        let source = match field("Source") {
-            Some(s) => match s.split_once(' ') {
-                Some((n, v)) => format!("{n} {}", v.trim_matches(|c| c == '(' || c == ')')),
-                None => format!("{s} {version}"),
-            },
-            None => format!("{name} {version}"),
-        };
-        out.push((name, version, arch, source));
-    }
+    let mut out: Vec<_> = installed(text)
+        .map(|(para, name, version)| {
+            let arch = status_field(para, "Architecture").unwrap_or_default();
+            // Source: `src` or `src (version)`; absent: the package's own name.
+            let (src, src_version) = crate::stages::source::source_of(
+                &name,
+                &version,
+                status_field(para, "Source").as_deref(),
+            );
+            (name, version, arch, format!("{src} {src_version}"))
+        })
+        .collect();
     out.sort();
     out
 }

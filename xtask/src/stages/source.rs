@@ -186,26 +186,15 @@ impl Wanted {
 
     /// Every installed package of a dpkg status file.
     pub fn add_status(&mut self, status: &str) {
-        for para in status.split("\n\n") {
-            let field = |f: &str| {
-                para.lines()
-                    .find_map(|l| l.strip_prefix(&format!("{f}: ")))
-                    .map(str::to_string)
-            };
-            let (Some(name), Some(version), Some(st)) =
-                (field("Package"), field("Version"), field("Status"))
-            else {
-                continue;
-            };
-            if st.ends_with(" installed") {
-                self.add(
-                    &name,
-                    &version,
-                    field("Source").as_deref(),
-                    field("Built-Using").as_deref(),
-                    "",
-                );
-            }
+        use crate::stages::sbom::{installed, status_field};
+        for (para, name, version) in installed(status) {
+            self.add(
+                &name,
+                &version,
+                status_field(para, "Source").as_deref(),
+                status_field(para, "Built-Using").as_deref(),
+                "",
+            );
         }
     }
 }
@@ -240,19 +229,7 @@ pub fn write(
 
     // 1. This repository at HEAD.
     let repo = w.join("repository.tar");
-    s.run(
-        crate::cmd!(
-            "git",
-            "archive",
-            "--format=tar",
-            "--mtime",
-            ctx.epoch.global.to_string(),
-            "-o",
-            &repo,
-            "HEAD"
-        )
-        .dir(&ctx.root),
-    )?;
+    fs::write(&repo, s.read_bytes(repository_archive(ctx))?)?;
 
     // 2. The kernel source tarball, as fetched.
     let lock = crate::support::lock::Lock::read(&ctx.lock_path())?;
@@ -520,6 +497,20 @@ fn list_in_sums(
     }
     s.note(format!("{name} added to {}", sums.display()));
     Ok(None)
+}
+
+/// `git archive` of HEAD, dated by the epoch, on its standard output: the
+/// archive's `repository.tar`.
+pub fn repository_archive(ctx: &Ctx) -> crate::support::cmd::Cmd {
+    crate::cmd!(
+        "git",
+        "archive",
+        "--format=tar",
+        "--mtime",
+        ctx.epoch.global.to_string(),
+        "HEAD"
+    )
+    .dir(&ctx.root)
 }
 
 /// The kernel source tarball as the lock pins it: from the file cache, else
