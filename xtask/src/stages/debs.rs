@@ -48,6 +48,15 @@ pub fn metapackage_target(depends: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// The pinned .deb of `role`, if the cache holds it.
+pub fn cached(ctx: &Ctx, role: &str, pin: &LockedDeb) -> Option<Deb> {
+    let entry = ctx.cache.lookup(&dir(role), &key(&pin.sha256))?;
+    Some(Deb {
+        id: pin.clone(),
+        path: entry.join(format!("{}.deb", pin.package)),
+    })
+}
+
 /// The .deb for `role` (config name `wanted`): the pinned one from the
 /// cache, else fetched (the pinned version, or without a pin the newest,
 /// `follow` resolving a metapackage), checked against the pin and recorded.
@@ -59,14 +68,8 @@ pub fn fetch(
     follow: impl Fn(&Path) -> Result<Option<String>>,
 ) -> Result<Deb> {
     let previous = locked(ctx, role)?;
-    if let Some(pin) = &previous {
-        if let Some(entry) = ctx.cache.lookup(&dir(role), &key(&pin.sha256)) {
-            let path = entry.join(format!("{}.deb", pin.package));
-            return Ok(Deb {
-                id: pin.clone(),
-                path,
-            });
-        }
+    if let Some(deb) = previous.as_ref().and_then(|pin| cached(ctx, role, pin)) {
+        return Ok(deb);
     }
     let work = ctx.cache.temp_dir(&dir(role))?;
     let mut deb = None;

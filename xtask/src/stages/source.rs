@@ -269,17 +269,14 @@ pub fn write(
         );
     }
     for (role, deb) in &lock.debian_package {
-        let cached = walkdir::WalkDir::new(ctx.cache.root.join(format!("debs-{role}")))
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .find(|e| e.file_name().to_string_lossy() == format!("{}.deb", deb.package))
-            .map(|e| e.into_path())
+        let cached = crate::stages::debs::cached(ctx, role, deb)
             .with_context(|| {
                 format!(
                     "the {role} package ({}) is not in the cache: run `cargo xtask dist` first",
-                    deb.package
+                    deb.spec()
                 )
-            })?;
+            })?
+            .path;
         let field = |f: &str| s.read(crate::cmd!("dpkg-deb", "-f", &cached, f));
         wanted.add(
             &deb.package,
