@@ -23,7 +23,10 @@ fn main() {
     unsafe { libc::umask(0o022) };
     support::fsutil::install_interrupt_cleanup();
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
+    let result = run(cli);
+    // What lives as long as the process (the UML socket directory).
+    support::fsutil::remove_live_temps();
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -236,6 +236,12 @@ pub fn table(artifacts: &[Hashed]) -> String {
 
 /// Check (and install) the host tools of `stages` and of `more`.
 pub fn ensure_tools(ctx: &Ctx, stages: &[StageId], more: &[Tools]) -> Result<()> {
+    if stages
+        .iter()
+        .any(|s| matches!(s, StageId::KernelUm | StageId::KernelXen))
+    {
+        crate::support::context::check_build_path(&ctx.cache.root)?;
+    }
     let mut all: Vec<Tools> = Vec::new();
     for t in stages.iter().map(|s| s.tools()).chain(more.iter().copied()) {
         if !all.contains(&t) {

@@ -334,7 +334,7 @@ fn uml_from_tarball(
     let r = inputs.release()?;
     let top = unpack_uml(r, dir)?;
     link(&r.iso, &top, "finnix.iso")?;
-    Ok(match target {
+    match target {
         Target::UmlIso => uml(
             &top,
             &[
@@ -372,7 +372,7 @@ fn uml_from_tarball(
                 ],
             )
         }
-    })
+    }
 }
 
 /// `linux`, `initrd.img` and the squashfs `FINNIX` in `dir`, as the spec
@@ -388,7 +388,7 @@ fn uml_squashroot(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Comm
     let mem = format!("mem={}M", inputs.memory_mib);
     let uml = |cwd: &Path, args: &[&str]| crate::guest::uml::command(cwd, dir, args, interactive);
     link_live_files(inputs, dir)?;
-    Ok(uml(
+    uml(
         dir,
         &[
             &mem,
@@ -398,7 +398,7 @@ fn uml_squashroot(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Comm
             "squashroot",
             "uml",
         ],
-    ))
+    )
 }
 
 /// squashroot plus swap (ubdb), an ext4 data disk (ubdc) and eth0 on a TAP in a private network namespace.
@@ -421,7 +421,7 @@ fn uml_flow(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
             "squashroot",
             "uml",
         ],
-    );
+    )?;
     // A private network namespace with its own TAP: nothing on the
     // host's network changes.
     let script = format!(

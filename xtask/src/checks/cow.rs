@@ -121,7 +121,7 @@ fn boot_uml(
     log_name: &str,
     version: &str,
 ) -> Result<(Guest, f64)> {
-    let c = crate::guest::uml::command(dir, dir, args, false);
+    let c = crate::guest::uml::command(dir, dir, args, false)?;
     s.note(format!("{log_name}: {c:?}"));
     let log = ctx.logs().join(log_name);
     let start = std::time::Instant::now();

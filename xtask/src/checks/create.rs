@@ -181,8 +181,10 @@ pub fn check(ctx: &Ctx, files: &Files) -> Result<Figures> {
 
 fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     let tmp = ctx.cache.temp_dir("check-create")?;
+    // finnix create's run directory holds UML's mconsole sockets: short.
+    let run = crate::support::fsutil::socket_dir("check-create")?;
     let mut ns = Netns::create()?;
-    ns.run_dir = tmp.path().join("run");
+    ns.run_dir = run.path().join("run");
     ns.finnix = files.finnix.clone();
     let uml_tmp = crate::guest::uml::tmpdir(tmp.path());
 

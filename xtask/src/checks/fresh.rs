@@ -3,16 +3,21 @@
 //! A minimal bookworm root (mmdebstrap, cached as stage `fresh-root`) holds
 //! only what the README asks a maintainer to bring: the Rust toolchain (bound
 //! in read-only from this host) with its linker (gcc, libc6-dev), and git for
-//! the clone. A copy of the checkout goes into it; kernels built here are
-//! seeded into its cache, so nothing is compiled twice. Inside, as root with
-//! /proc, /sys, /dev and the host's network, each step runs on its own:
+//! the clone. A copy of the checkout goes into it at a deep path (well over
+//! the 108 bytes of a Unix socket's path, as `~/src/github.com/<org>/<repo>`
+//! can be), and the commands run the README's way: no FINNIX_* variable, the
+//! cache at its default place below the checkout. Kernels built here are
+//! seeded into that cache, so nothing is compiled twice. Inside, as root
+//! with /proc, /sys, /dev and the host's network, each step runs on its own:
 //!
 //! 1. `cargo xtask test --unit-only`: installs the unit tests' host tools,
 //!    then runs them;
 //! 2. `cargo xtask dist`: installs every stage's tools and builds the
 //!    release, the kernels taken from the seeded cache (a kernel that would
 //!    have to be compiled is an error, not a 20-minute build);
-//! 3. `sha256sum -c SHA256SUMS` on what it wrote.
+//! 3. `sha256sum -c SHA256SUMS` on what it wrote;
+//! 4. `keygen`, `sign` and `verify-release` as docs/verifying-a-release.md
+//!    shows them (gpg-agent's sockets are where a deep checkout broke them).
 //!
 //! A missing install step fails the step that needed it, named.
 
@@ -33,10 +38,14 @@ const RECIPE: u32 = 1;
 /// toolchain's linker and C library, git (the checkout is a clone), and the
 /// CA certificates cargo needs to reach crates.io. The README names these.
 const BROUGHT: &[&str] = &["ca-certificates", "git", "gcc", "libc6-dev"];
-/// Where things sit inside the fresh root.
-const CHECKOUT: &str = "/root/finnix";
+/// Where things sit inside the fresh root: the checkout deep enough that
+/// any Unix socket made below it would exceed the 108-byte limit.
+const CHECKOUT: &str = "/root/src/github.com/finnix-rescue-system-maintainers/finnix-build-system/worktrees/release-engineering-checkout";
 const TOOLCHAIN: &str = "/opt/rust";
-const CACHE: &str = "/var/cache/finnix";
+/// The README's default cache, below the checkout.
+fn cache_dir() -> String {
+    format!("{CHECKOUT}/target/finnix-cache")
+}
 
 /// The pristine root, cached: mmdebstrap --variant=minbase plus [`BROUGHT`]
 /// (with apt's recommends, as on a fresh machine).
@@ -86,7 +95,7 @@ mount -o remount,bind,ro \"$R{TOOLCHAIN}\"
 cp -L /etc/resolv.conf \"$R/etc/resolv.conf\"
 exec chroot \"$R\" /usr/bin/env -i HOME=/root USER=root LANG=C.UTF-8 \
   PATH={TOOLCHAIN}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  FINNIX_CACHE_DIR={CACHE} FINNIX_REQUIRE_CACHED_KERNELS=1 CARGO_TERM_COLOR=never \
+  FINNIX_REQUIRE_CACHED_KERNELS=1 CARGO_TERM_COLOR=never \
   /bin/sh -c \"$0\"",
         root = root.display(),
         toolchain = toolchain.display(),
@@ -106,7 +115,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
     ui::stage(
         &ctx.logs(),
         "check-fresh",
-        "the README's commands in a pristine Debian root: test --unit-only, dist (kernels seeded)",
+        "the README's commands in a pristine Debian root, checkout at a deep path: test --unit-only, dist (kernels seeded), sign",
         |s| {
             let work = ctx.cache.temp_dir("check-fresh")?;
             let root = work.path().join("root");
@@ -130,7 +139,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                     .and_then(|p| p.file_name())
                     .context("kernel entry")?;
                 let dest = root
-                    .join(CACHE.trim_start_matches('/'))
+                    .join(cache_dir().trim_start_matches('/'))
                     .join(stage)
                     .join(k.entry.file_name().context("kernel entry")?);
                 fs::create_dir_all(dest.parent().expect("parent"))?;
@@ -151,12 +160,22 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                 "sha256sum -c on the release it wrote",
                 "cd dist && sha256sum --check --strict SHA256SUMS",
             )?;
+            step(
+                s,
+                &root,
+                &toolchain,
+                "keygen, sign and verify-release (docs/verifying-a-release.md)",
+                "cargo xtask keygen --private-dir /root/release-keys --public-dir /root/release-public
+                 cargo xtask sign --ssh-key /root/release-keys/ssh --openpgp-key /root/release-keys/openpgp-secret.asc
+                 cargo xtask verify-release dist --allowed-signers /root/release-public/allowed_signers --openpgp-key /root/release-public/release.asc
+                 if [ -n \"$(ls -A /tmp/finnix-0 2>/dev/null)\" ]; then echo 'socket directories left in /tmp/finnix-0:'; ls -la /tmp/finnix-0; exit 1; fi",
+            )?;
             let dist = root.join(CHECKOUT.trim_start_matches('/')).join("dist");
             let files = fs::read_dir(&dist)?.filter_map(|e| e.ok()).count();
             Ok((
                 (),
                 Outcome::Passed,
-                format!("unit tests and dist passed; {files} files in dist/"),
+                format!("unit tests, dist and signing passed at a {}-byte checkout path; {files} files in dist/", CHECKOUT.len()),
             ))
         },
     )
@@ -170,5 +189,13 @@ impl crate::cli::CheckFresh {
             &[crate::support::prereq::Tools::Fresh],
         )?;
         check(ctx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fresh_checkout_is_deeper_than_a_socket_path_can_be() {
+        assert!(super::CHECKOUT.len() > crate::support::fsutil::SUN_PATH_MAX);
     }
 }

@@ -433,7 +433,7 @@ fn prepare_boot(
     // Without `noreboot`: the kernel hands words it does not know to init
     // as arguments, and /bin/sh would take that one for a script. The boot
     // ends with a power-off (sysrq o), never a reboot.
-    let cmd = crate::guest::uml::command(run.path(), run.path(), &args, true);
+    let cmd = crate::guest::uml::command(run.path(), run.path(), &args, true)?;
     let log = ctx.logs().join("console-rescue-prepare.log");
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
     let mut g = Guest::start(cmd, &log)?;
@@ -538,7 +538,7 @@ fn run_mode(
                 args.push(format!("ubd{}={}", ubd_letter(i + 1), c.display()));
             }
             args.push("uml".to_string());
-            crate::guest::uml::command(&top, work.path(), &args, false)
+            crate::guest::uml::command(&top, work.path(), &args, false)?
         }
         _ => qemu_command(mode, &release.iso, &copies),
     };

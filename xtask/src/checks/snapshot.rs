@@ -110,7 +110,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             let work = ctx.cache.temp_dir("check-snapshot")?;
             let w = work.path();
             // The mirror's signing key.
-            let gpg = Gpg::new(&w.join("gnupg"))?;
+            let gpg = Gpg::new()?;
             s.run(gpg.make_key("mirror test <mirror@finnix.invalid>"))?;
             let keyring = w.join("mirror.gpg");
             let key = gpg
@@ -216,7 +216,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                 &drift,
                 Some((SNAPSHOTS[0].into(), SNAPSHOTS[1].into())),
             );
-            gpg.stop_agent();
+            drop(gpg);
             let want = format!("{PACKAGE}: locked {v1}, installed {v2}");
             ensure!(
                 message.contains(&want),

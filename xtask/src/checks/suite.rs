@@ -21,6 +21,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     let rows: &[Tools] = if unit_only {
         &[Tools::UnitTests]
     } else {
+        crate::support::context::check_build_path(&ctx.cache.root)?;
         &Tools::ALL
     };
     crate::support::prereq::ensure(rows, &ctx.logs())?;
@@ -31,6 +32,7 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
     if unit_only {
         return Ok(());
     }
+    check_refused_paths(ctx)?;
 
     // The kernels: they run, carry what the live system needs, and Xen's
     // readnotes finds both entry points.
@@ -111,6 +113,47 @@ pub fn run(ctx: &Ctx, unit_only: bool) -> Result<()> {
 
     eprintln!("all checks passed");
     Ok(())
+}
+
+/// A cache path the kernel's build system cannot work in (a space, a
+/// colon) is refused at the start of `dist`, in seconds, naming what to
+/// set; nothing is written below it.
+fn check_refused_paths(ctx: &Ctx) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-refused-paths",
+        "dist with a cache path holding a space or a colon: refused at the start",
+        |s| {
+            let work = ctx.cache.temp_dir("check-refused-paths")?;
+            let mut detail = Vec::new();
+            for name in ["with space", "with:colon"] {
+                let cache = work.path().join(name).join("cache");
+                let start = std::time::Instant::now();
+                let (ok, text) = s.output(
+                    crate::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
+                        .env("FINNIX_CACHE_DIR", &cache)
+                        .env("FINNIX_DIST_DIR", work.path().join("dist"))
+                        .stdin_null(),
+                )?;
+                let secs = start.elapsed().as_secs_f64();
+                ensure!(!ok, "dist with FINNIX_CACHE_DIR={} did not fail", cache.display());
+                ensure!(
+                    text.contains("cannot build in a path with a space or a colon")
+                        && text.contains("Set FINNIX_CACHE_DIR"),
+                    "dist with FINNIX_CACHE_DIR={} failed without saying why:\n{text}",
+                    cache.display()
+                );
+                ensure!(secs < 10.0, "the refusal took {secs:.1} s: it must come before any work");
+                ensure!(
+                    !cache.join("kernel-um").exists() && !cache.join("tmp").exists(),
+                    "the refused run wrote into {}",
+                    cache.display()
+                );
+                detail.push(format!("{name:?} refused in {secs:.1} s"));
+            }
+            Ok(((), Outcome::Passed, detail.join(", ")))
+        },
+    )
 }
 
 /// Who signed each link of the ISO's UEFI boot chain, as sbverify reads it

@@ -22,14 +22,17 @@ pub fn tmpdir(run: &Path) -> PathBuf {
 }
 
 /// `./linux <args>` in `cwd`: the console is stdin/stdout (`con0=fd:0,fd:1`,
-/// every other channel null), UML's own files (pid, mconsole) in `run`, and
-/// for a check (`interactive` false) `noreboot`, so that a reboot ends it.
+/// every other channel null), guest memory in a TMPDIR that allows exec
+/// (`run` unless /dev/shm does), UML's own files (pid, mconsole socket) in
+/// this process's short socket directory (a socket path may not exceed 107
+/// bytes, whatever `run`'s depth), and for a check (`interactive` false)
+/// `noreboot`, so that a reboot ends it.
 pub fn command<S: AsRef<std::ffi::OsStr>>(
     cwd: &Path,
     run: &Path,
     args: &[S],
     interactive: bool,
-) -> Command {
+) -> anyhow::Result<Command> {
     let mut c = Command::new("./linux");
     c.current_dir(cwd)
         .args(args)
@@ -37,7 +40,8 @@ pub fn command<S: AsRef<std::ffi::OsStr>>(
     if !interactive {
         c.arg("noreboot");
     }
-    c.arg(format!("uml_dir={}", run.display()))
+    let uml_dir = crate::support::fsutil::uml_socket_dir()?;
+    c.arg(format!("uml_dir={}", uml_dir.display()))
         .env("TMPDIR", tmpdir(run));
-    c
+    Ok(c)
 }

@@ -106,7 +106,7 @@ pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
         .with_context(|| format!("ssh-keygen could not sign with {}", ssh_key.display()))?;
 
     // OpenPGP: the key imported into a throwaway home, nothing else in it.
-    let gpg = crate::support::gpg::Gpg::new(&work.path().join("gnupg"))?;
+    let gpg = crate::support::gpg::Gpg::new()?;
     stage
         .run(gpg.cmd(&["--import", &pgp_key.display().to_string()]))
         .with_context(|| format!("gpg could not import {}", pgp_key.display()))?;
@@ -118,7 +118,7 @@ pub fn sign(stage: &Stage, dir: &Path, keys: &Keys) -> Result<()> {
         &asc.display().to_string(),
         &copy.display().to_string(),
     ]))?;
-    gpg.stop_agent();
+    drop(gpg);
     // A release signed meanwhile? SHA256SUMS must still be what was signed.
     ensure!(
         fs::read(&sums)? == fs::read(&copy)?,
@@ -175,7 +175,7 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
         ),
     )?;
 
-    let gpg = crate::support::gpg::Gpg::new(&private.join("gnupg"))?;
+    let gpg = crate::support::gpg::Gpg::new()?;
     gpg.make_key(uid)
         .output()
         .context("gpg could not make the OpenPGP key")?;
@@ -195,9 +195,8 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
         .output()
         .context("gpg could not export the OpenPGP key")?;
     }
-    gpg.stop_agent();
     // The keyring is not needed: the armored secret key is what sign reads.
-    crate::support::fsutil::remove_all(&private.join("gnupg"))?;
+    drop(gpg);
     Ok(NewKeys {
         keys: Keys {
             ssh: Some(ssh),

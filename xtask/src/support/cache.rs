@@ -15,7 +15,7 @@
 
 use fs_err as fs;
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -186,22 +186,7 @@ impl Cache {
 
     /// Remove temporary directories left by processes that no longer run.
     pub fn sweep(&self) -> Result<()> {
-        let tmp = self.root.join("tmp");
-        let entries = match fs::read_dir(&tmp) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("cannot list {}", tmp.display())),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let alive =
-                owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-            if !alive {
-                crate::support::fsutil::remove_all(&entry.path())?;
-            }
-        }
-        Ok(())
+        crate::support::fsutil::sweep_dead_owners(&self.root.join("tmp"))
     }
 
     /// Keep the `keep` most recently committed entries of `stage`; older
@@ -254,13 +239,6 @@ pub fn cached_stage<T>(
         (false, false) => format!("{name} ({extra})"),
     };
     Ok((value, Outcome::Built, detail))
-}
-
-/// The pid a temporary directory name `<name>.<pid>.<n>` belongs to.
-fn owner_pid(name: &str) -> Option<u32> {
-    let mut parts = name.rsplit('.');
-    let _n: usize = parts.next()?.parse().ok()?;
-    parts.next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -363,6 +341,7 @@ mod tests {
 
     #[test]
     fn owner_pid_parses_temp_names() {
+        use crate::support::fsutil::owner_pid;
         assert_eq!(owner_pid("kernel-um.1234.0"), Some(1234));
         assert_eq!(owner_pid("garbage"), None);
     }

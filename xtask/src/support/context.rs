@@ -252,6 +252,7 @@ impl Ctx {
         };
         let cache = Cache::new(cache_root);
         cache.sweep()?;
+        crate::support::fsutil::sweep_socket_dirs()?;
         let epoch = Epoch::resolve(&root, &env)?;
         let jobs = jobs.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -289,6 +290,24 @@ impl Ctx {
             None => self.root.join("dist"),
         }
     }
+}
+
+/// The kernel's build system (kbuild) cannot work in a source or output
+/// directory whose path holds whitespace or a colon (its Makefile stops with
+/// "source directory cannot contain spaces or colons"), and the kernels are
+/// built below the cache. Refused before any work, saying what to set.
+pub fn check_build_path(cache_root: &Path) -> Result<()> {
+    let text = cache_root.to_string_lossy();
+    if let Some(c) = text.chars().find(|c| c.is_whitespace() || *c == ':') {
+        bail!(
+            "the build cache {} holds {}: the kernel's build system cannot build in a path with a space or a colon. \
+             Set FINNIX_CACHE_DIR to a directory whose path has neither (for example /var/cache/finnix-build), \
+             or move the checkout to such a path",
+            cache_root.display(),
+            if c == ':' { "a colon".to_string() } else { format!("whitespace ({c:?})") }
+        );
+    }
+    Ok(())
 }
 
 /// The repository root: where the workspace Cargo.toml and configs/ live.
@@ -416,6 +435,15 @@ mod tests {
                 .contains("FINNIX_KERNEL_SOURCE_DATE_EPOCH=\"-5\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_cache_path_kbuild_cannot_use_is_refused_naming_what_to_set() {
+        assert!(check_build_path(Path::new("/home/me/src/finnix/target/finnix-cache")).is_ok());
+        for bad in ["/home/me/My Projects/finnix/target/finnix-cache", "/srv/a:b/cache", "/tmp/tab\there"] {
+            let e = check_build_path(Path::new(bad)).unwrap_err().to_string();
+            assert!(e.contains(bad) && e.contains("FINNIX_CACHE_DIR"), "{e}");
+        }
     }
 
     #[test]

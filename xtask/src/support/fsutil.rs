@@ -32,12 +32,134 @@ fn unregister(path: &Path) {
 pub fn install_interrupt_cleanup() {
     let _ = ctrlc::set_handler(|| {
         eprintln!("\ninterrupted: removing temporary files");
-        let paths = std::mem::take(&mut *LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()));
-        for p in paths.iter().rev() {
-            let _ = remove_all(p);
-        }
+        remove_live_temps();
         std::process::exit(130);
     });
+}
+
+/// Remove every temporary path still registered (those of the interrupt
+/// handler, and at the end of `main` what lives for the whole process:
+/// the UML socket directory).
+pub fn remove_live_temps() {
+    let paths = std::mem::take(&mut *LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner()));
+    for p in paths.iter().rev() {
+        let _ = remove_all(p);
+    }
+}
+
+/// Where the programs this build starts make their Unix sockets (gpg-agent,
+/// UML's mconsole, `finnix create`'s run directory). A socket's path holds
+/// at most 107 bytes (`sun_path`), and a checkout, its cache or TMPDIR may
+/// sit deeper than that; so these directories are always below `/tmp`:
+/// `/tmp/finnix-<uid>/<name>.<pid>.<n>`, mode 0700.
+pub const SOCKET_PARENT: &str = "/tmp";
+/// Room left in a socket directory's path for what is made inside it: the
+/// longest is UML's `<umid>/mconsole` under `finnix create`'s
+/// `run/uml/finnix10/` (about 30 bytes), gpg's `gnupg/S.gpg-agent.browser` 25.
+pub const SOCKET_ROOM: usize = 48;
+/// The limit of a Unix socket's path, with its terminating NUL.
+pub const SUN_PATH_MAX: usize = 108;
+
+/// `/tmp/finnix-<uid>`: made 0700 when missing; refused when it is not a
+/// directory of ours with that mode (another user's, or a symlink).
+pub fn socket_root() -> Result<PathBuf> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let uid = unsafe { libc::geteuid() };
+    let root = Path::new(SOCKET_PARENT).join(format!("finnix-{uid}"));
+    match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", root.display())),
+    }
+    let m = fs::symlink_metadata(&root)?;
+    anyhow::ensure!(
+        m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o777 == 0o700,
+        "{} is not a directory of this user with mode 0700 (it holds the build's Unix sockets): remove it",
+        root.display()
+    );
+    Ok(root)
+}
+
+use std::os::unix::fs::DirBuilderExt as _;
+
+static SOCKET_COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A fresh directory for Unix sockets (see [`SOCKET_PARENT`]), removed when
+/// dropped, on Ctrl-C, or by the next run's [`sweep_socket_dirs`] when its
+/// process is gone.
+pub fn socket_dir(name: &str) -> Result<TempDir> {
+    let n = SOCKET_COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = socket_root()?.join(format!("{name}.{}.{n}", std::process::id()));
+    check_socket_room(&path)?;
+    let dir = TempDir::create(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    Ok(dir)
+}
+
+/// A socket directory's path leaves [`SOCKET_ROOM`] bytes for what is made
+/// in it, or the error says why and what to do.
+pub fn check_socket_room(dir: &Path) -> Result<()> {
+    let len = dir.as_os_str().len();
+    anyhow::ensure!(
+        len + SOCKET_ROOM < SUN_PATH_MAX,
+        "{} is {len} bytes long: Unix sockets made in it would exceed the {SUN_PATH_MAX}-byte limit of a socket path",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// The directory every UML guest of this process keeps its `uml_dir` in
+/// (each guest makes its own `<umid>/` with the mconsole socket), made on
+/// first use and removed at the end of `main`.
+pub fn uml_socket_dir() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(d) = DIR.get() {
+        return Ok(d.clone());
+    }
+    let dir = socket_dir("uml")?;
+    let path = dir.path().to_path_buf();
+    // Lives as long as the process: still registered, removed by
+    // remove_live_temps at the end of main (or on Ctrl-C).
+    std::mem::forget(dir);
+    register(&path);
+    Ok(DIR.get_or_init(|| path).clone())
+}
+
+/// Remove the socket directories of processes that no longer run.
+pub fn sweep_socket_dirs() -> Result<()> {
+    let uid = unsafe { libc::geteuid() };
+    let root = Path::new(SOCKET_PARENT).join(format!("finnix-{uid}"));
+    if root.is_dir() {
+        sweep_dead_owners(&root)?;
+    }
+    Ok(())
+}
+
+/// In `dir`, remove every entry named `<name>.<pid>.<n>` whose process no
+/// longer runs (and every entry not named so: nothing else belongs there).
+pub fn sweep_dead_owners(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let alive = owner_pid(&name).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            remove_all(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The pid a temporary name `<name>.<pid>.<n>` belongs to.
+pub fn owner_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplit('.');
+    let _n: usize = parts.next()?.parse().ok()?;
+    parts.next()?.parse().ok()
 }
 
 /// A temporary directory (or file) that is removed when dropped unless

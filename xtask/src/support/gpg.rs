@@ -1,26 +1,29 @@
 //! gpg with a home of its own (0700, thrown away with its directory): never
-//! the user's keyring, never a prompt.
+//! the user's keyring, never a prompt. The home is a socket directory
+//! (`fsutil::socket_dir`, below /tmp): gpg-agent makes its sockets there,
+//! and a socket path may not exceed 107 bytes wherever the checkout is.
 
-use fs_err as fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
 use crate::support::cmd::Cmd;
+use crate::support::fsutil::TempDir;
 
 pub struct Gpg {
-    home: PathBuf,
+    home: TempDir,
 }
 
 impl Gpg {
-    /// A new home at `home` (made, mode 0700: gpg refuses others).
-    pub fn new(home: &Path) -> Result<Gpg> {
-        fs::create_dir_all(home)?;
-        fs::set_permissions(home, std::fs::Permissions::from_mode(0o700))?;
+    /// A new, empty home.
+    pub fn new() -> Result<Gpg> {
         Ok(Gpg {
-            home: home.to_path_buf(),
+            home: crate::support::fsutil::socket_dir("gnupg")?,
         })
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// `gpg <args>` in this home, batch mode, keys without passphrase.
@@ -37,7 +40,7 @@ impl Gpg {
             ],
         )
         .args(args)
-        .env("GNUPGHOME", &self.home)
+        .env("GNUPGHOME", self.home())
         .stdin_null()
     }
 
@@ -45,11 +48,14 @@ impl Gpg {
     pub fn make_key(&self, uid: &str) -> Cmd {
         self.cmd(&["--quick-gen-key", uid, "ed25519", "sign", "never"])
     }
+}
 
-    /// Stop the agent gpg started for this home.
-    pub fn stop_agent(&self) {
+impl Drop for Gpg {
+    /// Stop the agent gpg started for this home; the home goes with it.
+    fn drop(&mut self) {
         let _ = Cmd::argv("gpgconf", ["--kill", "gpg-agent"])
-            .env("GNUPGHOME", &self.home)
+            .env("GNUPGHOME", self.home())
+            .stdin_null()
             .output();
     }
 }

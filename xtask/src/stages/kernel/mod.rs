@@ -328,6 +328,7 @@ fn compile_into(
     tree: &source::SourceTree,
     lv: &str,
 ) -> Result<(crate::support::fsutil::TempDir, KernelInfo)> {
+    crate::support::context::check_build_path(&ctx.cache.root)?;
     let work = ctx.cache.temp_dir(flavor.stage().name())?;
     let src = work.path().join("src");
     let build = work.path().join("build");
