@@ -396,8 +396,21 @@ pub fn ensure(stages: &[Tools], logs: &Path) -> Result<()> {
         format!("apt-get install {}", packages.join(" ")),
         |s| {
             s.run(crate::cmd!("apt-get", "update").env("DEBIAN_FRONTEND", "noninteractive"))?;
-            let mut args = vec!["install", "-y", "--no-install-recommends"];
-            args.extend(&packages);
+            let mut args: Vec<String> = ["install", "-y", "--no-install-recommends"]
+                .map(String::from)
+                .to_vec();
+            args.extend(packages.iter().map(|p| p.to_string()));
+            let replaced = blockers_to_replace(s, &args)?;
+            if !replaced.is_empty() {
+                args.push("--allow-downgrades".into());
+                for b in &replaced {
+                    s.warn(format!(
+                        "{} {} is installed from outside this machine's archive and blocks {}: taking the archive's {} (apt-get install {}={})",
+                        b.package, b.installed, packages.join(" "), b.candidate, b.package, b.candidate
+                    ));
+                    args.push(format!("{}={}", b.package, b.candidate));
+                }
+            }
             s.run(
                 crate::support::cmd::Cmd::argv("apt-get", &args)
                     .env("DEBIAN_FRONTEND", "noninteractive"),
@@ -418,6 +431,111 @@ pub fn ensure(stages: &[Tools], logs: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An installed package that keeps apt from installing what is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub package: String,
+    pub installed: String,
+    /// The version this machine's archive has.
+    pub candidate: String,
+}
+
+/// When `apt-get <args>` cannot be satisfied (simulated first), the
+/// packages named in apt's complaint that are installed at a version the
+/// configured archive does not have (a backport or a local .deb), with the
+/// archive's version: taking that one makes the set consistent again. A
+/// fresh Debian 12 machine here came with qemu-utils from backports, which
+/// `Breaks` bookworm's qemu-system-x86.
+fn blockers_to_replace(s: &crate::support::ui::Stage, args: &[String]) -> Result<Vec<Blocker>> {
+    let mut sim: Vec<String> = args.to_vec();
+    sim.insert(1, "--simulate".into());
+    let (ok, text) = s.output(
+        crate::support::cmd::Cmd::argv("apt-get", &sim).env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if ok {
+        return Ok(vec![]);
+    }
+    let mut found = Vec::new();
+    for name in complaint_packages(&text) {
+        let (_, policy) = s.output(crate::cmd!("apt-cache", "policy", &name).env("LC_ALL", "C"))?;
+        if let Some(b) = foreign_installed(&name, &policy) {
+            found.push(b);
+        }
+    }
+    Ok(found)
+}
+
+/// Package names in apt's unmet-dependency report: ` pkg : Breaks: other (< 1)`.
+pub fn complaint_packages(apt_output: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in apt_output.lines() {
+        let Some((head, rest)) = line.split_once(" : ") else {
+            continue;
+        };
+        let mut add = |n: &str| {
+            let n = n.trim();
+            if !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && !names.iter().any(|x| x == n)
+            {
+                names.push(n.to_string());
+            }
+        };
+        add(head);
+        if let Some((_, rel)) = rest.split_once(": ") {
+            add(rel.split_whitespace().next().unwrap_or(""));
+        }
+    }
+    names
+}
+
+/// From `apt-cache policy PKG`: installed at a version only dpkg's status
+/// knows (no archive serves it), and the archive's candidate differs.
+pub fn foreign_installed(package: &str, policy: &str) -> Option<Blocker> {
+    let field = |k: &str| {
+        policy.lines().find_map(|l| {
+            l.trim()
+                .strip_prefix(k)
+                .map(|v| v.trim().to_string())
+        })
+    };
+    let installed = field("Installed:").filter(|v| v != "(none)")?;
+    // The version table: "***" marks the installed version; the lines below
+    // a version name where it comes from.
+    let mut sources: Vec<&str> = Vec::new();
+    let mut in_installed = false;
+    let mut archive_versions: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for l in policy.lines() {
+        let t = l.trim();
+        if l.starts_with("        ") {
+            // A source line below a version: "500 http://... Packages".
+            if current.is_empty() {
+                continue;
+            }
+            let src = t.split_whitespace().nth(1).unwrap_or("");
+            if in_installed {
+                sources.push(src);
+            }
+            if src != "/var/lib/dpkg/status" && !archive_versions.contains(&current) {
+                archive_versions.push(current.clone());
+            }
+        } else if l.starts_with(" *** ") || (l.starts_with("     ") && !l.starts_with("      ")) {
+            // A version line: " *** 1:10.0 100" (installed) or "     1:7.2 500".
+            let v = t.trim_start_matches("*** ");
+            current = v.split_whitespace().next().unwrap_or("").to_string();
+            in_installed = current == installed;
+        }
+    }
+    let foreign = !sources.is_empty() && sources.iter().all(|s| *s == "/var/lib/dpkg/status");
+    let candidate = archive_versions.first()?.clone();
+    (foreign && candidate != installed).then(|| Blocker {
+        package: package.to_string(),
+        installed,
+        candidate,
+    })
 }
 
 /// For unit tests that run a host tool: fail with the package to install
@@ -450,6 +568,30 @@ mod tests {
         assert!(requirements(&[Tools::Kernel])
             .iter()
             .any(|r| r.package == "libelf-dev"));
+    }
+
+    #[test]
+    fn a_package_installed_from_elsewhere_that_blocks_an_install_is_found() {
+        // What this machine printed (qemu-utils from bookworm-backports).
+        let apt = "Some packages could not be installed.\n\
+The following packages have unmet dependencies:\n\
+ qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2+dfsg-7+deb12u18+b3 is to be installed\n\
+E: Unable to correct problems, you have held broken packages.\n";
+        assert_eq!(complaint_packages(apt), ["qemu-utils", "qemu-system-common"]);
+        let policy = "qemu-utils:\n  Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Candidate: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Version table:\n *** 1:10.0.2+ds-2+deb13u1~bpo12+1 100\n        100 /var/lib/dpkg/status\n     1:7.2+dfsg-7+deb12u18+b3 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n     1:7.2+dfsg-7+deb12u15 500\n        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n";
+        assert_eq!(
+            foreign_installed("qemu-utils", policy),
+            Some(Blocker {
+                package: "qemu-utils".into(),
+                installed: "1:10.0.2+ds-2+deb13u1~bpo12+1".into(),
+                candidate: "1:7.2+dfsg-7+deb12u18+b3".into(),
+            })
+        );
+        // Installed from the archive, or not installed: nothing to replace.
+        let ours = "coreutils:\n  Installed: 9.1-1\n  Candidate: 9.1-1\n  Version table:\n *** 9.1-1 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n        100 /var/lib/dpkg/status\n";
+        assert_eq!(foreign_installed("coreutils", ours), None);
+        let none = "qemu-system-common:\n  Installed: (none)\n  Candidate: 1:7.2\n  Version table:\n     1:7.2 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n";
+        assert_eq!(foreign_installed("qemu-system-common", none), None);
     }
 
     #[test]
