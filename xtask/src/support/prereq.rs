@@ -57,6 +57,7 @@ const KERNEL: &[Requirement] = &[
     cmd("flex", "flex"),
     cmd("perl", "perl"),
     cmd("patch", "patch"),
+    cmd("rsync", "rsync"),
     cmd("xz", "xz-utils"),
     cmd("tar", "tar"),
     cmd("dpkg-deb", "dpkg"),
@@ -141,6 +142,9 @@ const ISO: &[Requirement] = &[
 
 const BOOT: &[Requirement] = &[
     cmd("qemu-system-x86_64", "qemu-system-x86"),
+    cmd("qemu-img", "qemu-utils"),
+    file("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
+    file("/usr/share/OVMF/OVMF_VARS_4M.fd", "ovmf"),
     file("/usr/share/ovmf/OVMF.fd", "ovmf"),
     file("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "ovmf"),
     file("/usr/share/OVMF/OVMF_VARS_4M.ms.fd", "ovmf"),
@@ -454,17 +458,45 @@ fn blockers_to_replace(s: &crate::support::ui::Stage, args: &[String]) -> Result
     let (ok, text) = s.output(
         crate::support::cmd::Cmd::argv("apt-get", &sim).env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    if ok {
+    // apt may also satisfy the install by removing what breaks it (the
+    // backport qemu-utils here): installing a tool must never take another
+    // away, so a removal is a blocker too.
+    let removed = removals(&text);
+    if ok && removed.is_empty() {
         return Ok(vec![]);
     }
-    let mut found = Vec::new();
-    for name in complaint_packages(&text) {
+    let mut found: Vec<Blocker> = Vec::new();
+    for name in removed.iter().cloned().chain(complaint_packages(&text)) {
+        if found.iter().any(|b| b.package == name) {
+            continue;
+        }
         let (_, policy) = s.output(crate::cmd!("apt-cache", "policy", &name).env("LC_ALL", "C"))?;
         if let Some(b) = foreign_installed(&name, &policy) {
             found.push(b);
         }
     }
+    let stuck: Vec<&str> = removed
+        .iter()
+        .filter(|r| !found.iter().any(|b| &b.package == *r))
+        .map(String::as_str)
+        .collect();
+    anyhow::ensure!(
+        stuck.is_empty(),
+        "installing the host tools would remove {}: resolve that by hand (apt-get {})",
+        stuck.join(", "),
+        args.join(" ")
+    );
     Ok(found)
+}
+
+/// The packages a simulated apt run removes (`Remv name [version]`).
+pub fn removals(apt_output: &str) -> Vec<String> {
+    apt_output
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
 }
 
 /// Package names in apt's unmet-dependency report: ` pkg : Breaks: other (< 1)`.
@@ -477,7 +509,8 @@ pub fn complaint_packages(apt_output: &str) -> Vec<String> {
         let mut add = |n: &str| {
             let n = n.trim();
             if !n.is_empty()
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
                 && !names.iter().any(|x| x == n)
             {
                 names.push(n.to_string());
@@ -495,11 +528,9 @@ pub fn complaint_packages(apt_output: &str) -> Vec<String> {
 /// knows (no archive serves it), and the archive's candidate differs.
 pub fn foreign_installed(package: &str, policy: &str) -> Option<Blocker> {
     let field = |k: &str| {
-        policy.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix(k)
-                .map(|v| v.trim().to_string())
-        })
+        policy
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(k).map(|v| v.trim().to_string()))
     };
     let installed = field("Installed:").filter(|v| v != "(none)")?;
     // The version table: "***" marks the installed version; the lines below
@@ -577,7 +608,14 @@ mod tests {
 The following packages have unmet dependencies:\n\
  qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2+dfsg-7+deb12u18+b3 is to be installed\n\
 E: Unable to correct problems, you have held broken packages.\n";
-        assert_eq!(complaint_packages(apt), ["qemu-utils", "qemu-system-common"]);
+        assert_eq!(
+            complaint_packages(apt),
+            ["qemu-utils", "qemu-system-common"]
+        );
+        // Or apt resolves it by removing the backport (what it did here).
+        let sim = "Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]\nInst qemu-system-common (1:7.2+dfsg-7+deb12u18+b3 Debian:12.15/oldstable [amd64])\n";
+        assert_eq!(removals(sim), ["qemu-utils"]);
+        assert!(removals("Inst x (1 a [amd64])\n").is_empty());
         let policy = "qemu-utils:\n  Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Candidate: 1:10.0.2+ds-2+deb13u1~bpo12+1\n  Version table:\n *** 1:10.0.2+ds-2+deb13u1~bpo12+1 100\n        100 /var/lib/dpkg/status\n     1:7.2+dfsg-7+deb12u18+b3 500\n        500 http://deb.debian.org/debian bookworm/main amd64 Packages\n     1:7.2+dfsg-7+deb12u15 500\n        500 http://deb.debian.org/debian-security bookworm-security/main amd64 Packages\n";
         assert_eq!(
             foreign_installed("qemu-utils", policy),
