@@ -158,6 +158,61 @@ pub mod magic {
     }
 }
 
+/// The consoles of a boot (`/proc/consoles`): every `console=` of the
+/// command line is one, the last is /dev/console (flag `C`). What the
+/// initramfs and the live system say at boot (the medium search, a failure
+/// report, the banner, the shutdown lines) goes to /dev/console *and* to
+/// every other enabled console, so that a machine reached only by its
+/// serial port (IPMI serial-over-LAN, a VM with `-nographic`) sees it all
+/// with the default boot entry, as does its screen.
+pub mod consoles {
+    pub const PROC: &str = "/proc/consoles";
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Console {
+        /// The device's name under /dev (`ttyS0`, `tty0`, `hvc0`).
+        pub name: String,
+        /// Flag `E`: enabled.
+        pub enabled: bool,
+        /// Flag `C`: the preferred console, the one /dev/console opens.
+        pub preferred: bool,
+    }
+
+    /// `/proc/consoles`: `ttyS0  -W- (E  p a)    4:64` per line.
+    pub fn parse(text: &str) -> Vec<Console> {
+        let mut out: Vec<Console> = Vec::new();
+        for line in text.lines() {
+            let Some(name) = line.split_whitespace().next() else {
+                continue;
+            };
+            let flags = line
+                .split_once('(')
+                .and_then(|(_, rest)| rest.split_once(')'))
+                .map(|(f, _)| f)
+                .unwrap_or("");
+            if out.iter().any(|c| c.name == name) {
+                continue;
+            }
+            out.push(Console {
+                name: name.to_string(),
+                enabled: flags.contains('E'),
+                preferred: flags.contains('C'),
+            });
+        }
+        out
+    }
+
+    /// The consoles to write to besides /dev/console: enabled, not the
+    /// preferred one, `/dev/<name>` paths.
+    pub fn mirrors(text: &str) -> Vec<String> {
+        parse(text)
+            .into_iter()
+            .filter(|c| c.enabled && !c.preferred)
+            .map(|c| format!("/dev/{}", c.name))
+            .collect()
+    }
+}
+
 /// The NAT network `finnix create` gives its guests.
 pub mod net {
     pub const BRIDGE: &str = "finnixbr0";
@@ -287,6 +342,23 @@ mod tests {
             GuestMode::detect("xen", intel, &xen("PV", "control_d")),
             GuestMode::Xen
         );
+    }
+
+    #[test]
+    fn every_console_but_the_preferred_one_is_a_mirror() {
+        // `console=ttyS0,115200 console=tty0`, the ISO's default entry.
+        let text =
+            "tty0                 -WU (EC p  )    4:7\nttyS0                -W- (E  p a)    4:64\n";
+        let all = consoles::parse(text);
+        assert_eq!(all.len(), 2);
+        assert!(all[0].preferred && all[0].enabled && !all[1].preferred);
+        assert_eq!(consoles::mirrors(text), ["/dev/ttyS0"]);
+        // One console (UML's tty0, Xen's hvc0): nothing to mirror.
+        assert!(consoles::mirrors("hvc0                 -W- (EC p  )    229:0\n").is_empty());
+        // A disabled console is not written to; a name seen twice counts once.
+        let text = "ttyS0 -W- (EC p a) 4:64\nttyS1 -W- (  p a) 4:65\nttyS0 -W- (E p a) 4:64\n";
+        assert!(consoles::mirrors(text).is_empty());
+        assert!(consoles::parse("").is_empty());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! starts an emergency shell; leaving the shell tries again.
 
 mod cmdline;
+#[macro_use]
+mod console;
 mod medium;
 mod modules;
 mod sys;
@@ -60,8 +62,7 @@ struct Boot {
 impl Boot {
     fn say(&self, msg: impl AsRef<str>) {
         if self.params.debug {
-            println!("finnix-init: {}", msg.as_ref());
-            let _ = std::io::stdout().flush();
+            say!("finnix-init: {}", msg.as_ref());
         }
     }
 }
@@ -70,7 +71,7 @@ fn main() {
     std::env::set_var("PATH", "/bin:/sbin:/usr/bin:/usr/sbin");
     loop {
         let failure = boot();
-        println!("\n{failure}");
+        console::write(&format!("\n{failure}"));
         emergency_shell("Exit the shell to try booting again.");
     }
 }
@@ -212,7 +213,7 @@ fn find_medium(b: &Boot, mut modules: Option<&mut modules::Modules>) -> Result<F
             }
             Err(report) => {
                 if !announced {
-                    println!(
+                    say!(
                         "finnix-init: waiting up to {} s for the Finnix medium...",
                         wait.as_secs()
                     );
@@ -259,18 +260,17 @@ fn copy_to_ram(b: &Boot, source: &str) -> Result<String, Failure> {
     )
     .map_err(|e| fail(step, format!("mount tmpfs on {TORAM_MNT}: {e}")))?;
     let dest = format!("{TORAM_MNT}/FINNIX");
-    print!(
+    console::write(&format!(
         "[*] Copying the root filesystem ({} MiB) to RAM...",
         size >> 20
-    );
-    let _ = std::io::stdout().flush();
+    ));
     let copied = (|| -> std::io::Result<u64> {
         let mut from = fs::File::open(source)?;
         let mut to = fs::File::create(&dest)?;
         std::io::copy(&mut from, &mut to)
     })()
     .map_err(|e| fail(step, format!("copy {source} to {dest}: {e}")))?;
-    println!(" done");
+    console::write(" done\n");
     b.say(format!("copied {copied} bytes to {dest}"));
     Ok(dest)
 }
@@ -454,20 +454,11 @@ fn switch_to_live(b: &Boot, source: &str) -> Result<Never, Failure> {
     ))
 }
 
-/// A busybox shell on the console; returns when it exits.
+/// A busybox shell on every console; returns when one exits.
 fn emergency_shell(message: &str) {
-    println!("{message}");
-    println!("Emergency shell (busybox). `reboot -f` or `poweroff -f` leave the machine.");
-    let _ = std::io::stdout().flush();
-    let status = Command::new("/bin/busybox")
-        .args(["setsid", "cttyhack", "/bin/sh"])
-        .env("PS1", "(finnix-initrd) # ")
-        .env("HOME", "/")
-        .status();
-    if status.is_err() {
-        // No shell at all: do not spin.
-        std::thread::sleep(Duration::from_secs(5));
-    }
+    say!("{message}");
+    say!("Emergency shell (busybox) on every console. `reboot -f` or `poweroff -f` leave the machine.");
+    console::shells("(finnix-initrd) # ");
     // A shell with no input (closed console) exits at once: do not spin.
     std::thread::sleep(Duration::from_secs(1));
 }

@@ -3,8 +3,8 @@
 use crate::cmdline::Params;
 
 /// Block device name prefixes worth scanning, in preference order: UML, Xen,
-/// virtio, CD-ROMs, SCSI/SATA/USB disks, NVMe.
-pub const PREFIXES: &[&str] = &["ubd", "xvd", "vd", "sr", "sd", "nvme"];
+/// virtio, CD-ROMs, SCSI/SATA/USB disks, NVMe, SD/MMC cards.
+pub const PREFIXES: &[&str] = &["ubd", "xvd", "vd", "sr", "sd", "nvme", "mmcblk"];
 
 /// What the first bytes of a device say it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -230,7 +230,9 @@ fn release() -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Every `modalias` under a /sys directory (symlinks not followed).
+/// Every device's modalias under a /sys directory (symlinks not followed):
+/// its `modalias` file, or the `MODALIAS=` of its `uevent` (some buses,
+/// MMC's for one, have only the latter: an SD card is `mmc:block`).
 fn walk_modaliases(dir: &str, depth: usize, out: &mut Vec<String>) {
     if depth > 24 {
         return;
@@ -250,8 +252,26 @@ fn walk_modaliases(dir: &str, depth: usize, out: &mut Vec<String>) {
                     out.push(text.to_string());
                 }
             }
+        } else if t.is_file() && e.file_name() == "uevent" {
+            if let Some(alias) = fs::read_to_string(&path)
+                .ok()
+                .as_deref()
+                .and_then(uevent_modalias)
+            {
+                out.push(alias);
+            }
         }
     }
+}
+
+/// The `MODALIAS=` line of a device's `uevent` file.
+pub fn uevent_modalias(uevent: &str) -> Option<String> {
+    uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("MODALIAS="))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
 }
 
 fn finit_module(path: &str) -> std::io::Result<()> {
@@ -306,6 +326,16 @@ alias pci:v*d*sv*sd*bc01sc06i01* ahci\n\
 alias scsi:t-0x05* sr_mod\n\
 alias scsi:t-0x04* sr_mod\n\
 alias hid:b*g0001v*p* hid_generic\n";
+
+    #[test]
+    fn a_uevent_gives_the_modalias_of_a_bus_without_the_attribute() {
+        assert_eq!(
+            uevent_modalias("DRIVER=\nMMC_TYPE=SD\nMMC_NAME=QEMU!\nMODALIAS=mmc:block\n")
+                .as_deref(),
+            Some("mmc:block")
+        );
+        assert_eq!(uevent_modalias("MAJOR=8\nDEVNAME=sda\n"), None);
+    }
 
     #[test]
     fn a_device_gets_its_module_after_the_dependencies() {

@@ -21,6 +21,32 @@ fn flush() {
     let _ = std::io::stdout().flush();
 }
 
+/// A boot or shutdown line on /dev/console (our stdout) and on every other
+/// console of the boot (`finnix_contract::consoles`): with the ISO's default
+/// entry the screen is /dev/console and a serial-only machine sees the
+/// lines on ttyS0.
+fn say(line: &str) {
+    println!("{line}");
+    flush();
+    let consoles = read(finnix_contract::consoles::PROC);
+    for dev in finnix_contract::consoles::mirrors(&consoles) {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&dev)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {
+        say(&format!($($arg)*))
+    };
+}
+
 /// What the initramfs wrote about this boot (/run/finnix/boot.env); absent
 /// in COW mode, which has no initramfs.
 pub fn boot_fact(key: &str) -> Option<String> {
@@ -200,6 +226,12 @@ fn start_dhcp(iface: &str) {
             "udhcpc",
             "-b",
             "-S",
+            // Three discovers 3 s apart, then 5 s before the next burst
+            // (busybox waits 20 s by default): a server that came up a
+            // moment after the link (a bridge port, a switch's STP) is
+            // found within seconds.
+            "-A",
+            "5",
             "-s",
             "/etc/udhcpc/default.script",
             "-i",
@@ -295,6 +327,7 @@ pub fn early() -> i32 {
             status = 1;
         }
     }
+    firmware_mounts();
     // COW mode boots an ext image without an initramfs: the kernel mounts
     // it read-only and Debian's checkroot.sh (gone: no fsck of a live
     // root) would remount it read-write.
@@ -322,6 +355,44 @@ pub fn early() -> i32 {
     }
     set_hostname();
     status
+}
+
+/// UEFI's variables (efibootmgr, the Secure Boot state) on machines that
+/// booted through UEFI, and securityfs (the lockdown state) where the
+/// kernel has it. efivarfs is a module of Debian's kernel: loaded here, and
+/// only on UEFI machines (on a BIOS machine it has nothing to show).
+fn firmware_mounts() {
+    let filesystems = |name: &str| {
+        read("/proc/filesystems")
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some(name))
+    };
+    let mounted = mount_points(&read("/proc/self/mounts"));
+    let is_mounted = |p: &str| mounted.iter().any(|m| m == p);
+    if filesystems("securityfs") && !is_mounted("/sys/kernel/security") {
+        if let Err(e) = mount(
+            "securityfs",
+            "/sys/kernel/security",
+            "securityfs",
+            NOSUID_NODEV_NOEXEC,
+            "",
+        ) {
+            eprintln!("finnix: cannot mount securityfs on /sys/kernel/security: {e}");
+        }
+    }
+    const EFIVARS: &str = "/sys/firmware/efi/efivars";
+    if !std::path::Path::new("/sys/firmware/efi").is_dir() || is_mounted(EFIVARS) {
+        return;
+    }
+    if !filesystems("efivarfs") && have("modprobe") {
+        let _ = Command::new("modprobe")
+            .args(["-q", "efivarfs"])
+            .stdin(Stdio::null())
+            .status();
+    }
+    if let Err(e) = mount("efivarfs", EFIVARS, "efivarfs", NOSUID_NODEV_NOEXEC, "") {
+        eprintln!("finnix: cannot mount efivarfs on {EFIVARS} (efibootmgr needs it): {e}");
+    }
 }
 
 /// Whether the root filesystem (its last mount on /) is mounted read-only.
@@ -393,18 +464,18 @@ pub fn start() -> i32 {
     let _ = fs::write("/proc/sys/kernel/printk", "4 4 1 7\n");
     let mode = mode();
     let (release, _version, machine) = uname();
-    println!("{}", sysinfo::welcome(mode));
-    println!("{}", ".".repeat(80));
-    println!("[*] Running Linux kernel {release} on {machine}");
+    say!("{}", sysinfo::welcome(mode));
+    say!("{}", ".".repeat(80));
+    say!("[*] Running Linux kernel {release} on {machine}");
     if let Some(host) = host_line(mode) {
-        println!("[*] Host: {host}");
+        say!("[*] Host: {host}");
     }
     set_hostname();
     make_identities();
 
     if !mode.is_guest() {
         let count = |dir: &str| fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
-        println!(
+        say!(
             "[*] Hardware: {} PCI devices, {} USB devices",
             count("/sys/bus/pci/devices"),
             fs::read_dir("/sys/bus/usb/devices")
@@ -428,21 +499,21 @@ pub fn start() -> i32 {
         let _ = fs::create_dir_all(dir);
     }
     match fs::write("/etc/fstab", fstab::render(&found)) {
-        Ok(()) => println!("[*] Scanning for partitions and creating /etc/fstab... done"),
-        Err(e) => println!("[*] Scanning for partitions and creating /etc/fstab... failed: {e}"),
+        Ok(()) => say!("[*] Scanning for partitions and creating /etc/fstab... done"),
+        Err(e) => say!("[*] Scanning for partitions and creating /etc/fstab... failed: {e}"),
     }
 
     for f in found.iter().filter(|f| f.fs == fsprobe::Fs::Swap) {
         let dev = format!("/dev/{}", f.name);
         match swapon(&dev) {
-            Ok(()) => println!("[*] Using swap partition {dev}"),
-            Err(e) => println!("[*] Not using swap partition {dev}: {e}"),
+            Ok(()) => say!("[*] Using swap partition {dev}"),
+            Err(e) => say!("[*] Not using swap partition {dev}: {e}"),
         }
     }
 
     let ifaces = network_interfaces();
     if !ifaces.is_empty() {
-        println!(
+        say!(
             "[*] Starting background DHCP request... {}",
             ifaces.join(" ")
         );
@@ -455,7 +526,7 @@ pub fn start() -> i32 {
     let version =
         sysinfo::release_field(&release_text, "VERSION").unwrap_or_else(|| "unknown".into());
     let packages = sysinfo::installed_packages(&read("/var/lib/dpkg/status"));
-    println!("[*] Finnix version {version} ready; {packages} packages available");
+    say!("[*] Finnix version {version} ready; {packages} packages available");
     flush();
     if mode.is_guest() {
         start_udev(true);
@@ -491,10 +562,10 @@ pub fn stop() -> i32 {
     while !killable().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("[*] Sent all processes the TERM signal...");
+    say!("[*] Sent all processes the TERM signal...");
     signal_all(libc::SIGKILL);
     std::thread::sleep(Duration::from_millis(200));
-    println!("[*] Sent all processes the KILL signal...");
+    say!("[*] Sent all processes the KILL signal...");
 
     let is_up = |i: &String| {
         let flags = read(&format!("/sys/class/net/{i}/flags"));
@@ -502,7 +573,7 @@ pub fn stop() -> i32 {
     };
     let ifaces: Vec<String> = network_interfaces().into_iter().filter(is_up).collect();
     if !ifaces.is_empty() {
-        println!("[*] Shutting down network device... {}", ifaces.join(" "));
+        say!("[*] Shutting down network device... {}", ifaces.join(" "));
         for i in &ifaces {
             link(i, false);
         }
@@ -517,21 +588,21 @@ pub fn stop() -> i32 {
             }
         }
     }
-    println!(
+    say!(
         "[*] Turning off swap.... {}",
         if swap_ok { "done" } else { "failed" }
     );
 
     let failed = unmount_all();
     if failed.is_empty() {
-        println!("[*] Unmounting remaining file systems... done");
+        say!("[*] Unmounting remaining file systems... done");
     } else {
-        println!(
+        say!(
             "[*] Unmounting remaining file systems... still busy: {}",
             failed.join(" ")
         );
     }
-    println!("[*] Shutting down...");
+    say!("[*] Shutting down...");
     flush();
     0
 }

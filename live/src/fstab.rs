@@ -11,11 +11,13 @@ pub struct Found {
 }
 
 /// Block devices that are never candidates: the live medium itself, loop
-/// and RAM devices, CD-ROMs (mounted by hand), device-mapper (made later).
+/// and RAM devices, CD-ROMs and floppy drives (removable: mounted by hand;
+/// reading an empty floppy drive is an I/O error on the console),
+/// device-mapper (made later).
 pub fn skip(name: &str, medium: Option<&str>) -> bool {
     let medium = medium.map(|m| m.trim_start_matches("/dev/"));
     medium == Some(name)
-        || ["loop", "ram", "zram", "sr", "dm-", "md"]
+        || ["loop", "ram", "zram", "sr", "fd", "dm-", "md"]
             .iter()
             .any(|p| name.starts_with(p))
 }
@@ -103,6 +105,7 @@ mod tests {
     fn skips_the_medium_and_virtual_devices() {
         assert!(skip("ubda", Some("/dev/ubda")));
         assert!(skip("loop0", None) && skip("sr0", None) && skip("ram0", None));
+        assert!(skip("fd0", None), "an empty floppy drive is never read");
         assert!(!skip("ubdb", Some("/dev/ubda")));
     }
 

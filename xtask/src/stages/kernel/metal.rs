@@ -59,6 +59,8 @@ pub struct Rules {
     pub load: Vec<String>,
     /// (pattern, line number)
     pub include: Vec<(String, usize)>,
+    /// (pattern, line number): taken out of what the includes match.
+    pub exclude: Vec<(String, usize)>,
 }
 
 pub fn parse_rules(text: &str, file: &str) -> Result<Rules, String> {
@@ -72,11 +74,12 @@ pub fn parse_rules(text: &str, file: &str) -> Result<Rules, String> {
         match (words.next(), words.next(), words.next()) {
             (Some("load"), Some(name), None) => rules.load.push(module_name(name)),
             (Some("include"), Some(path), None) => rules.include.push((path.into(), n + 1)),
+            (Some("exclude"), Some(path), None) => rules.exclude.push((path.into(), n + 1)),
             _ => {
                 return Err(format!(
-                    "{file}:{}: expected `load NAME` or `include PATH`, found {line:?}",
-                    n + 1
-                ))
+                "{file}:{}: expected `load NAME`, `include PATH` or `exclude PATH`, found {line:?}",
+                n + 1
+            ))
             }
         }
     }
@@ -143,6 +146,15 @@ pub fn select(
         if !matched {
             return Err(format!(
                 "{file}:{line}: `include {rule}` matches no module of this kernel"
+            ));
+        }
+    }
+    for (rule, line) in &rules.exclude {
+        let before = chosen.len();
+        chosen.retain(|m| !rule_matches(rule, m));
+        if chosen.len() == before {
+            return Err(format!(
+                "{file}:{line}: `exclude {rule}` takes out nothing an include takes"
             ));
         }
     }
@@ -370,6 +382,19 @@ kernel/drivers/hid/hid.ko:\n";
     fn selection_takes_dependencies_and_leaves_the_rest() {
         let r = rules("load isofs\ninclude kernel/drivers/ata/ahci.ko\ninclude kernel/drivers/scsi/*.ko\ninclude kernel/fs/isofs/\ninclude kernel/drivers/hid/hid-generic.ko # keyboard\n");
         let shipped = select(&r, &parse_dep(DEP), "r").unwrap();
+        // An exclude takes a module out; its dependency stays when another
+        // chosen module needs it.
+        let ex = rules("include kernel/drivers/ata/\ninclude kernel/drivers/scsi/\nexclude kernel/drivers/scsi/sr_mod.ko\n");
+        let some = select(&ex, &parse_dep(DEP), "r").unwrap();
+        assert!(!some.contains("kernel/drivers/scsi/sr_mod.ko"));
+        assert!(some.contains("kernel/drivers/scsi/scsi_mod.ko"));
+        let e = select(
+            &rules("include kernel/drivers/ata/\nexclude kernel/fs/isofs/\n"),
+            &parse_dep(DEP),
+            "r",
+        )
+        .unwrap_err();
+        assert!(e.contains("r:2") && e.contains("exclude"), "{e}");
         let want: BTreeSet<String> = [
             "kernel/drivers/ata/ahci.ko",
             "kernel/drivers/ata/libahci.ko",
@@ -424,5 +449,23 @@ kernel/drivers/hid/hid.ko:\n";
         for m in ["loop", "isofs", "squashfs", "overlay"] {
             assert!(r.load.iter().any(|l| l == m), "{m}");
         }
+        // Whole subsystems, not hand-picked drivers (issue: sym53c8xx and
+        // Fusion MPT were missing when only drivers/scsi/*.ko was taken).
+        for dir in [
+            "kernel/drivers/ata/",
+            "kernel/drivers/scsi/",
+            "kernel/drivers/message/fusion/",
+            "kernel/drivers/hv/",
+            "kernel/drivers/usb/host/",
+            "kernel/drivers/usb/storage/",
+            "kernel/drivers/mmc/",
+            "kernel/drivers/nvme/",
+            "kernel/drivers/firewire/",
+        ] {
+            assert!(r.include.iter().any(|(p, _)| p == dir), "{dir}");
+        }
+        // efivarfs is the live system's to mount (UEFI machines only): a
+        // BIOS boot must not report it as a module that failed to load.
+        assert!(!r.load.iter().any(|l| l == "efivarfs"));
     }
 }
