@@ -81,6 +81,10 @@ struct Spec {
     name: &'static str,
     /// It boots release files (the ISO, the tarballs, the domU kernel).
     needs_release: bool,
+    /// It boots the standard release whatever the profile under test: what
+    /// it checks lives only there (efibootmgr; Secure Boot of the release
+    /// users get).
+    standard: bool,
     /// UML (an ordinary process) rather than qemu.
     uml: bool,
     /// The console the root shell is on (its prompt names it).
@@ -96,19 +100,19 @@ struct Spec {
 /// line is built by [`command`]; its own checks are its hook in [`drive`].
 #[rustfmt::skip]
 const SPECS: [Spec; 13] = [
-    Spec { target: Target::UmlIso, name: "uml-iso", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
-    Spec { target: Target::UmlSquashroot, name: "uml-squashroot", needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
-    Spec { target: Target::UmlReadonly, name: "uml-readonly", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
-    Spec { target: Target::UmlFlow, name: "uml-flow", needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
-    Spec { target: Target::Toram, name: "toram", needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
-    Spec { target: Target::BiosCd, name: "bios-cd", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Isolinux },
-    Spec { target: Target::UefiCd, name: "uefi-cd", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
-    Spec { target: Target::UefiSecureboot, name: "uefi-secureboot", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
-    Spec { target: Target::UsbBios, name: "usb-bios", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Isolinux },
-    Spec { target: Target::UsbUefi, name: "usb-uefi", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Grub },
-    Spec { target: Target::XenPvh, name: "xen-pvh", needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/vda", loader: Loader::None },
-    Spec { target: Target::XenPv, name: "xen-pv", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/vda", loader: Loader::None },
-    Spec { target: Target::XenXl, name: "xen-xl", needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/xvda", loader: Loader::None },
+    Spec { target: Target::UmlIso, name: "uml-iso", standard: false, needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::UmlSquashroot, name: "uml-squashroot", standard: false, needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::UmlReadonly, name: "uml-readonly", standard: false, needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::UmlFlow, name: "uml-flow", standard: false, needs_release: false, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::Toram, name: "toram", standard: false, needs_release: true, uml: true, console: "tty0", mode: GuestMode::Uml, medium: "/dev/ubda", loader: Loader::None },
+    Spec { target: Target::BiosCd, name: "bios-cd", standard: false, needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Isolinux },
+    Spec { target: Target::UefiCd, name: "uefi-cd", standard: true, needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
+    Spec { target: Target::UefiSecureboot, name: "uefi-secureboot", standard: true, needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sr0", loader: Loader::Grub },
+    Spec { target: Target::UsbBios, name: "usb-bios", standard: false, needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Isolinux },
+    Spec { target: Target::UsbUefi, name: "usb-uefi", standard: false, needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/sda", loader: Loader::Grub },
+    Spec { target: Target::XenPvh, name: "xen-pvh", standard: false, needs_release: true, uml: false, console: "ttyS0", mode: GuestMode::Metal, medium: "/dev/vda", loader: Loader::None },
+    Spec { target: Target::XenPv, name: "xen-pv", standard: false, needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/vda", loader: Loader::None },
+    Spec { target: Target::XenXl, name: "xen-xl", standard: false, needs_release: true, uml: false, console: "hvc0", mode: GuestMode::Xen, medium: "/dev/xvda", loader: Loader::None },
 ];
 
 impl Target {
@@ -141,6 +145,11 @@ impl Target {
 
     pub fn needs_release(self) -> bool {
         self.spec().needs_release
+    }
+
+    /// It boots the standard release (`Inputs::standard`).
+    pub fn needs_standard(self) -> bool {
+        self.spec().standard
     }
 
     fn is_uml(self) -> bool {
@@ -191,6 +200,8 @@ pub struct Inputs {
     pub release: Option<ReleaseInputs>,
     /// The Xen host (dom0) for xen-xl, when a target needs it ([`prepare`]).
     pub xen_host: Option<crate::checks::xen_xl::Host>,
+    /// The standard release's ISO, for the targets that boot it.
+    pub standard_iso: Option<PathBuf>,
 }
 
 /// Release files, for the targets that boot them.
@@ -210,6 +221,17 @@ impl Inputs {
         self.release
             .as_ref()
             .context("this target needs the release files (the ISO, the tarballs)")
+    }
+
+    /// The ISO a target boots: the standard release's for those that need it.
+    fn iso(&self, target: Target) -> Result<&Path> {
+        if target.needs_standard() {
+            self.standard_iso
+                .as_deref()
+                .context("this target boots the standard release's ISO (Inputs::standard_iso)")
+        } else {
+            Ok(&self.release()?.iso)
+        }
     }
 
     fn expected_release(&self, target: Target) -> Result<&str> {
@@ -311,7 +333,7 @@ fn command(target: Target, inputs: &Inputs, dir: &Path, interactive: bool) -> Re
         Target::UmlSquashroot => uml_squashroot(inputs, dir, interactive),
         Target::UmlFlow => uml_flow(inputs, dir, interactive),
         Target::BiosCd => Ok(qemu::bios_cd(&inputs.release()?.iso)),
-        Target::UefiCd => uefi_cd(inputs),
+        Target::UefiCd => uefi_cd(inputs, dir),
         Target::UefiSecureboot => uefi_secureboot(inputs, dir),
         Target::UsbBios | Target::UsbUefi => usb_stick(target, inputs),
         Target::XenPvh => xen_pvh(inputs),
@@ -439,39 +461,47 @@ fn uml_flow(inputs: &Inputs, dir: &Path, interactive: bool) -> Result<Command> {
     Ok(c)
 }
 
-/// OVMF, the ISO as an IDE CD.
-fn uefi_cd(inputs: &Inputs) -> Result<Command> {
+/// OVMF (its 4 MiB build, variables in their own flash from a copy of the
+/// empty store, kept in `dir` for a second boot), the standard ISO as an
+/// IDE CD, and a blank disk for a boot repair (`efibootmgr --create`).
+fn uefi_cd(inputs: &Inputs, dir: &Path) -> Result<Command> {
+    let vars = dir.join("OVMF_VARS.fd");
+    if !vars.exists() {
+        fs::copy(qemu::OVMF_VARS, &vars)?;
+    }
+    let disk = dir.join("esp-disk.img");
+    if !disk.exists() {
+        fs::File::create(&disk)?.set_len(64 << 20)?;
+    }
     let mut c = qemu::command("q35", qemu::MIB);
-    c.args(["-bios", OVMF]).arg("-drive").arg(format!(
-        "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
-        inputs.release()?.iso.display()
-    ));
-    c.args(["-device", "ide-cd,drive=cd,bootindex=0"]);
+    qemu::pflash(&mut c, qemu::OVMF_CODE, &vars);
+    c.arg("-drive")
+        .arg(format!(
+            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
+            inputs.iso(Target::UefiCd)?.display()
+        ))
+        // No bootindex: with qemu's boot order OVMF keeps only the entries
+        // it names and deletes the others (a boot repair's among them). The
+        // firmware's own order finds the CD (the blank disk holds no loader).
+        .args(["-device", "ide-cd,drive=cd"])
+        .arg("-drive")
+        .arg(format!("file={},format=raw,if=virtio", disk.display()));
     Ok(c)
 }
 
 /// OVMF's Secure Boot build (SMM, so q35 with smm=on and a secure flash)
 /// with Microsoft's keys enrolled and Secure Boot on, from a copy of its
-/// variable store; the ISO as a CD.
+/// variable store; the standard ISO as a CD.
 fn uefi_secureboot(inputs: &Inputs, dir: &Path) -> Result<Command> {
     let vars = dir.join("OVMF_VARS.fd");
     fs::copy(qemu::OVMF_SECBOOT_VARS, &vars)?;
     let mut c = qemu::command("q35,smm=on", qemu::MIB);
-    c.args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-            qemu::OVMF_SECBOOT_CODE
-        ))
-        .arg("-drive")
-        .arg(format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            vars.display()
-        ))
-        .arg("-drive")
+    c.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+    qemu::pflash(&mut c, qemu::OVMF_SECBOOT_CODE, &vars);
+    c.arg("-drive")
         .arg(format!(
             "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
-            inputs.release()?.iso.display()
+            inputs.iso(Target::UefiSecureboot)?.display()
         ))
         .args(["-device", "ide-cd,drive=cd,bootindex=0"]);
     Ok(c)
@@ -585,10 +615,16 @@ pub fn interactive(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<()> {
 /// Boot non-interactively and check it: the ready banner, commands in the
 /// guest's shell, a clean shutdown.
 pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
-    let run = ctx.cache.temp_dir(&format!("boot-{}", target.name()))?;
+    check_named(ctx, target, inputs, target.name())
+}
+
+/// [`check`] with its console log named after `name` (a target booted twice
+/// with other inputs, side by side).
+pub fn check_named(ctx: &Ctx, target: Target, inputs: &Inputs, name: &str) -> Result<Report> {
+    let run = ctx.cache.temp_dir(&format!("boot-{name}"))?;
     let logs = ctx.logs();
     fs::create_dir_all(&logs)?;
-    let log = logs.join(format!("console-{}.log", target.name()));
+    let log = logs.join(format!("console-{name}.log"));
     if target == Target::XenXl {
         return crate::checks::xen_xl::check(ctx, inputs, xen_host(inputs)?, &log);
     }
@@ -601,6 +637,12 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
     let mut step = Step::Boot;
     match drive(&mut guest, target, inputs, &mut step) {
         Ok((banner_secs, shell_secs, mem_used_kib)) => {
+            let detail = if target == Target::UefiCd {
+                let entry = second_uefi_boot(ctx, inputs, run.path())?;
+                format!("second boot, same variables: {}", entry.trim())
+            } else {
+                String::new()
+            };
             if let (Some(before), Some(r)) = (iso_before, &inputs.release) {
                 let after = crate::support::cache::sha256_file(&r.iso)?;
                 ensure!(
@@ -614,7 +656,7 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
                 shell_secs,
                 mem_used_kib,
                 log,
-                detail: String::new(),
+                detail,
             })
         }
         Err(e) => {
@@ -637,6 +679,56 @@ pub fn check(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The trouble checks must see trouble: a UML boot (squashroot) in which a
+/// kernel warning is planted in the kernel's log (/dev/kmsg, below the
+/// console's level: only dmesg has it) and an oops-like line is printed on
+/// the console; each check must fail naming its line. Returns what each
+/// said.
+pub fn planted_trouble(ctx: &Ctx, inputs: &Inputs) -> Result<String> {
+    const WARNING: &str = "WARNING: CPU: 0 PID: 1 at finnix-planted-warning";
+    const OOPS: &str = "BUG: finnix-planted-oops";
+    let run = ctx.cache.temp_dir("check-trouble")?;
+    let log = ctx.logs().join("console-planted-trouble.log");
+    let cmd = command(Target::UmlSquashroot, inputs, run.path(), false)?;
+    let mut guest = Guest::start(cmd, &log)?;
+    let result = (|| -> Result<String> {
+        let start = Instant::now();
+        guest.boot_to_shell(
+            &inputs.version,
+            "tty0",
+            start,
+            Target::UmlSquashroot.timeout(),
+        )?;
+        guest.check_dmesg().context("dmesg of a clean boot")?;
+        guest
+            .check_trouble()
+            .context("the console of a clean boot")?;
+        guest.run(&format!("echo '<4>{WARNING}' > /dev/kmsg"), COMMAND_TIMEOUT)?;
+        let dmesg = match guest.check_dmesg() {
+            Ok(()) => bail!("a kernel warning in dmesg ({WARNING:?}) went unseen"),
+            Err(e) if format!("{e:#}").contains(WARNING) => format!("{e:#}"),
+            Err(e) => bail!("dmesg's check failed without naming the planted warning: {e:#}"),
+        };
+        guest.run(&format!("echo '<2>{OOPS}' > /dev/kmsg"), COMMAND_TIMEOUT)?;
+        let mut step = Step::Shutdown;
+        shutdown(&mut guest, Target::UmlSquashroot, &mut step)?;
+        let console = match guest.check_trouble() {
+            Ok(()) => bail!("an oops line on the console ({OOPS:?}) went unseen"),
+            Err(e) if format!("{e:#}").contains(OOPS) => format!("{e:#}"),
+            Err(e) => bail!("the console's check failed without naming the planted line: {e:#}"),
+        };
+        Ok(format!(
+            "{}\n{}",
+            dmesg.lines().last().unwrap_or(""),
+            console.lines().nth(1).unwrap_or("")
+        ))
+    })();
+    if result.is_err() {
+        guest.kill();
+    }
+    result
+}
+
 /// Lines that must appear in this order in `text`.
 pub fn in_order(text: &str, lines: &[&str]) -> Result<()> {
     let mut rest = text;
@@ -649,13 +741,18 @@ pub fn in_order(text: &str, lines: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Choose the serial-console entry of the boot menu with its hotkey.
-/// At isolinux's menu (SeaBIOS), choose the serial console entry.
-pub fn choose_isolinux_serial(guest: &mut Guest, timeout: Duration) -> Result<()> {
-    choose_serial_entry(guest, Loader::Isolinux, timeout)
+/// At isolinux's menu (SeaBIOS), take the default entry, as a user at a
+/// serial-only machine does.
+pub fn choose_isolinux_default(guest: &mut Guest, timeout: Duration) -> Result<()> {
+    choose_default_entry(guest, Loader::Isolinux, timeout)
 }
 
-fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> Result<()> {
+/// The boot menu's default entry (`console=ttyS0,115200 console=tty0`: the
+/// screen is /dev/console), with no hotkey: everything the initramfs and
+/// the live system say must reach the serial port all the same. Enter
+/// starts it at once; isolinux's own timeout would too, GRUB's countdown
+/// does not run under qemu's TCG (see the reference notes).
+fn choose_default_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> Result<()> {
     match loader {
         Loader::None => Ok(()),
         Loader::Isolinux | Loader::Grub => {
@@ -665,15 +762,9 @@ fn choose_serial_entry(guest: &mut Guest, loader: Loader, timeout: Duration) -> 
                     timeout.min(Duration::from_secs(240)),
                 )
                 .context("no boot menu on the serial port")?;
-            // (The hotkey letter is drawn in another colour: match after it.)
-            // Let the menu settle, then press the hotkey (and Enter, which
-            // isolinux wants after a hotkey moves the selection).
+            // Let the menu settle, then take the highlighted (default) entry.
             std::thread::sleep(Duration::from_millis(500));
-            guest.send("s")?;
-            if loader == Loader::Isolinux {
-                std::thread::sleep(Duration::from_millis(300));
-                guest.send("\r")?;
-            }
+            guest.send("\r")?;
             Ok(())
         }
     }
@@ -709,7 +800,7 @@ fn drive(
 ) -> Result<(f64, f64, u64)> {
     let start = Instant::now();
     let deadline = target.timeout();
-    choose_serial_entry(guest, target.loader(), deadline)?;
+    choose_default_entry(guest, target.loader(), deadline)?;
     let banner = format!("Finnix version {} ready;", inputs.version);
     let (banner_secs, shell_secs, boot_text) =
         guest.boot_to_shell(&inputs.version, target.console(), start, deadline)?;
@@ -723,11 +814,88 @@ fn drive(
         Target::UmlFlow => check_uml_flow(guest, &boot_text, &banner),
         Target::XenPv => check_xen_pv(guest, &boot_text),
         Target::UefiSecureboot => check_secure_boot(guest, &boot_text),
+        Target::UefiCd => check_boot_repair(guest),
         _ => Ok(()),
     }?;
     let used = memory_in_use(guest)?;
+    guest.check_dmesg()?;
     shutdown(guest, target, step)?;
+    guest.check_trouble()?;
     Ok((banner_secs, shell_secs, used))
+}
+
+/// The label of the boot entry uefi-cd makes, and looks for at its second boot.
+const REPAIR_LABEL: &str = "Finnix repair test";
+
+/// UEFI's variables as a rescue needs them: efivarfs mounted at boot,
+/// efibootmgr listing the firmware's Boot#### entries; then a boot repair:
+/// an EFI system partition on the blank disk and a boot entry for it made
+/// with `efibootmgr --create` (looked for again at the second boot).
+fn check_boot_repair(guest: &mut Guest) -> Result<()> {
+    let mounted = guest.run(
+        "grep -c ' /sys/firmware/efi/efivars efivarfs ' /proc/mounts",
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        mounted.trim() == "1",
+        "efivarfs is not mounted on /sys/firmware/efi/efivars after boot"
+    );
+    let (ok, list) = guest.run_status("efibootmgr", COMMAND_TIMEOUT)?;
+    ensure!(
+        ok && list.lines().any(|l| l.starts_with("Boot0")),
+        "efibootmgr lists no Boot#### entry:\n{list}"
+    );
+    let (ok, out) = guest.run_status(
+        &format!(
+            "sgdisk --clear --new=1:0:0 --typecode=1:ef00 /dev/vda >/dev/null && \
+             mkfs.vfat -n REPAIR /dev/vda1 >/dev/null && \
+             efibootmgr --create --disk /dev/vda --part 1 --label '{REPAIR_LABEL}' --loader '\\EFI\\BOOT\\BOOTX64.EFI'"
+        ),
+        COMMAND_TIMEOUT,
+    )?;
+    ensure!(
+        ok && out.contains(REPAIR_LABEL),
+        "efibootmgr --create did not make the entry:\n{out}"
+    );
+    Ok(())
+}
+
+/// uefi-cd's second boot, with the same variable store: the entry the
+/// first boot made is there (the firmware kept it).
+fn second_uefi_boot(ctx: &Ctx, inputs: &Inputs, run: &Path) -> Result<String> {
+    let log = ctx.logs().join("console-uefi-cd-second.log");
+    let cmd = uefi_cd(inputs, run)?;
+    let mut guest = Guest::start(cmd, &log)?;
+    let mut step = Step::Boot;
+    let r = (|| -> Result<String> {
+        let start = Instant::now();
+        choose_default_entry(&mut guest, Loader::Grub, Target::UefiCd.timeout())?;
+        guest.boot_to_shell(&inputs.version, "ttyS0", start, Target::UefiCd.timeout())?;
+        step = Step::Commands;
+        guest.check_dmesg()?;
+        let list = guest.run("efibootmgr", COMMAND_TIMEOUT)?;
+        let entry = list
+            .lines()
+            .find(|l| l.contains(REPAIR_LABEL))
+            .with_context(|| {
+                format!("the second boot's efibootmgr does not list {REPAIR_LABEL:?}:\n{list}")
+            })?
+            .to_string();
+        shutdown(&mut guest, Target::UefiCd, &mut step)?;
+        // The entry the first boot made names a loader its blank ESP does
+        // not hold: the firmware tries it first, says so, and takes the CD.
+        guest.check_trouble_allowing(&[format!("\"{REPAIR_LABEL}\" from HD(")])?;
+        Ok(entry)
+    })();
+    r.map_err(|e| {
+        guest.kill();
+        anyhow::anyhow!(
+            "uefi-cd, second boot on the same variable store: {e:#}\nat: {}; last console lines ({}):\n{}",
+            step.describe(),
+            ui::display_path(&log),
+            guest.tail(25)
+        )
+    })
 }
 
 /// Secure Boot, as the running kernel sees it: its own log line, the
@@ -745,9 +913,9 @@ fn check_secure_boot(guest: &mut Guest, boot_text: &str) -> Result<()> {
         log.contains("Kernel is locked down from EFI Secure Boot"),
         "the kernel is not locked down by Secure Boot (dmesg: {log:?})"
     );
+    // efivarfs and securityfs are the live system's to mount at boot.
     let var = guest.run(
-        "grep -q efivarfs /proc/mounts || mount -t efivarfs efivarfs /sys/firmware/efi/efivars; \
-         od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+        "od -An -tu1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
         COMMAND_TIMEOUT,
     )?;
     let bytes: Vec<&str> = var.split_whitespace().collect();
@@ -758,6 +926,16 @@ fn check_secure_boot(guest: &mut Guest, boot_text: &str) -> Result<()> {
     ensure!(
         !boot_text.contains("shim_lock") || !boot_text.contains("verification failed"),
         "GRUB reported a verification failure"
+    );
+    let lockdown = guest.run("cat /sys/kernel/security/lockdown", COMMAND_TIMEOUT)?;
+    ensure!(
+        lockdown.contains("[integrity]") || lockdown.contains("[confidentiality]"),
+        "/sys/kernel/security/lockdown does not show a lockdown: {lockdown:?}"
+    );
+    let (ok, list) = guest.run_status("efibootmgr", COMMAND_TIMEOUT)?;
+    ensure!(
+        ok && list.lines().any(|l| l.starts_with("Boot0")),
+        "efibootmgr lists no Boot#### entry under Secure Boot:\n{list}"
     );
     Ok(())
 }
@@ -1012,6 +1190,9 @@ impl crate::cli::Boot {
             let live = pipeline::live(ctx, &profile, pipeline::default_squashfs(ctx))?;
             pipeline::boot_inputs(ctx, &live)?
         };
+        if targets.iter().any(|t| t.needs_standard()) {
+            inputs.standard_iso = Some(pipeline::release(ctx, "standard")?.iso.image());
+        }
         prepare(ctx, &mut inputs, &targets)?;
         match (self.check, targets.as_slice()) {
             (false, [t]) => interactive(ctx, *t, &inputs),

@@ -7,8 +7,13 @@ use std::process::Command;
 /// Memory for qemu guests (hardware boots need more than UML's 64 MiB: the
 /// firmware, the boot loader, the kernel and initrd images in RAM).
 pub const MIB: u32 = 1024;
-/// OVMF (UEFI firmware), Debian package `ovmf`.
+/// OVMF (UEFI firmware), Debian package `ovmf`: the image with its own
+/// variables (volatile: a fresh store every boot).
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// OVMF's 4 MiB build as code and a variable store of its own (pflash):
+/// variables written by one boot are there at the next.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// OVMF's Secure Boot build (SMM: q35 with smm=on, a secure pflash) and
 /// its variable store with Microsoft's keys enrolled and Secure Boot on.
 pub const OVMF_SECBOOT_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
@@ -34,6 +39,20 @@ pub fn command(machine: &str, memory_mib: u32) -> Command {
             "-no-reboot",
         ]);
     c
+}
+
+/// UEFI firmware as flash: `code` read-only, `vars` (a copy of the
+/// build's store) written by the firmware and kept across boots.
+pub fn pflash(c: &mut Command, code: &str, vars: &Path) {
+    c.arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={code}"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ));
 }
 
 /// A PC with SeaBIOS booting `iso` as its CD.

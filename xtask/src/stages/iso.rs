@@ -26,7 +26,7 @@ use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::{package_version, tool_version, Ctx};
 use crate::support::ui::{self, Stage};
 
-const RECIPE: u32 = 2;
+const RECIPE: u32 = 3;
 const ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 const ISOHYBRID_MBR: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
 const SYSLINUX_MODULES: &str = "/usr/lib/syslinux/modules/bios";
@@ -88,6 +88,12 @@ fn fill(template: &str, ctx: &Ctx) -> String {
     template
         .replace("@NAME@", &d.name)
         .replace("@VERSION@", &d.version)
+        .replace("@ID_FILE@", &id_file(ctx))
+}
+
+/// The ISO's identity file, which the boot loaders search for.
+pub fn id_file(ctx: &Ctx) -> String {
+    format!("/FINNIX/finnix-{}.id", ctx.config.distribution.version)
 }
 
 pub fn build(
@@ -199,6 +205,12 @@ fn stage_tree(
         &root.join(".disk/info"),
         &format!("{} {} live rescue system\n", d.name, d.version),
     )?;
+    // What grub.cfg searches for: a small file naming this release (GRUB's
+    // `search --file` gave "no such device" for the 330 MiB squashfs).
+    write(
+        &root.join(id_file(ctx).trim_start_matches('/')),
+        &format!("{} {}\n", d.name, d.version),
+    )?;
     put(&root.join("isolinux/isolinux.bin"), Path::new(ISOLINUX_BIN))?;
     for f in SYSLINUX_FILES {
         put(
@@ -269,6 +281,29 @@ fn efi_image(ctx: &Ctx, s: &Stage, efi: &[Deb], work: &Path, esp: &Path) -> Resu
             .env("TZ", "UTC"),
         )?;
     }
+    // Debian's removable-media GRUB looks for its configuration in
+    // `boot/grub/` of the device it started from (the ESP, on a USB stick)
+    // and reports "file `/boot/' not found" when there is none: this one
+    // finds the medium by its identity file and takes its grub.cfg.
+    let cfg = work.join("esp-grub.cfg");
+    fs::write(
+        &cfg,
+        format!(
+            "search --no-floppy --file --set=root {id}\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n",
+            id = id_file(ctx)
+        ),
+    )?;
+    crate::support::fsutil::set_times(&cfg, ctx.epoch.global)?;
+    s.run(
+        crate::cmd!("mmd", "-i", esp, "::/boot", "::/boot/grub")
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .env("TZ", "UTC"),
+    )?;
+    s.run(
+        crate::cmd!("mcopy", "-m", "-i", esp, &cfg, "::/boot/grub/grub.cfg")
+            .env("SOURCE_DATE_EPOCH", &epoch)
+            .env("TZ", "UTC"),
+    )?;
     Ok(())
 }
 
