@@ -93,6 +93,10 @@ pub enum Command {
     /// Finnix (standard profile by default) in UML and from the ISO in qemu
     /// (virtio-blk, SATA); a table of scenario by mode.
     CheckRescue(CheckRescue),
+    /// The hardware matrix (configs/hardware/matrix.toml): the ISO booted
+    /// behind each storage controller qemu emulates (mini), a DHCP lease on
+    /// each network card (standard), side by side; a table.
+    CheckHardware(CheckHardware),
     /// Build every artifact twice from scratch (different paths, time zone,
     /// locale, umask, host name, user, file order, time) and compare them bit
     /// for bit; or rebuild and compare with a published release (--against).
@@ -213,6 +217,13 @@ pub struct CheckRescue {
 }
 
 #[derive(Args)]
+pub struct CheckHardware {
+    /// Only these rows (repeatable; default: all).
+    #[arg(long)]
+    pub only: Vec<String>,
+}
+
+#[derive(Args)]
 pub struct SourceJob {
     #[arg(long)]
     pub profile: Option<String>,
@@ -326,6 +337,13 @@ pub struct Test {
     /// Only the unit tests (no kernels, no boots).
     #[arg(long)]
     pub unit_only: bool,
+    /// List the suite's parts and what each checks.
+    #[arg(long)]
+    pub list: bool,
+    /// Only these parts (repeatable; `boot` and `rescue` take all of theirs).
+    /// What they need is built first.
+    #[arg(long)]
+    pub only: Vec<String>,
 }
 
 #[derive(Args)]

@@ -8,6 +8,7 @@ pub mod cow;
 pub mod create;
 pub mod debian_root;
 pub mod fresh;
+pub mod hardware;
 pub mod repro;
 pub mod rescue;
 pub mod snapshot;

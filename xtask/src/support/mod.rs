@@ -12,6 +12,7 @@ pub mod date;
 pub mod fsutil;
 pub mod gpg;
 pub mod lock;
+pub mod parallel;
 pub mod prereq;
 pub mod rustbin;
 pub mod ui;
