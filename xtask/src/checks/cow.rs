@@ -139,13 +139,14 @@ fn boot_uml(
 
 /// Shut a guest down from its shell; UML must exit 0.
 fn shutdown(g: &mut Guest) -> Result<()> {
+    g.check_dmesg()?;
     g.send("if command -v shutdown >/dev/null; then shutdown -h now; else poweroff; fi\n")?;
     let status = g.wait(Duration::from_secs(180))?;
     ensure!(
         status.success(),
         "UML exited with {status} after shutting down"
     );
-    Ok(())
+    g.check_trouble()
 }
 
 /// The spec's manual recipe, run from a live Finnix (UML, squashroot): mount

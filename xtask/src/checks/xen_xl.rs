@@ -414,7 +414,9 @@ impl Dom0 {
             status.success(),
             "qemu exited with {status} after dom0's poweroff"
         );
-        Ok(())
+        // dom0's console carries its own boot and its guests' consoles:
+        // kernel trouble of any of them fails.
+        self.g.check_kernel_trouble()
     }
 }
 

@@ -22,6 +22,124 @@ pub const BOOT_FAILURES: &[&str] = &[
     "Triple fault - invoking HVM shutdown action",
 ];
 
+/// Kernel trouble, looked for in everything a guest prints for the whole
+/// session (the boot, the checks' commands, the shutdown): any of these
+/// fails the check that drove the console, shown with its context. The
+/// kernel's own wording: an oops, `BUG()`, `WARN()` ("WARNING: CPU: n PID:
+/// m at ..."), a stack dump, a fault, a process killed by a signal the
+/// kernel reports (`segfault at`, "traps:"), a panic, the OOM killer, a
+/// hung task.
+pub const KERNEL_TROUBLE: &[&str] = &[
+    "Oops:",
+    "BUG:",
+    "kernel BUG at",
+    "WARNING: CPU:",
+    "WARNING: at ",
+    "Call Trace:",
+    "general protection fault",
+    "Unable to handle kernel",
+    "invalid opcode:",
+    "segfault at ",
+    "traps: ",
+    "Kernel panic",
+    "Out of memory: Killed process",
+    "blocked for more than",
+];
+
+/// Words that read as an error, looked for in a boot's text up to the root
+/// shell's prompt: a clean boot says none of them. (After the prompt the
+/// checks' own commands print errors on purpose: a write to a read-only
+/// disk, a wrong passphrase.)
+pub const BOOT_ERRORS: &[&str] = &[
+    "error",
+    "Error",
+    "ERROR",
+    "failed",
+    "Failed",
+    "FAILED",
+    "[FAIL]",
+    "cannot",
+    "Cannot",
+    "No such device",
+    "not found",
+];
+
+/// Lines that match the lists above and are understood: (text of the line,
+/// why it is not trouble). Only what was seen, explained, and not fixable
+/// here belongs in this list.
+pub const ALLOWED: &[(&str, &str)] = &[
+    (
+        "(XEN) Std. Loglevel: Errors and warnings",
+        "Xen's boot banner naming its log levels",
+    ),
+    (
+        "(XEN) Guest Loglevel: Nothing (Rate-limited: Errors and warnings)",
+        "Xen's boot banner naming its log levels",
+    ),
+    (
+        "PM-Timer failed consistency check",
+        "a Xen dom0 under qemu reads the ACPI PM timer as 0xffffff (Xen keeps the port); the kernel declines that clock source and uses Xen's",
+    ),
+    (
+        "tsc: Fast TSC calibration failed",
+        "under qemu without KVM the PIT-based fast calibration can miss its window on a busy host (it comes and goes with load); the kernel then calibrates the TSC the slow way",
+    ),
+];
+
+/// The lines of `text` that are trouble: every line holding a
+/// [`KERNEL_TROUBLE`] pattern, and up to `boot_end` (a byte offset: the
+/// prompt) every line holding a [`BOOT_ERRORS`] word; minus [`ALLOWED`].
+/// Each with the two lines before and after it.
+pub fn trouble(text: &str, boot_end: usize) -> Vec<String> {
+    let lines: Vec<(usize, &str)> = {
+        let mut at = 0;
+        text.split('\n')
+            .map(|l| {
+                let start = at;
+                at += l.len() + 1;
+                (start, l.trim_end_matches('\r'))
+            })
+            .collect()
+    };
+    let mut found = Vec::new();
+    for (i, (start, line)) in lines.iter().enumerate() {
+        let kernel = KERNEL_TROUBLE.iter().any(|p| line.contains(p));
+        // A line of the boot ends before the prompt does (the prompt's own
+        // line carries the first command typed).
+        let boot = *start + line.len() <= boot_end && BOOT_ERRORS.iter().any(|w| line.contains(w));
+        if !(kernel || boot) || ALLOWED.iter().any(|(a, _)| line.contains(a)) {
+            continue;
+        }
+        let from = i.saturating_sub(2);
+        let to = (i + 3).min(lines.len());
+        let context: Vec<String> = lines[from..to]
+            .iter()
+            .enumerate()
+            .map(|(k, (_, l))| format!("{} {l}", if from + k == i { ">" } else { " " }))
+            .collect();
+        found.push(context.join("\n"));
+    }
+    found
+}
+
+fn fail_on_trouble(found: Vec<String>) -> Result<()> {
+    if found.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the console shows {} line(s) of trouble (guest/console.rs: KERNEL_TROUBLE, BOOT_ERRORS; ALLOWED explains the exceptions):\n{}",
+        found.len(),
+        found.join("\n--\n")
+    )
+}
+
+/// A console log written by someone else (a screen session's): kernel
+/// trouble anywhere, error words up to the first `prompt`.
+pub fn check_log_trouble(text: &str, prompt: &str) -> Result<()> {
+    let boot_end = text.find(prompt).unwrap_or(0);
+    fail_on_trouble(trouble(text, boot_end))
+}
+
 struct Shared {
     output: Vec<u8>,
     closed: bool,
@@ -40,6 +158,8 @@ pub struct Guest {
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// How far `expect` has consumed the output.
     cursor: usize,
+    /// Where the boot ended (the root shell's prompt), for [`trouble`].
+    boot_end: usize,
 }
 
 impl Guest {
@@ -55,12 +175,24 @@ impl Guest {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {:?}", cmd.get_program()))?;
+            .stderr(Stdio::piped());
+        // ETXTBSY: a program just written (the unpacked UML kernel) is still
+        // open for writing in a child another thread forked before its exec
+        // (guests start side by side): that child lets go at its exec.
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => {
+                    break other.with_context(|| format!("cannot start {:?}", cmd.get_program()))?
+                }
+            }
+        };
         let shared = Arc::new((
             Mutex::new(Shared {
                 output: Vec::new(),
@@ -118,6 +250,7 @@ impl Guest {
             shared,
             stop: Default::default(),
             cursor: 0,
+            boot_end: 0,
         })
     }
 
@@ -166,6 +299,7 @@ impl Guest {
             shared,
             stop,
             cursor: 0,
+            boot_end: 0,
         })
     }
 
@@ -260,9 +394,45 @@ impl Guest {
                 .context("no root shell prompt after the banner")?,
         );
         let shell_secs = start.elapsed().as_secs_f64();
+        self.boot_end = self.cursor;
         // Let the console quiet down (late kernel or service messages).
         std::thread::sleep(Duration::from_millis(300));
         Ok((banner_secs, shell_secs, text))
+    }
+
+    /// Fail on kernel trouble anywhere in the session so far, and on an
+    /// error-looking line of the boot ([`trouble`]).
+    pub fn check_trouble(&self) -> Result<()> {
+        fail_on_trouble(trouble(&self.output(), self.boot_end))
+    }
+
+    /// [`Guest::check_trouble`], also allowing `allowed` lines: what one
+    /// machine's emulation is known to print (each with its reason, kept
+    /// with the machine's data).
+    pub fn check_trouble_allowing(&self, allowed: &[String]) -> Result<()> {
+        let found = trouble(&self.output(), self.boot_end)
+            .into_iter()
+            .filter(|context| {
+                let line = context.lines().find(|l| l.starts_with('>')).unwrap_or("");
+                !allowed.iter().any(|a| line.contains(a.as_str()))
+            })
+            .collect();
+        fail_on_trouble(found)
+    }
+
+    /// The kernel's own log (`dmesg`, run in the guest's shell), scanned for
+    /// kernel trouble: a running Finnix shows only errors on its console
+    /// (printk 4), so a warning or a segfault report is found only there.
+    pub fn check_dmesg(&mut self) -> Result<()> {
+        let log = self.run("dmesg", Duration::from_secs(120))?;
+        fail_on_trouble(trouble(&log, 0)).context("the guest's dmesg")
+    }
+
+    /// Kernel trouble only (a console that carries more than one system's
+    /// boot, like Xen's dom0 with its guests: their error words are not a
+    /// boot of ours).
+    pub fn check_kernel_trouble(&self) -> Result<()> {
+        fail_on_trouble(trouble(&self.output(), 0))
     }
 
     /// Everything the guest printed so far.
@@ -431,6 +601,43 @@ mod tests {
             .unwrap()
             .contains("ready banner"));
         std::fs::remove_file(&log).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod trouble_tests {
+    use super::trouble;
+
+    #[test]
+    fn an_oops_anywhere_and_an_error_in_the_boot_are_trouble() {
+        let boot = "Linux version 6.1\n[    1.0] loop: module loaded\nFinnix version 1 ready; 3 packages available\nroot@ttyS0:~# ";
+        assert!(trouble(boot, boot.len()).is_empty());
+        // A planted oops after the prompt: kernel trouble is looked for
+        // in the whole session.
+        let oops = format!("{boot}dd if=/dev/zero of=/dev/sda\n[   9.1] BUG: kernel NULL pointer dereference, address: 0\n[   9.1] Oops: 0000 [#1] SMP\nmore\n");
+        let t = trouble(&oops, boot.len());
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(
+            t[0].contains("> [   9.1] BUG: kernel NULL") && t[0].contains("# dd if=/dev/zero"),
+            "{}",
+            t[0]
+        );
+        // An error word counts in the boot, not in a command's output.
+        let failed = "Starting foo... failed!\nroot@tty0:~# ";
+        assert_eq!(trouble(failed, failed.len()).len(), 1);
+        let later = "root@tty0:~# dd: Read-only file system error\n";
+        assert!(trouble(later, 13).is_empty());
+        // An allowed line is not trouble.
+        let tsc = "[ 0.0] tsc: Fast TSC calibration failed\nroot@ttyS0:~# ";
+        assert!(trouble(tsc, tsc.len()).is_empty());
+        assert_eq!(
+            trouble(
+                "modules that failed to load: efivarfs: No such device\n",
+                100
+            )
+            .len(),
+            1
+        );
     }
 }
 
