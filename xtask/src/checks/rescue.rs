@@ -29,12 +29,14 @@ use crate::support::ui::{self, Outcome, Stage};
 pub const SCENARIOS: &str = "configs/rescue/scenarios.toml";
 const PREPARE_PACKAGES: &str = "configs/rescue/prepare.packages";
 const ROOT_RECIPE: u32 = 1;
-const DISKS_RECIPE: u32 = 1;
+/// 2: every disk has a payload of its own (`payload-<scenario>`).
+const DISKS_RECIPE: u32 = 2;
 /// Disks given to one Xen guest at a time (xen-xl mode).
 const XEN_DISKS_PER_GUEST: usize = 5;
 /// UML has 16 ubd devices; ubda is the medium.
 pub const MAX_DISKS: usize = 15;
-/// The payload every filesystem carries: this many random bytes.
+/// The payload each disk's filesystem carries (its own: read from another
+/// disk, it gives another sha256): this many random bytes.
 const PAYLOAD_BYTES: usize = 1 << 20;
 /// The scripts' mount point ($MNT).
 const MNT: &str = "/mnt";
@@ -170,6 +172,19 @@ impl Mode {
         Mode::XenXl,
     ];
 
+    /// Console lines the mode's emulated controller makes the kernel print
+    /// that read as errors and are not.
+    pub fn allowed(self) -> Vec<String> {
+        match self {
+            // qemu's MegaRAID emulation answers each disk's first TEST UNIT
+            // READY with CHECK CONDITION (internal target failure); the
+            // kernel retries and reads the disk (as the hardware matrix
+            // records for its megasas rows).
+            Mode::IsoMegasas => vec!["Sense Key : Hardware Error [current]".into()],
+            _ => vec![],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Uml => "uml",
@@ -273,9 +288,16 @@ pub fn guest_line(script: &str, disk: &str, part: &str, payload: Option<&str>) -
     )
 }
 
-/// Whether a scenario's run did what it must: its exit status, the
-/// payload's sha256 as often as asked and no other digest, the lines.
-pub fn judge(s: &Scenario, code: i32, output: &str, payload_sha: &str) -> Result<(), String> {
+/// Whether a scenario's run did what it must: its exit status, its own
+/// disk's payload's sha256 as often as asked and no other digest (another
+/// disk's payload is named: the wrong disk was read), the lines.
+pub fn judge(
+    s: &Scenario,
+    code: i32,
+    output: &str,
+    payloads: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let payload_sha = payloads.get(&s.name).map(String::as_str).unwrap_or("");
     if s.fails_with.is_some() || s.exit_status.is_some() {
         if code == 0 {
             return Err("succeeded, but must fail (bad input)".into());
@@ -299,8 +321,13 @@ pub fn judge(s: &Scenario, code: i32, output: &str, payload_sha: &str) -> Result
         .filter(|w| w.len() == 64 && w.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect();
     if let Some(other) = digests.iter().find(|d| **d != payload_sha) {
+        let whose = payloads
+            .iter()
+            .find(|(_, sha)| sha.as_str() == *other)
+            .map(|(name, _)| format!(" (the payload of disk {name}: the wrong disk was read)"))
+            .unwrap_or_default();
         return Err(format!(
-            "read back data with sha256 {other}, the payload's is {payload_sha}"
+            "read back data with sha256 {other}{whose}, this disk's payload's is {payload_sha}"
         ));
     }
     if digests.len() != s.payload {
@@ -335,13 +362,19 @@ fn prepare_root(ctx: &Ctx) -> Result<(PathBuf, crate::support::cache::Key)> {
 /// The disks made by the upstream tools, with the payload they carry.
 pub struct Disks {
     pub dir: PathBuf,
-    pub payload_sha: String,
+    /// Scenario name → the sha256 of its disk's payload.
+    pub payloads: std::collections::BTreeMap<String, String>,
 }
 
 impl Disks {
     fn image(&self, s: &Scenario) -> PathBuf {
         self.dir.join(format!("{}.img", s.name))
     }
+}
+
+/// A scenario's payload file in the disks' entry.
+fn payload_name(sc: &Scenario) -> String {
+    format!("payload-{}", sc.name)
 }
 
 /// The preparation boot (cached): the Debian root on hostfs, read-only,
@@ -370,10 +403,13 @@ fn prepare_disks(
         .key("UML kernel", &uml.key)
         .finish();
     let open = |entry: PathBuf, _| {
-        let payload_sha = sha256_file(&entry.join("payload"))?;
+        let mut payloads = std::collections::BTreeMap::new();
+        for sc in scenarios {
+            payloads.insert(sc.name.clone(), sha256_file(&entry.join(payload_name(sc)))?);
+        }
         Ok(Disks {
             dir: entry,
-            payload_sha,
+            payloads,
         })
     };
     ui::stage(
@@ -412,9 +448,11 @@ fn prepare_boot(
     scenarios: &[Scenario],
     out: &Path,
 ) -> Result<()> {
-    let mut payload = vec![0u8; PAYLOAD_BYTES];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut payload)?;
-    fs::write(out.join("payload"), &payload)?;
+    for sc in scenarios {
+        let mut payload = vec![0u8; PAYLOAD_BYTES];
+        std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut payload)?;
+        fs::write(out.join(payload_name(sc)), &payload)?;
+    }
     let mut args = vec![
         format!("mem={UML_MIB}M"),
         "root=/dev/root".to_string(),
@@ -457,7 +495,7 @@ fn prepare_boot(
                 &sc.prepare,
                 &disk,
                 &format!("{disk}1"),
-                Some(&format!("{PREP_WORK}/payload")),
+                Some(&format!("{PREP_WORK}/{}", payload_name(sc))),
             );
             let (ok, text) = g.run_status(&line, SCRIPT_TIMEOUT)?;
             s.note(format!("--- prepare {}:\n{text}", sc.name));
@@ -518,6 +556,17 @@ fn run_mode(
         s.run(crate::cmd!("cp", "--sparse=always", disks.image(sc), &copy))?;
         copies.push(copy);
     }
+    let mut attached = copies.clone();
+    if mode == PLANTED_MODE {
+        // One more copy of the planted-on disk, for the planted write.
+        let on = scenarios
+            .iter()
+            .find(|sc| sc.name == PLANTED_ON)
+            .context("planted scenario")?;
+        let copy = work.path().join("planted.img");
+        s.run(crate::cmd!("cp", "--sparse=always", disks.image(on), &copy))?;
+        attached.push(copy);
+    }
     if mode == Mode::XenXl {
         return run_xen(ctx, s, inputs, disks, scenarios, copies, work.path());
     }
@@ -540,7 +589,7 @@ fn run_mode(
             args.push("uml".to_string());
             crate::guest::uml::command(&top, work.path(), &args, false)?
         }
-        _ => qemu_command(mode, &release.iso, &copies),
+        _ => qemu_command(mode, &release.iso, &attached),
     };
     let log = ctx
         .logs()
@@ -550,16 +599,32 @@ fn run_mode(
     let cells = boot(&mut g, s, mode, &inputs.version)
         .and_then(|()| dhcp(&mut g, s, mode))
         .and_then(|()| run_scenarios(&mut g, s, mode, disks, scenarios));
-    let exited = match cells {
-        Ok(_) => {
-            g.send("shutdown -h now\n").ok();
-            g.wait(Duration::from_secs(300)).map(|_| ())
+    // The planted faults, in one mode: the checks must catch them.
+    let planted_copy = (mode == PLANTED_MODE)
+        .then(|| attached.last().cloned())
+        .flatten();
+    let cells = cells.and_then(|c| {
+        if mode == PLANTED_MODE {
+            planted(&mut g, s, mode, disks, scenarios)?;
         }
+        g.check_dmesg()?;
+        Ok(c)
+    });
+    // A guest that does not power off after `shutdown -h now` is a failure:
+    // its filesystems may not be cleanly unmounted.
+    let after = match &cells {
+        Ok(_) => g
+            .send("shutdown -h now\n")
+            .and_then(|()| {
+                g.wait(Duration::from_secs(300))
+                    .context("the guest did not power off after shutdown -h now")
+            })
+            .and_then(|_| g.check_trouble_allowing(&mode.allowed())),
         Err(_) => Ok(()),
     };
     let state = g.process_state();
     g.kill();
-    let mut cells = match cells {
+    let mut cells = match cells.and_then(|c| after.map(|()| c)) {
         Ok(c) => c,
         Err(e) => bail!(
             "{}: {e:#}\nthe guest process: {state}\nconsole {}:\n{}",
@@ -568,14 +633,115 @@ fn run_mode(
             g.tail(25)
         ),
     };
-    if let Err(e) = exited {
-        s.warn(format!(
-            "{}: the guest did not exit after shutdown -h now: {e}",
-            mode.name()
-        ));
-    }
     unchanged(&mut cells, disks, scenarios, &copies)?;
+    if let Some(copy) = planted_copy {
+        planted_write_caught(disks, scenarios, &copy)?;
+        s.note("planted: a write to a disk declared unchanged was caught");
+    }
     Ok(cells)
+}
+
+/// The mode that also runs the planted faults (qemu: room for one more disk).
+const PLANTED_MODE: Mode = Mode::IsoVirtio;
+/// The scenario whose disk the planted faults use (read-only, XFS), and the
+/// other XFS disk the wrong-disk fault reads instead.
+const PLANTED_ON: &str = "xfs";
+const PLANTED_WRONG: &str = "xfs-repair";
+
+/// Faults planted in a real rescue session, which the judging must catch:
+/// the xfs scenario's rescue run on the other XFS disk (its payload is not
+/// this disk's: "the wrong disk was read"), and a write into a copy of the
+/// xfs disk (the last disk of this mode), which [`planted_write_caught`]
+/// must find changed.
+fn planted(
+    g: &mut Guest,
+    s: &mut Stage,
+    mode: Mode,
+    disks: &Disks,
+    scenarios: &[Scenario],
+) -> Result<()> {
+    let index = |name: &str| {
+        scenarios
+            .iter()
+            .position(|sc| sc.name == name)
+            .with_context(|| format!("the planted faults need scenario {name}"))
+    };
+    let on = &scenarios[index(PLANTED_ON)?];
+    let (wrong_disk, wrong_part) = mode.disk(index(PLANTED_WRONG)?);
+    let (code, text) = g.run_code(
+        &guest_line(&on.rescue, &wrong_disk, &wrong_part, None),
+        SCRIPT_TIMEOUT,
+    )?;
+    s.note(format!(
+        "--- planted: {PLANTED_ON}'s rescue on {wrong_disk}:\n{text}"
+    ));
+    match judge(on, code, &text, &disks.payloads) {
+        Err(e) if e.contains(&format!("payload of disk {PLANTED_WRONG}")) => {}
+        other => bail!(
+            "planted fault not caught: {PLANTED_ON}'s rescue read {PLANTED_WRONG}'s disk and was judged {other:?}"
+        ),
+    }
+    let (disk, _) = mode.disk(scenarios.len());
+    let (ok, text) = g.run_status(
+        &format!("printf planted | dd of={disk} bs=1 seek=4096 conv=notrunc,fsync"),
+        SCRIPT_TIMEOUT,
+    )?;
+    ensure!(ok, "the planted write to {disk} failed:\n{text}");
+    Ok(())
+}
+
+/// The planted write must show as a change of the disk, exactly as
+/// [`unchanged`] judges a read-only scenario's disk.
+fn planted_write_caught(disks: &Disks, scenarios: &[Scenario], copy: &Path) -> Result<()> {
+    let on = scenarios
+        .iter()
+        .find(|sc| sc.name == PLANTED_ON)
+        .context("planted scenario")?;
+    let mut cells = vec![Cell {
+        result: Ok(()),
+        secs: 0.0,
+    }];
+    unchanged(
+        &mut cells,
+        disks,
+        std::slice::from_ref(on),
+        &[copy.to_path_buf()],
+    )?;
+    match &cells[0].result {
+        Err(e) if e.contains("the disk image changed") => Ok(()),
+        other => {
+            bail!("planted fault not caught: a write to the {PLANTED_ON} disk was judged {other:?}")
+        }
+    }
+}
+
+/// Which 4 KiB blocks of two images differ: a count and the first few
+/// offsets (where a write went tells who wrote it).
+fn changed_blocks(a: &Path, b: &Path) -> Result<String> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (fs::File::open(a)?, fs::File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut offsets = Vec::new();
+    let mut count = 0u64;
+    let mut at = 0u64;
+    loop {
+        let na = fa.read(&mut ba)?;
+        let nb = fb.read(&mut bb)?;
+        if na == 0 && nb == 0 {
+            break;
+        }
+        if ba[..na] != bb[..nb] {
+            count += 1;
+            if offsets.len() < 6 {
+                offsets.push(format!("{at:#x}"));
+            }
+        }
+        at += na.max(nb) as u64;
+    }
+    Ok(format!(
+        "{count} block(s) of 4 KiB differ, first at {}",
+        offsets.join(", ")
+    ))
 }
 
 /// Bad input must leave its disk as it was.
@@ -591,7 +757,8 @@ fn unchanged(
             let after = sha256_file(&copies[i])?;
             if before != after {
                 cells[i].result = Err(format!(
-                    "the disk image changed: sha256 {before} before, {after} after"
+                    "the disk image changed: sha256 {before} before, {after} after ({})",
+                    changed_blocks(&disks.image(sc), &copies[i]).unwrap_or_else(|e| e.to_string())
                 ));
             }
         }
@@ -741,7 +908,7 @@ fn boot(g: &mut Guest, s: &mut Stage, mode: Mode, version: &str) -> Result<()> {
     let console = if mode == Mode::Uml {
         "tty0"
     } else {
-        crate::checks::boot::choose_isolinux_serial(g, BOOT_TIMEOUT)?;
+        crate::checks::boot::choose_isolinux_default(g, BOOT_TIMEOUT)?;
         "ttyS0"
     };
     let (banner, _, _) = g.boot_to_shell(version, console, start, BOOT_TIMEOUT)?;
@@ -816,7 +983,7 @@ fn run_scenarios(
             mode.name(),
             sc.name
         ));
-        let result = judge(sc, code, &text, &disks.payload_sha).map_err(|e| {
+        let result = judge(sc, code, &text, &disks.payloads).map_err(|e| {
             let tail: Vec<&str> = text.lines().collect();
             format!(
                 "{e}\n      {}",
@@ -848,6 +1015,12 @@ pub fn table(scenarios: &[Scenario], modes: &[Mode], cells: &[Vec<Cell>]) -> Str
 }
 
 /// check-rescue on a release: the disks (cached), then each mode.
+/// The rescue disks (a cached stage), made before parts that use them run.
+pub fn prepare(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<()> {
+    crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
+    prepare_disks(ctx, &r.live.uml, &load(&ctx.root)?).map(|_| ())
+}
+
 pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<()> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
     let scenarios = load(&ctx.root)?;
@@ -1041,28 +1214,38 @@ mod tests {
         parse(&one(extra)).unwrap().remove(0)
     }
 
+    fn payloads(sha: &str) -> std::collections::BTreeMap<String, String> {
+        [
+            ("xfs".to_string(), sha.to_string()),
+            ("other".to_string(), "c".repeat(64)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
     #[test]
     fn judging_wants_the_payload_and_only_the_payload() {
         let sha = "a".repeat(64);
+        let p = payloads(&sha);
         let s = scenario("payload = 1\nlines = [\"raid1\"]");
         let out = format!("raid1 active\n{sha}  /mnt/payload\n");
-        assert_eq!(judge(&s, 0, &out, &sha), Ok(()));
-        assert!(judge(&s, 1, &out, &sha).unwrap_err().contains("failed"));
+        assert_eq!(judge(&s, 0, &out, &p), Ok(()));
+        assert!(judge(&s, 1, &out, &p).unwrap_err().contains("failed"));
         let other = format!("raid1\n{}  /mnt/payload\n", "b".repeat(64));
-        assert!(judge(&s, 0, &other, &sha)
-            .unwrap_err()
-            .contains("read back"));
-        assert!(judge(&s, 0, "raid1\n", &sha)
-            .unwrap_err()
-            .contains("0 time"));
+        assert!(judge(&s, 0, &other, &p).unwrap_err().contains("read back"));
+        // Another disk's payload: the wrong disk was read, and named.
+        let wrong = format!("raid1\n{}  /mnt/payload\n", "c".repeat(64));
+        let e = judge(&s, 0, &wrong, &p).unwrap_err();
+        assert!(e.contains("payload of disk other"), "{e}");
+        assert!(judge(&s, 0, "raid1\n", &p).unwrap_err().contains("0 time"));
         let nolines = format!("{sha}  /mnt/payload\n");
-        assert!(judge(&s, 0, &nolines, &sha).unwrap_err().contains("raid1"));
+        assert!(judge(&s, 0, &nolines, &p).unwrap_err().contains("raid1"));
     }
 
     #[test]
     fn bad_input_must_fail_with_the_tools_message_and_status() {
         let s = scenario("fails-with = \"No key available\"\nexit-status = 2\nunchanged = true");
-        let sha = "a".repeat(64);
+        let sha = payloads(&"a".repeat(64));
         assert_eq!(
             judge(&s, 2, "No key available with this passphrase.", &sha),
             Ok(())
