@@ -307,6 +307,7 @@ pub fn boot_inputs(ctx: &Ctx, live: &Live) -> Result<boot::Inputs> {
         memory_mib: profile.memory_mib,
         release: None,
         xen_host: None,
+        standard_iso: None,
     })
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::stages::checksums::parse_sha256sums;
+use crate::stages::checksums::{parse_sha256sums, Hashed, Manifest};
 use crate::stages::sign::{OPENPGP_SIG, SSH_IDENTITY, SSH_NAMESPACE, SSH_SIG, SUMS};
 use crate::support::cache::sha256_file;
 
@@ -28,15 +28,6 @@ pub const OPENPGP_KEY: &str = "keys/release.asc";
 pub struct Trust {
     pub allowed_signers: PathBuf,
     pub openpgp_key: PathBuf,
-}
-
-/// One artifact as the manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct ManifestArtifact {
-    pub name: String,
-    #[serde(default)]
-    pub size: Option<u64>,
-    pub sha256: String,
 }
 
 /// Compare SHA256SUMS's lines with what the files hash to (`actual`: None
@@ -58,9 +49,10 @@ pub fn compare_sums(
     problems
 }
 
-/// The manifest's artifacts against SHA256SUMS and the files' sizes.
+/// The manifest's artifacts against SHA256SUMS and the files' sizes (every
+/// artifact has one: [`Manifest::parse`] refuses a manifest without).
 pub fn compare_manifest(
-    artifacts: &[ManifestArtifact],
+    artifacts: &[Hashed],
     sums: &[(String, String)],
     size_of: &dyn Fn(&str) -> Option<u64>,
 ) -> Vec<String> {
@@ -74,10 +66,12 @@ pub fn compare_manifest(
             )),
             Some(_) => {}
         }
-        if let (Some(want), Some(got)) = (a.size, size_of(&a.name)) {
-            if want != got {
-                problems.push(format!("{}: {got} bytes, the manifest says {want}", a.name));
+        match (a.size, size_of(&a.name)) {
+            (Some(want), Some(got)) if want != got => {
+                problems.push(format!("{}: {got} bytes, the manifest says {want}", a.name))
             }
+            (None, _) => problems.push(format!("{}: the manifest gives no size", a.name)),
+            _ => {}
         }
     }
     for (name, _) in sums {
@@ -89,6 +83,37 @@ pub fn compare_manifest(
         }
     }
     problems
+}
+
+/// Files of the release directory that SHA256SUMS does not list (and so no
+/// signature covers): everything but SHA256SUMS, its two signatures and a
+/// version control placeholder (dist/.gitkeep).
+pub fn unlisted(names_in_dir: &[String], listed: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<String> = names_in_dir
+        .iter()
+        .filter(|n| ![SUMS, SSH_SIG, OPENPGP_SIG, ".gitkeep"].contains(&n.as_str()))
+        .filter(|n| !listed.iter().any(|(l, _)| l == *n))
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
+/// What gpgv printed of a good signature: its own lines ("Signature made
+/// ...", "Good signature from ..."), or an error when it said no such thing.
+pub fn gpgv_report(output: &str) -> Result<String, String> {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if !lines.iter().any(|l| l.contains("Good signature")) {
+        return Err(format!(
+            "gpgv exited 0 but printed no \"Good signature\" line:\n{}",
+            lines.join("\n")
+        ));
+    }
+    Ok(lines.join("; "))
 }
 
 /// Every check but the rebuild; the lines of a report.
@@ -176,12 +201,7 @@ pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
             trust.openpgp_key.display()
         )
     })?;
-    let good = out
-        .lines()
-        .find(|l| l.contains("Good signature"))
-        .unwrap_or("Good signature")
-        .trim()
-        .to_string();
+    let good = gpgv_report(&out).map_err(|e| anyhow::anyhow!("{OPENPGP_SIG}: {e}"))?;
     report.push(format!("{OPENPGP_SIG}: {good}"));
 
     // 3. Checksums.
@@ -198,6 +218,22 @@ pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
         "{SUMS}: {} files, every sha256 equal",
         listed.len()
     ));
+    let in_dir: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let extra = unlisted(&in_dir, &listed);
+    if !extra.is_empty() {
+        bail!(
+            "{} in {} but not listed in {SUMS}, so not covered by the signatures: remove it, or it is not part of this release",
+            extra.join(", "),
+            dir.display()
+        );
+    }
+    report.push(format!(
+        "{}: nothing that {SUMS} does not list",
+        dir.display()
+    ));
 
     // 4. The manifest.
     let manifest = listed
@@ -205,10 +241,9 @@ pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
         .find(|(n, _)| n.ends_with(".manifest.json"))
         .map(|(n, _)| n.clone())
         .context("SHA256SUMS lists no manifest (*.manifest.json)")?;
-    let json: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(&manifest))?)
-        .with_context(|| format!("{manifest} is not JSON"))?;
-    let artifacts: Vec<ManifestArtifact> = serde_json::from_value(json["artifacts"].clone())
-        .with_context(|| format!("{manifest} has no artifact list"))?;
+    let artifacts = Manifest::read(&dir.join(&manifest))
+        .with_context(|| format!("{manifest} is not a Finnix release manifest"))?
+        .artifacts;
     let problems = compare_manifest(&artifacts, &listed, &|name| {
         fs::metadata(dir.join(name)).ok().map(|m| m.len())
     });
@@ -291,19 +326,43 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
             // sha256sum -c, the tool nobody here wrote, agrees.
             s.run(crate::cmd!("sha256sum", "-c", SUMS).dir(&signed))?;
 
-            let iso = parse_sha256sums(&fs::read_to_string(signed.join(SUMS))?)
+            let listed: Vec<String> = parse_sha256sums(&fs::read_to_string(signed.join(SUMS))?)
                 .map_err(anyhow::Error::msg)?
                 .into_iter()
                 .map(|(n, _)| n)
-                .find(|n| n.ends_with(".iso"))
-                .context("the release's SHA256SUMS lists no ISO")?;
+                .collect();
+            let find = |suffix: &str| -> Result<String> {
+                listed
+                    .iter()
+                    .find(|n| n.ends_with(suffix))
+                    .cloned()
+                    .with_context(|| format!("the release's SHA256SUMS lists no *{suffix}"))
+            };
             type Tamper = Box<dyn Fn(&crate::support::ui::Stage, &Path) -> Result<()>>;
-            let iso2 = iso.clone();
-            let cases: Vec<(&str, Tamper, String)> = vec![
-                (
-                    "a flipped byte in the ISO",
+            let mut cases: Vec<(String, Tamper, String)> = Vec::new();
+            // A flipped byte in each kind of file the release has.
+            let mut kinds = vec![
+                ("the ISO", find(".iso")?),
+                ("the Xen tarball", find("-xen.tar.gz")?),
+                ("the UML tarball", find("-uml.tar.gz")?),
+                ("the SBOM", find(".spdx.json")?),
+                ("the manifest", find(".manifest.json")?),
+            ];
+            match listed
+                .iter()
+                .find(|n| crate::stages::tarballs::is_source_archive(n))
+            {
+                Some(src) => kinds.push(("the source archive", src.clone())),
+                None => {
+                    s.warn("this release has no source archive: its flipped-byte case is not run")
+                }
+            }
+            for (kind, name) in kinds {
+                let n = name.clone();
+                cases.push((
+                    format!("a flipped byte in {kind}"),
                     Box::new(move |_, d: &Path| {
-                        let p = d.join(&iso2);
+                        let p = d.join(&n);
                         let mut data = fs::read(&p)?;
                         let i = data.len() / 2;
                         data[i] ^= 0x01;
@@ -311,44 +370,114 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
                         fs::write(&p, data)?;
                         Ok(())
                     }),
-                    format!("{iso}: sha256"),
-                ),
-                (
-                    "an edited SHA256SUMS",
-                    Box::new(|_, d: &Path| {
-                        let p = d.join(SUMS);
-                        let text = fs::read_to_string(&p)?;
-                        // Another first hex digit, whatever it was.
-                        let first = if text.starts_with('0') { '1' } else { '0' };
-                        let edited = format!("{first}{}", &text[1..]);
-                        fs::remove_file(&p)?;
-                        fs::write(&p, edited)?;
+                    format!("{name}: sha256"),
+                ));
+            }
+            let iso = find(".iso")?;
+            cases.push((
+                "an edited SHA256SUMS".into(),
+                Box::new(|_, d: &Path| {
+                    let p = d.join(SUMS);
+                    let text = fs::read_to_string(&p)?;
+                    // Another first hex digit, whatever it was.
+                    let first = if text.starts_with('0') { '1' } else { '0' };
+                    let edited = format!("{first}{}", &text[1..]);
+                    fs::remove_file(&p)?;
+                    fs::write(&p, edited)?;
+                    Ok(())
+                }),
+                format!("{SSH_SIG} is not a good signature"),
+            ));
+            cases.push((
+                "both signatures by another key".into(),
+                {
+                    let keys = other.keys.clone();
+                    Box::new(move |stage, d: &Path| crate::stages::sign::sign(stage, d, &keys))
+                },
+                format!("{SSH_SIG} is not a good signature"),
+            ));
+            cases.push((
+                "the OpenPGP signature alone by another key, beside a good SSH signature".into(),
+                {
+                    let keys = other.keys.clone();
+                    let w = w.to_path_buf();
+                    Box::new(move |stage, d: &Path| {
+                        let tmp = w.join("other-signed");
+                        crate::support::fsutil::remove_all(&tmp)?;
+                        copy_release(d, &tmp)?;
+                        crate::stages::sign::sign(stage, &tmp, &keys)?;
+                        fs::remove_file(d.join(OPENPGP_SIG))?;
+                        fs::copy(tmp.join(OPENPGP_SIG), d.join(OPENPGP_SIG))?;
                         Ok(())
-                    }),
-                    format!("{SSH_SIG} is not a good signature"),
-                ),
-                (
-                    "a signature by another key",
-                    {
-                        let keys = other.keys.clone();
-                        Box::new(move |stage, d: &Path| crate::stages::sign::sign(stage, d, &keys))
-                    },
-                    format!("{SSH_SIG} is not a good signature"),
-                ),
-                (
-                    "a missing file",
-                    {
-                        let iso3 = iso.clone();
-                        Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(&iso3))?))
-                    },
-                    format!("{iso}: listed in SHA256SUMS but missing"),
-                ),
-            ];
+                    })
+                },
+                format!("{OPENPGP_SIG} is not a good signature"),
+            ));
+            cases.push((
+                "a damaged OpenPGP signature beside a good SSH signature".into(),
+                Box::new(|_, d: &Path| {
+                    let p = d.join(OPENPGP_SIG);
+                    let text = fs::read_to_string(&p)?;
+                    // A character of the armored body changed.
+                    let body = text.find("\n\n").context("an armored signature")? + 2;
+                    let mut b = text.into_bytes();
+                    b[body + 4] = if b[body + 4] == b'A' { b'B' } else { b'A' };
+                    fs::remove_file(&p)?;
+                    fs::write(&p, b)?;
+                    Ok(())
+                }),
+                format!("{OPENPGP_SIG} is not a good signature"),
+            ));
+            for (sig, what) in [
+                (SSH_SIG, "the SSH signature"),
+                (OPENPGP_SIG, "the OpenPGP signature"),
+            ] {
+                cases.push((
+                    format!("{what} removed"),
+                    Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(sig))?)),
+                    format!("{what} {{dir}}/{sig} is missing"),
+                ));
+            }
+            cases.push((
+                "a missing file".into(),
+                {
+                    let iso3 = iso.clone();
+                    Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(&iso3))?))
+                },
+                format!("{iso}: listed in SHA256SUMS but missing"),
+            ));
+            cases.push((
+                "an unlisted file (a second ISO)".into(),
+                {
+                    let iso4 = iso.clone();
+                    Box::new(move |_, d: &Path| {
+                        fs::copy(d.join(&iso4), d.join("finnix-other-amd64.iso"))?;
+                        Ok(())
+                    })
+                },
+                "finnix-other-amd64.iso in".to_string(),
+            ));
+            cases.push((
+                "a path-traversal name in a well-signed SHA256SUMS".into(),
+                {
+                    let keys = good.keys.clone();
+                    Box::new(move |stage, d: &Path| {
+                        let p = d.join(SUMS);
+                        let mut text = fs::read_to_string(&p)?;
+                        text.push_str(&format!("{}  ../../etc/finnix-escape\n", "0".repeat(64)));
+                        fs::remove_file(&p)?;
+                        fs::write(&p, text)?;
+                        crate::stages::sign::sign(stage, d, &keys)
+                    })
+                },
+                "\"../../etc/finnix-escape\" is not a plain file name".to_string(),
+            ));
             let mut lines = Vec::new();
             for (i, (what, tamper, culprit)) in cases.iter().enumerate() {
                 let d = w.join(format!("case{i}"));
                 copy_release(&signed, &d)?;
                 tamper(s, &d)?;
+                let culprit = culprit.replace("{dir}", &d.display().to_string());
                 match verify(&d, &good.trust, &tmp) {
                     Ok(_) => bail!("verify-release accepted a release with {what}"),
                     Err(e) => {
@@ -420,12 +549,12 @@ mod tests {
     fn the_manifest_must_list_what_sha256sums_lists() {
         let s = sums();
         let arts = vec![
-            ManifestArtifact {
+            Hashed {
                 name: "a.iso".into(),
                 size: Some(10),
                 sha256: "1".repeat(64),
             },
-            ManifestArtifact {
+            Hashed {
                 name: "b.tar.gz".into(),
                 size: Some(5),
                 sha256: "2".repeat(64),
@@ -441,5 +570,39 @@ mod tests {
         let mut with_source = s.clone();
         with_source.push(("f-1-source.tar".into(), "4".repeat(64)));
         assert!(compare_manifest(&arts, &with_source, &size).is_empty());
+        let mut no_size = arts.clone();
+        no_size[0].size = None;
+        assert!(compare_manifest(&no_size, &s, &size)[0].contains("no size"));
+    }
+
+    #[test]
+    fn files_no_signature_covers_are_named() {
+        let s = sums();
+        let dir: Vec<String> = [
+            "a.iso",
+            "b.tar.gz",
+            "f.manifest.json",
+            "SHA256SUMS",
+            "SHA256SUMS.sig",
+            "SHA256SUMS.asc",
+            ".gitkeep",
+            "second.iso",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(unlisted(&dir, &s), ["second.iso"]);
+    }
+
+    #[test]
+    fn gpgv_is_reported_as_it_spoke() {
+        let out = "gpgv: Signature made Mon Dec  1 00:00:00 2026 UTC\ngpgv:                using EDDSA key ABC\ngpgv: Good signature from \"Finnix release <release@finnix>\"\n";
+        let r = gpgv_report(out).unwrap();
+        assert!(
+            r.contains("Signature made") && r.contains("Good signature from"),
+            "{r}"
+        );
+        assert!(gpgv_report("gpgv: Signature made\n")
+            .unwrap_err()
+            .contains("no \"Good signature\""));
     }
 }

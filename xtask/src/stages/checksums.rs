@@ -1,26 +1,31 @@
 //! Stage `checksums`: `SHA256SUMS` (as `sha256sum -c` reads it) and the
 //! release manifest (pure: the caller gathers the facts).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A file in the release, or an input to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Hashed {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Package {
     pub name: String,
     pub version: String,
     pub architecture: String,
 }
 
-/// Everything a release is made from.
-#[derive(Debug, Clone, Serialize)]
+/// Everything a release is made from: written by `dist`, read back by the
+/// same type (verify-release, verify-repro --against); an unknown or
+/// missing field is an error naming the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
     pub version: String,
@@ -45,7 +50,8 @@ pub struct Manifest {
     pub stage_keys: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KernelReleases {
     pub uml: String,
     pub xen: String,
@@ -75,7 +81,14 @@ pub fn parse_sha256sums(text: &str) -> Result<Vec<(String, String)>, String> {
             if !crate::support::config::is_sha256(hash) {
                 return Err(format!("line {}: {hash:?} is not a sha256", i + 1));
             }
-            Ok((name.trim_start_matches('*').to_string(), hash.to_string()))
+            let name = name.trim_start_matches('*');
+            if !plain_file_name(name) {
+                return Err(format!(
+                    "line {}: {name:?} is not a plain file name of the release directory (a path, `..` or a hidden name is refused)",
+                    i + 1
+                ));
+            }
+            Ok((name.to_string(), hash.to_string()))
         })
         .collect()
 }
@@ -100,6 +113,30 @@ impl Manifest {
         s.push('\n');
         s
     }
+
+    /// A manifest as `dist` wrote it; every artifact must have its size.
+    pub fn parse(text: &str) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(a) = m.artifacts.iter().find(|a| a.size.is_none()) {
+            return Err(format!("artifact {} has no size", a.name));
+        }
+        Ok(m)
+    }
+
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Manifest> {
+        let text = fs_err::read_to_string(path)?;
+        Manifest::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// A name SHA256SUMS may list: a plain file name in the release directory
+/// (no directory part, no `..`, not absolute, not empty, not hidden).
+pub fn plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.contains('/')
+        && !name.contains('\\')
+        && !name.starts_with('.')
+        && !name.contains('\0')
 }
 
 /// SHA256SUMS with `entry` (name, sha256) listed, and without `drop`
@@ -156,6 +193,54 @@ mod tests {
             ("finnix-1-xen.tar.gz".to_string(), "b".repeat(64))
         );
         assert!(parse_sha256sums("nonsense\n").is_err());
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "sub/file.iso",
+            ".hidden",
+            "..",
+        ] {
+            let e = parse_sha256sums(&format!("{}  {bad}\n", "a".repeat(64))).unwrap_err();
+            assert!(e.contains("plain file name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_as_written_and_needs_its_sizes() {
+        let m = Manifest {
+            name: "Finnix".into(),
+            version: "1".into(),
+            profile: "mini".into(),
+            source_date_epoch: 1,
+            kernel_source_date_epoch: 2,
+            git_commit: "abc".into(),
+            artifacts: vec![h("finnix-1-amd64.iso", 'a')],
+            kernel_source: Default::default(),
+            archive_snapshot: String::new(),
+            debian_packages: Default::default(),
+            kernel_release: KernelReleases {
+                uml: "u".into(),
+                xen: "x".into(),
+                metal: "m".into(),
+            },
+            patches: vec![Hashed {
+                name: "p".into(),
+                size: None,
+                sha256: "b".repeat(64),
+            }],
+            config_fragments: vec![],
+            configs: vec![],
+            packages: vec![],
+            tools: vec![("gcc".into(), "12".into())],
+            stage_keys: vec![],
+        };
+        let json = m.to_json();
+        let back = Manifest::parse(&json).unwrap();
+        assert_eq!(back.to_json(), json);
+        let no_size = json.replacen("\"size\": 1,", "", 1);
+        assert!(Manifest::parse(&no_size).unwrap_err().contains("no size"));
+        let renamed = json.replace("source_date_epoch", "epoch");
+        assert!(Manifest::parse(&renamed).is_err());
     }
 
     #[test]
