@@ -518,6 +518,24 @@ fn read_kv(path: &Path, key: &str) -> Option<String> {
     })
 }
 
+/// dnsmasq gives up root for an unprivileged user before it reads its
+/// hosts file, which then answers every guest "no address available": each
+/// directory above the file must let others pass (`x`), as /run does.
+fn dnsmasq_can_reach(net: &Path) -> Res<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in net.ancestors() {
+        let Ok(m) = fs::metadata(dir) else { continue };
+        if m.permissions().mode() & 0o001 == 0 {
+            return Err(format!(
+                "dnsmasq (which runs as an unprivileged user) could not read its hosts file in {}: {} is closed to other users (chmod o+x it, or set FINNIX_RUN_DIR to a directory under /run)",
+                net.display(),
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn dnsmasq_pid(p: &Paths) -> Option<i32> {
     let pid: i32 = fs::read_to_string(p.net().join("dnsmasq.pid"))
         .ok()?
@@ -563,6 +581,9 @@ fn ensure_network(p: &Paths) -> Res<Option<String>> {
     }
     fs::create_dir_all(p.net()).map_err(|e| format!("cannot create {}: {e}", p.net().display()))?;
     let result = (|| -> Res<String> {
+        if dnsmasq_pid(p).is_none() {
+            dnsmasq_can_reach(&p.net())?;
+        }
         if !bridge_up {
             run("ip", &["link", "add", guests::BRIDGE, "type", "bridge"])?;
             run(

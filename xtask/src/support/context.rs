@@ -440,7 +440,11 @@ mod tests {
     #[test]
     fn a_cache_path_kbuild_cannot_use_is_refused_naming_what_to_set() {
         assert!(check_build_path(Path::new("/home/me/src/finnix/target/finnix-cache")).is_ok());
-        for bad in ["/home/me/My Projects/finnix/target/finnix-cache", "/srv/a:b/cache", "/tmp/tab\there"] {
+        for bad in [
+            "/home/me/My Projects/finnix/target/finnix-cache",
+            "/srv/a:b/cache",
+            "/tmp/tab\there",
+        ] {
             let e = check_build_path(Path::new(bad)).unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("FINNIX_CACHE_DIR"), "{e}");
         }

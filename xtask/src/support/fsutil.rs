@@ -60,23 +60,30 @@ pub const SOCKET_ROOM: usize = 48;
 /// The limit of a Unix socket's path, with its terminating NUL.
 pub const SUN_PATH_MAX: usize = 108;
 
-/// `/tmp/finnix-<uid>`: made 0700 when missing; refused when it is not a
-/// directory of ours with that mode (another user's, or a symlink).
+/// `/tmp/finnix-<uid>`: made 0711 when missing (others may pass through it
+/// to a directory they were given, never list it; each socket directory in
+/// it is 0700); refused when it is not a directory of ours, or when others
+/// may read or write it (another user's, a symlink).
 pub fn socket_root() -> Result<PathBuf> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let uid = unsafe { libc::geteuid() };
     let root = Path::new(SOCKET_PARENT).join(format!("finnix-{uid}"));
-    match std::fs::DirBuilder::new().mode(0o700).create(&root) {
+    match std::fs::DirBuilder::new().mode(0o711).create(&root) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", root.display())),
     }
     let m = fs::symlink_metadata(&root)?;
     anyhow::ensure!(
-        m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o777 == 0o700,
-        "{} is not a directory of this user with mode 0700 (it holds the build's Unix sockets): remove it",
+        m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o066 == 0,
+        "{} is not a directory of this user closed to others (it holds the build's Unix sockets): remove it",
         root.display()
     );
+    if m.permissions().mode() & 0o777 != 0o711 {
+        // (0700 from an earlier version: dnsmasq, which drops to its own
+        // user, could not reach check-create's run directory.)
+        fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711))?;
+    }
     Ok(root)
 }
 
