@@ -15,7 +15,8 @@
 //! 2. `cargo xtask dist`: installs every stage's tools and builds the
 //!    release, the kernels taken from the seeded cache (a kernel that would
 //!    have to be compiled is an error, not a 20-minute build);
-//! 3. `sha256sum -c SHA256SUMS` on what it wrote;
+//! 3. `sha256sum -c SHA256SUMS` on what it wrote, and that SHA256SUMS is
+//!    this host's for the same release: an independent rebuild;
 //! 4. `keygen`, `sign` and `verify-release` as docs/verifying-a-release.md
 //!    shows them (gpg-agent's sockets are where a deep checkout broke them).
 //!
@@ -105,7 +106,10 @@ exec chroot \"$R\" /usr/bin/env -i HOME=/root USER=root LANG=C.UTF-8 \
         .map_err(|_| anyhow::anyhow!("check-fresh: the step `{what}` failed on a pristine Debian root (its output ends the log)"))
 }
 
-pub fn check(ctx: &Ctx) -> Result<()> {
+/// `host_sums`: this host's SHA256SUMS of the same release (the default
+/// profile's dist): the fresh root's dist, an independent rebuild with its
+/// own tools, must equal it.
+pub fn check(ctx: &Ctx, host_sums: Option<&Path>) -> Result<()> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Fresh], &ctx.logs())?;
     let base = fresh_root(ctx)?;
     // The kernels this checkout builds (cached here), to seed the fresh cache.
@@ -172,13 +176,96 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             )?;
             let dist = root.join(CHECKOUT.trim_start_matches('/')).join("dist");
             let files = fs::read_dir(&dist)?.filter_map(|e| e.ok()).count();
+            // An independent rebuild for free: the same SHA256SUMS as here.
+            let rebuilt = match host_sums {
+                Some(host) => {
+                    let (ours, theirs) = (fs::read_to_string(host)?, fs::read_to_string(dist.join("SHA256SUMS"))?);
+                    let moved = archive_moved(host.parent().context("a release directory")?, &dist)?;
+                    if !moved.is_empty() {
+                        // Debian's archive published other versions between
+                        // this host's build and the fresh one: not the same
+                        // inputs (a snapshot in the profile pins them).
+                        s.warn(format!(
+                            "the inputs differ between this host's build and the fresh root's (Debian's archive or host tools moved: {}): their releases are not compared",
+                            moved.join(", ")
+                        ));
+                        String::new()
+                    } else if ours != theirs {
+                        // Kept for diffoscope: the fresh root's release and
+                        // the stage outputs it was made of.
+                        let keep = ctx.cache.root.join("check-fresh-differs");
+                        crate::support::fsutil::remove_all(&keep)?;
+                        fs::create_dir_all(&keep)?;
+                        crate::support::fsutil::copy_tree(&dist, &keep.join("dist"))?;
+                        let fresh_cache = root.join(cache_dir().trim_start_matches('/'));
+                        for stage in ["squashfs-standard", "iso-standard", "kernel-metal", "initrd", "rootfs-standard"] {
+                            if fresh_cache.join(stage).is_dir() {
+                                crate::support::fsutil::copy_tree(&fresh_cache.join(stage), &keep.join(stage))?;
+                            }
+                        }
+                        let diff: Vec<String> = theirs
+                            .lines()
+                            .filter(|l| !ours.lines().any(|o| o == *l))
+                            .map(|l| format!("  fresh root: {l}"))
+                            .chain(ours.lines().filter(|l| !theirs.lines().any(|t| t == *l)).map(|l| format!("  this host:  {l}")))
+                            .collect();
+                        anyhow::bail!(
+                            "the pristine root's dist differs from this host's ({}); its release and stage outputs are kept in {} for diffoscope:\n{}",
+                            host.display(),
+                            keep.display(),
+                            diff.join("\n")
+                        );
+                    } else {
+                        format!("; its SHA256SUMS equals this host's ({} files)", ours.lines().count())
+                    }
+                }
+                None => String::new(),
+            };
             Ok((
                 (),
                 Outcome::Passed,
-                format!("unit tests, dist and signing passed at a {}-byte checkout path; {files} files in dist/", CHECKOUT.len()),
+                format!("unit tests, dist and signing passed at a {}-byte checkout path; {files} files in dist/{rebuilt}", CHECKOUT.len()),
             ))
         },
     )
+}
+
+/// Packages whose versions differ between two releases' manifests.
+fn archive_moved(a: &Path, b: &Path) -> Result<Vec<String>> {
+    let manifest = |dir: &Path| -> Result<crate::stages::checksums::Manifest> {
+        let name = fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.ends_with(".manifest.json"))
+            .with_context(|| format!("{} holds no manifest", dir.display()))?;
+        crate::stages::checksums::Manifest::read(&dir.join(name))
+    };
+    let (ma, mb) = (manifest(a)?, manifest(b)?);
+    let mut moved: Vec<String> = Vec::new();
+    // The host tools whose versions the manifest records (xorriso, ...):
+    // another version installed here than in the fresh root.
+    for (tool, v) in &ma.tools {
+        match mb.tools.iter().find(|(t, _)| t == tool) {
+            Some((_, w)) if w == v => {}
+            Some((_, w)) => moved.push(format!("host tool {tool} {v} -> {w}")),
+            None => moved.push(format!("host tool {tool} {v} (not recorded there)")),
+        }
+    }
+    for p in &ma.packages {
+        match mb.packages.iter().find(|q| q.name == p.name) {
+            Some(q) if q.version == p.version => {}
+            Some(q) => moved.push(format!("{} {} -> {}", p.name, p.version, q.version)),
+            None => moved.push(format!("{} {} (gone)", p.name, p.version)),
+        }
+    }
+    for q in mb
+        .packages
+        .iter()
+        .filter(|q| !ma.packages.iter().any(|p| p.name == q.name))
+    {
+        moved.push(format!("{} {} (new)", q.name, q.version));
+    }
+    Ok(moved)
 }
 
 impl crate::cli::CheckFresh {
@@ -188,7 +275,10 @@ impl crate::cli::CheckFresh {
             &[crate::stages::StageId::KernelUm],
             &[crate::support::prereq::Tools::Fresh],
         )?;
-        check(ctx)
+        let profile = ctx.profile(None);
+        let host = ctx.cache.root.join(format!("test-dist-{profile}"));
+        crate::pipeline::dist(ctx, &profile, &host)?;
+        check(ctx, Some(&host.join("SHA256SUMS")))
     }
 }
 

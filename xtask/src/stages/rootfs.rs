@@ -24,11 +24,9 @@ use crate::support::config::{Base, Profile};
 use crate::support::context::{package_version, tool_version, Ctx};
 use crate::support::ui::{self, Stage};
 
-const BASE_RECIPE: u32 = 3;
+const BASE_RECIPE: u32 = 4;
 const RECIPE: u32 = 1;
 const BUSYBOX: &str = "/bin/busybox";
-/// apt checks the archive's signatures against Debian's keyring.
-const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// dpkg path filters: no translations, documentation or translated manual
 /// pages (the copyright files and the English manual pages stay: `man` is
@@ -96,7 +94,12 @@ pub fn build(
                 );
             }
             if profile.metal_modules {
-                k.key("kernel-metal", &metal.key);
+                // The module tree's own inputs: Debian's package and the
+                // depmod that indexed it (not the initramfs's selection,
+                // which the metal stage's key also covers).
+                k.text("metal kernel", metal.package.spec())
+                    .text("metal kernel sha256", &metal.package.sha256)
+                    .text("kmod", package_version("kmod"));
             }
             let d = &ctx.config.distribution;
             k.text(
@@ -237,7 +240,7 @@ pub fn base_key(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Key> {
                 .text("snapshot", profile.snapshot.clone().unwrap_or_default())
                 .text("snapshot url", &profile.snapshot_url)
                 .text("mmdebstrap", tool_version("mmdebstrap"))
-                .file("archive keyring", Path::new(KEYRING))?;
+                .file("archive keyring", Path::new(&profile.keyring))?;
         }
     }
     Ok(k.finish())
@@ -536,7 +539,7 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
         // (the ownership is then set from the tree's own passwd, see
         // clean_debian_tree).
         "--aptopt=APT::Sandbox::User \"root\"".into(),
-        format!("--keyring={KEYRING}"),
+        format!("--keyring={}", profile.keyring),
         format!("--include={}", names.join(",")),
     ];
     args.extend(DPKG_PATH_FILTERS.iter().map(|f| format!("--dpkgopt={f}")));
@@ -546,7 +549,16 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
     args.push(tree.display().to_string());
     args.extend(sources);
     let run = s.run(
+        // The host's environment would reach the packages' maintainer
+        // scripts: a PYTHONDONTWRITEBYTECODE in it decides whether Python's
+        // imports write timestamp .pyc files before py3compile writes
+        // hash-based ones (a release built in a clean root differed from
+        // one built on a workstation by five .pyc files). Nothing of it
+        // passes but the paths and proxies; PYTHONDONTWRITEBYTECODE is set,
+        // so every .pyc is py3compile's, hash-based under SOURCE_DATE_EPOCH.
         crate::support::cmd::Cmd::argv("mmdebstrap", &args)
+            .clean_env()
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
             .env("LC_ALL", "C.UTF-8")
             .env("TZ", "UTC")
@@ -581,7 +593,14 @@ fn debian_tree(ctx: &Ctx, s: &Stage, profile: &Profile, tree: &Path) -> Result<S
 /// or to one boot: ssh host keys (made when sshd first starts), logs, caches,
 /// the build host's name and resolver.
 fn clean_debian_tree(tree: &Path) -> Result<()> {
-    for entry in fs::read_dir(tree.join("etc/ssh"))? {
+    // (A profile without openssh has no /etc/ssh.)
+    let ssh = tree.join("etc/ssh");
+    let ssh_entries: Vec<_> = if ssh.is_dir() {
+        fs::read_dir(&ssh)?.collect()
+    } else {
+        Vec::new()
+    };
+    for entry in ssh_entries {
         let p = entry?.path();
         if p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("ssh_host_"))
@@ -609,7 +628,12 @@ fn clean_debian_tree(tree: &Path) -> Result<()> {
         }
     }
     // Logs: empty files only (the directories packages made stay).
-    for entry in walkdir::WalkDir::new(tree.join("var/log")).min_depth(1) {
+    let logs = tree.join("var/log");
+    for entry in walkdir::WalkDir::new(&logs)
+        .min_depth(1)
+        .into_iter()
+        .filter(|_| logs.is_dir())
+    {
         let entry = entry?;
         if entry.file_type().is_file() {
             fs::write(entry.path(), b"")?;
@@ -618,6 +642,9 @@ fn clean_debian_tree(tree: &Path) -> Result<()> {
     // man-db's index (rebuilt by `mandb` on demand) is a gdbm file whose
     // layout depends on the build; the pages themselves are what matters.
     for dir in ["var/cache/apt", "var/lib/apt/lists", "var/cache/man"] {
+        if !tree.join(dir).is_dir() {
+            continue; // (no man-db in a small profile)
+        }
         for entry in walkdir::WalkDir::new(tree.join(dir))
             .min_depth(1)
             .contents_first(true)
@@ -664,6 +691,7 @@ fn services(s: &Stage, tree: &Path, profile: &Profile) -> Result<()> {
         all.extend(args);
         s.run(
             crate::support::cmd::Cmd::argv("chroot", &all)
+                .clean_env()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
                 .env("LC_ALL", "C"),
         )

@@ -22,7 +22,27 @@ pub struct Cmd {
     input: Input,
     /// Its standard error joins its standard output.
     merge_stderr: bool,
+    /// Starts from an empty environment but for these host variables
+    /// (`None`: inherits the host's environment).
+    keep_only: Option<Vec<&'static str>>,
 }
+
+/// What a command that writes into a release may take from the host's
+/// environment: where programs are, a home, a temporary directory and the
+/// proxies (none of them changes what is written). Everything else (a
+/// PYTHONDONTWRITEBYTECODE, a KCFLAGS, a DEBIAN_FRONTEND) would reach
+/// package maintainer scripts or the kernel's make: see [`Cmd::clean_env`].
+pub const HOST_ENV_KEPT: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
 
 /// `cmd!("prog", arg, arg, ...)`: a [`Cmd`], as `duct::cmd!` reads.
 #[macro_export]
@@ -40,7 +60,15 @@ impl Cmd {
             dir: None,
             input: Input::Inherit,
             merge_stderr: false,
+            keep_only: None,
         }
+    }
+
+    /// Run it with only [`HOST_ENV_KEPT`] of the host's environment (and
+    /// what `env` sets): the host's variables must not reach an output.
+    pub fn clean_env(mut self) -> Cmd {
+        self.keep_only = Some(HOST_ENV_KEPT.to_vec());
+        self
     }
 
     /// A program and its arguments from one list.
@@ -103,6 +131,14 @@ impl Cmd {
     /// The command as a shell line: `K=V cd DIR && prog 'arg with space'`.
     pub fn line(&self) -> String {
         let mut words: Vec<String> = Vec::new();
+        if let Some(keep) = &self.keep_only {
+            words.push("env -i".into());
+            for k in keep {
+                if let Some(v) = std::env::var_os(k) {
+                    words.push(format!("{k}={}", shell_quote(&v.to_string_lossy())));
+                }
+            }
+        }
         for (k, v) in &self.env {
             match v {
                 Some(v) => words.push(format!(
@@ -151,11 +187,27 @@ impl Cmd {
     /// The duct expression that runs it.
     pub fn expr(&self) -> duct::Expression {
         let mut e = duct::cmd(&self.argv[0], &self.argv[1..]);
-        for (k, v) in &self.env {
-            e = match v {
-                Some(v) => e.env(k, v),
-                None => e.env_remove(k),
-            };
+        if let Some(keep) = &self.keep_only {
+            // The whole environment as one map (duct applies an outer
+            // `env` before an inner `full_env`, which would drop it).
+            let mut all: std::collections::BTreeMap<OsString, OsString> = keep
+                .iter()
+                .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+                .collect();
+            for (k, v) in &self.env {
+                match v {
+                    Some(v) => all.insert(k.clone(), v.clone()),
+                    None => all.remove(k),
+                };
+            }
+            e = e.full_env(all);
+        } else {
+            for (k, v) in &self.env {
+                e = match v {
+                    Some(v) => e.env(k, v),
+                    None => e.env_remove(k),
+                };
+            }
         }
         if let Some(d) = &self.dir {
             e = e.dir(d);
@@ -197,6 +249,22 @@ mod tests {
             "LC_ALL=C TZ=UTC -u MAKEFLAGS cd /tmp && make -C '/src dir' defconfig"
         );
         assert_eq!(crate::cmd!("echo", "it's").line(), "echo 'it'\\''s'");
+    }
+
+    #[test]
+    fn a_clean_environment_keeps_only_the_listed_host_variables() {
+        // No other test reads this variable.
+        std::env::set_var("FINNIX_TEST_LEAK", "1");
+        let out = crate::cmd!("env")
+            .clean_env()
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap();
+        assert!(!out.contains("FINNIX_TEST_LEAK"), "{out}");
+        assert!(out.contains("LC_ALL=C"), "{out}");
+        assert!(out.contains("PATH="), "{out}");
+        let leaked = crate::cmd!("env").output().unwrap();
+        assert!(leaked.contains("FINNIX_TEST_LEAK=1"), "{leaked}");
     }
 
     #[test]

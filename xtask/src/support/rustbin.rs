@@ -22,27 +22,38 @@ pub fn build(ctx: &Ctx, stage: &Stage, package: &str, bin: &str) -> Result<PathB
         "-C link-arg=-Wl,--build-id=sha1".to_string(),
     ]
     .join(" ");
-    stage.run(
-        crate::cmd!(
-            "cargo",
-            "build",
-            "--release",
-            "--locked",
-            "--package",
-            package,
-            "--bin",
-            bin,
-            "--target",
-            TARGET,
-            "--target-dir",
-            &target_dir
-        )
-        .dir(&ctx.root)
-        .env("RUSTFLAGS", rustflags)
-        .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTC_WRAPPER"),
-    )?;
+    let mut build = crate::cmd!(
+        "cargo",
+        "build",
+        "--release",
+        "--locked",
+        "--package",
+        package,
+        "--bin",
+        bin,
+        "--target",
+        TARGET,
+        "--target-dir",
+        &target_dir
+    )
+    .dir(&ctx.root)
+    .env("RUSTFLAGS", rustflags)
+    .env("SOURCE_DATE_EPOCH", ctx.epoch.global.to_string())
+    .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    .env_remove("RUSTC_WRAPPER");
+    // Cargo's own settings from the host's environment (a profile's
+    // opt-level, a target's rustflags) would change the binaries.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if ["CARGO_PROFILE_", "CARGO_BUILD_", "CARGO_TARGET_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+            && key != "CARGO_TARGET_DIR"
+        {
+            build = build.env_remove(key.as_ref());
+        }
+    }
+    stage.run(build)?;
     let path = target_dir.join(TARGET).join("release").join(bin);
     ensure!(path.is_file(), "cargo did not produce {}", path.display());
     Ok(path)
