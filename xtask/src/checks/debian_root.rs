@@ -17,7 +17,7 @@ use crate::support::ui::{self, Stage};
 pub const SUITE: &str = "bookworm";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 pub const SECURITY_MIRROR: &str = "http://security.debian.org/debian-security";
-pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+pub const KEYRING: &str = crate::support::config::DEBIAN_KEYRING;
 
 /// What a root is made of.
 pub struct Recipe<'a> {

@@ -38,10 +38,11 @@ pub enum StageId {
     RescueRoot,
     RescueDisks,
     XenHost,
+    SnapshotPool,
 }
 
 impl StageId {
-    pub const ALL: [StageId; 16] = [
+    pub const ALL: [StageId; 17] = [
         StageId::KernelSource,
         StageId::KernelUm,
         StageId::KernelXen,
@@ -58,6 +59,7 @@ impl StageId {
         StageId::RescueRoot,
         StageId::RescueDisks,
         StageId::XenHost,
+        StageId::SnapshotPool,
     ];
 
     /// The stage's name, also its cache directory when it does not depend
@@ -80,6 +82,7 @@ impl StageId {
             StageId::RescueRoot => "rescue-root",
             StageId::RescueDisks => "rescue-disks",
             StageId::XenHost => "xen-host",
+            StageId::SnapshotPool => "snapshot-pool",
         }
     }
 
@@ -143,6 +146,7 @@ impl StageId {
             StageId::FreshRoot => Tools::Fresh,
             StageId::RescueRoot | StageId::RescueDisks => Tools::Rescue,
             StageId::XenHost => Tools::Boot,
+            StageId::SnapshotPool => Tools::Snapshot,
         }
     }
 

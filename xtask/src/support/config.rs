@@ -345,6 +345,10 @@ pub struct Profile {
     /// the firmware packages).
     #[serde(default = "default_components")]
     pub components: Vec<String>,
+    /// The keyring apt trusts for the archive (a private mirror's signing
+    /// key); default Debian's archive keyring.
+    #[serde(default = "default_keyring")]
+    pub keyring: String,
     /// The root filesystem carries every module of Debian's kernel (the
     /// ISO's kernel on hardware), for udev and modprobe.
     #[serde(default)]
@@ -387,6 +391,13 @@ pub fn is_snapshot_timestamp(s: &str) -> bool {
 
 fn default_components() -> Vec<String> {
     vec!["main".into()]
+}
+
+/// Debian's archive keyring (package debian-archive-keyring).
+pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+fn default_keyring() -> String {
+    DEBIAN_KEYRING.into()
 }
 
 fn default_security_mirror() -> String {
