@@ -4,11 +4,24 @@
 //! The two builds share nothing but the source: each runs in its own copy of
 //! the checkout (a different path, files written in the opposite order), with
 //! its own stage cache and dist directory, a different time zone, locale,
-//! umask (022 and 077), user name and (in a UTS namespace) host name, and at
-//! a different wall-clock time. Build b lives below a directory of mode 0700
-//! (as `mktemp -d` or /root make), under another parent, with its cache
-//! inside its checkout (the default) rather than beside it. SOURCE_DATE_EPOCH is the same. Every artifact and every
-//! stage output is compared; on a difference diffoscope writes a report.
+//! umask (022 and 077), user name and (in a UTS namespace) host name,
+//! parallelism (all cores; `--jobs 1`), file system (build b on a tmpfs of
+//! its own, whose directory order differs from the disk's) and wall-clock
+//! time. Build b lives below a directory of mode 0700 (as `mktemp -d` or
+//! /root make), under another parent, with its cache inside its checkout
+//! (the default) rather than beside it. SOURCE_DATE_EPOCH is the same.
+//! Every artifact and every stage output is compared; on a difference
+//! diffoscope writes a report.
+//!
+//! What the variations prove, honestly: xtask sets its own umask to 022
+//! first thing, so umask 077 checks that this normalisation holds for every
+//! file a stage writes (and for the tools it runs, which inherit it). The
+//! uid is not varied: the build runs as root (mmdebstrap's root mode makes
+//! device nodes and mounts /proc in its chroot, which a user namespace
+//! mapping root to another uid refuses), and every tree's owners are set
+//! from the tree itself before a writer reads them. With `--keep-kernels`
+//! the kernels are copied into both caches, not built twice: they are
+//! counted apart ("copied"), never as reproduced.
 
 use fs_err as fs;
 use std::io::{BufRead, BufReader};
@@ -38,6 +51,10 @@ struct Variant {
     hostname: &'static str,
     user: &'static str,
     reverse_order: bool,
+    /// `--jobs` for the build (None: all cores).
+    jobs: Option<usize>,
+    /// Its work directory on a tmpfs of its own.
+    tmpfs: bool,
 }
 
 const A: Variant = Variant {
@@ -51,6 +68,8 @@ const A: Variant = Variant {
     hostname: "repro-a",
     user: "builder",
     reverse_order: false,
+    jobs: None,
+    tmpfs: false,
 };
 
 const B: Variant = Variant {
@@ -64,6 +83,8 @@ const B: Variant = Variant {
     hostname: "another-host.example",
     user: "someone-else",
     reverse_order: true,
+    jobs: Some(1),
+    tmpfs: true,
 };
 
 pub struct Options {
@@ -143,23 +164,43 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         &[&A, &B]
     };
     let mut builds = Vec::new();
+    let mut mounts = Vec::new();
     for v in variants {
+        if v.tmpfs {
+            mounts.push(TmpfsMount::new(&work.join(v.name))?);
+        }
         let dirs = prepare(ctx, &work, v, &seed)?;
         build(ctx, v, &exe, &dirs, &opts.profile, &env)?;
         builds.push((dirs.cache, dirs.dist));
     }
 
-    let (rows, reports) = match &published {
+    let (mut rows, reports) = match &published {
         None => compare_builds(&work, &builds[0], &builds[1], &opts.profile)?,
         Some(p) => compare_with_release(&work, &builds[0].1, p)?,
     };
-    let same = rows.iter().all(|r| r.1);
+    drop(mounts);
+    if opts.keep_kernels {
+        // Copied into both caches from this checkout: the same bytes by
+        // construction, which proves nothing about their build.
+        for r in rows.iter_mut() {
+            if r.1 == Verdict::Identical
+                && (r.0.starts_with("kernel-um/") || r.0.starts_with("kernel-xen/"))
+            {
+                r.1 = Verdict::Copied;
+            }
+        }
+    }
+    let same = rows.iter().all(|r| r.1 != Verdict::Different);
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(10).max(10);
     let mut table = format!("{:<width$}  result\n", "artifact");
-    for (label, identical, detail) in &rows {
+    for (label, verdict, detail) in &rows {
         table.push_str(&format!(
             "{label:<width$}  {}{detail}\n",
-            if *identical { "identical" } else { "DIFFERENT" }
+            match verdict {
+                Verdict::Identical => "identical",
+                Verdict::Copied => "copied (not rebuilt)",
+                Verdict::Different => "DIFFERENT",
+            }
         ));
     }
     print!("{table}");
@@ -273,34 +314,23 @@ fn build(
 ) -> Result<()> {
     let BuildDirs { root, cache, dist } = dirs;
     let log = ctx.logs().join(format!("repro-{}.log", v.name));
+    let jobs = v.jobs.map(|j| format!("--jobs {j} ")).unwrap_or_default();
     let script = format!(
         // `dist`, then COW mode's image (compared too, from dist/ and the cache).
-        "hostname '{}' && umask {} && \"$@\" && \"$1\" cow-image --profile \"$4\"",
+        "hostname '{}' && umask {} && \"$1\" {jobs}dist --profile \"$2\" && \"$1\" {jobs}cow-image --profile \"$2\"",
         v.hostname, v.umask
     );
-    let mut cmd = crate::cmd!(
-        "unshare",
-        "--uts",
-        "--",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        exe,
-        "dist",
-        "--profile",
-        profile
-    )
-    .dir(root)
-    .env("FINNIX_CACHE_DIR", cache)
-    .env("FINNIX_DIST_DIR", dist)
-    .env("TZ", v.tz)
-    .env("LC_ALL", v.locale)
-    .env("LANG", v.locale)
-    .env("USER", v.user)
-    .env("LOGNAME", v.user)
-    .env("CARGO_HOME", ctx.env.cargo_home())
-    .env("RUSTUP_HOME", ctx.env.rustup_home());
+    let mut cmd = crate::cmd!("unshare", "--uts", "--", "sh", "-c", script, "sh", exe, profile)
+        .dir(root)
+        .env("FINNIX_CACHE_DIR", cache)
+        .env("FINNIX_DIST_DIR", dist)
+        .env("TZ", v.tz)
+        .env("LC_ALL", v.locale)
+        .env("LANG", v.locale)
+        .env("USER", v.user)
+        .env("LOGNAME", v.user)
+        .env("CARGO_HOME", ctx.env.cargo_home())
+        .env("RUSTUP_HOME", ctx.env.rustup_home());
     // SOURCE_DATE_EPOCH: the release's when given, else each copy's git history.
     for var in ["SOURCE_DATE_EPOCH", "FINNIX_KERNEL_SOURCE_DATE_EPOCH"] {
         cmd = match env.iter().find(|(k, _)| k == var) {
@@ -309,7 +339,7 @@ fn build(
         };
     }
     eprintln!(
-        "==> verify-repro: build {} in {}{} (TZ={}, LC_ALL={}, umask {}, host {}, user {}){}",
+        "==> verify-repro: build {} in {}{} (TZ={}, LC_ALL={}, umask {} (xtask normalises it to 022), host {}, user {}, {}{}){}",
         v.name,
         ui::display_path(root),
         match v.private {
@@ -321,6 +351,11 @@ fn build(
         v.umask,
         v.hostname,
         v.user,
+        match v.jobs {
+            Some(j) => format!("--jobs {j}"),
+            None => "all cores".to_string(),
+        },
+        if v.tmpfs { ", on a tmpfs" } else { "" },
         if v.reverse_order {
             ", files written in reverse order"
         } else {
@@ -400,7 +435,44 @@ fn outputs(cache: &Path, dist: &Path, profile: &str) -> Result<Vec<Output>> {
     Ok(out)
 }
 
-type Rows = (Vec<(String, bool, String)>, Vec<PathBuf>);
+/// What a comparison found for one output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Identical,
+    /// Copied into both builds (`--keep-kernels`): not a reproduction.
+    Copied,
+    Different,
+}
+
+type Rows = (Vec<(String, Verdict, String)>, Vec<PathBuf>);
+
+/// A tmpfs mounted on a build's work directory for its lifetime: another
+/// file system, another directory order.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(dir: &Path) -> Result<TmpfsMount> {
+        fs::create_dir_all(dir)?;
+        crate::cmd!(
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=16g,mode=0755",
+            "finnix-repro",
+            dir
+        )
+        .output()
+        .with_context(|| format!("cannot mount a tmpfs on {}", dir.display()))?;
+        Ok(TmpfsMount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = crate::cmd!("umount", "--lazy", &self.0).output();
+    }
+}
 
 fn compare_builds(
     work: &Path,
@@ -416,19 +488,23 @@ fn compare_builds(
         let Some(y) = ob.iter().find(|y| y.label == x.label) else {
             rows.push((
                 x.label.clone(),
-                false,
+                Verdict::Different,
                 " (missing from build b)".to_string(),
             ));
             continue;
         };
         let (ha, hb) = (sha256_file(&x.path)?, sha256_file(&y.path)?);
         if ha == hb {
-            rows.push((x.label.clone(), true, format!("  {}", &ha[..16])));
+            rows.push((
+                x.label.clone(),
+                Verdict::Identical,
+                format!("  {}", &ha[..16]),
+            ));
         } else {
             let report = diffoscope(work, &x.label, &x.path, &y.path)?;
             rows.push((
                 x.label.clone(),
-                false,
+                Verdict::Different,
                 format!("  {} vs {}", &ha[..16], &hb[..16]),
             ));
             reports.push(report);
@@ -437,7 +513,7 @@ fn compare_builds(
     for y in ob.iter().filter(|y| !oa.iter().any(|x| x.label == y.label)) {
         rows.push((
             y.label.clone(),
-            false,
+            Verdict::Different,
             " (missing from build a)".to_string(),
         ));
     }
@@ -474,20 +550,9 @@ impl Published {
         let mut snapshots = None;
         let epochs = match manifest {
             Some(m) => {
-                let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&m)?)
-                    .with_context(|| format!("cannot parse {}", m.display()))?;
-                let g = v["source_date_epoch"]
-                    .as_i64()
-                    .context("manifest has no source_date_epoch")?;
-                let k = v["kernel_source_date_epoch"].as_i64().unwrap_or(g);
-                snapshots = Some((
-                    v["archive_snapshot"].as_str().unwrap_or("").to_string(),
-                    v["kernel_source"]["snapshot"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                ));
-                Some((g, k))
+                let m = crate::stages::checksums::Manifest::read(&m)?;
+                snapshots = Some((m.archive_snapshot.clone(), m.kernel_source.snapshot.clone()));
+                Some((m.source_date_epoch, m.kernel_source_date_epoch))
             }
             None => None,
         };
@@ -515,18 +580,22 @@ fn compare_with_release(work: &Path, dist: &Path, p: &Published) -> Result<Rows>
         if !ours.is_file() {
             rows.push((
                 name.clone(),
-                false,
+                Verdict::Different,
                 " (the rebuild has no such file)".to_string(),
             ));
             continue;
         }
         let got = sha256_file(&ours)?;
         if &got == want {
-            rows.push((name.clone(), true, format!("  {}", &got[..16])));
+            rows.push((
+                name.clone(),
+                Verdict::Identical,
+                format!("  {}", &got[..16]),
+            ));
         } else {
             rows.push((
                 name.clone(),
-                false,
+                Verdict::Different,
                 format!("  published {} rebuilt {}", &want[..16], &got[..16]),
             ));
             if let Some(theirs) = p.dir.as_ref().map(|d| d.join(name)).filter(|f| f.is_file()) {

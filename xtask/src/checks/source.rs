@@ -8,8 +8,9 @@
 //!    Built-Using sources (`SOURCES`), holds the kernel tarball with the
 //!    lock's sha256, `repository.tar` equal to `git archive` of HEAD, and
 //!    every `.dsc` with each file it names at its sha256 (`sha256sum -c`)
-//!    unless `MISSING` lists that file; each `MISSING` URL really fails
-//!    here (curl), and busybox's source unpacks (`dpkg-source -x`);
+//!    unless `MISSING` lists that file; each `MISSING` line a real gap (a
+//!    file a .dsc names, absent, its pool URL, the HTTP answer), and
+//!    busybox's source unpacks (`dpkg-source -x`);
 //! 3. SHA256SUMS lists the archive (`sha256sum -c`), and the same archive is
 //!    written again byte for byte.
 
@@ -47,14 +48,18 @@ pub fn dsc_files(dsc: &str) -> Vec<(String, String)> {
     out
 }
 
-pub fn check(ctx: &Ctx) -> Result<()> {
+/// Returns the release directory it wrote (the mini release with its
+/// source archive listed in SHA256SUMS), which check-verify-release then
+/// tampers with.
+pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Source], &ctx.logs())?;
     let release = crate::pipeline::release(ctx, "mini")?;
     let names = crate::stages::tarballs::names(ctx, "mini");
     let work = ctx.cache.temp_dir("check-source")?;
     let w = work.path();
     // A release directory of its own: the source is added to its SHA256SUMS.
-    let dir = w.join("release");
+    let dir = ctx.cache.root.join("test-source-dist");
+    crate::support::fsutil::remove_all(&dir)?;
     crate::pipeline::dist(ctx, "mini", &dir)?;
 
     // 1. Without --allow-incomplete.
@@ -202,22 +207,25 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                     s.run(crate::cmd!("sha256sum", "--check", "--strict", &check).dir(&debian))?;
                 }
             }
+            // Each MISSING line must be a real gap, accounted for: absent
+            // from debian/; a file that a .dsc in the archive names, or a
+            // .dsc itself (of the package and version the line gives); its
+            // URL the archive's pool path of that very file; the answer
+            // curl got (an HTTP status). (Asking the URLs again proves
+            // nothing on a machine that cannot reach them.)
+            let named: BTreeSet<String> = fs::read_dir(&debian)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "dsc"))
+                .filter_map(|p| fs::read_to_string(&p).ok())
+                .flat_map(|t| dsc_files(&t).into_iter().map(|(_, n)| n))
+                .collect();
+            let unserved: BTreeSet<String> = missing
+                .iter()
+                .filter(|m| m.file.ends_with(".dsc"))
+                .map(|m| m.file.clone())
+                .collect();
             for m in &missing {
-                ensure!(
-                    !debian.join(&m.file).exists() || m.file.is_empty(),
-                    "{} is in MISSING and in debian/",
-                    m.file
-                );
-                if !m.url.is_empty() {
-                    let (ok, out) =
-                        s.output(crate::cmd!("curl", "-sS", "--fail", "--head", &m.url))?;
-                    ensure!(
-                        !ok,
-                        "MISSING lists {}, but {} answers now:\n{out}",
-                        m.file,
-                        m.url
-                    );
-                }
+                missing_line_holds(m, &named, &unserved, &debian).map_err(anyhow::Error::msg)?;
             }
             let busybox = fs::read_dir(&debian)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -265,18 +273,209 @@ pub fn check(ctx: &Ctx) -> Result<()> {
                 ),
             ))
         },
-    )
+    )?;
+    Ok(dir)
+}
+
+/// A MISSING line accounts for a real gap of the archive: see [`check`].
+/// `named_by_dscs`: the files the .dsc files in debian/ name;
+/// `unserved_dscs`: the .dsc files that are MISSING lines themselves (the
+/// whole source package was not served: its other files are known only
+/// from the archive's Sources index, and must carry the package's name).
+pub fn missing_line_holds(
+    m: &crate::stages::source::Missing,
+    named_by_dscs: &BTreeSet<String>,
+    unserved_dscs: &BTreeSet<String>,
+    debian: &std::path::Path,
+) -> Result<(), String> {
+    let at = format!("MISSING: {} {} {:?}", m.package, m.version, m.file);
+    if m.file.is_empty() {
+        // No such source version in the archive at all: nothing to name.
+        return if m.reason.is_empty() {
+            Err(format!("{at}: no answer recorded"))
+        } else {
+            Ok(())
+        };
+    }
+    if debian.join(&m.file).exists() {
+        return Err(format!("{at}: the file is in debian/ after all"));
+    }
+    let upstream = m
+        .version
+        .split_once(':')
+        .map(|(_, v)| v)
+        .unwrap_or(&m.version);
+    let own_dsc = format!("{}_{upstream}.dsc", m.package);
+    let is_dsc = m.file == own_dsc;
+    let package_unserved =
+        unserved_dscs.contains(&own_dsc) && m.file.starts_with(&format!("{}_", m.package));
+    if !is_dsc && !named_by_dscs.contains(&m.file) && !package_unserved {
+        return Err(format!(
+            "{at}: no .dsc in the archive names this file (nor is it the file of a source package whose .dsc was not served)"
+        ));
+    }
+    // apt prints URLs percent-encoded (`1%2b2.06` for `1+2.06`).
+    let url = percent_decoded(&m.url);
+    if !url.ends_with(&format!("/{}", m.file)) || !url.contains("/pool/") {
+        return Err(format!(
+            "{at}: the URL {} is not the archive's pool path of the file",
+            m.url
+        ));
+    }
+    // curl's own words for an HTTP error ("The requested URL returned
+    // error: 404"), or a file that came with another sha256 than the index.
+    let answered = m.reason.contains("returned error:")
+        || m.reason.contains("HTTP ")
+        || m.reason.starts_with("sha256 ");
+    if !answered {
+        return Err(format!(
+            "{at}: the recorded answer {:?} is no HTTP status or hash mismatch",
+            m.reason
+        ));
+    }
+    Ok(())
+}
+
+/// A URL with its `%XX` escapes decoded.
+pub fn percent_decoded(url: &str) -> String {
+    let b = url.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&url[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl crate::cli::CheckSource {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        check(ctx)
+        check(ctx).map(|_| ())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_line_must_account_for_a_real_gap() {
+        use crate::stages::source::Missing;
+        let named: BTreeSet<String> = ["adduser_3.134.tar.xz".to_string()].into();
+        let debian = std::path::Path::new("/nonexistent-finnix-debian");
+        let none = BTreeSet::new();
+        let line = |file: &str, url: &str, reason: &str| Missing {
+            package: "adduser".into(),
+            version: "3.134".into(),
+            file: file.into(),
+            url: url.into(),
+            reason: reason.into(),
+        };
+        let url = "http://deb.debian.org/debian/pool/main/a/adduser/adduser_3.134.tar.xz";
+        assert_eq!(
+            missing_line_holds(
+                &line("adduser_3.134.tar.xz", url, "HTTP 404"),
+                &named,
+                &none,
+                debian
+            ),
+            Ok(())
+        );
+        let dsc = "http://deb.debian.org/debian/pool/main/a/adduser/adduser_3.134.dsc";
+        assert_eq!(
+            missing_line_holds(
+                &line(
+                    "adduser_3.134.dsc",
+                    dsc,
+                    "curl: (22) The requested URL returned error: 404"
+                ),
+                &named,
+                &none,
+                debian
+            ),
+            Ok(())
+        );
+        // A file no .dsc names, a URL elsewhere, no answer: each refused.
+        assert!(missing_line_holds(
+            &line("other.tar.xz", url, "HTTP 404"),
+            &named,
+            &none,
+            debian
+        )
+        .unwrap_err()
+        .contains("no .dsc"));
+        assert!(missing_line_holds(
+            &line(
+                "adduser_3.134.tar.xz",
+                "http://x/adduser_3.134.tar.xz",
+                "HTTP 404"
+            ),
+            &named,
+            &none,
+            debian
+        )
+        .unwrap_err()
+        .contains("pool path"));
+        assert!(missing_line_holds(
+            &line("adduser_3.134.tar.xz", url, "timeout"),
+            &named,
+            &none,
+            debian
+        )
+        .unwrap_err()
+        .contains("HTTP status"));
+        assert!(missing_line_holds(
+            &line("adduser_3.134.tar.xz", url, "1 2 3"),
+            &named,
+            &none,
+            debian
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_source_package_not_served_at_all_accounts_for_its_files() {
+        use crate::stages::source::Missing;
+        let debian = std::path::Path::new("/nonexistent-finnix-debian");
+        let pool = "http://deb.debian.org/debian-security/pool/updates/main/l/linux";
+        let line = |package: &str, file: &str| Missing {
+            package: package.into(),
+            version: "6.1.192-2".into(),
+            file: file.into(),
+            url: format!("{pool}/{file}"),
+            reason: "curl: (22) The requested URL returned error: 404".into(),
+        };
+        let named = BTreeSet::new();
+        let unserved: BTreeSet<String> = ["linux_6.1.192-2.dsc".to_string()].into();
+        assert_eq!(
+            missing_line_holds(
+                &line("linux", "linux_6.1.192.orig.tar.xz"),
+                &named,
+                &unserved,
+                debian
+            ),
+            Ok(())
+        );
+        // Its .dsc served after all, or a file of another package: refused.
+        assert!(missing_line_holds(
+            &line("linux", "linux_6.1.192.orig.tar.xz"),
+            &named,
+            &BTreeSet::new(),
+            debian
+        )
+        .is_err());
+        assert!(
+            missing_line_holds(&line("linux", "other_1.tar.xz"), &named, &unserved, debian)
+                .is_err()
+        );
+    }
 
     #[test]
     fn a_dsc_names_its_files() {
