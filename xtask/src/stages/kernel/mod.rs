@@ -18,7 +18,7 @@ pub mod source;
 use fs_err as fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::support::cache::{Key, KeyBuilder};
@@ -310,7 +310,15 @@ fn compile(
     key: &Key,
     lv: &str,
 ) -> Result<Kernel> {
-    let (out, info) = compile_into(ctx, stage, flavor, tree, lv)?;
+    let (out, info) = compile_into(
+        ctx,
+        stage,
+        flavor,
+        tree,
+        lv,
+        Workspace::Kept,
+        &Tweaks::default(),
+    )?;
     let entry = ctx.cache.commit(flavor.stage().name(), key, out)?;
     Ok(Kernel {
         entry,
@@ -319,29 +327,118 @@ fn compile(
     })
 }
 
-/// Patch, configure and build in a temporary directory; the outputs in
-/// another (not yet a cache entry).
-fn compile_into(
-    ctx: &Ctx,
-    stage: &mut Stage,
-    flavor: Flavor,
-    tree: &source::SourceTree,
-    lv: &str,
-) -> Result<(crate::support::fsutil::TempDir, KernelInfo)> {
-    crate::support::context::check_build_path(&ctx.cache.root)?;
-    let work = ctx.cache.temp_dir(flavor.stage().name())?;
-    let src = work.path().join("src");
-    let build = work.path().join("build");
+/// Where a flavour is patched and built: its kept workspace in the cache
+/// (`kernel-work/<flavour>/`, reused by the next build, so that kbuild
+/// recompiles only what a change touches: fixdep records which CONFIG_
+/// symbols and headers each object depends on), or a throwaway one (the
+/// cold build of `bench kernels`).
+pub enum Workspace {
+    Kept,
+    Fresh,
+}
 
-    // 1. A fresh copy of the pristine tree, patched.
-    stage.note(format!(
-        "copying {} to {}",
-        tree.tree().display(),
-        src.display()
-    ));
-    crate::support::fsutil::copy_tree(&tree.tree(), &src)?;
-    let patches = read_patches(&ctx.root, flavor)?;
-    patches::apply(&src, &patches, |cmd| {
+/// What a build adds to the repository's inputs (`bench kernels`' "one
+/// line changed": a fragment line, a patch).
+#[derive(Default, Clone)]
+pub struct Tweaks {
+    pub fragment_lines: Vec<String>,
+    pub patches: Vec<PathBuf>,
+}
+
+/// The kept workspace of a flavour, locked against a concurrent build. A
+/// marker left by a build that did not finish (killed: an object file may
+/// be half-written with a new mtime) makes the next build start over.
+struct Kept {
+    dir: PathBuf,
+    _lock: fs::File,
+}
+
+const IN_PROGRESS: &str = "IN-PROGRESS";
+const PATCHED: &str = ".finnix-patched";
+
+fn kept(ctx: &Ctx, stage: &Stage, flavor: Flavor) -> Result<Kept> {
+    let dir = ctx.cache.root.join("kernel-work").join(flavor.name());
+    fs::create_dir_all(&dir)?;
+    let lock = fs::File::create(dir.join("lock"))?;
+    use std::os::fd::AsRawFd;
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        stage.note("waiting for another build of this flavour to finish");
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock {}", dir.join("lock").display());
+        }
+    }
+    if dir.join(IN_PROGRESS).exists() {
+        stage.note("the last build here did not finish: starting over");
+        for d in ["src", "build"] {
+            crate::support::fsutil::remove_all(&dir.join(d))?;
+        }
+        fs::remove_file(dir.join(IN_PROGRESS))?;
+    }
+    Ok(Kept { dir, _lock: lock })
+}
+
+/// The patches' identity: the source and every patch's bytes, in order.
+fn patch_set_id(tree: &source::SourceTree, patches: &[PathBuf]) -> Result<String> {
+    let mut text = format!("source {}\n", tree.id.sha256);
+    for p in patches {
+        text.push_str(&format!(
+            "{} {}\n",
+            p.display(),
+            crate::support::cache::sha256_file(p)?
+        ));
+    }
+    Ok(crate::support::cache::sha256_hex(text.as_bytes()))
+}
+
+/// `src` made the pristine tree with `patches` applied. In a kept
+/// workspace already patched the same way, nothing is touched; otherwise
+/// rsync brings back the pristine files by content (only files a patch had
+/// changed are rewritten, with a new mtime, so kbuild rebuilds them), then
+/// the patches are applied.
+fn patched_source(
+    stage: &mut Stage,
+    tree: &source::SourceTree,
+    patches: &[patches::Patch],
+    extra: &[PathBuf],
+    src: &Path,
+) -> Result<()> {
+    let mut all: Vec<PathBuf> = patches.iter().map(|p| p.path.clone()).collect();
+    all.extend(extra.iter().cloned());
+    let id = patch_set_id(tree, &all)?;
+    let marker = src.join(PATCHED);
+    if fs::read_to_string(&marker).ok().as_deref() == Some(id.as_str()) {
+        stage.note(format!("{} is patched as wanted", src.display()));
+        return Ok(());
+    }
+    if src.is_dir() {
+        stage.run(crate::cmd!(
+            "rsync",
+            "--recursive",
+            "--links",
+            "--checksum",
+            "--delete",
+            format!("{}/", tree.tree().display()),
+            format!("{}/", src.display())
+        ))?;
+    } else {
+        stage.note(format!(
+            "copying {} to {}",
+            tree.tree().display(),
+            src.display()
+        ));
+        crate::support::fsutil::copy_tree(&tree.tree(), src)?;
+    }
+    let mut list: Vec<patches::Patch> = patches.to_vec();
+    for (i, p) in extra.iter().enumerate() {
+        list.push(patches::Patch {
+            path: p.clone(),
+            name: p.display().to_string(),
+            strip: 1,
+            series: "(bench)".into(),
+            line: i + 1,
+        });
+    }
+    patches::apply(src, &list, |cmd| {
         stage.note(format!("$ {}", cmd.line()));
         let o = cmd
             .expr()
@@ -353,10 +450,46 @@ fn compile_into(
         stage.note(&text);
         Ok((o.status.success(), text))
     })?;
-    stage.note(format!("applied {} patch(es)", patches.len()));
+    stage.note(format!("applied {} patch(es)", list.len()));
+    fs::write(&marker, &id)?;
+    Ok(())
+}
 
+/// Patch, configure and build (in the flavour's kept workspace, or a fresh
+/// one); the outputs in a new temporary directory (not yet a cache entry).
+pub fn compile_into(
+    ctx: &Ctx,
+    stage: &mut Stage,
+    flavor: Flavor,
+    tree: &source::SourceTree,
+    lv: &str,
+    workspace: Workspace,
+    tweaks: &Tweaks,
+) -> Result<(crate::support::fsutil::TempDir, KernelInfo)> {
+    crate::support::context::check_build_path(&ctx.cache.root)?;
+    let fresh;
+    let kept_ws;
+    let dir = match workspace {
+        Workspace::Fresh => {
+            fresh = ctx.cache.temp_dir(flavor.stage().name())?;
+            fresh.path().to_path_buf()
+        }
+        Workspace::Kept => {
+            kept_ws = kept(ctx, stage, flavor)?;
+            kept_ws.dir.clone()
+        }
+    };
+    let src = dir.join("src");
+    let build = dir.join("build");
+    fs::write(dir.join(IN_PROGRESS), "")?;
+
+    // 1. The pristine tree, patched.
+    let patches = read_patches(&ctx.root, flavor)?;
+    patched_source(stage, tree, &patches, &tweaks.patches, &src)?;
+
+    // 2. Configure (the base, the fragments, olddefconfig; checked).
     let make = |args: &[&str]| make_cmd(ctx, &src, &build, flavor, lv, args);
-    configure(ctx, stage, flavor, &make, &build)?;
+    configure(ctx, stage, flavor, &make, &build, &tweaks.fragment_lines)?;
 
     // 3. Build.
     let jobs = format!("-j{}", ctx.jobs);
@@ -391,26 +524,88 @@ fn compile_into(
         files: names,
     };
     fs::write(out.path().join("kernel.toml"), toml::to_string(&info)?)?;
-    drop(work);
+    fs::remove_file(dir.join(IN_PROGRESS))?;
     Ok((out, info))
 }
 
-/// `cargo xtask bench kernels`: a cold build of `flavor` (patch, configure,
-/// make) from the unpacked source, timed, its outputs thrown away; the
-/// cache entry, if any, is left alone.
-pub fn bench_cold_build(ctx: &Ctx, flavor: Flavor) -> Result<std::time::Duration> {
-    let lv = &ctx.config.kernel.localversion;
+/// What `bench kernels` measures of a flavour: a cold build in a fresh
+/// workspace, then in a kept one after one fragment line changed and after
+/// a small patch, and the check that the fast way gives the clean build's
+/// bytes.
+pub struct BenchFigures {
+    pub cold: std::time::Duration,
+    pub fragment_line: std::time::Duration,
+    pub patch: std::time::Duration,
+}
+
+/// `cargo xtask bench kernels` for one flavour: (1) a cold build in a fresh
+/// workspace, timed; (2) the flavour's kept workspace brought to the
+/// repository's state (a build, not timed); (3) one fragment line changed,
+/// rebuilt there, timed; (4) a one-line patch instead, rebuilt, timed; (5)
+/// both undone and rebuilt: the outputs must equal the cold build's, byte
+/// for byte. The cache entries are left alone.
+pub fn bench(ctx: &Ctx, flavor: Flavor, line: &str, patch: &Path) -> Result<BenchFigures> {
+    let lv = ctx.config.kernel.localversion.clone();
     ui::stage(
         &ctx.logs(),
         &format!("bench-{}", flavor.stage().name()),
-        format!("cold build of the {} (bench)", flavor.describe()),
+        format!(
+            "{}: cold, one fragment line, one patch (bench)",
+            flavor.describe()
+        ),
         |stage| {
             let tree = source::fetch_and_unpack(ctx, stage)?;
-            let start = std::time::Instant::now();
-            let (out, _info) = compile_into(ctx, stage, flavor, &tree, lv)?;
-            let took = start.elapsed();
-            drop(out);
-            Ok((took, Outcome::Built, ui::fmt_duration(took)))
+            let none = Tweaks::default();
+            let t = std::time::Instant::now();
+            let (cold, _) = compile_into(ctx, stage, flavor, &tree, &lv, Workspace::Fresh, &none)?;
+            let cold_secs = t.elapsed();
+            compile_into(ctx, stage, flavor, &tree, &lv, Workspace::Kept, &none)?;
+            let line_tweak = Tweaks {
+                fragment_lines: vec![line.to_string()],
+                patches: vec![],
+            };
+            let t = std::time::Instant::now();
+            compile_into(ctx, stage, flavor, &tree, &lv, Workspace::Kept, &line_tweak)?;
+            let line_secs = t.elapsed();
+            let patch_tweak = Tweaks {
+                fragment_lines: vec![],
+                patches: vec![patch.to_path_buf()],
+            };
+            let t = std::time::Instant::now();
+            compile_into(
+                ctx,
+                stage,
+                flavor,
+                &tree,
+                &lv,
+                Workspace::Kept,
+                &patch_tweak,
+            )?;
+            let patch_secs = t.elapsed();
+            let (back, info) =
+                compile_into(ctx, stage, flavor, &tree, &lv, Workspace::Kept, &none)?;
+            for f in info.files.iter().map(String::as_str).chain(["config"]) {
+                let (a, b) = (
+                    crate::support::cache::sha256_file(&cold.path().join(f))?,
+                    crate::support::cache::sha256_file(&back.path().join(f))?,
+                );
+                ensure!(
+                    a == b,
+                    "{f}: the kept workspace's build differs from a clean build ({b} vs {a})"
+                );
+            }
+            let figures = BenchFigures {
+                cold: cold_secs,
+                fragment_line: line_secs,
+                patch: patch_secs,
+            };
+            let detail = format!(
+                "cold {}, one fragment line {}, one patch {}; the kept workspace's build equals the clean one",
+                ui::fmt_duration(figures.cold),
+                ui::fmt_duration(figures.fragment_line),
+                ui::fmt_duration(figures.patch)
+            );
+            Ok((figures, Outcome::Built, detail))
         },
     )
 }
@@ -432,7 +627,10 @@ fn make_cmd(
         format!("LOCALVERSION={}", flavor.localversion(lv)),
     ];
     all.extend(args.iter().map(|s| s.to_string()));
+    // Only the host's paths and proxies: a KCFLAGS, CROSS_COMPILE or
+    // LOCALVERSION in the environment would change the kernel.
     crate::support::cmd::Cmd::argv("make", all)
+        .clean_env()
         .env(
             "KBUILD_BUILD_TIMESTAMP",
             crate::support::date::kernel_timestamp(ctx.epoch.kernel),
@@ -455,9 +653,13 @@ fn configure(
     flavor: Flavor,
     make: &dyn Fn(&[&str]) -> crate::support::cmd::Cmd,
     build: &Path,
+    extra_lines: &[String],
 ) -> Result<()> {
     stage.run(make(flavor.base_targets()))?;
-    let fragments = read_fragments(&ctx.root, flavor)?;
+    let mut fragments = read_fragments(&ctx.root, flavor)?;
+    fragments.extend(
+        kconfig::parse_fragment(&extra_lines.join("\n"), "(bench)").map_err(anyhow::Error::msg)?,
+    );
     let dot_config = build.join(".config");
     let base = fs::read_to_string(&dot_config)?;
     fs::write(&dot_config, kconfig::merge(&base, &fragments))?;
