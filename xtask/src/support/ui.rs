@@ -16,6 +16,23 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Lines of a failed stage's log shown on the terminal.
 const TAIL_LINES: usize = 40;
 
+/// Stages running side by side (the suite's parallel parts): each prints
+/// its whole line when it finishes, in the order they finish, instead of a
+/// head when it starts and a tail when it ends (which would interleave).
+static DEFERRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Print stage lines whole at their end (`on`) or as head and tail.
+pub fn set_deferred(on: bool) {
+    DEFERRED.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn deferred() -> bool {
+    DEFERRED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// One lock for whole lines on stderr (parts finishing together).
+static OUTPUT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 pub struct Stage {
     name: String,
     what: String,
@@ -43,7 +60,9 @@ impl Stage {
         File::create(&log).with_context(|| format!("cannot create log {}", log.display()))?;
         let what = what.into();
         let head = format!("==> {name}: {what} [log: {}]", display_path(&log));
-        let bar = if std::io::stderr().is_terminal() {
+        let bar = if deferred() {
+            None
+        } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template("{msg} {spinner} {elapsed}").expect("valid template"),
@@ -189,6 +208,7 @@ impl Stage {
         self.finished = true;
         let tail = tail(&self.log, TAIL_LINES);
         if !tail.trim().is_empty() {
+            let _guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
             eprintln!(
                 "--- last lines of {} ---\n{tail}--- end of log ---",
                 display_path(&self.log)
@@ -197,6 +217,7 @@ impl Stage {
     }
 
     fn end_line(&mut self, tail: &str) {
+        let _guard = OUTPUT.lock().unwrap_or_else(|e| e.into_inner());
         match self.bar.take() {
             Some(bar) => {
                 bar.finish_and_clear();
@@ -207,6 +228,12 @@ impl Stage {
                     display_path(&self.log)
                 );
             }
+            None if deferred() => eprintln!(
+                "==> {}: {} [log: {}] ... {tail}",
+                self.name,
+                self.what,
+                display_path(&self.log)
+            ),
             None => eprintln!("{tail}"),
         }
         for w in self.warnings.drain(..) {
