@@ -31,8 +31,11 @@ const PREPARE_PACKAGES: &str = "configs/rescue/prepare.packages";
 const ROOT_RECIPE: u32 = 1;
 /// 2: every disk has a payload of its own (`payload-<scenario>`).
 const DISKS_RECIPE: u32 = 2;
-/// Disks given to one Xen guest at a time (xen-xl mode).
-const XEN_DISKS_PER_GUEST: usize = 5;
+/// Disks given to one Xen guest at a time (xen-xl mode): xl runs their
+/// hotplug scripts one after another under a lock and kills any not done
+/// 40 s after it started, waiting included; each script's O(n) sharing
+/// check costs seconds in a TCG dom0, so five failed on a loaded host.
+const XEN_DISKS_PER_GUEST: usize = 3;
 /// UML has 16 ubd devices; ubda is the medium.
 pub const MAX_DISKS: usize = 15;
 /// The payload each disk's filesystem carries (its own: read from another
