@@ -313,6 +313,9 @@ pub struct Bench {
     /// Runs of each writer or boot (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// `bench kernels`: which kernels (default both).
+    #[arg(long, value_enum, default_value = "all")]
+    pub flavor: FlavorArg,
 }
 
 #[derive(Args)]
