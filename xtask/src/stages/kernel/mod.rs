@@ -627,8 +627,8 @@ fn make_cmd(
         format!("LOCALVERSION={}", flavor.localversion(lv)),
     ];
     all.extend(args.iter().map(|s| s.to_string()));
-    // Only the host's paths and proxies: a KCFLAGS, CROSS_COMPILE or
-    // LOCALVERSION in the environment would change the kernel.
+    // Only the host's paths and proxies: a KCFLAGS, CROSS_COMPILE,
+    // LOCALVERSION or an outer make's MAKEFLAGS would change the kernel.
     crate::support::cmd::Cmd::argv("make", all)
         .clean_env()
         .env(
@@ -641,8 +641,6 @@ fn make_cmd(
         .env("SOURCE_DATE_EPOCH", ctx.epoch.kernel.to_string())
         .env("LC_ALL", "C")
         .env("TZ", "UTC")
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS")
 }
 
 /// The configuration: the base targets, the fragments merged over it,
