@@ -31,11 +31,6 @@ const PREPARE_PACKAGES: &str = "configs/rescue/prepare.packages";
 const ROOT_RECIPE: u32 = 1;
 /// 2: every disk has a payload of its own (`payload-<scenario>`).
 const DISKS_RECIPE: u32 = 2;
-/// Disks given to one Xen guest at a time (xen-xl mode): xl runs their
-/// hotplug scripts one after another under a lock and kills any not done
-/// 40 s after it started, waiting included; each script's O(n) sharing
-/// check costs seconds in a TCG dom0, so five failed on a loaded host.
-const XEN_DISKS_PER_GUEST: usize = 3;
 /// UML has 16 ubd devices; ubda is the medium.
 pub const MAX_DISKS: usize = 15;
 /// The payload each disk's filesystem carries (its own: read from another
@@ -49,6 +44,9 @@ const PREP_WORK: &str = "/srv";
 /// 32 MiB, btrfs and XFS their own).
 const UML_MIB: u32 = 512;
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the guest waits for udev's coldplug and the disks, on its own
+/// clock: inside SCRIPT_TIMEOUT with `udevadm settle`'s 60 s to spare.
+const UDEV_WAIT_SECS: u64 = 420;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// One scenario of `scenarios.toml`.
@@ -770,9 +768,9 @@ fn unchanged(
 }
 
 /// The xen-xl mode: dom0 with the copies as virtio disks (serials
-/// rescueNN), the README's untar and link lines, its `xl create` line with
-/// the disks added as finnix-conf shows it, the scenarios on the guest's
-/// console, `shutdown -h now`.
+/// rescueNN), the README's untar and link lines, its `xl create` line,
+/// each disk attached to the running guest as finnix-conf shows a disk,
+/// the scenarios on the guest's console, `shutdown -h now`.
 fn run_xen(
     ctx: &Ctx,
     s: &mut Stage,
@@ -808,32 +806,38 @@ fn run_xen(
         let map = dom0.sh(
             "for d in /sys/block/vd*; do echo \"${d##*/} $(cat $d/serial 2>/dev/null)\"; done",
         )?;
-        // A few disks per guest: xl runs one hotplug script per disk, one
-        // at a time (a lock), and kills those still waiting after its 40 s
-        // hotplug timeout; under TCG 16 disks did not fit in it.
-        let mut cells = Vec::new();
-        for (batch, group) in scenarios.chunks(XEN_DISKS_PER_GUEST).enumerate() {
-            let mut lines =
-                vec!["'format=raw, vdev=xvda, access=ro, target=/root/finnix.iso'".to_string()];
-            for j in 0..group.len() {
-                let want = serial(batch * XEN_DISKS_PER_GUEST + j);
-                let dev = map
-                    .lines()
-                    .find(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
-                    .and_then(|l| l.split_whitespace().next())
-                    .with_context(|| format!("dom0 has no disk with serial {want}:\n{map}"))?;
-                lines.push(format!(
-                    "'format=raw, vdev={}, access=rw, target=/dev/{dev}'",
-                    xen_vdev(j)
-                ));
-            }
-            let create = format!("{} \"disk=[{}]\"", readme.create, lines.join(", "));
-            s.note(format!("in dom0: {create}"));
-            let (banner, _) = dom0.create(&create, &inputs.version)?;
-            s.note(format!("xen-xl: banner {banner:.1} s after xl create"));
-            cells.extend(run_scenarios(&mut dom0.g, s, Mode::XenXl, disks, group)?);
-            dom0.shutdown_guest("finnix")?;
+        // One guest, made by the README's create line as written; then each
+        // disk attached to it while it runs, as finnix-conf's disk line
+        // shows one (`xl block-attach` takes the same words). xl runs one
+        // hotplug script per disk and kills any not done 40 s after it was
+        // started, waiting on the others included: attached one at a time,
+        // each script has its 40 s to itself, and one boot serves all.
+        s.note(format!("in dom0: {}", readme.create));
+        let (banner, _) = dom0.create(&readme.create, &inputs.version)?;
+        s.note(format!("xen-xl: banner {banner:.1} s after xl create"));
+        dom0.detach()?;
+        for (i, sc) in scenarios.iter().enumerate() {
+            let want = serial(i);
+            let dev = map
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+                .and_then(|l| l.split_whitespace().next())
+                .with_context(|| format!("dom0 has no disk with serial {want}:\n{map}"))?;
+            let attach = format!(
+                "xl block-attach finnix 'format=raw, vdev={}, access=rw, target=/dev/{dev}'",
+                xen_vdev(i)
+            );
+            let t = Instant::now();
+            dom0.sh(&attach)
+                .with_context(|| format!("attaching {}'s disk", sc.name))?;
+            s.note(format!(
+                "in dom0: {attach} ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
         }
+        dom0.attach_console("finnix")?;
+        let cells = run_scenarios(&mut dom0.g, s, Mode::XenXl, disks, scenarios)?;
+        dom0.shutdown_guest("finnix")?;
         dom0.power_off()?;
         Ok(cells)
     })();
@@ -958,17 +962,29 @@ fn run_scenarios(
     disks: &Disks,
     scenarios: &[Scenario],
 ) -> Result<Vec<Cell>> {
-    // udev done with its coldplug (in UML it starts after the banner: its
-    // md and LVM rules must not race the scripts), and every disk where the
-    // scripts will look (on the ISO, udev made the by-id names).
+    // udev done with its coldplug (in UML and Xen it starts after the
+    // banner: its md and LVM rules must not race the scripts), and every
+    // disk where the scripts will look (on the ISO, udev made the by-id
+    // names; in Xen they were attached after the boot). The deadline is
+    // the guest's own clock (bash's SECONDS, no process per round), well
+    // inside the host's timeout, so a slow guest still says what it lacks.
     let paths: Vec<String> = (0..scenarios.len()).map(|i| mode.disk(i).0).collect();
     let (ok, text) = g.run_status(
         &format!(
-            "for i in $(seq 600); do [ -e {done} ] && break; sleep 0.1; done; \
-             if [ -e {done} ]; then udevadm settle --timeout=60 && ls -l {}; \
-             else echo 'udev did not finish: no {done}'; false; fi",
-            paths.join(" "),
-            done = finnix_contract::udev::DONE
+            "end=$((SECONDS+{UDEV_WAIT_SECS})); \
+             while [ ! -e {done} ] && [ $SECONDS -lt $end ]; do sleep 0.5; done; \
+             missing=x; while [ -n \"$missing\" ] && [ $SECONDS -lt $end ]; do \
+               missing=''; for d in {paths}; do [ -b $d ] || missing=\"$missing $d\"; done; \
+               [ -n \"$missing\" ] && sleep 0.5; done; \
+             if [ ! -e {done} ]; then \
+               echo \"udev did not finish its coldplug in {UDEV_WAIT_SECS} s: no {done}\"; \
+               tail -n 15 {log}; ps -eo pid,etime,args | grep -e udev -e lvm -e mdadm | grep -v grep; false; \
+             elif [ -n \"$missing\" ]; then \
+               echo \"no such block device after {UDEV_WAIT_SECS} s:$missing\"; ls /dev; false; \
+             else udevadm settle --timeout=60 && ls -l {paths}; fi",
+            paths = paths.join(" "),
+            done = finnix_contract::udev::DONE,
+            log = finnix_contract::udev::LOG,
         ),
         SCRIPT_TIMEOUT,
     )?;

@@ -366,6 +366,17 @@ impl Dom0 {
         Ok(())
     }
 
+    /// `xl console <name>` from dom0's prompt, to the guest's root shell.
+    pub fn attach_console(&mut self, name: &str) -> Result<()> {
+        self.g.send(&format!("xl console {name}\n"))?;
+        std::thread::sleep(Duration::from_millis(500));
+        self.g.send("\n")?;
+        self.g
+            .expect("root@hvc0:", COMMAND)
+            .with_context(|| format!("`xl console {name}` did not reach the guest's shell"))?;
+        Ok(())
+    }
+
     /// `shutdown -h now` in the guest at the console; back in dom0 when xl
     /// console ends; then the domain must leave `xl list`. Returns the
     /// seconds from the command to its removal.
@@ -604,12 +615,7 @@ fn guest(
         leases.contains(&format!(" {leased} ")),
         "dom0's DHCP server did not lease {leased}:\n{leases}"
     );
-    dom0.g.send("xl console finnix\n")?;
-    std::thread::sleep(Duration::from_millis(500));
-    dom0.g.send("\n")?;
-    dom0.g
-        .expect("root@hvc0:", COMMAND)
-        .context("`xl console finnix` did not reach the guest's shell")?;
+    dom0.attach_console("finnix")?;
     let gone_secs = dom0.shutdown_guest("finnix")?;
     Ok(GuestRun {
         kind,
