@@ -9,10 +9,25 @@ use crate::checks::boot;
 use crate::stages::kernel::Flavor;
 use crate::stages::squashfs;
 
+/// The suite's checks: each a job of its own (`cargo xtask check-<name>
+/// --help`) and a part of `cargo xtask test` (`--list`, `--only NAME`).
+const CHECKS_HELP: &str =
+    "Checks (each also a part of `cargo xtask test`; `test --list`, `test --only NAME`):
+  check-cow             COW mode: finnix.img booted three times
+  check-create          finnix create on this host, in a network namespace
+  check-nested          finnix create inside the ISO in qemu
+  check-rescue          the rescue scenarios, by mode (UML, the ISO's controllers, Xen)
+  check-hardware        the hardware matrix: storage controllers and network cards
+  check-fresh           the README's commands in a pristine Debian root
+  check-snapshot        the archive snapshot mechanism against a local mirror
+  check-source          the source archive read back with tar, sha256sum, git, curl, dpkg-source
+  check-verify-release  a signed release verifies; each tampering is refused";
+
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
-    about = "Build Finnix: kernels, initrd, root filesystem, ISO, Xen and UML tarballs"
+    about = "Build Finnix: kernels, initrd, root filesystem, ISO, Xen and UML tarballs",
+    after_help = CHECKS_HELP
 )]
 pub struct Cli {
     /// Fail if a fetched input (the kernel source) differs from finnix.lock (use for releases).
@@ -27,6 +42,40 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Build every stage and write the release into dist/: ISO, Xen and UML
+    /// tarballs, SHA256SUMS and the manifest (signed when keys are set).
+    Dist(Dist),
+    /// Write dist/finnix-<version>-source.tar: this repository, the kernel
+    /// source tarball as fetched, the Debian source packages of everything
+    /// shipped at the release's versions.
+    Source(SourceJob),
+    /// Sign dist/SHA256SUMS: SHA256SUMS.sig (SSH, namespace `file`) and
+    /// SHA256SUMS.asc (OpenPGP), with keys from files named by
+    /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
+    Sign(Sign),
+    /// Make the release keys: the private halves into --private-dir (for the
+    /// repository secrets), the public halves into keys/ (to commit).
+    Keygen(Keygen),
+    /// Check a release directory: both signatures against keys/, every
+    /// checksum, the manifest against the files; `--rebuild`: verify-repro
+    /// --against it.
+    VerifyRelease(VerifyRelease),
+    /// Build every artifact twice from scratch (different paths, time zone,
+    /// locale, umask, host name, user, file order, time) and compare them bit
+    /// for bit; or rebuild and compare with a published release (--against).
+    VerifyRepro(VerifyRepro),
+    /// Boot an artifact: interactively, or `--check` for a pass/fail run
+    /// (`boot --check all`: every target, then a table). Targets: uml-iso,
+    /// uml-squashroot, uml-readonly, uml-flow, toram, bios-cd, uefi-cd,
+    /// uefi-secureboot,
+    /// usb-bios, usb-uefi, xen-pvh, xen-pv, xen-xl.
+    Boot(Boot),
+    /// Run the test suite: unit tests, then every stage end to end with real boots.
+    Test(Test),
+    /// Benchmarks: `bench squashfs` compares our squashfs writer with
+    /// mksquashfs; `bench boot` times the UML boot of mini and standard;
+    /// `bench packages` measures the groups of a package list.
+    Bench(Bench),
     /// Patch, configure and build the UML and/or the Xen domU kernel.
     Kernel(Kernel),
     /// Build the initramfs: the static /init and busybox, as a zstd newc cpio.
@@ -40,81 +89,56 @@ pub enum Command {
     Squashfs(Squashfs),
     /// Assemble the hybrid ISO (BIOS and UEFI, CD and USB) with xorriso.
     Iso(Iso),
-    /// Build every stage and write the release into dist/: ISO, Xen and UML
-    /// tarballs, SHA256SUMS and the manifest (signed when keys are set).
-    Dist(Dist),
-    /// Write dist/finnix-<version>-source.tar: this repository, the kernel
-    /// source tarball as fetched, the Debian source packages of everything
-    /// shipped at the release's versions.
-    Source(SourceJob),
-    /// Sign a copy of a release directory (default dist/) with throwaway keys,
-    /// verify it, then check that each tampering fails naming its culprit.
-    CheckVerifyRelease(CheckVerifyRelease),
-    /// The archive snapshot mechanism against a local mirror this check
-    /// builds (apt-ftparchive): the configured URL is used, a changed
-    /// package version is named.
-    CheckSnapshot(CheckSnapshot),
-    /// The mini release's source archive (`cargo xtask source`), read back
-    /// with tar, sha256sum, git, curl and dpkg-source; a run that cannot
-    /// fetch everything fails and writes nothing.
-    CheckSource(CheckSource),
-    /// Sign dist/SHA256SUMS: SHA256SUMS.sig (SSH, namespace `file`) and
-    /// SHA256SUMS.asc (OpenPGP), with keys from files named by
-    /// FINNIX_SSH_SIGNING_KEY and FINNIX_OPENPGP_SIGNING_KEY (or the options).
-    Sign(Sign),
-    /// Make the release keys: the private halves into --private-dir (for the
-    /// repository secrets), the public halves into keys/ (to commit).
-    Keygen(Keygen),
-    /// Check a release directory: both signatures against keys/, every
-    /// checksum, the manifest against the files; `--rebuild`: verify-repro
-    /// --against it.
-    VerifyRelease(VerifyRelease),
-    /// Boot an artifact: interactively, or `--check` for a pass/fail run
-    /// (`boot --check all`: every target, then a table). Targets: uml-iso,
-    /// uml-squashroot, uml-readonly, uml-flow, toram, bios-cd, uefi-cd,
-    /// uefi-secureboot,
-    /// usb-bios, usb-uefi, xen-pvh, xen-pv, xen-xl.
-    Boot(Boot),
     /// Write dist/finnix.img: the profile's root filesystem as an ext4 image
     /// for UML's COW mode (`./linux root=/dev/ubda ubda=COWFILE,finnix.img uml`).
     CowImage(CowImage),
+    /// Remove the stage cache (and dist/ with --dist).
+    Clean(Clean),
+    /// Write a squashfs image of a directory tree (what the squashfs stage runs; used by the benchmark).
+    #[command(hide = true)]
+    WriteSquashfs(WriteSquashfs),
     /// Boot finnix.img in COW mode three times: a change persists in the COW
     /// file, a fresh COW file starts clean, the image never changes.
+    #[command(hide = true)]
     CheckCow(CheckCow),
     /// `finnix create` on this host, in a network namespace of its own: two
     /// UML guests from the release ISO, DHCP, ping, list, stop, nothing left.
+    #[command(hide = true)]
     CheckCreate(CheckCreate),
     /// `finnix create` inside a running Finnix: the ISO (standard profile by
     /// default) booted in qemu with 1 GiB, a nested UML guest started,
     /// pinged, listed and stopped. Slow: UML under TCG.
+    #[command(hide = true)]
     CheckNested(CheckNested),
     /// Rescue scenarios (configs/rescue/scenarios.toml): disks made by the
     /// upstream tools in a preparation boot, read back by the released
     /// Finnix (standard profile by default) in UML and from the ISO in qemu
     /// (virtio-blk, SATA); a table of scenario by mode.
+    #[command(hide = true)]
     CheckRescue(CheckRescue),
     /// The hardware matrix (configs/hardware/matrix.toml): the ISO booted
     /// behind each storage controller qemu emulates (mini), a DHCP lease on
     /// each network card (standard), side by side; a table.
-    CheckHardware(CheckHardware),
-    /// Build every artifact twice from scratch (different paths, time zone,
-    /// locale, umask, host name, user, file order, time) and compare them bit
-    /// for bit; or rebuild and compare with a published release (--against).
-    VerifyRepro(VerifyRepro),
-    /// Benchmarks: `bench squashfs` compares our squashfs writer with
-    /// mksquashfs; `bench boot` times the UML boot of mini and standard;
-    /// `bench packages` measures the groups of a package list.
-    Bench(Bench),
-    /// Write a squashfs image of a directory tree (what the squashfs stage runs; used by the benchmark).
     #[command(hide = true)]
-    WriteSquashfs(WriteSquashfs),
+    CheckHardware(CheckHardware),
     /// The README's commands on a pristine Debian 12 root (mmdebstrap):
     /// `test --unit-only` and `dist` set themselves up there (kernels seeded).
+    #[command(hide = true)]
     CheckFresh(CheckFresh),
-    /// Run the test suite: unit tests, then every stage end to end with real boots.
-    Test(Test),
-    /// Remove the stage cache (and dist/ with --dist).
-    Clean(Clean),
+    /// The archive snapshot mechanism against a local mirror this check
+    /// builds (apt-ftparchive): the configured URL is used, a changed
+    /// package version is named.
+    #[command(hide = true)]
+    CheckSnapshot(CheckSnapshot),
+    /// The mini release's source archive (`cargo xtask source`), read back
+    /// with tar, sha256sum, git, curl and dpkg-source; a run that cannot
+    /// fetch everything fails and writes nothing.
+    #[command(hide = true)]
+    CheckSource(CheckSource),
+    /// Sign a copy of a release directory (default dist/) with throwaway keys,
+    /// verify it, then check that each tampering fails naming its culprit.
+    #[command(hide = true)]
+    CheckVerifyRelease(CheckVerifyRelease),
 }
 
 #[derive(Args)]

@@ -1,13 +1,15 @@
 //! `cargo xtask`: the Finnix build pipeline. See ARCHITECTURE.md.
 //!
-//! `cli` names the jobs, `pipeline` orders the stages (`stages/`), `checks/`
-//! proves what was built, `guest/` drives booted systems, `support/` holds
+//! `cli` names the jobs, `pipeline` orders the stages (`stages/`),
+//! `release/` writes, signs and verifies `dist/`, `checks/` proves what was
+//! built, `guest/` drives booted systems, `support/` holds
 //! what they all share. This file only dispatches.
 
 mod checks;
 mod cli;
 mod guest;
 mod pipeline;
+mod release;
 mod stages;
 mod support;
 
@@ -48,7 +50,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::CheckVerifyRelease(c) => c.run(&ctx),
         Command::CheckSnapshot(c) => c.run(&ctx),
         Command::CheckSource(c) => c.run(&ctx),
-        Command::VerifyRelease(c) => c.run(&ctx),
+        Command::VerifyRelease(c) => {
+            c.run(&ctx)?;
+            if !c.rebuild {
+                return Ok(());
+            }
+            cli::VerifyRepro {
+                profile: None,
+                keep_kernels: false,
+                against: Some(c.dir),
+            }
+            .run(&ctx)
+        }
         Command::CowImage(c) => c.run(&ctx),
         Command::Clean(c) => c.run(&ctx),
         Command::Boot(c) => c.run(&ctx),

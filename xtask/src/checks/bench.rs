@@ -145,7 +145,8 @@ pub fn report(ours: &[Sample], theirs: &[Sample]) -> String {
 
 impl crate::cli::Bench {
     pub fn run(self, ctx: &crate::support::context::Ctx) -> Result<()> {
-        use crate::pipeline::{default_squashfs, ensure_tools, LIVE_STAGES};
+        use crate::pipeline::{default_squashfs, LIVE_STAGES};
+        use crate::stages::ensure_tools;
         use crate::stages::{initrd, kernel, rootfs};
         match self.what {
             crate::cli::BenchWhat::Boot => return boot(ctx, self.profile, self.runs),
@@ -198,7 +199,7 @@ fn kernels(
     flavors: Vec<crate::stages::kernel::Flavor>,
 ) -> Result<()> {
     use crate::stages::kernel;
-    crate::pipeline::ensure_tools(ctx, &[crate::stages::StageId::KernelUm], &[])?;
+    crate::stages::ensure_tools(ctx, &[crate::stages::StageId::KernelUm], &[])?;
     let line_file = ctx.root.join("configs/bench/kernel-one-line.config");
     let line = fs_err::read_to_string(&line_file)?
         .lines()
@@ -246,8 +247,10 @@ fn ui_path(p: &std::path::Path) -> String {
 }
 
 fn boot(ctx: &crate::support::context::Ctx, profile: Option<String>, runs: usize) -> Result<()> {
+    use crate::checks::boot::inputs_of_release as release_inputs;
     use crate::checks::boot::Target;
-    use crate::pipeline::{ensure_tools, release, release_inputs, RELEASE_STAGES};
+    use crate::pipeline::{release, RELEASE_STAGES};
+    use crate::stages::ensure_tools;
     use crate::support::prereq::Tools;
     ensure!(runs > 0, "--runs must be at least 1");
     ensure_tools(ctx, RELEASE_STAGES, &[Tools::Boot])?;
@@ -463,7 +466,7 @@ pub fn package_groups(text: &str) -> Vec<(String, Vec<String>)> {
 /// `bench packages`: the profile's base tree (built if needed) and what
 /// each group of its package list adds.
 fn packages(ctx: &crate::support::context::Ctx, profile: Option<String>) -> Result<()> {
-    use crate::pipeline::ensure_tools;
+    use crate::stages::ensure_tools;
     use crate::stages::StageId;
     ensure_tools(ctx, &[StageId::RootfsBase], &[])?;
     let name = ctx.profile(profile);

@@ -1176,7 +1176,8 @@ fn check_xen_pv(guest: &mut Guest, boot_text: &str) -> Result<()> {
 
 impl crate::cli::Boot {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{self, ensure_tools, RELEASE_STAGES};
+        use crate::pipeline::{self, RELEASE_STAGES};
+        use crate::stages::ensure_tools;
         ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
         let profile = ctx.profile(self.profile);
         let targets: Vec<Target> = match self.target {
@@ -1185,10 +1186,10 @@ impl crate::cli::Boot {
         };
         let mut inputs = if targets.iter().any(|t| t.needs_release()) {
             let release = pipeline::release(ctx, &profile)?;
-            pipeline::release_inputs(ctx, &release)?
+            crate::checks::boot::inputs_of_release(ctx, &release)?
         } else {
             let live = pipeline::live(ctx, &profile, pipeline::default_squashfs(ctx))?;
-            pipeline::boot_inputs(ctx, &live)?
+            crate::checks::boot::inputs_of_live(ctx, &live)?
         };
         if targets.iter().any(|t| t.needs_standard()) {
             inputs.standard_iso = Some(pipeline::release(ctx, "standard")?.iso.image());
@@ -1202,6 +1203,44 @@ impl crate::cli::Boot {
             (true, _) => crate::checks::suite::check_boots(ctx, &targets, &inputs, &profile),
         }
     }
+}
+
+/// The files a boot of `live` needs.
+pub fn inputs_of_live(ctx: &Ctx, live: &crate::pipeline::Live) -> Result<Inputs> {
+    let profile = crate::support::config::Profile::load(&ctx.root, &live.profile)?;
+    Ok(Inputs {
+        uml_kernel: live.uml.image(),
+        initrd: live.initrd.image(),
+        squashfs: live.squashfs.image(),
+        kernel_release: live.uml.info.release.clone(),
+        version: ctx.config.distribution.version.clone(),
+        memory_mib: profile.memory_mib,
+        release: None,
+        xen_host: None,
+        standard_iso: None,
+    })
+}
+
+/// The files a boot of a release needs (the ISO, the tarballs, the domU kernel).
+pub fn inputs_of_release(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<Inputs> {
+    let mut inputs = inputs_of_live(ctx, &r.live)?;
+    let file = |suffix: &str| {
+        r.files
+            .iter()
+            .find(|(n, _)| n.ends_with(suffix))
+            .map(|(_, p)| p.clone())
+            .context("release file")
+    };
+    inputs.release = Some(ReleaseInputs {
+        iso: r.iso.image(),
+        uml_tarball: file("-uml.tar.gz")?,
+        xen_tarball: file("-xen.tar.gz")?,
+        xen_kernel: r.xen.image(),
+        xen_vmlinux: r.xen.vmlinux().context("domU vmlinux")?,
+        xen_release: r.xen.info.release.clone(),
+        metal_release: r.live.metal.release.clone(),
+    });
+    Ok(inputs)
 }
 
 #[cfg(test)]

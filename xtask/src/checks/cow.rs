@@ -216,7 +216,8 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
 
 impl crate::cli::CheckCow {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{self, ensure_tools, LIVE_STAGES};
+        use crate::pipeline::{self, LIVE_STAGES};
+        use crate::stages::ensure_tools;
         use crate::support::prereq::Tools;
         ensure_tools(ctx, LIVE_STAGES, &[Tools::Cow, Tools::Boot])?;
         if self.recipe {

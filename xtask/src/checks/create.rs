@@ -656,7 +656,8 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
 
 impl crate::cli::CheckCreate {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{self, ensure_tools, RELEASE_STAGES};
+        use crate::pipeline::{self, RELEASE_STAGES};
+        use crate::stages::ensure_tools;
         ensure_tools(
             ctx,
             RELEASE_STAGES,
@@ -664,17 +665,29 @@ impl crate::cli::CheckCreate {
         )?;
         let profile = ctx.profile(self.profile);
         let release = pipeline::release(ctx, &profile)?;
-        check(ctx, &pipeline::create_files(&release))?;
+        check(ctx, &crate::checks::create::files_of(&release))?;
         Ok(())
     }
 }
 
 impl crate::cli::CheckNested {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{self, ensure_tools, RELEASE_STAGES};
+        use crate::pipeline::{self, RELEASE_STAGES};
+        use crate::stages::ensure_tools;
         ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
         let release = pipeline::release(ctx, &self.profile)?;
         check_nested(ctx, &release.iso.image(), &ctx.config.distribution.version)?;
         Ok(())
+    }
+}
+
+/// The files `finnix create` needs on a host: the `finnix` program the root
+/// filesystem ships, the UML kernel, the initrd, the release ISO.
+pub fn files_of(r: &crate::pipeline::Release) -> Files {
+    Files {
+        finnix: r.live.rootfs.tree().join("usr/bin/finnix"),
+        kernel: r.live.uml.image(),
+        initrd: r.live.initrd.image(),
+        medium: r.iso.image(),
     }
 }

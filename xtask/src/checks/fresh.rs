@@ -181,47 +181,7 @@ pub fn check(ctx: &Ctx, host_sums: Option<&Path>) -> Result<()> {
             let files = fs::read_dir(&dist)?.filter_map(|e| e.ok()).count();
             // An independent rebuild for free: the same SHA256SUMS as here.
             let rebuilt = match host_sums {
-                Some(host) => {
-                    let (ours, theirs) = (fs::read_to_string(host)?, fs::read_to_string(dist.join("SHA256SUMS"))?);
-                    let moved = archive_moved(host.parent().context("a release directory")?, &dist)?;
-                    if !moved.is_empty() {
-                        // Debian's archive published other versions between
-                        // this host's build and the fresh one: not the same
-                        // inputs (a snapshot in the profile pins them).
-                        s.warn(format!(
-                            "the inputs differ between this host's build and the fresh root's (Debian's archive or host tools moved: {}): their releases are not compared",
-                            moved.join(", ")
-                        ));
-                        String::new()
-                    } else if ours != theirs {
-                        // Kept for diffoscope: the fresh root's release and
-                        // the stage outputs it was made of.
-                        let keep = ctx.cache.root.join("check-fresh-differs");
-                        crate::support::fsutil::remove_all(&keep)?;
-                        fs::create_dir_all(&keep)?;
-                        crate::support::fsutil::copy_tree(&dist, &keep.join("dist"))?;
-                        let fresh_cache = root.join(cache_dir().trim_start_matches('/'));
-                        for stage in ["squashfs-standard", "iso-standard", "kernel-metal", "initrd", "rootfs-standard"] {
-                            if fresh_cache.join(stage).is_dir() {
-                                crate::support::fsutil::copy_tree(&fresh_cache.join(stage), &keep.join(stage))?;
-                            }
-                        }
-                        let diff: Vec<String> = theirs
-                            .lines()
-                            .filter(|l| !ours.lines().any(|o| o == *l))
-                            .map(|l| format!("  fresh root: {l}"))
-                            .chain(ours.lines().filter(|l| !theirs.lines().any(|t| t == *l)).map(|l| format!("  this host:  {l}")))
-                            .collect();
-                        anyhow::bail!(
-                            "the pristine root's dist differs from this host's ({}); its release and stage outputs are kept in {} for diffoscope:\n{}",
-                            host.display(),
-                            keep.display(),
-                            diff.join("\n")
-                        );
-                    } else {
-                        format!("; its SHA256SUMS equals this host's ({} files)", ours.lines().count())
-                    }
-                }
+                Some(host) => compare_with_host(ctx, s, host, &dist, &root)?,
                 None => String::new(),
             };
             Ok((
@@ -233,15 +193,81 @@ pub fn check(ctx: &Ctx, host_sums: Option<&Path>) -> Result<()> {
     )
 }
 
+/// An independent rebuild for free: the fresh root's SHA256SUMS must equal
+/// this host's (`host`), unless Debian's archive moved between the two.
+fn compare_with_host(
+    ctx: &Ctx,
+    s: &mut ui::Stage,
+    host: &Path,
+    dist: &Path,
+    root: &Path,
+) -> Result<String> {
+    let (ours, theirs) = (
+        fs::read_to_string(host)?,
+        fs::read_to_string(dist.join("SHA256SUMS"))?,
+    );
+    let moved = archive_moved(host.parent().context("a release directory")?, dist)?;
+    if !moved.is_empty() {
+        // Debian's archive published other versions between
+        // this host's build and the fresh one: not the same
+        // inputs (a snapshot in the profile pins them).
+        s.warn(format!(
+            "the inputs differ between this host's build and the fresh root's (Debian's archive or host tools moved: {}): their releases are not compared",
+            moved.join(", ")
+        ));
+        Ok(String::new())
+    } else if ours != theirs {
+        // Kept for diffoscope: the fresh root's release and
+        // the stage outputs it was made of.
+        let keep = ctx.cache.root.join("check-fresh-differs");
+        crate::support::fsutil::remove_all(&keep)?;
+        fs::create_dir_all(&keep)?;
+        crate::support::fsutil::copy_tree(dist, &keep.join("dist"))?;
+        let fresh_cache = root.join(cache_dir().trim_start_matches('/'));
+        for stage in [
+            "squashfs-standard",
+            "iso-standard",
+            "kernel-metal",
+            "initrd",
+            "rootfs-standard",
+        ] {
+            if fresh_cache.join(stage).is_dir() {
+                crate::support::fsutil::copy_tree(&fresh_cache.join(stage), &keep.join(stage))?;
+            }
+        }
+        let diff: Vec<String> = theirs
+            .lines()
+            .filter(|l| !ours.lines().any(|o| o == *l))
+            .map(|l| format!("  fresh root: {l}"))
+            .chain(
+                ours.lines()
+                    .filter(|l| !theirs.lines().any(|t| t == *l))
+                    .map(|l| format!("  this host:  {l}")),
+            )
+            .collect();
+        anyhow::bail!(
+            "the pristine root's dist differs from this host's ({}); its release and stage outputs are kept in {} for diffoscope:\n{}",
+            host.display(),
+            keep.display(),
+            diff.join("\n")
+        );
+    } else {
+        Ok(format!(
+            "; its SHA256SUMS equals this host's ({} files)",
+            ours.lines().count()
+        ))
+    }
+}
+
 /// Packages whose versions differ between two releases' manifests.
 fn archive_moved(a: &Path, b: &Path) -> Result<Vec<String>> {
-    let manifest = |dir: &Path| -> Result<crate::stages::checksums::Manifest> {
+    let manifest = |dir: &Path| -> Result<crate::release::checksums::Manifest> {
         let name = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .find(|n| n.ends_with(".manifest.json"))
             .with_context(|| format!("{} holds no manifest", dir.display()))?;
-        crate::stages::checksums::Manifest::read(&dir.join(name))
+        crate::release::checksums::Manifest::read(&dir.join(name))
     };
     let (ma, mb) = (manifest(a)?, manifest(b)?);
     let mut moved: Vec<String> = Vec::new();
@@ -273,14 +299,14 @@ fn archive_moved(a: &Path, b: &Path) -> Result<Vec<String>> {
 
 impl crate::cli::CheckFresh {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        crate::pipeline::ensure_tools(
+        crate::stages::ensure_tools(
             ctx,
             &[crate::stages::StageId::KernelUm],
             &[crate::support::prereq::Tools::Fresh],
         )?;
         let profile = ctx.profile(None);
         let host = ctx.cache.root.join(format!("test-dist-{profile}"));
-        crate::pipeline::dist(ctx, &profile, &host)?;
+        crate::release::dist::dist(ctx, &profile, &host)?;
         check(ctx, Some(&host.join("SHA256SUMS")))
     }
 }

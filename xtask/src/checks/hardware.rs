@@ -619,6 +619,89 @@ fn card_check(
     ))
 }
 
+/// What check-hardware runs: one boot per storage row, one per group of
+/// cards, the boot without a medium; and the rows this qemu cannot run.
+enum Job<'a> {
+    Storage(&'a StorageRow),
+    Network(usize, Vec<NetworkRow>),
+    NoMedium,
+    Missing(Row),
+}
+
+/// A row not run, and why.
+fn not_run(kind: &'static str, name: &str, what: &str, why: String) -> Row {
+    Row {
+        kind,
+        name: name.to_string(),
+        what: what.to_string(),
+        result: format!("not run: {why}"),
+        secs: None,
+        detail: String::new(),
+        log: PathBuf::new(),
+    }
+}
+
+/// The jobs for the rows `only` names (all when empty), the slow network
+/// boots first so the cores stay busy.
+fn plan<'a>(
+    matrix: &'a Matrix,
+    models: &[String],
+    qemu_version: &str,
+    only: &[String],
+) -> Vec<Job<'a>> {
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut jobs = Vec::new();
+    if wanted("no-medium") {
+        jobs.push(Job::NoMedium);
+    }
+    for row in matrix.storage.iter().filter(|r| wanted(&r.name)) {
+        if let Some(why) = &row.skip {
+            jobs.push(Job::Missing(not_run(
+                "storage",
+                &row.name,
+                &row.what,
+                why.clone(),
+            )));
+            continue;
+        }
+        match row
+            .models()
+            .into_iter()
+            .find(|m| !models.iter().any(|x| x == m))
+        {
+            None => jobs.push(Job::Storage(row)),
+            Some(m) => jobs.push(Job::Missing(not_run(
+                "storage",
+                &row.name,
+                &row.what,
+                format!("{qemu_version} does not emulate {m}"),
+            ))),
+        }
+    }
+    let mut cards = Vec::new();
+    for card in matrix.network.iter().filter(|r| wanted(&r.name)) {
+        if models.contains(&card.device) {
+            cards.push(card.clone());
+        } else {
+            jobs.push(Job::Missing(not_run(
+                "network",
+                &card.name,
+                &card.what,
+                format!("{qemu_version} does not emulate {}", card.device),
+            )));
+        }
+    }
+    for (i, group) in cards.chunks(CARDS_PER_BOOT).enumerate() {
+        jobs.push(Job::Network(i, group.to_vec()));
+    }
+    jobs.sort_by_key(|j| match j {
+        Job::Network(..) => 0,
+        Job::Storage(_) | Job::NoMedium => 1,
+        Job::Missing(_) => 2,
+    });
+    jobs
+}
+
 /// The matrix: every storage row on `mini_iso`, the network rows on
 /// `standard_iso`, side by side; a table; fails if any row failed.
 pub fn check(
@@ -646,69 +729,7 @@ pub fn check(
             let standard = iso_boot(s, standard_iso, &work.path().join("standard"))?;
             s.note(format!("default entry: {}", mini.append));
             let server = TokenServer::start()?;
-            let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
-            // Jobs: one per storage row, one per group of cards.
-            enum Job<'a> {
-                Storage(&'a StorageRow),
-                Network(usize, Vec<NetworkRow>),
-                NoMedium,
-                Missing(Row),
-            }
-            let mut jobs = Vec::new();
-            if wanted("no-medium") {
-                jobs.push(Job::NoMedium);
-            }
-            for row in matrix.storage.iter().filter(|r| wanted(&r.name)) {
-                if let Some(why) = &row.skip {
-                    jobs.push(Job::Missing(Row {
-                        kind: "storage",
-                        name: row.name.clone(),
-                        what: row.what.clone(),
-                        result: format!("not run: {why}"),
-                        secs: None,
-                        detail: String::new(),
-                        log: PathBuf::new(),
-                    }));
-                    continue;
-                }
-                match row.models().into_iter().find(|m| !models.iter().any(|x| x == m)) {
-                    None => jobs.push(Job::Storage(row)),
-                    Some(m) => jobs.push(Job::Missing(Row {
-                        kind: "storage",
-                        name: row.name.clone(),
-                        what: row.what.clone(),
-                        result: format!("not run: {qemu_version} does not emulate {m}"),
-                        secs: None,
-                        detail: String::new(),
-                        log: PathBuf::new(),
-                    })),
-                }
-            }
-            let mut cards = Vec::new();
-            for card in matrix.network.iter().filter(|r| wanted(&r.name)) {
-                if models.contains(&card.device) {
-                    cards.push(card.clone());
-                } else {
-                    jobs.push(Job::Missing(Row {
-                        kind: "network",
-                        name: card.name.clone(),
-                        what: card.what.clone(),
-                        result: format!("not run: {qemu_version} does not emulate {}", card.device),
-                        secs: None,
-                        detail: String::new(),
-                        log: PathBuf::new(),
-                    }));
-                }
-            }
-            for (i, group) in cards.chunks(CARDS_PER_BOOT).enumerate() {
-                jobs.push(Job::Network(i, group.to_vec()));
-            }
-            // The slow network boots first, so the two cores stay busy.
-            jobs.sort_by_key(|j| match j {
-                Job::Network(..) => 0,
-                Job::Storage(_) | Job::NoMedium => 1,
-                Job::Missing(_) => 2,
-            });
+            let jobs = plan(&matrix, &models, &qemu_version, only);
             let results = crate::support::parallel::map(&jobs, crate::support::parallel::guest_workers(ctx.jobs), |job| match job {
                 Job::Storage(row) => vec![storage_boot(ctx, s, row, &mini, mini_iso, version, work.path())],
                 Job::Network(i, group) => network_boot(
@@ -788,7 +809,8 @@ pub fn table(rows: &[Row]) -> String {
 
 impl crate::cli::CheckHardware {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{ensure_tools, RELEASE_STAGES};
+        use crate::pipeline::RELEASE_STAGES;
+        use crate::stages::ensure_tools;
         ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
         let mini = crate::pipeline::release(ctx, "mini")?;
         let standard = crate::pipeline::release(ctx, "standard")?;

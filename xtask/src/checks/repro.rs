@@ -130,27 +130,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         None => None,
     };
     if let Some(p) = &published {
-        // The rebuild must read the archive as the release did.
-        if let Some((archive, kernel)) = &p.snapshots {
-            let profile = crate::support::config::Profile::load(&ctx.root, &opts.profile)?;
-            let ours = profile.snapshot.clone().unwrap_or_default();
-            let our_kernel = match &ctx.config.kernel.source {
-                crate::support::config::KernelSource::Debian {
-                    snapshot: Some((ts, _)),
-                    ..
-                } => ts.clone(),
-                _ => String::new(),
-            };
-            if (&ours, &our_kernel) != (archive, kernel) {
-                bail!(
-                    "the release was built from the Debian archive snapshot {archive:?} (kernel source: {kernel:?}); this checkout names {ours:?} (kernel source: {our_kernel:?}): check out the release's tag, whose profile and finnix.toml record its snapshots"
-                );
-            }
-        }
-        if let Some((global, kernel)) = p.epochs {
-            env.push(("SOURCE_DATE_EPOCH".into(), global.to_string()));
-            env.push(("FINNIX_KERNEL_SOURCE_DATE_EPOCH".into(), kernel.to_string()));
-        }
+        env = release_env(ctx, opts, p)?;
     }
 
     // Both builds run this very program, copied: a rebuild of xtask while
@@ -191,18 +171,7 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         }
     }
     let same = rows.iter().all(|r| r.1 != Verdict::Different);
-    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(10).max(10);
-    let mut table = format!("{:<width$}  result\n", "artifact");
-    for (label, verdict, detail) in &rows {
-        table.push_str(&format!(
-            "{label:<width$}  {}{detail}\n",
-            match verdict {
-                Verdict::Identical => "identical",
-                Verdict::Copied => "copied (not rebuilt)",
-                Verdict::Different => "DIFFERENT",
-            }
-        ));
-    }
+    let table = verdict_table(&rows);
     print!("{table}");
     for r in &reports {
         eprintln!("diffoscope report: {}", ui::display_path(r));
@@ -224,6 +193,52 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
         }
     );
     Ok(same)
+}
+
+/// The environment a rebuild of published release `p` needs (its epochs),
+/// refused when this checkout names other archive snapshots than it was
+/// built from.
+fn release_env(ctx: &Ctx, opts: &Options, p: &Published) -> Result<Vec<(String, String)>> {
+    let mut env = Vec::new();
+    // The rebuild must read the archive as the release did.
+    if let Some((archive, kernel)) = &p.snapshots {
+        let profile = crate::support::config::Profile::load(&ctx.root, &opts.profile)?;
+        let ours = profile.snapshot.clone().unwrap_or_default();
+        let our_kernel = match &ctx.config.kernel.source {
+            crate::support::config::KernelSource::Debian {
+                snapshot: Some((ts, _)),
+                ..
+            } => ts.clone(),
+            _ => String::new(),
+        };
+        if (&ours, &our_kernel) != (archive, kernel) {
+            bail!(
+                "the release was built from the Debian archive snapshot {archive:?} (kernel source: {kernel:?}); this checkout names {ours:?} (kernel source: {our_kernel:?}): check out the release's tag, whose profile and finnix.toml record its snapshots"
+            );
+        }
+    }
+    if let Some((global, kernel)) = p.epochs {
+        env.push(("SOURCE_DATE_EPOCH".into(), global.to_string()));
+        env.push(("FINNIX_KERNEL_SOURCE_DATE_EPOCH".into(), kernel.to_string()));
+    }
+    Ok(env)
+}
+
+/// One line per compared artifact: identical, copied or DIFFERENT.
+fn verdict_table(rows: &[(String, Verdict, String)]) -> String {
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(10).max(10);
+    let mut table = format!("{:<width$}  result\n", "artifact");
+    for (label, verdict, detail) in rows {
+        table.push_str(&format!(
+            "{label:<width$}  {}{detail}\n",
+            match verdict {
+                Verdict::Identical => "identical",
+                Verdict::Copied => "copied (not rebuilt)",
+                Verdict::Different => "DIFFERENT",
+            }
+        ));
+    }
+    table
 }
 
 /// One build's copy of the checkout (below a 0700 directory for a variant
@@ -540,7 +555,7 @@ impl Published {
         };
         let text = fs::read_to_string(&sums_path)
             .with_context(|| format!("cannot read {}", sums_path.display()))?;
-        let sums = crate::stages::checksums::parse_sha256sums(&text)
+        let sums = crate::release::checksums::parse_sha256sums(&text)
             .map_err(|e| anyhow::anyhow!("{}: {e}", sums_path.display()))?;
         let manifest = sums
             .iter()
@@ -550,7 +565,7 @@ impl Published {
         let mut snapshots = None;
         let epochs = match manifest {
             Some(m) => {
-                let m = crate::stages::checksums::Manifest::read(&m)?;
+                let m = crate::release::checksums::Manifest::read(&m)?;
                 snapshots = Some((m.archive_snapshot.clone(), m.kernel_source.snapshot.clone()));
                 Some((m.source_date_epoch, m.kernel_source_date_epoch))
             }
@@ -630,7 +645,8 @@ fn diffoscope(work: &Path, label: &str, a: &Path, b: &Path) -> Result<PathBuf> {
 
 impl crate::cli::VerifyRepro {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{ensure_tools, RELEASE_STAGES};
+        use crate::pipeline::RELEASE_STAGES;
+        use crate::stages::ensure_tools;
         ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Repro])?;
         let same = run(
             ctx,

@@ -572,24 +572,7 @@ fn run_mode(
         return run_xen(ctx, s, inputs, disks, scenarios, copies, work.path());
     }
     let cmd = match mode {
-        Mode::XenXl => unreachable!("run_xen"),
-        Mode::Uml => {
-            let dir = work.path().join("uml");
-            fs::create_dir_all(&dir)?;
-            let top = crate::checks::boot::unpack_uml_tarball(&release.uml_tarball, &dir)?;
-            std::os::unix::fs::symlink(&release.iso, top.join("finnix.iso"))?;
-            let mut args = vec![
-                format!("mem={UML_MIB}M"),
-                "initrd=initrd.img".to_string(),
-                "root=/dev/ubda".to_string(),
-                "ubdar=finnix.iso".to_string(),
-            ];
-            for (i, c) in copies.iter().enumerate() {
-                args.push(format!("ubd{}={}", ubd_letter(i + 1), c.display()));
-            }
-            args.push("uml".to_string());
-            crate::guest::uml::command(&top, work.path(), &args, false)?
-        }
+        Mode::Uml => uml_command(release, work.path(), &copies)?,
         _ => qemu_command(mode, &release.iso, &attached),
     };
     let log = ctx
@@ -640,6 +623,30 @@ fn run_mode(
         s.note("planted: a write to a disk declared unchanged was caught");
     }
     Ok(cells)
+}
+
+/// UML booting the release's UML tarball as its README says, the ISO as
+/// its medium and each disk copy as a ubd device.
+fn uml_command(
+    release: &crate::checks::boot::ReleaseInputs,
+    work: &Path,
+    copies: &[PathBuf],
+) -> Result<Command> {
+    let dir = work.join("uml");
+    fs::create_dir_all(&dir)?;
+    let top = crate::checks::boot::unpack_uml_tarball(&release.uml_tarball, &dir)?;
+    std::os::unix::fs::symlink(&release.iso, top.join("finnix.iso"))?;
+    let mut args = vec![
+        format!("mem={UML_MIB}M"),
+        "initrd=initrd.img".to_string(),
+        "root=/dev/ubda".to_string(),
+        "ubdar=finnix.iso".to_string(),
+    ];
+    for (i, c) in copies.iter().enumerate() {
+        args.push(format!("ubd{}={}", ubd_letter(i + 1), c.display()));
+    }
+    args.push("uml".to_string());
+    crate::guest::uml::command(&top, work, &args, false)
 }
 
 /// The mode that also runs the planted faults (qemu: room for one more disk).
@@ -1044,7 +1051,7 @@ pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
     let scenarios = load(&ctx.root)?;
     let disks = prepare_disks(ctx, &r.live.uml, &scenarios)?;
-    let mut inputs = crate::pipeline::release_inputs(ctx, r)?;
+    let mut inputs = crate::checks::boot::inputs_of_release(ctx, r)?;
     if modes.contains(&Mode::XenXl) {
         crate::checks::boot::prepare(ctx, &mut inputs, &[crate::checks::boot::Target::XenXl])?;
     }
@@ -1098,7 +1105,8 @@ pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<
 
 impl crate::cli::CheckRescue {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{ensure_tools, release, RELEASE_STAGES};
+        use crate::pipeline::{release, RELEASE_STAGES};
+        use crate::stages::ensure_tools;
         if self.prepare_only {
             ensure_tools(
                 ctx,

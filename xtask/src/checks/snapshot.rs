@@ -22,7 +22,7 @@
 //!    versions; without `--locked` the same build passes and has the marker.
 
 use fs_err as fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
@@ -137,33 +137,7 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             ensure!(!key.is_empty(), "gpg exported no key");
             fs::write(&keyring, key)?;
 
-            // The package as Debian ships it, and a new version of it.
-            let debs = w.join("debs");
-            fs::create_dir_all(&debs)?;
-            let first = crate::stages::kernel::source::apt_download(s, PACKAGE, &debs)?;
-            let v1 = s
-                .read(crate::cmd!("dpkg-deb", "-f", &first, "Version"))?
-                .trim()
-                .to_string();
-            let v2 = format!("{v1}+snapshot2");
-            let unpacked = w.join("unpacked");
-            s.run(crate::cmd!("dpkg-deb", "-R", &first, &unpacked))?;
-            let control = unpacked.join("DEBIAN/control");
-            let text = fs::read_to_string(&control)?;
-            fs::write(
-                &control,
-                text.replace(&format!("Version: {v1}\n"), &format!("Version: {v2}\n")),
-            )?;
-            fs::create_dir_all(unpacked.join(MARKER).parent().expect("parent"))?;
-            fs::write(unpacked.join(MARKER), "the second snapshot\n")?;
-            let second = w.join(format!("{PACKAGE}_{v2}_amd64.deb").replace(':', "%3a"));
-            s.run(crate::cmd!(
-                "dpkg-deb",
-                "--root-owner-group",
-                "-b",
-                &unpacked,
-                &second
-            ))?;
+            let (first, second, v1, v2) = two_versions(s, w)?;
 
             // A minimal Debian beside it, in both snapshots.
             let pool = pool(ctx)?;
@@ -226,6 +200,38 @@ pub fn check(ctx: &Ctx) -> Result<()> {
             ))
         },
     )
+}
+
+/// The package as Debian ships it, and a new version of it (a marker file
+/// added): their .debs and versions.
+fn two_versions(s: &mut ui::Stage, w: &Path) -> Result<(PathBuf, PathBuf, String, String)> {
+    let debs = w.join("debs");
+    fs::create_dir_all(&debs)?;
+    let first = crate::stages::kernel::source::apt_download(s, PACKAGE, &debs)?;
+    let v1 = s
+        .read(crate::cmd!("dpkg-deb", "-f", &first, "Version"))?
+        .trim()
+        .to_string();
+    let v2 = format!("{v1}+snapshot2");
+    let unpacked = w.join("unpacked");
+    s.run(crate::cmd!("dpkg-deb", "-R", &first, &unpacked))?;
+    let control = unpacked.join("DEBIAN/control");
+    let text = fs::read_to_string(&control)?;
+    fs::write(
+        &control,
+        text.replace(&format!("Version: {v1}\n"), &format!("Version: {v2}\n")),
+    )?;
+    fs::create_dir_all(unpacked.join(MARKER).parent().expect("parent"))?;
+    fs::write(unpacked.join(MARKER), "the second snapshot\n")?;
+    let second = w.join(format!("{PACKAGE}_{v2}_amd64.deb").replace(':', "%3a"));
+    s.run(crate::cmd!(
+        "dpkg-deb",
+        "--root-owner-group",
+        "-b",
+        &unpacked,
+        &second
+    ))?;
+    Ok((first, second, v1, v2))
 }
 
 /// The `snaptest` profile of the copied checkout, at snapshot `ts`.

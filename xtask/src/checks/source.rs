@@ -16,10 +16,11 @@
 
 use fs_err as fs;
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 
-use crate::stages::source::parse_missing;
+use crate::release::source::parse_missing;
 use crate::support::cache::sha256_file;
 use crate::support::context::Ctx;
 use crate::support::ui::{self, Outcome};
@@ -60,7 +61,7 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
     // A release directory of its own: the source is added to its SHA256SUMS.
     let dir = ctx.cache.root.join("test-source-dist");
     crate::support::fsutil::remove_all(&dir)?;
-    crate::pipeline::dist(ctx, "mini", &dir)?;
+    crate::release::dist::dist(ctx, "mini", &dir)?;
 
     // 1. Without --allow-incomplete.
     let strict = ui::stage(
@@ -68,37 +69,8 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
         "check-source-strict",
         "cargo xtask source (mini) without --allow-incomplete",
         |s| {
-            let r = crate::stages::source::write(ctx, s, &release, &names, &dir, false);
-            let left: Vec<String> = fs::read_dir(&dir)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains("source"))
-                .collect();
-            let detail = match &r {
-                Ok(w) => {
-                    ensure!(
-                        w.complete && w.missing.is_empty(),
-                        "an incomplete archive was written without --allow-incomplete"
-                    );
-                    "every file came: the complete archive".to_string()
-                }
-                Err(e) => {
-                    ensure!(
-                        left.is_empty(),
-                        "the failed run left {left:?} in the release directory"
-                    );
-                    let msg = format!("{e:#}");
-                    ensure!(
-                        msg.contains("Nothing was written")
-                            && msg.contains("source packages shipped"),
-                        "the failure does not say what happened: {msg}"
-                    );
-                    format!(
-                        "refused, nothing written: {}",
-                        msg.chars().take(160).collect::<String>()
-                    )
-                }
-            };
+            let r = crate::release::source::write(ctx, s, &release, &names, &dir, false);
+            let detail = judge_strict(&r, &dir)?;
             Ok((r.ok().map(|w| w.path), Outcome::Passed, detail))
         },
     )?;
@@ -111,7 +83,7 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
         |s| {
             let written = match strict {
                 Some(path) => path,
-                None => crate::stages::source::write(ctx, s, &release, &names, &dir, true)?.path,
+                None => crate::release::source::write(ctx, s, &release, &names, &dir, true)?.path,
             };
             let file = written
                 .file_name()
@@ -124,130 +96,9 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
             s.run(crate::cmd!("tar", "-xf", &written, "-C", &x))?;
             let root = x.join(&top);
 
-            // SOURCES: each shipped package outside the root filesystem,
-            // with what it was built using.
-            let sources = fs::read_to_string(root.join("SOURCES"))?;
-            let lock = crate::support::lock::Lock::read(&ctx.lock_path())?;
-            let mut expect: Vec<String> = vec![
-                "busybox-static ".into(),
-                "isolinux ".into(),
-                "<- glibc ".into(),
-                "<- syslinux ".into(),
-                "<- linux ".into(),
-                "<- grub2 ".into(),
-                "<- shim ".into(),
-            ];
-            expect.extend(
-                lock.debian_package
-                    .values()
-                    .map(|d| format!("{} {} <- ", d.package, d.version)),
-            );
-            for e in &expect {
-                ensure!(
-                    sources.contains(e.as_str()),
-                    "SOURCES has no line with {e:?}:\n{sources}"
-                );
-            }
+            sources_kernel_repository(ctx, s, &root)?;
 
-            // The kernel tarball as pinned; the repository as git archives it.
-            let ks = lock
-                .kernel_source
-                .context("finnix.lock names no kernel source")?;
-            let kernel = fs::read_dir(root.join("kernel"))?
-                .next()
-                .context("no kernel tarball")??
-                .path();
-            let sha = s.read(crate::cmd!("sha256sum", &kernel))?;
-            ensure!(
-                sha.starts_with(&ks.sha256),
-                "{}: sha256sum says {sha}, finnix.lock {}",
-                kernel.display(),
-                ks.sha256
-            );
-            let git = s.read_bytes(crate::stages::source::repository_archive(ctx))?;
-            ensure!(
-                fs::read(root.join("repository.tar"))? == git,
-                "repository.tar differs from `git archive HEAD`"
-            );
-
-            // Every .dsc whole, or its gaps in MISSING; MISSING files absent
-            // and really not served here.
-            let missing = match fs::read_to_string(root.join("MISSING")) {
-                Ok(t) => parse_missing(&t),
-                Err(_) => Vec::new(),
-            };
-            ensure!(
-                file.ends_with("-source-incomplete.tar") != missing.is_empty(),
-                "{file}: the name and the MISSING list disagree"
-            );
-            let gaps: BTreeSet<&str> = missing.iter().map(|m| m.file.as_str()).collect();
-            let debian = root.join("debian");
-            let mut dscs = 0;
-            for entry in fs::read_dir(&debian)? {
-                let p = entry?.path();
-                if p.extension().is_some_and(|e| e == "dsc") {
-                    dscs += 1;
-                    let listed: Vec<(String, String)> = dsc_files(&fs::read_to_string(&p)?)
-                        .into_iter()
-                        .filter(|(_, n)| !gaps.contains(n.as_str()))
-                        .collect();
-                    for (_, n) in &listed {
-                        ensure!(
-                            debian.join(n).is_file(),
-                            "{}: names {n}, which is neither in debian/ nor in MISSING",
-                            p.display()
-                        );
-                    }
-                    if listed.is_empty() {
-                        continue; // every file of it is in MISSING
-                    }
-                    let list: String = listed.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
-                    let check = w.join("dsc.sha256");
-                    fs::write(&check, list)?;
-                    s.run(crate::cmd!("sha256sum", "--check", "--strict", &check).dir(&debian))?;
-                }
-            }
-            // Each MISSING line must be a real gap, accounted for: absent
-            // from debian/; a file that a .dsc in the archive names, or a
-            // .dsc itself (of the package and version the line gives); its
-            // URL the archive's pool path of that very file; the answer
-            // curl got (an HTTP status). (Asking the URLs again proves
-            // nothing on a machine that cannot reach them.)
-            let named: BTreeSet<String> = fs::read_dir(&debian)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "dsc"))
-                .filter_map(|p| fs::read_to_string(&p).ok())
-                .flat_map(|t| dsc_files(&t).into_iter().map(|(_, n)| n))
-                .collect();
-            let unserved: BTreeSet<String> = missing
-                .iter()
-                .filter(|m| m.file.ends_with(".dsc"))
-                .map(|m| m.file.clone())
-                .collect();
-            for m in &missing {
-                missing_line_holds(m, &named, &unserved, &debian).map_err(anyhow::Error::msg)?;
-            }
-            let busybox = fs::read_dir(&debian)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| {
-                    p.file_name().is_some_and(|n| {
-                        n.to_string_lossy().starts_with("busybox_")
-                            && n.to_string_lossy().ends_with(".dsc")
-                    })
-                })
-                .context("no busybox .dsc in the archive")?;
-            s.run(crate::cmd!(
-                "dpkg-source",
-                "--no-check",
-                "-x",
-                &busybox,
-                w.join("busybox-src")
-            ))?;
-            ensure!(
-                w.join("busybox-src/debian/control").is_file()
-                    && w.join("busybox-src/Makefile").is_file(),
-                "dpkg-source -x of busybox gave no source tree"
-            );
+            let (dscs, missing) = debian_sources(s, w, &root, &file)?;
 
             // SHA256SUMS lists it; the same bytes again.
             s.run(crate::cmd!("sha256sum", "--check", "--strict", "SHA256SUMS").dir(&dir))?;
@@ -257,7 +108,7 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
                 "SHA256SUMS does not list {file}"
             );
             let first = sha256_file(&written)?;
-            let again = crate::stages::source::write(ctx, s, &release, &names, &dir, true)?;
+            let again = crate::release::source::write(ctx, s, &release, &names, &dir, true)?;
             let second = sha256_file(&again.path)?;
             ensure!(
                 first == second,
@@ -268,13 +119,181 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
                 Outcome::Passed,
                 format!(
                     "{file}: {} .dsc, {} files missing here, same bytes twice",
-                    dscs,
-                    missing.len()
+                    dscs, missing
                 ),
             ))
         },
     )?;
     Ok(dir)
+}
+
+/// A run without --allow-incomplete: the complete archive, or a refusal
+/// that says why and leaves nothing in the release directory.
+fn judge_strict(r: &Result<crate::release::source::Written>, dir: &Path) -> Result<String> {
+    let left: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("source"))
+        .collect();
+    let detail = match r {
+        Ok(w) => {
+            ensure!(
+                w.complete && w.missing.is_empty(),
+                "an incomplete archive was written without --allow-incomplete"
+            );
+            "every file came: the complete archive".to_string()
+        }
+        Err(e) => {
+            ensure!(
+                left.is_empty(),
+                "the failed run left {left:?} in the release directory"
+            );
+            let msg = format!("{e:#}");
+            ensure!(
+                msg.contains("Nothing was written") && msg.contains("source packages shipped"),
+                "the failure does not say what happened: {msg}"
+            );
+            format!(
+                "refused, nothing written: {}",
+                msg.chars().take(160).collect::<String>()
+            )
+        }
+    };
+    Ok(detail)
+}
+
+/// SOURCES names each shipped package outside the root filesystem with
+/// what it was built using; the kernel tarball is as pinned; the
+/// repository is as `git archive` makes it.
+fn sources_kernel_repository(ctx: &Ctx, s: &mut ui::Stage, root: &Path) -> Result<()> {
+    // SOURCES: each shipped package outside the root filesystem,
+    // with what it was built using.
+    let sources = fs::read_to_string(root.join("SOURCES"))?;
+    let lock = crate::support::lock::Lock::read(&ctx.lock_path())?;
+    let mut expect: Vec<String> = vec![
+        "busybox-static ".into(),
+        "isolinux ".into(),
+        "<- glibc ".into(),
+        "<- syslinux ".into(),
+        "<- linux ".into(),
+        "<- grub2 ".into(),
+        "<- shim ".into(),
+    ];
+    expect.extend(
+        lock.debian_package
+            .values()
+            .map(|d| format!("{} {} <- ", d.package, d.version)),
+    );
+    for e in &expect {
+        ensure!(
+            sources.contains(e.as_str()),
+            "SOURCES has no line with {e:?}:\n{sources}"
+        );
+    }
+
+    // The kernel tarball as pinned; the repository as git archives it.
+    let ks = lock
+        .kernel_source
+        .context("finnix.lock names no kernel source")?;
+    let kernel = fs::read_dir(root.join("kernel"))?
+        .next()
+        .context("no kernel tarball")??
+        .path();
+    let sha = s.read(crate::cmd!("sha256sum", &kernel))?;
+    ensure!(
+        sha.starts_with(&ks.sha256),
+        "{}: sha256sum says {sha}, finnix.lock {}",
+        kernel.display(),
+        ks.sha256
+    );
+    let git = s.read_bytes(crate::release::source::repository_archive(ctx))?;
+    ensure!(
+        fs::read(root.join("repository.tar"))? == git,
+        "repository.tar differs from `git archive HEAD`"
+    );
+    Ok(())
+}
+
+/// Every .dsc of debian/ whole, or its gaps in MISSING; each MISSING line a
+/// real gap; dpkg-source unpacks busybox. The .dsc count and the gaps.
+fn debian_sources(s: &mut ui::Stage, w: &Path, root: &Path, file: &str) -> Result<(usize, usize)> {
+    // Every .dsc whole, or its gaps in MISSING; MISSING files absent
+    // and really not served here.
+    let missing = match fs::read_to_string(root.join("MISSING")) {
+        Ok(t) => parse_missing(&t),
+        Err(_) => Vec::new(),
+    };
+    ensure!(
+        file.ends_with("-source-incomplete.tar") != missing.is_empty(),
+        "{file}: the name and the MISSING list disagree"
+    );
+    let gaps: BTreeSet<&str> = missing.iter().map(|m| m.file.as_str()).collect();
+    let debian = root.join("debian");
+    let mut dscs = 0;
+    for entry in fs::read_dir(&debian)? {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == "dsc") {
+            dscs += 1;
+            let listed: Vec<(String, String)> = dsc_files(&fs::read_to_string(&p)?)
+                .into_iter()
+                .filter(|(_, n)| !gaps.contains(n.as_str()))
+                .collect();
+            for (_, n) in &listed {
+                ensure!(
+                    debian.join(n).is_file(),
+                    "{}: names {n}, which is neither in debian/ nor in MISSING",
+                    p.display()
+                );
+            }
+            if listed.is_empty() {
+                continue; // every file of it is in MISSING
+            }
+            let list: String = listed.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
+            let check = w.join("dsc.sha256");
+            fs::write(&check, list)?;
+            s.run(crate::cmd!("sha256sum", "--check", "--strict", &check).dir(&debian))?;
+        }
+    }
+    // Each MISSING line must be a real gap, accounted for: absent
+    // from debian/; a file that a .dsc in the archive names, or a
+    // .dsc itself (of the package and version the line gives); its
+    // URL the archive's pool path of that very file; the answer
+    // curl got (an HTTP status). (Asking the URLs again proves
+    // nothing on a machine that cannot reach them.)
+    let named: BTreeSet<String> = fs::read_dir(&debian)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "dsc"))
+        .filter_map(|p| fs::read_to_string(&p).ok())
+        .flat_map(|t| dsc_files(&t).into_iter().map(|(_, n)| n))
+        .collect();
+    let unserved: BTreeSet<String> = missing
+        .iter()
+        .filter(|m| m.file.ends_with(".dsc"))
+        .map(|m| m.file.clone())
+        .collect();
+    for m in &missing {
+        missing_line_holds(m, &named, &unserved, &debian).map_err(anyhow::Error::msg)?;
+    }
+    let busybox = fs::read_dir(&debian)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("busybox_") && n.to_string_lossy().ends_with(".dsc")
+            })
+        })
+        .context("no busybox .dsc in the archive")?;
+    s.run(crate::cmd!(
+        "dpkg-source",
+        "--no-check",
+        "-x",
+        &busybox,
+        w.join("busybox-src")
+    ))?;
+    ensure!(
+        w.join("busybox-src/debian/control").is_file() && w.join("busybox-src/Makefile").is_file(),
+        "dpkg-source -x of busybox gave no source tree"
+    );
+    Ok((dscs, missing.len()))
 }
 
 /// A MISSING line accounts for a real gap of the archive: see [`check`].
@@ -283,7 +302,7 @@ pub fn check(ctx: &Ctx) -> Result<std::path::PathBuf> {
 /// whole source package was not served: its other files are known only
 /// from the archive's Sources index, and must carry the package's name).
 pub fn missing_line_holds(
-    m: &crate::stages::source::Missing,
+    m: &crate::release::source::Missing,
     named_by_dscs: &BTreeSet<String>,
     unserved_dscs: &BTreeSet<String>,
     debian: &std::path::Path,
@@ -367,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_missing_line_must_account_for_a_real_gap() {
-        use crate::stages::source::Missing;
+        use crate::release::source::Missing;
         let named: BTreeSet<String> = ["adduser_3.134.tar.xz".to_string()].into();
         let debian = std::path::Path::new("/nonexistent-finnix-debian");
         let none = BTreeSet::new();
@@ -442,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_source_package_not_served_at_all_accounts_for_its_files() {
-        use crate::stages::source::Missing;
+        use crate::release::source::Missing;
         let debian = std::path::Path::new("/nonexistent-finnix-debian");
         let pool = "http://deb.debian.org/debian-security/pool/updates/main/l/linux";
         let line = |package: &str, file: &str| Missing {

@@ -221,11 +221,11 @@ fn builds(ctx: &Ctx, only: &[String]) -> Result<Builds> {
     // xorriso, tar, readnotes), a second dist (nothing rebuilt).
     let mini = crate::pipeline::release(ctx, "mini")?;
     let mini_dist = ctx.cache.root.join("test-dist");
-    let artifacts = crate::pipeline::dist(ctx, "mini", &mini_dist)?;
+    let artifacts = crate::release::dist::dist(ctx, "mini", &mini_dist)?;
     if selected(only, "builds") {
         check_initrd(ctx, &mini.live.initrd)?;
         check_squashfs(ctx, &mini.live)?;
-        eprint!("{}", crate::pipeline::table(&artifacts));
+        eprint!("{}", crate::release::dist::table(&artifacts));
         check_dist(ctx, &mini_dist, &mini)?;
         check_dist_again(ctx, &mini_dist)?;
     }
@@ -235,8 +235,8 @@ fn builds(ctx: &Ctx, only: &[String]) -> Result<Builds> {
         check_squashfs(ctx, &standard.live)?;
     }
     let standard_dist = ctx.cache.root.join("test-dist-standard");
-    crate::pipeline::dist(ctx, "standard", &standard_dist)?;
-    let mut inputs = crate::pipeline::release_inputs(ctx, &mini)?;
+    crate::release::dist::dist(ctx, "standard", &standard_dist)?;
+    let mut inputs = crate::checks::boot::inputs_of_release(ctx, &mini)?;
     inputs.standard_iso = Some(standard.iso.image());
     // What several parts use, built once here: the Xen host, the rescue
     // disks, COW mode's image.
@@ -256,6 +256,45 @@ fn builds(ctx: &Ctx, only: &[String]) -> Result<Builds> {
         standard_dist,
         inputs,
     })
+}
+
+/// The squashfs taken out of the ISO, booted as the spec's squashroot.
+fn check_squashroot_iso(ctx: &Ctx, b: &Builds) -> Result<()> {
+    // The squashfs taken out of the ISO, booted as the spec's squashroot.
+    let extract = ctx.cache.temp_dir("squashroot-iso")?;
+    crate::support::cmd::Cmd::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(b.mini.iso.image())
+        .args(["-extract", "/FINNIX/FINNIX"])
+        .arg(extract.path().join("FINNIX"))
+        .output()?;
+    let mut inputs = crate::checks::boot::inputs_of_release(ctx, &b.mini)?;
+    inputs.squashfs = extract.path().join("FINNIX");
+    check_boot_named(
+        ctx,
+        crate::checks::boot::Target::UmlSquashroot,
+        &inputs,
+        "uml-squashroot-iso",
+    )
+    .map(|_| ())
+}
+
+/// Kernel trouble planted in a UML boot: both scans must fail on it.
+fn check_trouble_detection(ctx: &Ctx, b: &Builds) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-trouble-detection",
+        "kernel trouble planted in a UML boot (dmesg, console): both checks must fail on it",
+        |s| {
+            let said = crate::checks::boot::planted_trouble(ctx, &b.inputs)?;
+            s.note(&said);
+            Ok((
+                (),
+                Outcome::Passed,
+                "a planted warning (dmesg) and oops line (console) were caught".to_string(),
+            ))
+        },
+    )
 }
 
 /// The parts, in the order they start: the longest first, so that the
@@ -294,23 +333,13 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         }));
     }
     all.push(Part::new("boot-uml-squashroot-iso", "", 1, move || {
-        // The squashfs taken out of the ISO, booted as the spec's squashroot.
-        let extract = ctx.cache.temp_dir("squashroot-iso")?;
-        crate::support::cmd::Cmd::new("xorriso")
-            .args(["-osirrox", "on", "-indev"])
-            .arg(b.mini.iso.image())
-            .args(["-extract", "/FINNIX/FINNIX"])
-            .arg(extract.path().join("FINNIX"))
-            .output()?;
-        let mut inputs = crate::pipeline::release_inputs(ctx, &b.mini)?;
-        inputs.squashfs = extract.path().join("FINNIX");
-        check_boot_named(ctx, Target::UmlSquashroot, &inputs, "uml-squashroot-iso").map(|_| ())
+        check_squashroot_iso(ctx, b)
     }));
     all.push(Part::new("boot-uml-flow-standard", "", 1, move || {
         check_boot_named(
             ctx,
             Target::UmlFlow,
-            &crate::pipeline::boot_inputs(ctx, &b.standard.live)?,
+            &crate::checks::boot::inputs_of_live(ctx, &b.standard.live)?,
             "uml-flow-standard",
         )
         .map(|_| ())
@@ -320,7 +349,7 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     }));
     all.push(Part::new("create", "", 1, move || {
         crate::support::prereq::ensure(&[Tools::Create], &ctx.logs())?;
-        crate::checks::create::check(ctx, &crate::pipeline::create_files(&b.mini)).map(|_| ())
+        crate::checks::create::check(ctx, &crate::checks::create::files_of(&b.mini)).map(|_| ())
     }));
     all.push(Part::new("cow", "", 1, move || {
         let (um_kernel, img) = crate::pipeline::cow(ctx, "mini")?;
@@ -342,21 +371,15 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         check_signed_chain(ctx, &b.mini.iso.image())
     }));
     all.push(Part::new("trouble-detection", "", 1, move || {
-        ui::stage(
-            &ctx.logs(),
-            "check-trouble-detection",
-            "kernel trouble planted in a UML boot (dmesg, console): both checks must fail on it",
-            |s| {
-                let said = crate::checks::boot::planted_trouble(ctx, &b.inputs)?;
-                s.note(&said);
-                Ok((
-                    (),
-                    Outcome::Passed,
-                    "a planted warning (dmesg) and oops line (console) were caught".to_string(),
-                ))
-            },
-        )
+        check_trouble_detection(ctx, b)
     }));
+    ordered(all, only)
+}
+
+/// Each part's description from [`PARTS`]; the long ones first (measured:
+/// the Xen rescue and the pristine root), so that they do not end the run
+/// alone; those `only` selects.
+fn ordered<'a>(mut all: Vec<Part<'a>>, only: &[String]) -> Vec<Part<'a>> {
     for p in all.iter_mut() {
         p.what = PARTS
             .iter()
@@ -367,8 +390,6 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
             .map(|(_, w)| *w)
             .unwrap_or("");
     }
-    // The long ones first (measured: the Xen rescue about 12 minutes, the
-    // pristine root 8), so that they do not end the run alone.
     const FIRST: &[&str] = &[
         "rescue-xen-xl",
         "fresh",
@@ -619,13 +640,13 @@ fn check_sbom(ctx: &Ctx, mini_dist: &Path, standard: &crate::pipeline::Release) 
             let work = ctx.cache.temp_dir("check-sbom")?;
             let mut artifacts = Vec::new();
             for (name, path) in &standard.files {
-                artifacts.push(crate::stages::checksums::Hashed {
+                artifacts.push(crate::release::checksums::Hashed {
                     name: name.clone(),
                     size: None,
                     sha256: crate::support::cache::sha256_file(path)?,
                 });
             }
-            let facts = crate::stages::sbom::facts(ctx, standard, &artifacts)?;
+            let facts = crate::release::sbom::facts(ctx, standard, &artifacts)?;
             let debs = facts.components.iter().filter(|c| c.kind == "deb").count();
             let with_licence = facts
                 .components
@@ -640,7 +661,7 @@ fn check_sbom(ctx: &Ctx, mini_dist: &Path, standard: &crate::pipeline::Release) 
             let std_sbom = work.path().join("standard.spdx.json");
             fs::write(
                 &std_sbom,
-                serde_json::to_string_pretty(&crate::stages::sbom::document(&facts))?,
+                serde_json::to_string_pretty(&crate::release::sbom::document(&facts))?,
             )?;
             for file in [&mini, &std_sbom] {
                 let out = s.read(

@@ -1,274 +1,25 @@
-//! `cargo xtask verify-release DIR`: what a distribution's user checks of a
-//! published release, each step with the tool made for it, stopping at the
-//! first culprit:
-//!
-//! 1. the SSH signature of SHA256SUMS (`ssh-keygen -Y verify`, namespace
-//!    `file`, identity `release@finnix`) against `keys/allowed_signers`;
-//! 2. the OpenPGP signature (`gpgv`) against `keys/release.asc`;
-//! 3. every checksum in SHA256SUMS (each file present, its sha256 equal);
-//! 4. the manifest's own list of artifacts (name, size, sha256) against the
-//!    files;
-//! 5. with `--rebuild`, `verify-repro --against DIR`: the same bytes again.
+//! `cargo xtask check-verify-release`: a release signed with throwaway keys
+//! verifies (release/verify.rs), then each tampering (a flipped byte in
+//! every file, an edited SHA256SUMS, another key, a missing or an unlisted
+//! file) must fail naming its culprit.
 
 use fs_err as fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::stages::checksums::{parse_sha256sums, Hashed, Manifest};
-use crate::stages::sign::{OPENPGP_SIG, SSH_IDENTITY, SSH_NAMESPACE, SSH_SIG, SUMS};
-use crate::support::cache::sha256_file;
-
-/// The committed public keys a release is checked against.
-pub const ALLOWED_SIGNERS: &str = "keys/allowed_signers";
-pub const OPENPGP_KEY: &str = "keys/release.asc";
-
-/// What to trust.
-#[derive(Debug, Clone)]
-pub struct Trust {
-    pub allowed_signers: PathBuf,
-    pub openpgp_key: PathBuf,
-}
-
-/// Compare SHA256SUMS's lines with what the files hash to (`actual`: None
-/// when the file is missing). The problems, each naming its file.
-pub fn compare_sums(
-    listed: &[(String, String)],
-    actual: &dyn Fn(&str) -> Option<String>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (name, want) in listed {
-        match actual(name) {
-            None => problems.push(format!("{name}: listed in {SUMS} but missing")),
-            Some(got) if &got != want => problems.push(format!(
-                "{name}: sha256 {got}, but {SUMS} says {want} (the file was changed or damaged)"
-            )),
-            Some(_) => {}
-        }
-    }
-    problems
-}
-
-/// The manifest's artifacts against SHA256SUMS and the files' sizes (every
-/// artifact has one: [`Manifest::parse`] refuses a manifest without).
-pub fn compare_manifest(
-    artifacts: &[Hashed],
-    sums: &[(String, String)],
-    size_of: &dyn Fn(&str) -> Option<u64>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for a in artifacts {
-        match sums.iter().find(|(n, _)| n == &a.name) {
-            None => problems.push(format!("{}: in the manifest but not in {SUMS}", a.name)),
-            Some((_, sha)) if sha != &a.sha256 => problems.push(format!(
-                "{}: the manifest says sha256 {}, {SUMS} says {sha}",
-                a.name, a.sha256
-            )),
-            Some(_) => {}
-        }
-        match (a.size, size_of(&a.name)) {
-            (Some(want), Some(got)) if want != got => {
-                problems.push(format!("{}: {got} bytes, the manifest says {want}", a.name))
-            }
-            (None, _) => problems.push(format!("{}: the manifest gives no size", a.name)),
-            _ => {}
-        }
-    }
-    for (name, _) in sums {
-        if !name.ends_with(".manifest.json")
-            && !crate::stages::tarballs::is_source_archive(name)
-            && !artifacts.iter().any(|a| &a.name == name)
-        {
-            problems.push(format!("{name}: in {SUMS} but not in the manifest"));
-        }
-    }
-    problems
-}
-
-/// Files of the release directory that SHA256SUMS does not list (and so no
-/// signature covers): everything but SHA256SUMS, its two signatures and a
-/// version control placeholder (dist/.gitkeep).
-pub fn unlisted(names_in_dir: &[String], listed: &[(String, String)]) -> Vec<String> {
-    let mut out: Vec<String> = names_in_dir
-        .iter()
-        .filter(|n| ![SUMS, SSH_SIG, OPENPGP_SIG, ".gitkeep"].contains(&n.as_str()))
-        .filter(|n| !listed.iter().any(|(l, _)| l == *n))
-        .cloned()
-        .collect();
-    out.sort();
-    out
-}
-
-/// What gpgv printed of a good signature: its own lines ("Signature made
-/// ...", "Good signature from ..."), or an error when it said no such thing.
-pub fn gpgv_report(output: &str) -> Result<String, String> {
-    let lines: Vec<&str> = output
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    if !lines.iter().any(|l| l.contains("Good signature")) {
-        return Err(format!(
-            "gpgv exited 0 but printed no \"Good signature\" line:\n{}",
-            lines.join("\n")
-        ));
-    }
-    Ok(lines.join("; "))
-}
-
-/// Every check but the rebuild; the lines of a report.
-pub fn verify(dir: &Path, trust: &Trust, tmp: &Path) -> Result<Vec<String>> {
-    let mut report = Vec::new();
-    let sums_path = dir.join(SUMS);
-    if !sums_path.is_file() {
-        bail!(
-            "{} is missing: not a Finnix release directory",
-            sums_path.display()
-        );
-    }
-    for (file, what) in [
-        (SSH_SIG, "the SSH signature"),
-        (OPENPGP_SIG, "the OpenPGP signature"),
-    ] {
-        if !dir.join(file).is_file() {
-            bail!(
-                "{what} {} is missing: the release is unsigned (cargo xtask sign)",
-                dir.join(file).display()
-            );
-        }
-    }
-    for key in [&trust.allowed_signers, &trust.openpgp_key] {
-        if !key.is_file() {
-            bail!(
-                "the trusted key file {} is missing: name the release's public keys with --allowed-signers and --openpgp-key (a maintainer makes and commits them with `cargo xtask keygen`; keys/README.md)",
-                key.display()
-            );
-        }
-    }
-
-    // 1. SSH.
-    let sums = fs::read(&sums_path)?;
-    let out = crate::cmd!(
-        "ssh-keygen",
-        "-Y",
-        "verify",
-        "-f",
-        &trust.allowed_signers,
-        "-I",
-        SSH_IDENTITY,
-        "-n",
-        SSH_NAMESPACE,
-        "-s",
-        dir.join(SSH_SIG)
-    )
-    .stdin_bytes(sums.clone())
-    .output()
-    .with_context(|| {
-        format!(
-            "{SSH_SIG} is not a good signature of {SUMS} by {SSH_IDENTITY} in {}",
-            trust.allowed_signers.display()
-        )
-    })?;
-    report.push(format!("{SSH_SIG}: {}", out.trim()));
-
-    // 2. OpenPGP: the armored public key as gpgv's keyring.
-    let keyring = tmp.join("release.gpg");
-    let dearmored = crate::cmd!("gpg", "--batch", "--dearmor")
-        .stdin_bytes(fs::read(&trust.openpgp_key)?)
-        .expr()
-        .stdout_capture()
-        .stderr_null()
-        .unchecked()
-        .run()?;
-    if !dearmored.status.success() || dearmored.stdout.is_empty() {
-        bail!(
-            "{} is not an armored OpenPGP public key",
-            trust.openpgp_key.display()
-        );
-    }
-    fs::write(&keyring, &dearmored.stdout)?;
-    let out = crate::cmd!(
-        "gpgv",
-        "--keyring",
-        &keyring,
-        dir.join(OPENPGP_SIG),
-        &sums_path
-    )
-    .output()
-    .with_context(|| {
-        format!(
-            "{OPENPGP_SIG} is not a good signature of {SUMS} by the key in {}",
-            trust.openpgp_key.display()
-        )
-    })?;
-    let good = gpgv_report(&out).map_err(|e| anyhow::anyhow!("{OPENPGP_SIG}: {e}"))?;
-    report.push(format!("{OPENPGP_SIG}: {good}"));
-
-    // 3. Checksums.
-    let listed = parse_sha256sums(&String::from_utf8_lossy(&sums))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", sums_path.display()))?;
-    let problems = compare_sums(&listed, &|name| {
-        let p = dir.join(name);
-        p.is_file().then(|| sha256_file(&p).ok()).flatten()
-    });
-    if !problems.is_empty() {
-        bail!("checksums do not hold:\n  {}", problems.join("\n  "));
-    }
-    report.push(format!(
-        "{SUMS}: {} files, every sha256 equal",
-        listed.len()
-    ));
-    let in_dir: Vec<String> = fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let extra = unlisted(&in_dir, &listed);
-    if !extra.is_empty() {
-        bail!(
-            "{} in {} but not listed in {SUMS}, so not covered by the signatures: remove it, or it is not part of this release",
-            extra.join(", "),
-            dir.display()
-        );
-    }
-    report.push(format!(
-        "{}: nothing that {SUMS} does not list",
-        dir.display()
-    ));
-
-    // 4. The manifest.
-    let manifest = listed
-        .iter()
-        .find(|(n, _)| n.ends_with(".manifest.json"))
-        .map(|(n, _)| n.clone())
-        .context("SHA256SUMS lists no manifest (*.manifest.json)")?;
-    let artifacts = Manifest::read(&dir.join(&manifest))
-        .with_context(|| format!("{manifest} is not a Finnix release manifest"))?
-        .artifacts;
-    let problems = compare_manifest(&artifacts, &listed, &|name| {
-        fs::metadata(dir.join(name)).ok().map(|m| m.len())
-    });
-    if !problems.is_empty() {
-        bail!(
-            "{manifest} does not match the files:\n  {}",
-            problems.join("\n  ")
-        );
-    }
-    report.push(format!(
-        "{manifest}: {} artifacts, names, sizes and sha256 match",
-        artifacts.len()
-    ));
-    Ok(report)
-}
-
+use crate::release::checksums::parse_sha256sums;
+use crate::release::sign::{OPENPGP_SIG, SSH_SIG, SUMS};
+use crate::release::verify::{verify, Trust};
 /// Throwaway keys made for a test: an SSH key (ed25519) with its
 /// allowed_signers line, an OpenPGP key (ed25519) exported armored.
 pub struct TestKeys {
-    pub keys: crate::stages::sign::Keys,
+    pub keys: crate::release::sign::Keys,
     pub trust: Trust,
 }
 
 pub fn make_test_keys(dir: &Path, name: &str) -> Result<TestKeys> {
-    let k = crate::stages::sign::make_keys(
+    let k = crate::release::sign::make_keys(
         &dir.join(format!("{name}-private")),
         &dir.join(format!("{name}-public")),
         &format!("{name} test <{name}@finnix.invalid>"),
@@ -316,7 +67,7 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
             let other = make_test_keys(w, "other")?;
             let signed = w.join("signed");
             copy_release(dist, &signed)?;
-            crate::stages::sign::sign(s, &signed, &good.keys)?;
+            crate::release::sign::sign(s, &signed, &good.keys)?;
             let tmp = w.join("tmp");
             fs::create_dir_all(&tmp)?;
             let report = verify(&signed, &good.trust, &tmp)?;
@@ -331,168 +82,10 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();
-            let find = |suffix: &str| -> Result<String> {
-                listed
-                    .iter()
-                    .find(|n| n.ends_with(suffix))
-                    .cloned()
-                    .with_context(|| format!("the release's SHA256SUMS lists no *{suffix}"))
-            };
-            type Tamper = Box<dyn Fn(&crate::support::ui::Stage, &Path) -> Result<()>>;
-            let mut cases: Vec<(String, Tamper, String)> = Vec::new();
-            // A flipped byte in each kind of file the release has.
-            let mut kinds = vec![
-                ("the ISO", find(".iso")?),
-                ("the Xen tarball", find("-xen.tar.gz")?),
-                ("the UML tarball", find("-uml.tar.gz")?),
-                ("the SBOM", find(".spdx.json")?),
-                ("the manifest", find(".manifest.json")?),
-            ];
-            match listed
-                .iter()
-                .find(|n| crate::stages::tarballs::is_source_archive(n))
-            {
-                Some(src) => kinds.push(("the source archive", src.clone())),
-                None => {
-                    s.warn("this release has no source archive: its flipped-byte case is not run")
-                }
-            }
-            for (kind, name) in kinds {
-                let n = name.clone();
-                cases.push((
-                    format!("a flipped byte in {kind}"),
-                    Box::new(move |_, d: &Path| {
-                        let p = d.join(&n);
-                        let mut data = fs::read(&p)?;
-                        let i = data.len() / 2;
-                        data[i] ^= 0x01;
-                        fs::remove_file(&p)?;
-                        fs::write(&p, data)?;
-                        Ok(())
-                    }),
-                    format!("{name}: sha256"),
-                ));
-            }
-            let iso = find(".iso")?;
-            cases.push((
-                "an edited SHA256SUMS".into(),
-                Box::new(|_, d: &Path| {
-                    let p = d.join(SUMS);
-                    let text = fs::read_to_string(&p)?;
-                    // Another first hex digit, whatever it was.
-                    let first = if text.starts_with('0') { '1' } else { '0' };
-                    let edited = format!("{first}{}", &text[1..]);
-                    fs::remove_file(&p)?;
-                    fs::write(&p, edited)?;
-                    Ok(())
-                }),
-                format!("{SSH_SIG} is not a good signature"),
-            ));
-            cases.push((
-                "both signatures by another key".into(),
-                {
-                    let keys = other.keys.clone();
-                    Box::new(move |stage, d: &Path| crate::stages::sign::sign(stage, d, &keys))
-                },
-                format!("{SSH_SIG} is not a good signature"),
-            ));
-            cases.push((
-                "the OpenPGP signature alone by another key, beside a good SSH signature".into(),
-                {
-                    let keys = other.keys.clone();
-                    let w = w.to_path_buf();
-                    Box::new(move |stage, d: &Path| {
-                        let tmp = w.join("other-signed");
-                        crate::support::fsutil::remove_all(&tmp)?;
-                        copy_release(d, &tmp)?;
-                        crate::stages::sign::sign(stage, &tmp, &keys)?;
-                        fs::remove_file(d.join(OPENPGP_SIG))?;
-                        fs::copy(tmp.join(OPENPGP_SIG), d.join(OPENPGP_SIG))?;
-                        Ok(())
-                    })
-                },
-                format!("{OPENPGP_SIG} is not a good signature"),
-            ));
-            cases.push((
-                "a damaged OpenPGP signature beside a good SSH signature".into(),
-                Box::new(|_, d: &Path| {
-                    let p = d.join(OPENPGP_SIG);
-                    let text = fs::read_to_string(&p)?;
-                    // A character of the armored body changed.
-                    let body = text.find("\n\n").context("an armored signature")? + 2;
-                    let mut b = text.into_bytes();
-                    b[body + 4] = if b[body + 4] == b'A' { b'B' } else { b'A' };
-                    fs::remove_file(&p)?;
-                    fs::write(&p, b)?;
-                    Ok(())
-                }),
-                format!("{OPENPGP_SIG} is not a good signature"),
-            ));
-            for (sig, what) in [
-                (SSH_SIG, "the SSH signature"),
-                (OPENPGP_SIG, "the OpenPGP signature"),
-            ] {
-                cases.push((
-                    format!("{what} removed"),
-                    Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(sig))?)),
-                    format!("{what} {{dir}}/{sig} is missing"),
-                ));
-            }
-            cases.push((
-                "a missing file".into(),
-                {
-                    let iso3 = iso.clone();
-                    Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(&iso3))?))
-                },
-                format!("{iso}: listed in SHA256SUMS but missing"),
-            ));
-            cases.push((
-                "an unlisted file (a second ISO)".into(),
-                {
-                    let iso4 = iso.clone();
-                    Box::new(move |_, d: &Path| {
-                        fs::copy(d.join(&iso4), d.join("finnix-other-amd64.iso"))?;
-                        Ok(())
-                    })
-                },
-                "finnix-other-amd64.iso in".to_string(),
-            ));
-            cases.push((
-                "a path-traversal name in a well-signed SHA256SUMS".into(),
-                {
-                    let keys = good.keys.clone();
-                    Box::new(move |stage, d: &Path| {
-                        let p = d.join(SUMS);
-                        let mut text = fs::read_to_string(&p)?;
-                        text.push_str(&format!("{}  ../../etc/finnix-escape\n", "0".repeat(64)));
-                        fs::remove_file(&p)?;
-                        fs::write(&p, text)?;
-                        crate::stages::sign::sign(stage, d, &keys)
-                    })
-                },
-                "\"../../etc/finnix-escape\" is not a plain file name".to_string(),
-            ));
-            let mut lines = Vec::new();
-            for (i, (what, tamper, culprit)) in cases.iter().enumerate() {
-                let d = w.join(format!("case{i}"));
-                copy_release(&signed, &d)?;
-                tamper(s, &d)?;
-                let culprit = culprit.replace("{dir}", &d.display().to_string());
-                match verify(&d, &good.trust, &tmp) {
-                    Ok(_) => bail!("verify-release accepted a release with {what}"),
-                    Err(e) => {
-                        let msg = format!("{e:#}");
-                        if !msg.contains(culprit.as_str()) {
-                            bail!("verify-release refused a release with {what}, but its message does not name the culprit ({culprit:?}):\n{msg}");
-                        }
-                        s.note(format!(
-                            "{what}: refused: {}",
-                            msg.lines().next().unwrap_or("")
-                        ));
-                        lines.push(what.to_string());
-                    }
-                }
-            }
+            let mut cases = flipped_bytes(s, &listed)?;
+            let iso = find(&listed, ".iso")?;
+            cases.extend(signature_and_listing_cases(w, &good, &other, &iso));
+            let lines = run_cases(s, w, &signed, &good.trust, &tmp, &cases)?;
             Ok((
                 (),
                 Outcome::Passed,
@@ -502,107 +95,213 @@ pub fn check_tampering(ctx: &crate::support::context::Ctx, dist: &Path) -> Resul
     )
 }
 
+/// How a case tampers with a copy of the signed release.
+type Tamper = Box<dyn Fn(&crate::support::ui::Stage, &Path) -> Result<()>>;
+/// What it is, how it tampers, what verify-release's error must name.
+type Case = (String, Tamper, String);
+
+/// The name in SHA256SUMS ending in `suffix`.
+fn find(listed: &[String], suffix: &str) -> Result<String> {
+    listed
+        .iter()
+        .find(|n| n.ends_with(suffix))
+        .cloned()
+        .with_context(|| format!("the release's SHA256SUMS lists no *{suffix}"))
+}
+
+/// A flipped byte in each kind of file the release has.
+fn flipped_bytes(s: &mut crate::support::ui::Stage, listed: &[String]) -> Result<Vec<Case>> {
+    let mut cases: Vec<Case> = Vec::new();
+    let mut kinds = vec![
+        ("the ISO", find(listed, ".iso")?),
+        ("the Xen tarball", find(listed, "-xen.tar.gz")?),
+        ("the UML tarball", find(listed, "-uml.tar.gz")?),
+        ("the SBOM", find(listed, ".spdx.json")?),
+        ("the manifest", find(listed, ".manifest.json")?),
+    ];
+    match listed
+        .iter()
+        .find(|n| crate::stages::tarballs::is_source_archive(n))
+    {
+        Some(src) => kinds.push(("the source archive", src.clone())),
+        None => s.warn("this release has no source archive: its flipped-byte case is not run"),
+    }
+    for (kind, name) in kinds {
+        let n = name.clone();
+        cases.push((
+            format!("a flipped byte in {kind}"),
+            Box::new(move |_, d: &Path| {
+                let p = d.join(&n);
+                let mut data = fs::read(&p)?;
+                let i = data.len() / 2;
+                data[i] ^= 0x01;
+                fs::remove_file(&p)?;
+                fs::write(&p, data)?;
+                Ok(())
+            }),
+            format!("{name}: sha256"),
+        ));
+    }
+    Ok(cases)
+}
+
+/// Edited checksums, signatures by another key, damaged or removed
+/// signatures, a missing, an unlisted or a path-traversal file name.
+fn signature_and_listing_cases(
+    w: &Path,
+    good: &TestKeys,
+    other: &TestKeys,
+    iso: &str,
+) -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let iso = iso.to_string();
+    cases.push((
+        "an edited SHA256SUMS".into(),
+        Box::new(|_, d: &Path| {
+            let p = d.join(SUMS);
+            let text = fs::read_to_string(&p)?;
+            // Another first hex digit, whatever it was.
+            let first = if text.starts_with('0') { '1' } else { '0' };
+            let edited = format!("{first}{}", &text[1..]);
+            fs::remove_file(&p)?;
+            fs::write(&p, edited)?;
+            Ok(())
+        }),
+        format!("{SSH_SIG} is not a good signature"),
+    ));
+    cases.push((
+        "both signatures by another key".into(),
+        {
+            let keys = other.keys.clone();
+            Box::new(move |stage, d: &Path| crate::release::sign::sign(stage, d, &keys))
+        },
+        format!("{SSH_SIG} is not a good signature"),
+    ));
+    cases.push((
+        "the OpenPGP signature alone by another key, beside a good SSH signature".into(),
+        {
+            let keys = other.keys.clone();
+            let w = w.to_path_buf();
+            Box::new(move |stage, d: &Path| {
+                let tmp = w.join("other-signed");
+                crate::support::fsutil::remove_all(&tmp)?;
+                copy_release(d, &tmp)?;
+                crate::release::sign::sign(stage, &tmp, &keys)?;
+                fs::remove_file(d.join(OPENPGP_SIG))?;
+                fs::copy(tmp.join(OPENPGP_SIG), d.join(OPENPGP_SIG))?;
+                Ok(())
+            })
+        },
+        format!("{OPENPGP_SIG} is not a good signature"),
+    ));
+    cases.push((
+        "a damaged OpenPGP signature beside a good SSH signature".into(),
+        Box::new(|_, d: &Path| {
+            let p = d.join(OPENPGP_SIG);
+            let text = fs::read_to_string(&p)?;
+            // A character of the armored body changed.
+            let body = text.find("\n\n").context("an armored signature")? + 2;
+            let mut b = text.into_bytes();
+            b[body + 4] = if b[body + 4] == b'A' { b'B' } else { b'A' };
+            fs::remove_file(&p)?;
+            fs::write(&p, b)?;
+            Ok(())
+        }),
+        format!("{OPENPGP_SIG} is not a good signature"),
+    ));
+    for (sig, what) in [
+        (SSH_SIG, "the SSH signature"),
+        (OPENPGP_SIG, "the OpenPGP signature"),
+    ] {
+        cases.push((
+            format!("{what} removed"),
+            Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(sig))?)),
+            format!("{what} {{dir}}/{sig} is missing"),
+        ));
+    }
+    cases.extend(listing_cases(good, &iso));
+    cases
+}
+
+/// A missing file, an unlisted one, a path-traversal name in a
+/// well-signed SHA256SUMS.
+fn listing_cases(good: &TestKeys, iso: &str) -> Vec<Case> {
+    let mut cases: Vec<Case> = Vec::new();
+    let iso = iso.to_string();
+    cases.push((
+        "a missing file".into(),
+        {
+            let iso3 = iso.clone();
+            Box::new(move |_, d: &Path| Ok(fs::remove_file(d.join(&iso3))?))
+        },
+        format!("{iso}: listed in SHA256SUMS but missing"),
+    ));
+    cases.push((
+        "an unlisted file (a second ISO)".into(),
+        {
+            let iso4 = iso.clone();
+            Box::new(move |_, d: &Path| {
+                fs::copy(d.join(&iso4), d.join("finnix-other-amd64.iso"))?;
+                Ok(())
+            })
+        },
+        "finnix-other-amd64.iso in".to_string(),
+    ));
+    cases.push((
+        "a path-traversal name in a well-signed SHA256SUMS".into(),
+        {
+            let keys = good.keys.clone();
+            Box::new(move |stage, d: &Path| {
+                let p = d.join(SUMS);
+                let mut text = fs::read_to_string(&p)?;
+                text.push_str(&format!("{}  ../../etc/finnix-escape\n", "0".repeat(64)));
+                fs::remove_file(&p)?;
+                fs::write(&p, text)?;
+                crate::release::sign::sign(stage, d, &keys)
+            })
+        },
+        "\"../../etc/finnix-escape\" is not a plain file name".to_string(),
+    ));
+    cases
+}
+
+/// Each case on its own copy of the signed release: verify-release must
+/// refuse it, naming the culprit. What was refused.
+fn run_cases(
+    s: &crate::support::ui::Stage,
+    w: &Path,
+    signed: &Path,
+    trust: &Trust,
+    tmp: &Path,
+    cases: &[Case],
+) -> Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for (i, (what, tamper, culprit)) in cases.iter().enumerate() {
+        let d = w.join(format!("case{i}"));
+        copy_release(signed, &d)?;
+        tamper(s, &d)?;
+        let culprit = culprit.replace("{dir}", &d.display().to_string());
+        match verify(&d, trust, tmp) {
+            Ok(_) => bail!("verify-release accepted a release with {what}"),
+            Err(e) => {
+                let msg = format!("{e:#}");
+                if !msg.contains(culprit.as_str()) {
+                    bail!("verify-release refused a release with {what}, but its message does not name the culprit ({culprit:?}):\n{msg}");
+                }
+                s.note(format!(
+                    "{what}: refused: {}",
+                    msg.lines().next().unwrap_or("")
+                ));
+                lines.push(what.to_string());
+            }
+        }
+    }
+    Ok(lines)
+}
+
 impl crate::cli::CheckVerifyRelease {
     pub fn run(self, ctx: &crate::support::context::Ctx) -> Result<()> {
         crate::support::prereq::ensure(&[crate::support::prereq::Tools::Sign], &ctx.logs())?;
         check_tampering(ctx, &self.dir.unwrap_or_else(|| ctx.dist_dir()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sums() -> Vec<(String, String)> {
-        vec![
-            ("a.iso".into(), "1".repeat(64)),
-            ("b.tar.gz".into(), "2".repeat(64)),
-            ("f.manifest.json".into(), "3".repeat(64)),
-        ]
-    }
-
-    #[test]
-    fn checksum_problems_name_the_file() {
-        let s = sums();
-        let ok = |n: &str| s.iter().find(|(m, _)| m == n).map(|(_, h)| h.clone());
-        assert!(compare_sums(&s, &ok).is_empty());
-        let flipped = |n: &str| {
-            if n == "a.iso" {
-                Some("9".repeat(64))
-            } else {
-                ok(n)
-            }
-        };
-        let p = compare_sums(&s, &flipped);
-        assert!(
-            p.len() == 1 && p[0].starts_with("a.iso: sha256 999"),
-            "{p:?}"
-        );
-        let missing = |n: &str| if n == "b.tar.gz" { None } else { ok(n) };
-        assert_eq!(
-            compare_sums(&s, &missing),
-            ["b.tar.gz: listed in SHA256SUMS but missing"]
-        );
-    }
-
-    #[test]
-    fn the_manifest_must_list_what_sha256sums_lists() {
-        let s = sums();
-        let arts = vec![
-            Hashed {
-                name: "a.iso".into(),
-                size: Some(10),
-                sha256: "1".repeat(64),
-            },
-            Hashed {
-                name: "b.tar.gz".into(),
-                size: Some(5),
-                sha256: "2".repeat(64),
-            },
-        ];
-        let size = |n: &str| Some(if n == "a.iso" { 10 } else { 5 });
-        assert!(compare_manifest(&arts, &s, &size).is_empty());
-        let p = compare_manifest(&arts[..1], &s, &size);
-        assert_eq!(p, ["b.tar.gz: in SHA256SUMS but not in the manifest"]);
-        let bigger = |_: &str| Some(11);
-        assert!(compare_manifest(&arts[..1], &s[..1], &bigger)[0].contains("11 bytes"));
-        // The source archive is added to SHA256SUMS after the manifest.
-        let mut with_source = s.clone();
-        with_source.push(("f-1-source.tar".into(), "4".repeat(64)));
-        assert!(compare_manifest(&arts, &with_source, &size).is_empty());
-        let mut no_size = arts.clone();
-        no_size[0].size = None;
-        assert!(compare_manifest(&no_size, &s, &size)[0].contains("no size"));
-    }
-
-    #[test]
-    fn files_no_signature_covers_are_named() {
-        let s = sums();
-        let dir: Vec<String> = [
-            "a.iso",
-            "b.tar.gz",
-            "f.manifest.json",
-            "SHA256SUMS",
-            "SHA256SUMS.sig",
-            "SHA256SUMS.asc",
-            ".gitkeep",
-            "second.iso",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert_eq!(unlisted(&dir, &s), ["second.iso"]);
-    }
-
-    #[test]
-    fn gpgv_is_reported_as_it_spoke() {
-        let out = "gpgv: Signature made Mon Dec  1 00:00:00 2026 UTC\ngpgv:                using EDDSA key ABC\ngpgv: Good signature from \"Finnix release <release@finnix>\"\n";
-        let r = gpgv_report(out).unwrap();
-        assert!(
-            r.contains("Signature made") && r.contains("Good signature from"),
-            "{r}"
-        );
-        assert!(gpgv_report("gpgv: Signature made\n")
-            .unwrap_err()
-            .contains("no \"Good signature\""));
     }
 }

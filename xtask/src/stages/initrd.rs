@@ -98,6 +98,14 @@ pub fn compress(cpio: &[u8]) -> Result<Vec<u8>> {
     Ok(zstd::bulk::compress(cpio, ZSTD_LEVEL)?)
 }
 
+impl crate::cli::Initrd {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        crate::stages::ensure_tools(ctx, &[StageId::Initrd], &[])?;
+        build(ctx)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,21 +4,19 @@
 //! manifest and `verify-repro` all read this table; a stage that is not in
 //! it cannot be named.
 
-pub mod checksums;
 pub mod cow_image;
 pub mod debs;
 pub mod initrd;
 pub mod iso;
 pub mod kernel;
-pub mod manifest;
 pub mod rootfs;
-pub mod sbom;
-pub mod sign;
-pub mod source;
 pub mod squashfs;
 pub mod tarballs;
 
-use crate::support::prereq::Tools;
+use anyhow::Result;
+
+use crate::support::context::Ctx;
+use crate::support::prereq::{self, Tools};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StageId {
@@ -164,6 +162,23 @@ impl StageId {
                 )
             })
     }
+}
+
+/// Check (and install) the host tools of `stages` and of `more`.
+pub fn ensure_tools(ctx: &Ctx, stages: &[StageId], more: &[Tools]) -> Result<()> {
+    if stages
+        .iter()
+        .any(|s| matches!(s, StageId::KernelUm | StageId::KernelXen))
+    {
+        crate::support::context::check_build_path(&ctx.cache.root)?;
+    }
+    let mut all: Vec<Tools> = Vec::new();
+    for t in stages.iter().map(|s| s.tools()).chain(more.iter().copied()) {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+    }
+    prereq::ensure(&all, &ctx.logs())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub struct Config {
     pub kernel: Kernel,
     pub metal: Metal,
     pub rootfs: RootfsConfig,
-    pub squashfs: SquashfsConfig,
+    pub squashfs: SquashfsOptions,
 }
 
 /// What boots the ISO on hardware: Debian's packages, each resolved to an
@@ -38,12 +38,43 @@ pub struct RootfsConfig {
     pub default_profile: String,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// How the live root is packed: `[squashfs]` in finnix.toml, or the
+/// `squashfs` job's options. The one place its rule is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct SquashfsConfig {
-    pub compression: crate::stages::squashfs::Compression,
+pub struct SquashfsOptions {
+    pub compression: Compression,
     /// Bytes, a power of two from 4096 to 1048576.
     pub block_size: u32,
+}
+
+impl SquashfsOptions {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let b = self.block_size;
+        if !(4096..=1 << 20).contains(&b) || !b.is_power_of_two() {
+            anyhow::bail!("squashfs block size {b} is invalid: expected a power of two from 4096 (4K) to 1048576 (1M)");
+        }
+        Ok(())
+    }
+}
+
+/// The squashfs compressor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compression {
+    Xz,
+    Zstd,
+    Gzip,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+        }
+    }
 }
 
 /// The file as written; [`Config::parse`] checks it and builds a [`Config`].
@@ -54,7 +85,7 @@ struct RawConfig {
     kernel: RawKernel,
     metal: Metal,
     rootfs: RootfsConfig,
-    squashfs: SquashfsConfig,
+    squashfs: SquashfsOptions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,11 +326,7 @@ impl Config {
             ));
         }
         let source = kernel_source(&k, &at)?;
-        let opts = crate::stages::squashfs::Options {
-            compression: raw.squashfs.compression,
-            block_size: raw.squashfs.block_size,
-        };
-        if let Err(e) = opts.validate() {
+        if let Err(e) = raw.squashfs.validate() {
             return Err(at("block-size", e.to_string()));
         }
         Ok(Config {

@@ -676,6 +676,16 @@ fn configure(
     Ok(())
 }
 
+impl crate::cli::Kernel {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        crate::stages::ensure_tools(ctx, &[crate::stages::StageId::KernelUm], &[])?;
+        for f in self.flavor.flavors() {
+            build(ctx, f)?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,45 +27,14 @@ mod parallel;
 
 const RECIPE: u32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Compression {
-    Xz,
-    Zstd,
-    Gzip,
-}
+pub use crate::support::config::{Compression, SquashfsOptions as Options};
 
-impl Compression {
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::Xz => "xz",
-            Compression::Zstd => "zstd",
-            Compression::Gzip => "gzip",
-        }
-    }
-
-    fn backhand(self) -> Compressor {
-        match self {
-            Compression::Xz => Compressor::Xz,
-            Compression::Zstd => Compressor::Zstd,
-            Compression::Gzip => Compressor::Gzip,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Options {
-    pub compression: Compression,
-    pub block_size: u32,
-}
-
-impl Options {
-    pub fn validate(&self) -> Result<()> {
-        let b = self.block_size;
-        if !(4096..=1 << 20).contains(&b) || !b.is_power_of_two() {
-            bail!("squashfs block size {b} is invalid: expected a power of two from 4096 (4K) to 1048576 (1M)");
-        }
-        Ok(())
+/// backhand's name for a compression.
+fn backhand_compressor(c: Compression) -> Compressor {
+    match c {
+        Compression::Xz => Compressor::Xz,
+        Compression::Zstd => Compressor::Zstd,
+        Compression::Gzip => Compressor::Gzip,
     }
 }
 
@@ -156,7 +125,7 @@ pub fn write_image(
         Compression::Xz | Compression::Gzip => None,
     };
     w.set_compressor(FilesystemCompressor::new(
-        opts.compression.backhand(),
+        backhand_compressor(opts.compression),
         options,
     )?);
     let mut files = Vec::new();

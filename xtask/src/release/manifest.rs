@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::pipeline::Release;
-use crate::stages::checksums::{self, Hashed, Manifest};
+use crate::release::checksums::{self, Hashed, Manifest};
 use crate::stages::iso;
 use crate::stages::StageId;
 use crate::support::cache::sha256_file;

@@ -244,7 +244,7 @@ pub fn dpkg_status(text: &str) -> Vec<(String, String, String, String)> {
         .map(|(para, name, version)| {
             let arch = status_field(para, "Architecture").unwrap_or_default();
             // Source: `src` or `src (version)`; absent: the package's own name.
-            let (src, src_version) = crate::stages::source::source_of(
+            let (src, src_version) = crate::release::source::source_of(
                 &name,
                 &version,
                 status_field(para, "Source").as_deref(),
@@ -280,6 +280,39 @@ fn spdx_id(kind: &str, name: &str, used: &mut BTreeSet<String>) -> String {
 
 fn iso8601(epoch: i64) -> String {
     crate::support::date::iso8601(epoch)
+}
+
+/// A component's SPDX package.
+fn component_package(c: &Component, id: &str) -> Value {
+    let mut p = json!({
+        "SPDXID": id,
+        "name": c.name,
+        "downloadLocation": c.download,
+        "filesAnalyzed": false,
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": c.license,
+        "copyrightText": "NOASSERTION",
+    });
+    if !c.version.is_empty() {
+        p["versionInfo"] = json!(c.version);
+    }
+    if let Some(sha) = &c.sha256 {
+        p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
+    }
+    if let Some(purl) = &c.purl {
+        p["externalRefs"] = json!([{
+            "referenceCategory": "PACKAGE-MANAGER",
+            "referenceType": "purl",
+            "referenceLocator": purl,
+        }]);
+    }
+    if let Some(src) = &c.source {
+        p["sourceInfo"] = json!(format!("built from the Debian source package {src}"));
+    }
+    if let Some(comment) = &c.comment {
+        p["comment"] = json!(comment);
+    }
+    p
 }
 
 /// The SPDX 2.3 document.
@@ -321,35 +354,7 @@ pub fn document(f: &Facts) -> Value {
                 refs.insert(format!("LicenseRef-{r}"), r.to_string());
             }
         }
-        let mut p = json!({
-            "SPDXID": id,
-            "name": c.name,
-            "downloadLocation": c.download,
-            "filesAnalyzed": false,
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": c.license,
-            "copyrightText": "NOASSERTION",
-        });
-        if !c.version.is_empty() {
-            p["versionInfo"] = json!(c.version);
-        }
-        if let Some(sha) = &c.sha256 {
-            p["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
-        }
-        if let Some(purl) = &c.purl {
-            p["externalRefs"] = json!([{
-                "referenceCategory": "PACKAGE-MANAGER",
-                "referenceType": "purl",
-                "referenceLocator": purl,
-            }]);
-        }
-        if let Some(src) = &c.source {
-            p["sourceInfo"] = json!(format!("built from the Debian source package {src}"));
-        }
-        if let Some(comment) = &c.comment {
-            p["comment"] = json!(comment);
-        }
-        packages.push(p);
+        packages.push(component_package(c, id));
     }
     let mut rel = Vec::new();
     for id in &art_ids {
@@ -515,207 +520,69 @@ fn crates(root: &std::path::Path, roots: &[&str]) -> anyhow::Result<Vec<Componen
 }
 
 /// Everything the SBOM says of a release, read from it.
+/// The SBOM's facts about a release: what each artifact holds.
 pub fn facts(
     ctx: &crate::support::context::Ctx,
     r: &crate::pipeline::Release,
-    artifacts: &[crate::stages::checksums::Hashed],
+    artifacts: &[crate::release::checksums::Hashed],
 ) -> anyhow::Result<Facts> {
     use crate::support::context::package_version;
     let d = &ctx.config.distribution;
     let mut components: Vec<Component> = Vec::new();
-    let mut add = |c: Component| {
-        components.push(c);
-        components.len() - 1
-    };
     let lock = crate::support::lock::Lock::read(&ctx.lock_path())?;
 
-    // The root filesystem's Debian packages.
-    let tree = r.live.rootfs.tree();
-    let status = std::fs::read_to_string(tree.join("var/lib/dpkg/status")).unwrap_or_default();
-    let mut rootfs = Vec::new();
-    for (name, version, arch, source) in dpkg_status(&status) {
-        let license = tree_copyright(&tree, &name)
-            .and_then(|t| copyright_license(&t))
-            .unwrap_or_else(|| "NOASSERTION".into());
-        rootfs.push(add(Component {
-            kind: "deb".into(),
-            purl: Some(purl_deb(&name, &version, &arch)),
-            name,
-            version,
-            license,
-            download: "NOASSERTION".into(),
-            sha256: None,
-            comment: None,
-            source: Some(source),
-        }));
-    }
-    let plain = |kind: &str, name: &str, version: &str, license: &str, comment: &str| Component {
-        kind: kind.into(),
-        name: name.into(),
-        version: version.into(),
-        license: license.into(),
-        download: "NOASSERTION".into(),
-        purl: None,
-        sha256: None,
-        comment: Some(comment.into()),
-        source: None,
-    };
+    let rootfs = rootfs_components(&r.live.rootfs.tree(), &mut components);
     let busybox_version = package_version("busybox-static");
-    let busybox = add(Component {
-        purl: Some(purl_deb("busybox-static", &busybox_version, "amd64")),
-        ..plain(
-            "deb",
-            "busybox-static",
-            &busybox_version,
-            "GPL-2.0-only",
-            "the initramfs's shell and tools (and the mini profile's root filesystem)",
-        )
-    });
+    let busybox = add(
+        &mut components,
+        Component {
+            purl: Some(purl_deb("busybox-static", &busybox_version, "amd64")),
+            ..plain(
+                "deb",
+                "busybox-static",
+                &busybox_version,
+                "GPL-2.0-only",
+                "the initramfs's shell and tools (and the mini profile's root filesystem)",
+            )
+        },
+    );
     let mut syslinux = Vec::new();
     for p in ["isolinux", "syslinux-common"] {
         let v = package_version(p);
-        syslinux.push(add(Component {
-            purl: Some(purl_deb(p, &v, "")),
-            ..plain(
-                "deb",
-                p,
-                &v,
-                "GPL-2.0-or-later",
-                "the ISO's BIOS boot loader (isolinux and its modules)",
-            )
-        }));
-    }
-
-    // The kernel source, our patches, the kernels built from them.
-    let ks = lock.kernel_source.clone().unwrap_or_default();
-    let source = add(Component {
-        sha256: (!ks.sha256.is_empty()).then(|| ks.sha256.clone()),
-        purl: (ks.source == "debian").then(|| purl_deb(&ks.origin, &ks.package_version, "all")),
-        ..plain(
-            "kernel-source",
-            "linux",
-            &ks.version,
-            "GPL-2.0-only WITH Linux-syscall-note",
-            &format!(
-                "the source tarball of {} {} ({})",
-                ks.origin, ks.package_version, ks.source
-            ),
-        )
-    });
-    let uml = add(plain(
-        "kernel",
-        "linux-um",
-        &r.live.uml.info.release,
-        "GPL-2.0-only WITH Linux-syscall-note",
-        "the UML kernel, built here",
-    ));
-    let xen = add(plain(
-        "kernel",
-        "linux-domU",
-        &r.xen.info.release,
-        "GPL-2.0-only WITH Linux-syscall-note",
-        "the Xen domU kernel, built here",
-    ));
-    let mut patches = Vec::new();
-    for (series, kernels) in [
-        ("common", vec![uml, xen]),
-        ("um", vec![uml]),
-        ("xen", vec![xen]),
-    ] {
-        let dir = ctx.root.join("kernel-patches").join(series);
-        for p in
-            crate::stages::kernel::patches::read_series(&ctx.root.join("kernel-patches"), series)?
-        {
-            let idx = add(Component {
-                sha256: Some(crate::support::cache::sha256_file(&p.path)?),
+        syslinux.push(add(
+            &mut components,
+            Component {
+                purl: Some(purl_deb(p, &v, "")),
                 ..plain(
-                    "patch",
-                    &format!("kernel-patches/{series}/{}", p.name),
-                    "",
-                    "GPL-2.0-only",
-                    "applied to the kernel source before building",
+                    "deb",
+                    p,
+                    &v,
+                    "GPL-2.0-or-later",
+                    "the ISO's BIOS boot loader (isolinux and its modules)",
                 )
-            });
-            let _ = &dir;
-            for &k in &kernels {
-                patches.push((idx, k));
-            }
-        }
+            },
+        ));
     }
-    let generated_from = vec![(uml, source), (xen, source)];
+    let k = kernel_components(ctx, r, &lock, &mut components)?;
+    let metal = metal_components(ctx, &lock, &mut components);
+    let crates = crate_components(&ctx.root, &mut components)?;
 
-    // Debian packages taken as they are (signed kernel, shim, GRUB).
-    let mut metal = Vec::new();
-    for (role, deb) in &lock.debian_package {
-        let cached = ctx.cache.root.join(format!("debs-{role}"));
-        let copyright = walkdir::WalkDir::new(&cached)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .find(|e| e.file_name().to_string_lossy() == format!("{}.deb", deb.package))
-            .and_then(|e| deb_copyright(e.path(), &deb.package));
-        let license = if role == crate::stages::kernel::metal::ROLE {
-            "GPL-2.0-only WITH Linux-syscall-note".to_string()
-        } else {
-            copyright
-                .and_then(|t| copyright_license(&t))
-                .unwrap_or_else(|| "NOASSERTION".into())
-        };
-        metal.push(add(Component {
-            kind: "deb".into(),
-            name: deb.package.clone(),
-            version: deb.version.clone(),
-            license,
-            download: "NOASSERTION".into(),
-            purl: Some(purl_deb(&deb.package, &deb.version, "amd64")),
-            sha256: Some(deb.sha256.clone()),
-            comment: Some(format!(
-                "taken as Debian ships it ({role}), pinned in finnix.lock"
-            )),
-            source: None,
-        }));
-    }
-
-    // The crates of /init and finnix.
-    let init_crates: Vec<usize> = crates(&ctx.root, &["finnix-init"])?
-        .into_iter()
-        .map(&mut add)
-        .collect();
-    let all_crates: Vec<usize> = crates(&ctx.root, &["finnix-init", "finnix"])?
-        .into_iter()
-        .map(&mut add)
-        .collect();
-    // (The second list repeats the first's crates: keep one of each.)
-    let mut unique: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for &i in init_crates.iter().chain(&all_crates) {
-        unique
-            .entry((components[i].name.clone(), components[i].version.clone()))
-            .or_insert(i);
-    }
-    let init_set: Vec<usize> = init_crates
-        .iter()
-        .map(|&i| unique[&(components[i].name.clone(), components[i].version.clone())])
-        .collect();
-    let crates_set: BTreeSet<usize> = unique.values().copied().collect();
-    let keep: BTreeSet<usize> = (0..components.len())
-        .filter(|i| components[*i].kind != "crate" || crates_set.contains(i))
-        .collect();
-
-    let mut iso_contains: Vec<usize> = rootfs.clone();
-    iso_contains.extend([busybox, uml]);
+    let mut iso_contains: Vec<usize> = rootfs;
+    iso_contains.extend([busybox, k.uml]);
     iso_contains.extend(&syslinux);
     iso_contains.extend(&metal);
-    iso_contains.extend(crates_set.iter().copied());
+    iso_contains.extend(crates.all.iter().copied());
     let find = |suffix: &str| artifacts.iter().find(|a| a.name.ends_with(suffix));
     let mut arts = Vec::new();
     for (suffix, contains) in [
         (".iso", iso_contains),
         (
             "-xen.tar.gz",
-            [vec![xen, busybox], init_set.clone()].concat(),
+            [vec![k.xen, busybox], crates.init.clone()].concat(),
         ),
         (
             "-uml.tar.gz",
-            [vec![uml, busybox], crates_set.iter().copied().collect()].concat(),
+            [vec![k.uml, busybox], crates.all.iter().copied().collect()].concat(),
         ),
     ] {
         if let Some(a) = find(suffix) {
@@ -726,28 +593,13 @@ pub fn facts(
             });
         }
     }
-    // Drop the duplicate crate entries, renumbering.
-    let map: BTreeMap<usize, usize> = keep
-        .iter()
-        .enumerate()
-        .map(|(new, &old)| (old, new))
-        .collect();
-    let remap = |v: &[usize]| -> Vec<usize> {
-        let set: BTreeSet<usize> = v.iter().filter_map(|i| map.get(i).copied()).collect();
-        set.into_iter().collect()
-    };
-    for a in &mut arts {
-        a.contains = remap(&a.contains);
-    }
-    let components: Vec<Component> = keep.iter().map(|&i| components[i].clone()).collect();
-    let patches = patches
-        .into_iter()
-        .map(|(p, k)| (map[&p], map[&k]))
-        .collect();
-    let generated_from = generated_from
-        .into_iter()
-        .map(|(a, b)| (map[&a], map[&b]))
-        .collect();
+    let (components, patches, generated_from) = drop_duplicates(
+        components,
+        &crates.all,
+        &mut arts,
+        k.patches,
+        k.generated_from,
+    );
     let commit = crate::cmd!("git", "rev-parse", "HEAD")
         .dir(&ctx.root)
         .output()
@@ -763,6 +615,248 @@ pub fn facts(
         generated_from,
         namespace_suffix: format!("{}-{}", r.live.profile, commit.trim()),
     })
+}
+
+/// `c` appended; its index.
+fn add(components: &mut Vec<Component>, c: Component) -> usize {
+    components.push(c);
+    components.len() - 1
+}
+
+/// A component without a download location, purl, checksum or source.
+fn plain(kind: &str, name: &str, version: &str, license: &str, comment: &str) -> Component {
+    Component {
+        kind: kind.into(),
+        name: name.into(),
+        version: version.into(),
+        license: license.into(),
+        download: "NOASSERTION".into(),
+        purl: None,
+        sha256: None,
+        comment: Some(comment.into()),
+        source: None,
+    }
+}
+
+/// The root filesystem's Debian packages, with their licences from the
+/// copyright files in the tree.
+fn rootfs_components(tree: &std::path::Path, components: &mut Vec<Component>) -> Vec<usize> {
+    let status = std::fs::read_to_string(tree.join("var/lib/dpkg/status")).unwrap_or_default();
+    let mut rootfs = Vec::new();
+    for (name, version, arch, source) in dpkg_status(&status) {
+        let license = tree_copyright(tree, &name)
+            .and_then(|t| copyright_license(&t))
+            .unwrap_or_else(|| "NOASSERTION".into());
+        rootfs.push(add(
+            components,
+            Component {
+                kind: "deb".into(),
+                purl: Some(purl_deb(&name, &version, &arch)),
+                name,
+                version,
+                license,
+                download: "NOASSERTION".into(),
+                sha256: None,
+                comment: None,
+                source: Some(source),
+            },
+        ));
+    }
+    rootfs
+}
+
+/// The kernel source, our patches and the two kernels built from them.
+struct Kernels {
+    uml: usize,
+    xen: usize,
+    /// (patch, kernel) pairs.
+    patches: Vec<(usize, usize)>,
+    /// (kernel, source) pairs.
+    generated_from: Vec<(usize, usize)>,
+}
+
+fn kernel_components(
+    ctx: &crate::support::context::Ctx,
+    r: &crate::pipeline::Release,
+    lock: &crate::support::lock::Lock,
+    components: &mut Vec<Component>,
+) -> anyhow::Result<Kernels> {
+    let ks = lock.kernel_source.clone().unwrap_or_default();
+    let source = add(
+        components,
+        Component {
+            sha256: (!ks.sha256.is_empty()).then(|| ks.sha256.clone()),
+            purl: (ks.source == "debian").then(|| purl_deb(&ks.origin, &ks.package_version, "all")),
+            ..plain(
+                "kernel-source",
+                "linux",
+                &ks.version,
+                "GPL-2.0-only WITH Linux-syscall-note",
+                &format!(
+                    "the source tarball of {} {} ({})",
+                    ks.origin, ks.package_version, ks.source
+                ),
+            )
+        },
+    );
+    let gpl = "GPL-2.0-only WITH Linux-syscall-note";
+    let uml = add(
+        components,
+        plain(
+            "kernel",
+            "linux-um",
+            &r.live.uml.info.release,
+            gpl,
+            "the UML kernel, built here",
+        ),
+    );
+    let xen = add(
+        components,
+        plain(
+            "kernel",
+            "linux-domU",
+            &r.xen.info.release,
+            gpl,
+            "the Xen domU kernel, built here",
+        ),
+    );
+    let mut patches = Vec::new();
+    for (series, kernels) in [
+        ("common", vec![uml, xen]),
+        ("um", vec![uml]),
+        ("xen", vec![xen]),
+    ] {
+        for p in
+            crate::stages::kernel::patches::read_series(&ctx.root.join("kernel-patches"), series)?
+        {
+            let idx = add(
+                components,
+                Component {
+                    sha256: Some(crate::support::cache::sha256_file(&p.path)?),
+                    ..plain(
+                        "patch",
+                        &format!("kernel-patches/{series}/{}", p.name),
+                        "",
+                        "GPL-2.0-only",
+                        "applied to the kernel source before building",
+                    )
+                },
+            );
+            for &k in &kernels {
+                patches.push((idx, k));
+            }
+        }
+    }
+    Ok(Kernels {
+        uml,
+        xen,
+        patches,
+        generated_from: vec![(uml, source), (xen, source)],
+    })
+}
+
+/// Debian packages taken as they are (signed kernel, shim, GRUB): the very
+/// .deb finnix.lock pins, from the cache.
+fn metal_components(
+    ctx: &crate::support::context::Ctx,
+    lock: &crate::support::lock::Lock,
+    components: &mut Vec<Component>,
+) -> Vec<usize> {
+    let mut metal = Vec::new();
+    for (role, deb) in &lock.debian_package {
+        let license = if role == crate::stages::kernel::metal::ROLE {
+            "GPL-2.0-only WITH Linux-syscall-note".to_string()
+        } else {
+            crate::stages::debs::cached(ctx, role, deb)
+                .and_then(|c| deb_copyright(&c.path, &deb.package))
+                .and_then(|t| copyright_license(&t))
+                .unwrap_or_else(|| "NOASSERTION".into())
+        };
+        metal.push(add(
+            components,
+            Component {
+                kind: "deb".into(),
+                name: deb.package.clone(),
+                version: deb.version.clone(),
+                license,
+                download: "NOASSERTION".into(),
+                purl: Some(purl_deb(&deb.package, &deb.version, "amd64")),
+                sha256: Some(deb.sha256.clone()),
+                comment: Some(format!(
+                    "taken as Debian ships it ({role}), pinned in finnix.lock"
+                )),
+                source: None,
+            },
+        ));
+    }
+    metal
+}
+
+/// The crates of /init (`init`) and of /init and finnix (`all`), one entry
+/// of each crate kept in `all`.
+struct Crates {
+    init: Vec<usize>,
+    all: BTreeSet<usize>,
+}
+
+fn crate_components(
+    root: &std::path::Path,
+    components: &mut Vec<Component>,
+) -> anyhow::Result<Crates> {
+    let init_crates: Vec<usize> = crates(root, &["finnix-init"])?
+        .into_iter()
+        .map(|c| add(components, c))
+        .collect();
+    let all_crates: Vec<usize> = crates(root, &["finnix-init", "finnix"])?
+        .into_iter()
+        .map(|c| add(components, c))
+        .collect();
+    // (The second list repeats the first's crates: keep one of each.)
+    let mut unique: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for &i in init_crates.iter().chain(&all_crates) {
+        unique
+            .entry((components[i].name.clone(), components[i].version.clone()))
+            .or_insert(i);
+    }
+    let init = init_crates
+        .iter()
+        .map(|&i| unique[&(components[i].name.clone(), components[i].version.clone())])
+        .collect();
+    Ok(Crates {
+        init,
+        all: unique.values().copied().collect(),
+    })
+}
+
+/// The repeated crate entries dropped (every other component kept), the
+/// indices renumbered.
+#[allow(clippy::type_complexity)]
+fn drop_duplicates(
+    components: Vec<Component>,
+    crates: &BTreeSet<usize>,
+    arts: &mut [Artifact],
+    patches: Vec<(usize, usize)>,
+    generated_from: Vec<(usize, usize)>,
+) -> (Vec<Component>, Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let keep: BTreeSet<usize> = (0..components.len())
+        .filter(|i| components[*i].kind != "crate" || crates.contains(i))
+        .collect();
+    let map: BTreeMap<usize, usize> = keep
+        .iter()
+        .enumerate()
+        .map(|(new, &old)| (old, new))
+        .collect();
+    for a in arts.iter_mut() {
+        let set: BTreeSet<usize> = a
+            .contains
+            .iter()
+            .filter_map(|i| map.get(i).copied())
+            .collect();
+        a.contains = set.into_iter().collect();
+    }
+    let components = keep.iter().map(|&i| components[i].clone()).collect();
+    let pairs = |v: Vec<(usize, usize)>| v.into_iter().map(|(a, b)| (map[&a], map[&b])).collect();
+    (components, pairs(patches), pairs(generated_from))
 }
 
 #[cfg(test)]

@@ -31,9 +31,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cli;
+use crate::pipeline::{self, RELEASE_STAGES};
+use crate::stages::{ensure_tools, tarballs};
 use crate::support::cache::sha256_file;
 use crate::support::context::Ctx;
-use crate::support::ui::Stage;
+use crate::support::prereq::Tools;
+use crate::support::ui::{self, Outcome, Stage};
 
 /// (source package, version) from a binary package's `Source:` field (or
 /// none: the source is named like the package) and its own version.
@@ -186,7 +190,7 @@ impl Wanted {
 
     /// Every installed package of a dpkg status file.
     pub fn add_status(&mut self, status: &str) {
-        use crate::stages::sbom::{installed, status_field};
+        use crate::release::sbom::{installed, status_field};
         for (para, name, version) in installed(status) {
             self.add(
                 &name,
@@ -217,12 +221,12 @@ pub struct Written {
 pub fn write(
     ctx: &Ctx,
     s: &mut Stage,
-    release: &crate::pipeline::Release,
+    release: &pipeline::Release,
     names: &crate::stages::tarballs::Names,
     dir: &Path,
     allow_incomplete: bool,
 ) -> Result<Written> {
-    crate::pipeline::sweep_staging(dir)?;
+    crate::release::dist::sweep_staging(dir)?;
     let work = ctx.cache.temp_dir("source")?;
     let w = work.path();
     let profile = crate::support::config::Profile::load(&ctx.root, &release.live.profile)?;
@@ -240,6 +244,85 @@ pub fn write(
     let (kernel_name, kernel_file) = kernel_tarball(ctx, s, &ks, w)?;
     let s: &Stage = s;
 
+    // 3. Which source packages.
+    let wanted = wanted_packages(ctx, s, release, &lock)?;
+
+    // 4. Their files.
+    let (files, missing) = fetch_sources(ctx, s, w, &profile, &wanted)?;
+    let complete = missing.is_empty();
+    if !complete {
+        let text = render_missing(&missing);
+        s.note(&text);
+        let packages: BTreeSet<String> = missing
+            .iter()
+            .map(|m| format!("{} {}", m.package, m.version))
+            .collect();
+        if !allow_incomplete {
+            bail!(
+                "the archive did not serve {} files of {} of the {} source packages shipped: {} (each file, URL and answer are in the log). \
+                 Nothing was written. A release needs them all: build from a snapshot that still has them (snapshot = \"...\" in the profile). \
+                 --allow-incomplete writes {} with a MISSING list instead",
+                missing.len(),
+                packages.len(),
+                wanted.sources.len(),
+                packages.into_iter().collect::<Vec<_>>().join(", "),
+                names.source_incomplete
+            );
+        }
+    }
+
+    // 5. The archive, sorted, dated by the epoch; renamed into place.
+    let name = if complete {
+        &names.source
+    } else {
+        &names.source_incomplete
+    };
+    let dest = dir.join(name);
+    let top = name.strip_suffix(".tar").unwrap_or(name).to_string();
+    let epoch = ctx.epoch.global;
+    let sources_txt = wanted.lines.iter().cloned().collect::<Vec<_>>().join("\n") + "\n";
+    let tmp = dir.join(format!(".{name}.partial.{}", std::process::id()));
+    let parts = Parts {
+        top: &top,
+        missing: (!complete).then(|| render_missing(&missing)),
+        sources_txt: &sources_txt,
+        files: &files,
+        kernel: (&kernel_name, &kernel_file),
+        repo: &repo,
+    };
+    let result = write_tar(&tmp, &parts, epoch);
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context(format!("cannot write {}", dest.display())));
+    }
+    fs::rename(&tmp, &dest)?;
+    // The other variant, from an earlier run, no longer describes this one.
+    let other = if complete {
+        &names.source_incomplete
+    } else {
+        &names.source
+    };
+    let _ = fs::remove_file(dir.join(other));
+    let not_listed = list_in_sums(s, dir, release, names, name, &dest, other)?;
+    Ok(Written {
+        path: dest,
+        complete,
+        packages: wanted.sources.len(),
+        files: files.len(),
+        missing,
+        not_listed,
+    })
+}
+
+/// The source packages shipped: the root filesystem's (its dpkg status),
+/// this machine's busybox and syslinux, the Debian packages taken as they
+/// are.
+fn wanted_packages(
+    ctx: &Ctx,
+    s: &Stage,
+    release: &pipeline::Release,
+    lock: &crate::support::lock::Lock,
+) -> Result<Wanted> {
     // 3. Which source packages: the root filesystem's, the host's busybox
     //    and syslinux, the Debian packages taken as they are.
     let mut wanted = Wanted::default();
@@ -286,7 +369,19 @@ pub fn write(
             &format!(" ({role})"),
         );
     }
+    Ok(wanted)
+}
 
+/// The packages' files, from deb-src lines of the archive the packages came
+/// from (a snapshot's when the profile names one): those fetched, by name,
+/// and those the archive did not serve.
+fn fetch_sources(
+    ctx: &Ctx,
+    s: &Stage,
+    w: &Path,
+    profile: &crate::support::config::Profile,
+    wanted: &Wanted,
+) -> Result<(BTreeMap<String, PathBuf>, Vec<Missing>)> {
     // 4. Their files, from deb-src lines of the archive the packages came
     //    from (a snapshot's when the profile names one).
     let mut archive = profile.clone();
@@ -346,92 +441,52 @@ pub fn write(
             }
         }
     }
-    let complete = missing.is_empty();
-    if !complete {
-        let text = render_missing(&missing);
-        s.note(&text);
-        let packages: BTreeSet<String> = missing
-            .iter()
-            .map(|m| format!("{} {}", m.package, m.version))
-            .collect();
-        if !allow_incomplete {
-            bail!(
-                "the archive did not serve {} files of {} of the {} source packages shipped: {} (each file, URL and answer are in the log). \
-                 Nothing was written. A release needs them all: build from a snapshot that still has them (snapshot = \"...\" in the profile). \
-                 --allow-incomplete writes {} with a MISSING list instead",
-                missing.len(),
-                packages.len(),
-                wanted.sources.len(),
-                packages.into_iter().collect::<Vec<_>>().join(", "),
-                names.source_incomplete
-            );
-        }
-    }
+    Ok((files, missing))
+}
 
-    // 5. The archive, sorted, dated by the epoch; renamed into place.
-    let name = if complete {
-        &names.source
-    } else {
-        &names.source_incomplete
-    };
-    let dest = dir.join(name);
-    let top = name.strip_suffix(".tar").unwrap_or(name).to_string();
-    let epoch = ctx.epoch.global;
-    let sources_txt = wanted.lines.iter().cloned().collect::<Vec<_>>().join("\n") + "\n";
-    let tmp = dir.join(format!(".{name}.partial.{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        let file = fs::File::create(&tmp)?;
-        let mut tar = tar::Builder::new(file);
-        if !complete {
-            append_bytes(
-                &mut tar,
-                &format!("{top}/MISSING"),
-                render_missing(&missing).as_bytes(),
-                epoch,
-            )?;
-        }
+/// What the archive holds, under `top/`.
+struct Parts<'a> {
+    top: &'a str,
+    missing: Option<String>,
+    sources_txt: &'a str,
+    files: &'a BTreeMap<String, PathBuf>,
+    kernel: (&'a str, &'a Path),
+    repo: &'a Path,
+}
+
+/// The archive at `tmp`, sorted, dated by the epoch, synced.
+fn write_tar(tmp: &Path, p: &Parts, epoch: i64) -> Result<()> {
+    let top = p.top;
+    let file = fs::File::create(tmp)?;
+    let mut tar = tar::Builder::new(file);
+    if let Some(missing) = &p.missing {
         append_bytes(
             &mut tar,
-            &format!("{top}/SOURCES"),
-            sources_txt.as_bytes(),
+            &format!("{top}/MISSING"),
+            missing.as_bytes(),
             epoch,
         )?;
-        for (name, path) in &files {
-            append_file(&mut tar, &format!("{top}/debian/{name}"), path, epoch)?;
-        }
-        append_file(
-            &mut tar,
-            &format!("{top}/kernel/{kernel_name}"),
-            &kernel_file,
-            epoch,
-        )?;
-        append_file(&mut tar, &format!("{top}/repository.tar"), &repo, epoch)?;
-        let mut file = tar.into_inner()?;
-        file.flush()?;
-        file.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e.context(format!("cannot write {}", dest.display())));
     }
-    fs::rename(&tmp, &dest)?;
-    // The other variant, from an earlier run, no longer describes this one.
-    let other = if complete {
-        &names.source_incomplete
-    } else {
-        &names.source
-    };
-    let _ = fs::remove_file(dir.join(other));
-    let not_listed = list_in_sums(s, dir, release, names, name, &dest, other)?;
-    Ok(Written {
-        path: dest,
-        complete,
-        packages: wanted.sources.len(),
-        files: files.len(),
-        missing,
-        not_listed,
-    })
+    append_bytes(
+        &mut tar,
+        &format!("{top}/SOURCES"),
+        p.sources_txt.as_bytes(),
+        epoch,
+    )?;
+    for (name, path) in p.files {
+        append_file(&mut tar, &format!("{top}/debian/{name}"), path, epoch)?;
+    }
+    append_file(
+        &mut tar,
+        &format!("{top}/kernel/{}", p.kernel.0),
+        p.kernel.1,
+        epoch,
+    )?;
+    append_file(&mut tar, &format!("{top}/repository.tar"), p.repo, epoch)?;
+    let mut file = tar.into_inner()?;
+    file.flush()?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// The archive's line in the release's SHA256SUMS when `dir` holds this
@@ -441,13 +496,13 @@ pub fn write(
 fn list_in_sums(
     s: &Stage,
     dir: &Path,
-    release: &crate::pipeline::Release,
+    release: &pipeline::Release,
     names: &crate::stages::tarballs::Names,
     name: &str,
     path: &Path,
     other: &str,
 ) -> Result<Option<String>> {
-    use crate::stages::checksums;
+    use crate::release::checksums;
     let sums = dir.join("SHA256SUMS");
     let text = fs::read_to_string(&sums).unwrap_or_default();
     let listed = checksums::parse_sha256sums(&text).unwrap_or_default();
@@ -476,8 +531,8 @@ fn list_in_sums(
     let new = checksums::with_entry(&text, entry, &[name, other])
         .map_err(|e| anyhow::anyhow!("{}: {e}", sums.display()))?;
     for stale in [
-        crate::stages::sign::SSH_SIG,
-        crate::stages::sign::OPENPGP_SIG,
+        crate::release::sign::SSH_SIG,
+        crate::release::sign::OPENPGP_SIG,
     ] {
         let _ = fs::remove_file(dir.join(stale));
     }
@@ -652,6 +707,66 @@ fn header(size: u64, epoch: i64) -> tar::Header {
     h.set_mtime(epoch as u64);
     h.set_entry_type(tar::EntryType::Regular);
     h
+}
+
+impl cli::SourceJob {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        ensure_tools(ctx, RELEASE_STAGES, &[Tools::Source])?;
+        let profile = ctx.profile(self.profile);
+        let r = pipeline::release(ctx, &profile)?;
+        let dir = ctx.dist_dir();
+        fs::create_dir_all(&dir)?;
+        let names = tarballs::names(ctx, &profile);
+        let written = write_source(ctx, &r, &names, &dir, self.allow_incomplete)?;
+        if let Some(why) = &written.not_listed {
+            eprintln!("note: {why}");
+        }
+        if !written.complete {
+            eprintln!(
+                "warning: {} is incomplete: {} files of shipped source packages were not served (listed in its MISSING); not fit for a release",
+                ui::display_path(&written.path),
+                written.missing.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The source archive (one stage line).
+pub fn write_source(
+    ctx: &Ctx,
+    r: &pipeline::Release,
+    names: &tarballs::Names,
+    dir: &Path,
+    allow_incomplete: bool,
+) -> Result<Written> {
+    ui::stage(
+        &ctx.logs(),
+        "source",
+        format!("the corresponding source into {}/", ui::display_path(dir)),
+        |s| {
+            let w = write(ctx, s, r, names, dir, allow_incomplete)?;
+            let name = w
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let size = fs::metadata(&w.path)?.len();
+            let detail = format!(
+                "{name}, {}: {} source packages, {} files{}",
+                ui::fmt_size(size),
+                w.packages,
+                w.files,
+                if w.complete {
+                    String::new()
+                } else {
+                    format!(", {} missing", w.missing.len())
+                }
+            );
+            Ok((w, Outcome::Built, detail))
+        },
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::support::ui::Stage;
+use crate::cli;
+use crate::support::context::Ctx;
+use crate::support::prereq::{self, Tools};
+use crate::support::ui::{self, Outcome, Stage};
 
 /// The SSH signature namespace (`ssh-keygen -Y sign -n`).
 pub const SSH_NAMESPACE: &str = "file";
@@ -205,4 +208,88 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
         allowed_signers,
         openpgp_public,
     })
+}
+
+/// Sign a release directory's SHA256SUMS (one stage line).
+pub fn sign_dir(ctx: &Ctx, dir: &Path, keys: &Keys) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "sign",
+        format!(
+            "sign {}/SHA256SUMS (SSH and OpenPGP)",
+            ui::display_path(dir)
+        ),
+        |s| {
+            sign(s, dir, keys)?;
+            Ok((
+                (),
+                Outcome::Built,
+                "SHA256SUMS.sig, SHA256SUMS.asc".to_string(),
+            ))
+        },
+    )
+}
+
+impl cli::Sign {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        prereq::ensure(&[Tools::Sign], &ctx.logs())?;
+        let keys = Keys::resolve(self.ssh_key, self.openpgp_key, &ctx.env);
+        let dir = self.dir.unwrap_or_else(|| ctx.dist_dir());
+        sign_dir(ctx, &dir, &keys)
+    }
+}
+
+impl cli::Keygen {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::release::verify::{ALLOWED_SIGNERS, OPENPGP_KEY};
+        prereq::ensure(&[Tools::Sign], &ctx.logs())?;
+        let public = self.public_dir.unwrap_or_else(|| ctx.root.join("keys"));
+        let files = [public.join("allowed_signers"), public.join("release.asc")];
+        if !self.force {
+            for f in &files {
+                anyhow::ensure!(
+                    !f.exists(),
+                    "{} exists: the release keys were made before (--force replaces them: a key rotation, and older releases then verify only against the old keys)",
+                    f.display()
+                );
+            }
+        }
+        anyhow::ensure!(
+            !self.private_dir.exists() || fs::read_dir(&self.private_dir)?.next().is_none(),
+            "{} is not empty: name a new directory for the private keys",
+            self.private_dir.display()
+        );
+        anyhow::ensure!(
+            !self.private_dir.starts_with(&ctx.root),
+            "{} is inside the repository: the private keys must never be committed",
+            self.private_dir.display()
+        );
+        let k = make_keys(&self.private_dir, &public, &self.uid)?;
+        let (ssh, pgp) = (k.keys.ssh.expect("made"), k.keys.openpgp.expect("made"));
+        eprintln!(
+            "made the release keys ({}):
+  public, commit them: {} and {}{}
+  private, keep them secret:
+    {}
+    {}
+next:
+  gh secret set FINNIX_SSH_SIGNING_KEY < {}
+  gh secret set FINNIX_OPENPGP_SIGNING_KEY < {}
+  git add keys && git commit -m 'Release keys'
+then store the private directory offline and delete it here.",
+            self.uid,
+            k.allowed_signers.display(),
+            k.openpgp_public.display(),
+            if public == ctx.root.join("keys") {
+                format!(" ({ALLOWED_SIGNERS}, {OPENPGP_KEY})")
+            } else {
+                String::new()
+            },
+            ssh.display(),
+            pgp.display(),
+            ssh.display(),
+            pgp.display()
+        );
+        Ok(())
+    }
 }
