@@ -12,6 +12,8 @@ mod pipeline;
 mod release;
 mod stages;
 mod support;
+#[cfg(test)]
+mod tidy;
 
 use anyhow::Result;
 use clap::Parser;
