@@ -248,6 +248,31 @@ pub mod memory {
     }
 }
 
+/// dpkg's status file (`/var/lib/dpkg/status`), read one way by xtask (the
+/// SBOM, the source archive, the package benchmark) and by the live
+/// system (`finnix`'s banner count).
+pub mod dpkg {
+    /// The value of field `name` in a paragraph (`Name: value`), trimmed.
+    pub fn field<'a>(para: &'a str, name: &str) -> Option<&'a str> {
+        para.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    }
+
+    /// Whether a paragraph's package is installed: its Status field's last
+    /// word, dpkg's state, is `installed`, whatever the want flag before it
+    /// (install, hold, deinstall: still on disk).
+    pub fn is_installed(para: &str) -> bool {
+        field(para, "Package").is_some_and(|p| !p.is_empty())
+            && field(para, "Status").and_then(|s| s.split_whitespace().nth(2)) == Some("installed")
+    }
+
+    /// The paragraphs of installed packages, in the file's order.
+    pub fn installed(text: &str) -> impl Iterator<Item = &str> {
+        text.split("\n\n").filter(|p| is_installed(p))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +403,21 @@ mod tests {
         let meminfo = "MemTotal:        1000 kB\nMemAvailable:     936000 kB\n";
         assert_eq!(memory::meminfo_kib(meminfo, "MemAvailable"), Some(936000));
         assert_eq!(memory::meminfo_kib(meminfo, "Mem"), None);
+    }
+
+    #[test]
+    fn dpkg_installed_is_the_state_word() {
+        let status = "Package: a\nStatus: install ok installed\nVersion: 1\n\n\
+                      Package: b\nStatus: deinstall ok config-files\nVersion: 2\n\n\
+                      Package: c\nStatus: hold ok installed\nPackage-Type: x\n\n\
+                      Package: d\nStatus: install ok unpacked\n\n\
+                      Package: e\nStatus: deinstall ok installed\n";
+        let names: Vec<&str> = super::dpkg::installed(status)
+            .filter_map(|p| super::dpkg::field(p, "Package"))
+            .collect();
+        assert_eq!(names, ["a", "c", "e"]);
+        let c = super::dpkg::installed(status).nth(1).unwrap();
+        assert_eq!(super::dpkg::field(c, "Package"), Some("c"));
+        assert_eq!(super::dpkg::field(c, "Version"), None);
     }
 }

@@ -31,14 +31,7 @@ pub fn uml_host(cpuinfo: &str) -> Option<String> {
 
 /// Packages dpkg considers installed, from `/var/lib/dpkg/status`.
 pub fn installed_packages(status: &str) -> usize {
-    status
-        .split("\n\n")
-        .filter(|stanza| {
-            stanza
-                .lines()
-                .any(|l| l.trim_end() == "Status: install ok installed")
-        })
-        .count()
+    finnix_contract::dpkg::installed(status).count()
 }
 
 pub use finnix_contract::boot_env::field as release_field;

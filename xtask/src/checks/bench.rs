@@ -312,9 +312,8 @@ pub struct Installed {
 /// The installed packages of a dpkg status file.
 pub fn parse_status(text: &str) -> Vec<Installed> {
     let mut out = Vec::new();
-    for para in text.split("\n\n") {
+    for para in finnix_contract::dpkg::installed(text) {
         let mut p = Installed::default();
-        let mut installed = false;
         let mut priority_required = false;
         for line in para.lines() {
             let Some((k, v)) = line.split_once(": ") else {
@@ -323,7 +322,6 @@ pub fn parse_status(text: &str) -> Vec<Installed> {
             let v = v.trim();
             match k {
                 "Package" => p.name = v.to_string(),
-                "Status" => installed = v.ends_with(" installed"),
                 "Installed-Size" => p.kib = v.parse().unwrap_or(0),
                 "Essential" => p.base |= v == "yes",
                 "Priority" => priority_required = v == "required",
@@ -353,9 +351,7 @@ pub fn parse_status(text: &str) -> Vec<Installed> {
             }
         }
         p.base |= priority_required;
-        if installed && !p.name.is_empty() {
-            out.push(p);
-        }
+        out.push(p);
     }
     out
 }

@@ -216,25 +216,18 @@ pub fn copyright_license(text: &str) -> Option<String> {
 
 /// A field of a dpkg status paragraph (`Name: value`), trimmed.
 pub fn status_field(para: &str, name: &str) -> Option<String> {
-    para.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-        .map(|v| v.trim().to_string())
+    finnix_contract::dpkg::field(para, name).map(str::to_string)
 }
 
 /// The paragraphs of dpkg's status file whose package is installed, with
 /// its name and version.
 pub fn installed(text: &str) -> impl Iterator<Item = (&str, String, String)> {
-    text.split("\n\n").filter_map(|para| {
-        let (Some(name), Some(version), Some(status)) = (
-            status_field(para, "Package"),
-            status_field(para, "Version"),
-            status_field(para, "Status"),
-        ) else {
-            return None;
-        };
-        status
-            .ends_with(" installed")
-            .then_some((para, name, version))
+    finnix_contract::dpkg::installed(text).filter_map(|para| {
+        Some((
+            para,
+            status_field(para, "Package")?,
+            status_field(para, "Version")?,
+        ))
     })
 }
 

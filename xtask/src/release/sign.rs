@@ -27,6 +27,12 @@ pub const SSH_IDENTITY: &str = "release@finnix";
 pub const SUMS: &str = "SHA256SUMS";
 pub const SSH_SIG: &str = "SHA256SUMS.sig";
 pub const OPENPGP_SIG: &str = "SHA256SUMS.asc";
+/// The public keys' files, named once: keygen writes them into the public
+/// directory (the repository's `keys/` by default), verify-release trusts
+/// them there.
+pub const KEYS_DIR: &str = "keys";
+pub const ALLOWED_SIGNERS: &str = "allowed_signers";
+pub const OPENPGP_KEY: &str = "release.asc";
 
 /// The private keys a signing run uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -169,7 +175,7 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
     .output()
     .context("ssh-keygen could not make the SSH key")?;
     let ssh_public = fs::read_to_string(private.join("ssh.pub"))?;
-    let allowed_signers = public.join("allowed_signers");
+    let allowed_signers = public.join(ALLOWED_SIGNERS);
     fs::write(
         &allowed_signers,
         format!(
@@ -183,7 +189,7 @@ pub fn make_keys(private: &Path, public: &Path, uid: &str) -> Result<NewKeys> {
         .output()
         .context("gpg could not make the OpenPGP key")?;
     let secret = private.join("openpgp-secret.asc");
-    let openpgp_public = public.join("release.asc");
+    let openpgp_public = public.join(OPENPGP_KEY);
     for (file, what) in [
         (&secret, "--export-secret-keys"),
         (&openpgp_public, "--export"),
@@ -241,10 +247,9 @@ impl cli::Sign {
 
 impl cli::Keygen {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::release::verify::{ALLOWED_SIGNERS, OPENPGP_KEY};
         prereq::ensure(&[Tools::Sign], &ctx.logs())?;
-        let public = self.public_dir.unwrap_or_else(|| ctx.root.join("keys"));
-        let files = [public.join("allowed_signers"), public.join("release.asc")];
+        let public = self.public_dir.unwrap_or_else(|| ctx.root.join(KEYS_DIR));
+        let files = [public.join(ALLOWED_SIGNERS), public.join(OPENPGP_KEY)];
         if !self.force {
             for f in &files {
                 anyhow::ensure!(
@@ -280,8 +285,8 @@ then store the private directory offline and delete it here.",
             self.uid,
             k.allowed_signers.display(),
             k.openpgp_public.display(),
-            if public == ctx.root.join("keys") {
-                format!(" ({ALLOWED_SIGNERS}, {OPENPGP_KEY})")
+            if public == ctx.root.join(KEYS_DIR) {
+                format!(" ({KEYS_DIR}/{ALLOWED_SIGNERS}, {KEYS_DIR}/{OPENPGP_KEY})")
             } else {
                 String::new()
             },

@@ -18,15 +18,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli;
 use crate::release::checksums::{parse_sha256sums, Hashed, Manifest};
-use crate::release::sign::{OPENPGP_SIG, SSH_IDENTITY, SSH_NAMESPACE, SSH_SIG, SUMS};
+use crate::release::sign::{
+    ALLOWED_SIGNERS, KEYS_DIR, OPENPGP_KEY, OPENPGP_SIG, SSH_IDENTITY, SSH_NAMESPACE, SSH_SIG, SUMS,
+};
 use crate::support::cache::sha256_file;
 use crate::support::context::Ctx;
 use crate::support::prereq::{self, Tools};
 use crate::support::ui::{self, Outcome};
-
-/// The committed public keys a release is checked against.
-pub const ALLOWED_SIGNERS: &str = "keys/allowed_signers";
-pub const OPENPGP_KEY: &str = "keys/release.asc";
 
 /// What to trust.
 #[derive(Debug, Clone)]
@@ -278,11 +276,11 @@ impl cli::VerifyRelease {
             allowed_signers: self
                 .allowed_signers
                 .clone()
-                .unwrap_or_else(|| ctx.root.join(ALLOWED_SIGNERS)),
+                .unwrap_or_else(|| ctx.root.join(KEYS_DIR).join(ALLOWED_SIGNERS)),
             openpgp_key: self
                 .openpgp_key
                 .clone()
-                .unwrap_or_else(|| ctx.root.join(OPENPGP_KEY)),
+                .unwrap_or_else(|| ctx.root.join(KEYS_DIR).join(OPENPGP_KEY)),
         };
         let report = ui::stage(
             &ctx.logs(),
