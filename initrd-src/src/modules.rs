@@ -22,58 +22,17 @@ pub fn normalise(name: &str) -> String {
     base.strip_suffix(".ko").unwrap_or(base).replace('-', "_")
 }
 
-/// fnmatch(3) without flags: `*`, `?`, `[...]` (ranges, `!` or `^` to
-/// negate), as modules.alias uses them.
+/// Whether `text` matches `pattern` as kmod matches a modalias against
+/// modules.alias: libc's fnmatch(3) without flags (`*`, `?`, `[...]`).
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    glob_at(&p, &t)
-}
-
-fn glob_at(p: &[char], t: &[char]) -> bool {
-    match p.first() {
-        None => t.is_empty(),
-        Some('*') => (0..=t.len()).any(|i| glob_at(&p[1..], &t[i..])),
-        Some('?') => !t.is_empty() && glob_at(&p[1..], &t[1..]),
-        Some('[') => {
-            let Some(c) = t.first() else { return false };
-            match class(&p[1..], *c) {
-                Some((matched, rest)) => matched && glob_at(rest, &t[1..]),
-                // No closing bracket: a literal '['.
-                None => *c == '[' && glob_at(&p[1..], &t[1..]),
-            }
-        }
-        Some(&c) => t.first() == Some(&c) && glob_at(&p[1..], &t[1..]),
-    }
-}
-
-/// A bracket expression after its `[`: whether `c` is in it, and the rest
-/// of the pattern after its `]`.
-fn class(p: &[char], c: char) -> Option<(bool, &[char])> {
-    let (negate, mut i) = match p.first() {
-        Some('!') | Some('^') => (true, 1),
-        _ => (false, 0),
+    let (Ok(p), Ok(t)) = (
+        std::ffi::CString::new(pattern),
+        std::ffi::CString::new(text),
+    ) else {
+        return false; // a NUL byte: no alias has one
     };
-    let mut matched = false;
-    let mut first = true;
-    while i < p.len() {
-        if p[i] == ']' && !first {
-            return Some((matched != negate, &p[i + 1..]));
-        }
-        first = false;
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
-            if p[i] <= c && c <= p[i + 2] {
-                matched = true;
-            }
-            i += 3;
-        } else {
-            if p[i] == c {
-                matched = true;
-            }
-            i += 1;
-        }
-    }
-    None
+    // SAFETY: two NUL-terminated strings that live across the call.
+    unsafe { libc::fnmatch(p.as_ptr(), t.as_ptr(), 0) == 0 }
 }
 
 /// What modules.dep and modules.alias say.
