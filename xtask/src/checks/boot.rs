@@ -574,7 +574,7 @@ fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
 fn shell_words(c: &Command) -> String {
     std::iter::once(c.get_program())
         .chain(c.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
+        .map(|a| crate::support::cmd::shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }

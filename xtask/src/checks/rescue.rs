@@ -1230,7 +1230,8 @@ mod tests {
         );
         assert!(!line.contains('\n') && !line.contains("echo"));
         // The decode-and-run pipeline as the guest's shell runs it.
-        let script = std::env::temp_dir().join(format!("finnix-rescue-{}.sh", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let script = scratch.path().join("finnix-rescue.sh");
         let line = line.replace("/tmp/rescue.sh", &script.display().to_string());
         let out = crate::cmd!("sh", "-c", line).output().unwrap();
         std::fs::remove_file(&script).unwrap();

@@ -579,7 +579,8 @@ mod tests {
 
     #[test]
     fn drives_a_shell_like_a_console() {
-        let log = std::env::temp_dir().join(format!("finnix-guest-{}.log", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("finnix-guest.log");
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg("echo booting; echo 'ready banner'; exec sh");
@@ -647,7 +648,8 @@ mod status_tests {
 
     #[test]
     fn run_status_reports_the_exit_status() {
-        let log = std::env::temp_dir().join(format!("finnix-guest-st-{}.log", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let log = scratch.path().join("finnix-guest-st.log");
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg("exec sh");
         let mut g = Guest::start(cmd, &log).unwrap();

@@ -444,57 +444,50 @@ fn crates(root: &std::path::Path, roots: &[&str]) -> anyhow::Result<Vec<Componen
     )
     .dir(root)
     .output()?;
-    let meta: Value = serde_json::from_str(&text)?;
-    let packages = meta["packages"].as_array().cloned().unwrap_or_default();
-    let by_id: BTreeMap<String, &Value> = packages
+    let meta = cargo_metadata::MetadataCommand::parse(&text)?;
+    let by_id: BTreeMap<&str, &cargo_metadata::Package> = meta
+        .packages
         .iter()
-        .filter_map(|p| Some((p["id"].as_str()?.to_string(), p)))
+        .map(|p| (p.id.repr.as_str(), p))
         .collect();
-    let nodes: BTreeMap<String, &Value> = meta["resolve"]["nodes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| Some((n["id"].as_str()?.to_string(), n)))
-                .collect()
-        })
+    let nodes: BTreeMap<&str, &cargo_metadata::Node> = meta
+        .resolve
+        .as_ref()
+        .map(|r| r.nodes.iter().map(|n| (n.id.repr.as_str(), n)).collect())
         .unwrap_or_default();
-    let mut todo: Vec<String> = packages
+    let mut todo: Vec<&str> = meta
+        .packages
         .iter()
-        .filter(|p| roots.contains(&p["name"].as_str().unwrap_or("")))
-        .filter_map(|p| p["id"].as_str().map(String::from))
+        .filter(|p| roots.contains(&p.name.as_str()))
+        .map(|p| p.id.repr.as_str())
         .collect();
     let mut seen = BTreeSet::new();
     while let Some(id) = todo.pop() {
-        if !seen.insert(id.clone()) {
+        if !seen.insert(id) {
             continue;
         }
-        for d in nodes
-            .get(&id)
-            .and_then(|n| n["deps"].as_array())
-            .into_iter()
-            .flatten()
-        {
-            let normal = d["dep_kinds"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k["kind"].is_null()));
+        for d in nodes.get(id).map(|n| n.deps.as_slice()).unwrap_or_default() {
+            let normal = d
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == cargo_metadata::DependencyKind::Normal);
             if normal {
-                if let Some(p) = d["pkg"].as_str() {
-                    todo.push(p.to_string());
-                }
+                todo.push(d.pkg.repr.as_str());
             }
         }
     }
     let mut out = Vec::new();
     for id in seen {
-        let Some(p) = by_id.get(&id) else { continue };
-        let name = p["name"].as_str().unwrap_or("").to_string();
-        let version = p["version"].as_str().unwrap_or("").to_string();
-        let registry = p["source"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("registry+"));
+        let Some(p) = by_id.get(id) else { continue };
+        let name = p.name.to_string();
+        let version = p.version.to_string();
+        let registry = p
+            .source
+            .as_ref()
+            .is_some_and(|s| s.repr.starts_with("registry+"));
         out.push(Component {
             kind: "crate".into(),
-            license: cargo_license(p["license"].as_str()),
+            license: cargo_license(p.license.as_deref()),
             download: if registry {
                 format!("https://crates.io/crates/{name}/{version}")
             } else {
@@ -512,8 +505,8 @@ fn crates(root: &std::path::Path, roots: &[&str]) -> anyhow::Result<Vec<Componen
     Ok(out)
 }
 
-/// Everything the SBOM says of a release, read from it.
-/// The SBOM's facts about a release: what each artifact holds.
+/// Everything the SBOM says of a release, read from it: what each
+/// artifact holds.
 pub fn facts(
     ctx: &crate::support::context::Ctx,
     r: &crate::pipeline::Release,

@@ -338,7 +338,8 @@ mod tests {
         assert_eq!(&one[4..8], &[0, 0, 0, 0], "gzip mtime is 0");
 
         crate::support::prereq::need_for_test("tar");
-        let path = std::env::temp_dir().join(format!("finnix-tar-{}.tar.gz", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("finnix-tar.tar.gz");
         fs::write(&path, &one).unwrap();
         let listing = crate::cmd!(
             "tar",

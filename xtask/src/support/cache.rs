@@ -297,7 +297,8 @@ mod tests {
 
     #[test]
     fn a_half_written_entry_is_never_used() {
-        let dir = std::env::temp_dir().join(format!("finnix-cache-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("finnix-cache-test");
         let _ = fs::remove_dir_all(&dir);
         let cache = Cache::new(dir.clone());
         let k = key(&[]);

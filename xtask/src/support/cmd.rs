@@ -128,29 +128,36 @@ impl Cmd {
         self
     }
 
-    /// The command as a shell line: `K=V cd DIR && prog 'arg with space'`.
+    /// The command as a shell line that runs it: `cd DIR && env -i K=V
+    /// -u K2 prog 'arg with space'` (`env` only when the environment is
+    /// changed), quoted by shlex.
     pub fn line(&self) -> String {
         let mut words: Vec<String> = Vec::new();
+        if let Some(d) = &self.dir {
+            words.push(format!("cd {} &&", shell_quote(&d.to_string_lossy())));
+        }
+        let mut env: Vec<String> = Vec::new();
         if let Some(keep) = &self.keep_only {
-            words.push("env -i".into());
+            env.push("-i".into());
             for k in keep {
                 if let Some(v) = std::env::var_os(k) {
-                    words.push(format!("{k}={}", shell_quote(&v.to_string_lossy())));
+                    env.push(format!("{k}={}", shell_quote(&v.to_string_lossy())));
                 }
             }
         }
         for (k, v) in &self.env {
+            let k = k.to_string_lossy();
             match v {
-                Some(v) => words.push(format!(
-                    "{}={}",
-                    k.to_string_lossy(),
-                    shell_quote(&v.to_string_lossy())
-                )),
-                None => words.push(format!("-u {}", k.to_string_lossy())),
+                Some(v) => env.push(format!("{k}={}", shell_quote(&v.to_string_lossy()))),
+                None if self.keep_only.is_none() => env.push(format!("-u {k}")),
+                None => {}
             }
         }
-        if let Some(d) = &self.dir {
-            words.push(format!("cd {} &&", shell_quote(&d.to_string_lossy())));
+        if !env.is_empty() {
+            words.push("env".into());
+            // env takes its -u options before the assignments.
+            env.sort_by_key(|w| !w.starts_with('-'));
+            words.extend(env);
         }
         words.extend(self.argv.iter().map(|a| shell_quote(&a.to_string_lossy())));
         if self.input == Input::Null {
@@ -223,15 +230,12 @@ impl Cmd {
     }
 }
 
-fn shell_quote(w: &str) -> String {
-    if !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
-    }
+/// A word quoted for a POSIX shell (shlex); a word holding a NUL byte,
+/// which no shell word can, is shown with it replaced.
+pub fn shell_quote(w: &str) -> String {
+    shlex::try_quote(w)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| shell_quote(&w.replace('\0', "\\0")))
 }
 
 #[cfg(test)]
@@ -246,9 +250,24 @@ mod tests {
             .dir("/tmp");
         assert_eq!(
             c.line(),
-            "LC_ALL=C TZ=UTC -u MAKEFLAGS cd /tmp && make -C '/src dir' defconfig"
+            "cd /tmp && env -u MAKEFLAGS LC_ALL=C TZ=UTC make -C '/src dir' defconfig"
         );
-        assert_eq!(crate::cmd!("echo", "it's").line(), "echo 'it'\\''s'");
+        // The line runs: a shell given it does what the command does.
+        let c = crate::cmd!(
+            "sh",
+            "-c",
+            "printf '%s|%s|%s' \"$A\" \"${MAKEFLAGS-unset}\" \"$PWD\""
+        )
+        .env("A", "it's a \"b\" $c")
+        .env_remove("MAKEFLAGS")
+        .dir("/tmp");
+        let direct = c.output().unwrap();
+        let via_shell = crate::cmd!("sh", "-c", c.line())
+            .env("MAKEFLAGS", "-j9")
+            .output()
+            .unwrap();
+        assert_eq!(direct, "it's a \"b\" $c|unset|/tmp");
+        assert_eq!(via_shell, direct);
     }
 
     #[test]

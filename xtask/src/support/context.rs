@@ -452,7 +452,8 @@ mod tests {
 
     #[test]
     fn without_the_environment_or_git_it_says_what_to_do() {
-        let dir = std::env::temp_dir().join(format!("finnix-epoch-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("finnix-epoch");
         std::fs::create_dir_all(&dir).unwrap();
         let err = Epoch::resolve(&dir, &Env::default())
             .unwrap_err()

@@ -303,42 +303,16 @@ pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// Set a path's mtime to now (the cache orders entries by it).
 pub fn touch_now(path: &Path) -> Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
-    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot touch {}", path.display()));
-    }
-    Ok(())
+    filetime::set_file_mtime(path, filetime::FileTime::now())
+        .with_context(|| format!("cannot touch {}", path.display()))
 }
 
 /// Set a path's atime and mtime to `t` seconds (no nanoseconds), not
 /// following symlinks.
 pub fn set_times(path: &Path, t: i64) -> Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
-    let ts = [
-        libc::timespec {
-            tv_sec: t,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: t,
-            tv_nsec: 0,
-        },
-    ];
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot set times of {}", path.display()));
-    }
-    Ok(())
+    let ft = filetime::FileTime::from_unix_time(t, 0);
+    filetime::set_symlink_file_times(path, ft, ft)
+        .with_context(|| format!("cannot set times of {}", path.display()))
 }
 
 /// `from` (gzip) unpacked into `to`.
@@ -369,5 +343,24 @@ proc /c/tmp/x.10/tree/proc proc rw 0 0\n";
                 "/c/tmp/x.1/tree/sys"
             ]
         );
+    }
+
+    #[test]
+    fn set_times_dates_a_symlink_itself_not_its_target() {
+        use std::os::unix::fs::MetadataExt;
+        let scratch = tempfile::tempdir().unwrap();
+        let target = scratch.path().join("target");
+        let link = scratch.path().join("link");
+        std::fs::write(&target, "x").unwrap();
+        std::os::unix::fs::symlink("target", &link).unwrap();
+        super::set_times(&link, 1_000_000_000).unwrap();
+        assert_eq!(
+            std::fs::symlink_metadata(&link).unwrap().mtime(),
+            1_000_000_000
+        );
+        assert_ne!(std::fs::metadata(&target).unwrap().mtime(), 1_000_000_000);
+        super::set_times(&target, 42).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().mtime(), 42);
+        assert!(super::set_times(&scratch.path().join("missing"), 1).is_err());
     }
 }

@@ -335,7 +335,8 @@ mod tests {
 
     #[test]
     fn tail_keeps_the_last_lines() {
-        let p = std::env::temp_dir().join(format!("finnix-tail-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let p = scratch.path().join("finnix-tail");
         fs::write(&p, "1\n2\n3\n4\n").unwrap();
         assert_eq!(tail(&p, 2), "3\n4\n");
         fs::remove_file(&p).unwrap();

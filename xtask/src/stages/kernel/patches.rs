@@ -181,7 +181,8 @@ mod tests {
     #[test]
     fn a_failing_patch_is_reported_by_name_with_its_rejected_hunk() {
         crate::support::prereq::need_for_test("patch");
-        let base = std::env::temp_dir().join(format!("finnix-patch-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path().join("finnix-patch-test");
         let _ = fs::remove_dir_all(&base);
         let tree = base.join("tree");
         let pdir = base.join("patches");
@@ -231,7 +232,8 @@ mod tests {
 
     #[test]
     fn a_listed_patch_that_is_missing_is_an_error() {
-        let base = std::env::temp_dir().join(format!("finnix-series-test-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path().join("finnix-series-test");
         fs::create_dir_all(base.join("um")).unwrap();
         fs::write(base.join("um/series"), "0001-missing.patch\n").unwrap();
         let err = read_series(&base, "um").unwrap_err().to_string();

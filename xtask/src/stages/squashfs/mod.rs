@@ -290,7 +290,8 @@ mod tests {
     /// owners, sizes and link targets must be equal.
     #[test]
     fn every_file_type_survives_as_unsquashfs_sees_it() {
-        let base = std::env::temp_dir().join(format!("finnix-sqfs-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path().join("finnix-sqfs");
         let tree = base.join("tree");
         fixture(&tree);
         fs::create_dir_all(&base).unwrap();
@@ -390,7 +391,8 @@ mod tests {
 
     #[test]
     fn two_builds_give_the_same_bytes() {
-        let base = std::env::temp_dir().join(format!("finnix-sqfs-repro-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path().join("finnix-sqfs-repro");
         let tree = base.join("tree");
         fixture(&tree);
         for compression in [Compression::Xz, Compression::Zstd, Compression::Gzip] {

@@ -300,7 +300,8 @@ mod tests {
 
     #[test]
     fn replay_follows_backhands_order() {
-        let dir = std::env::temp_dir().join(format!("finnix-replay-{}", std::process::id()));
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("finnix-replay");
         std::fs::create_dir_all(&dir).unwrap();
         let bs = 8;
         let write = |name: &str, data: &[u8]| {
