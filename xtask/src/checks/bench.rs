@@ -57,7 +57,7 @@ pub fn squashfs(
     threads: usize,
     runs: usize,
 ) -> Result<(Vec<Sample>, Vec<Sample>)> {
-    let exe = std::env::current_exe()?;
+    let exe = crate::support::context::this_program();
     let ours_out = work.join("backhand.sqfs");
     let theirs_out = work.join("mksquashfs.sqfs");
     let (mut ours, mut theirs) = (vec![], vec![]);

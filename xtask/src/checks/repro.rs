@@ -136,7 +136,8 @@ pub fn run(ctx: &Ctx, opts: &Options) -> Result<bool> {
     // Both builds run this very program, copied: a rebuild of xtask while
     // they run must not change the builder under their feet.
     let exe = work.join("xtask");
-    fs::copy(std::env::current_exe()?, &exe).context("cannot copy the xtask binary")?;
+    fs::copy(crate::support::context::this_program(), &exe)
+        .context("cannot copy the xtask binary")?;
 
     let variants: &[&Variant] = if published.is_some() {
         &[&A]

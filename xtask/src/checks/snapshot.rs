@@ -271,7 +271,7 @@ fn locked_builds(
 ) -> Result<String> {
     let checkout = w.join("checkout");
     crate::checks::repro::copy_checkout(&ctx.root, &checkout, false)?;
-    let exe = std::env::current_exe()?;
+    let exe = crate::support::context::this_program();
     let cache = w.join("cache");
     let run = |locked: bool| -> Result<(bool, String)> {
         let mut c = Cmd::new(&exe);
@@ -344,7 +344,7 @@ fn pool(ctx: &Ctx) -> Result<std::path::PathBuf> {
         "the packages of a minimal Debian (mmdebstrap minbase), for check-snapshot's mirror",
         |s| {
             cached_stage(
-                ctx,
+                &ctx.cache,
                 s,
                 StageId::SnapshotPool.name(),
                 key,

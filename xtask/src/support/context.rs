@@ -332,6 +332,15 @@ fn repo_root() -> Result<PathBuf> {
     }
 }
 
+/// This very program, to run again as a child (verify-repro's builds, the
+/// suite's second dist, check-snapshot's locked build) or to copy:
+/// `/proc/self/exe`, which a forked child execs as the parent's image even
+/// after `cargo build` replaced target/debug/xtask while the suite ran
+/// (current_exe() then names a deleted file).
+pub fn this_program() -> std::path::PathBuf {
+    std::path::PathBuf::from("/proc/self/exe")
+}
+
 /// First line of `<tool> --version`, for cache keys and the manifest.
 pub fn tool_version(tool: &str) -> String {
     let out = crate::cmd!(tool, "--version")
