@@ -267,6 +267,35 @@ pub mod dpkg {
             && field(para, "Status").and_then(|s| s.split_whitespace().nth(2)) == Some("installed")
     }
 
+    /// (source package, version) from a binary package's `Source:` field (or
+    /// none: the source is named like the package) and its own version.
+    pub fn source_of(name: &str, version: &str, source_field: Option<&str>) -> (String, String) {
+        match source_field.map(str::trim).filter(|s| !s.is_empty()) {
+            None => (name.to_string(), version.to_string()),
+            Some(s) => match s.split_once(' ') {
+                Some((n, v)) => (
+                    n.to_string(),
+                    v.trim_matches(|c| c == '(' || c == ')').to_string(),
+                ),
+                None => (s.to_string(), binnmu_free(version)),
+            },
+        }
+    }
+
+    /// A binary-only rebuild's version (`1.2-3+b1`) is its source's plus
+    /// `+bN`; without a `Source:` version the source has the version less that.
+    pub fn binnmu_free(version: &str) -> String {
+        match version.rfind("+b") {
+            Some(i)
+                if version[i + 2..].chars().all(|c| c.is_ascii_digit())
+                    && i + 2 < version.len() =>
+            {
+                version[..i].to_string()
+            }
+            _ => version.to_string(),
+        }
+    }
+
     /// The paragraphs of installed packages, in the file's order.
     pub fn installed(text: &str) -> impl Iterator<Item = &str> {
         text.split("\n\n").filter(|p| is_installed(p))

@@ -1178,12 +1178,21 @@ impl crate::cli::Boot {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         use crate::pipeline::{self, RELEASE_STAGES};
         use crate::stages::ensure_tools;
-        ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
-        let profile = ctx.profile(self.profile);
         let targets: Vec<Target> = match self.target {
             crate::cli::BootTarget::All => Target::ALL.to_vec(),
-            crate::cli::BootTarget::One(t) => vec![t],
+            crate::cli::BootTarget::One(name) => {
+                use clap::ValueEnum;
+                vec![Target::from_str(&name, false).map_err(|_| {
+                    let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+                    anyhow::anyhow!(
+                        "unknown boot target {name:?}: expected all, {}",
+                        names.join(", ")
+                    )
+                })?]
+            }
         };
+        ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
+        let profile = ctx.profile(self.profile);
         let mut inputs = if targets.iter().any(|t| t.needs_release()) {
             let release = pipeline::release(ctx, &profile)?;
             crate::checks::boot::inputs_of_release(ctx, &release)?
@@ -1200,7 +1209,7 @@ impl crate::cli::Boot {
             (false, _) => {
                 bail!("`boot all` needs --check (one target at a time is interactive)")
             }
-            (true, _) => crate::checks::suite::check_boots(ctx, &targets, &inputs, &profile),
+            (true, _) => check_boots(ctx, &targets, &inputs, &profile),
         }
     }
 }
@@ -1241,6 +1250,88 @@ pub fn inputs_of_release(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<Inpu
         metal_release: r.live.metal.release.clone(),
     });
     Ok(inputs)
+}
+
+/// Boot a target non-interactively and check it.
+pub fn check_boot(ctx: &Ctx, target: Target, inputs: &Inputs) -> Result<Report> {
+    check_boot_named(ctx, target, inputs, target.name())
+}
+
+pub fn check_boot_named(ctx: &Ctx, target: Target, inputs: &Inputs, name: &str) -> Result<Report> {
+    ui::stage(
+        &ctx.logs(),
+        &format!("boot-{name}"),
+        format!("boot {name} and check it"),
+        |_| {
+            let r = check_named(ctx, target, inputs, name)?;
+            let detail = if r.detail.is_empty() {
+                format!(
+                    "ready banner {:.1} s, shell {:.1} s, {} MiB in use, console log {}",
+                    r.banner_secs,
+                    r.shell_secs,
+                    r.mem_used_kib / 1024,
+                    ui::display_path(&r.log)
+                )
+            } else {
+                format!("{}, console log {}", r.detail, ui::display_path(&r.log))
+            };
+            Ok((r, crate::support::ui::Outcome::Passed, detail))
+        },
+    )
+}
+
+/// `boot --check` on several targets: one row each (target, result, seconds
+/// to the ready banner, console log), then fail if any failed.
+pub fn check_boots(ctx: &Ctx, targets: &[Target], inputs: &Inputs, profile: &str) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut rows = Vec::new();
+    for &t in targets {
+        let log = ctx.logs().join(format!("console-{}.log", t.name()));
+        match check_boot(ctx, t, inputs) {
+            Ok(r) => rows.push((
+                t.name(),
+                "ok".to_string(),
+                format!("{:.1}", r.banner_secs),
+                r.log,
+            )),
+            Err(e) => {
+                let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
+                rows.push((t.name(), format!("FAILED: {first}"), "-".into(), log))
+            }
+        }
+    }
+    let mut table = format!(
+        "{:<16} {:<10} {:>10}  console log\n",
+        "target", "result", "banner (s)"
+    );
+    for (name, result, secs, log) in &rows {
+        let short = if result.len() > 10 {
+            "FAILED"
+        } else {
+            result.as_str()
+        };
+        table.push_str(&format!(
+            "{name:<16} {short:<10} {secs:>10}  {}\n",
+            ui::display_path(log)
+        ));
+    }
+    table.push_str(&format!(
+        "profile {profile}; qemu targets run without KVM (TCG); total {}\n",
+        ui::fmt_duration(start.elapsed())
+    ));
+    print!("{table}");
+    let failed: Vec<String> = rows
+        .iter()
+        .filter(|r| r.1 != "ok")
+        .map(|r| format!("{}: {}", r.0, r.1))
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "{} boot target(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub fn build(
     let key = key.finish();
     ui::stage(&ctx.logs(), r.stage.name(), r.what.clone(), |s| {
         cached_stage(
-            ctx,
+            &ctx.cache,
             s,
             r.stage.name(),
             key,

@@ -138,7 +138,7 @@ pub fn load(root: &Path) -> Result<Vec<Scenario>> {
 }
 
 /// Where Finnix runs in a check, and how it names the scenarios' disks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// The spec's UML command line, the disks as ubdb, ubdc, ...
     Uml,
@@ -422,7 +422,7 @@ fn prepare_disks(
         ),
         |s| {
             cached_stage(
-                ctx,
+                &ctx.cache,
                 s,
                 StageId::RescueDisks.name(),
                 key,
@@ -1107,6 +1107,23 @@ impl crate::cli::CheckRescue {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         use crate::pipeline::{release, RELEASE_STAGES};
         use crate::stages::ensure_tools;
+        let modes = if self.mode.is_empty() {
+            Mode::ALL.to_vec()
+        } else {
+            self.mode
+                .iter()
+                .map(|m| {
+                    Mode::ALL
+                        .iter()
+                        .copied()
+                        .find(|x| x.name() == m)
+                        .with_context(|| {
+                            let names: Vec<&str> = Mode::ALL.iter().map(|x| x.name()).collect();
+                            format!("unknown rescue mode {m:?}: expected {}", names.join(", "))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
         if self.prepare_only {
             ensure_tools(
                 ctx,
@@ -1120,11 +1137,6 @@ impl crate::cli::CheckRescue {
         }
         ensure_tools(ctx, RELEASE_STAGES, &[crate::support::prereq::Tools::Boot])?;
         let r = release(ctx, &self.profile)?;
-        let modes = if self.mode.is_empty() {
-            Mode::ALL.to_vec()
-        } else {
-            self.mode
-        };
         check(ctx, &r, &modes)
     }
 }

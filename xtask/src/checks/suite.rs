@@ -270,7 +270,7 @@ fn check_squashroot_iso(ctx: &Ctx, b: &Builds) -> Result<()> {
         .output()?;
     let mut inputs = crate::checks::boot::inputs_of_release(ctx, &b.mini)?;
     inputs.squashfs = extract.path().join("FINNIX");
-    check_boot_named(
+    crate::checks::boot::check_boot_named(
         ctx,
         crate::checks::boot::Target::UmlSquashroot,
         &inputs,
@@ -329,14 +329,14 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     all.push(Part::new("repro", "", 1, move || check_repro(ctx)));
     for t in Target::ALL {
         all.push(Part::new(format!("boot-{}", t.name()), "", 1, move || {
-            check_boot(ctx, t, &b.inputs).map(|_| ())
+            crate::checks::boot::check_boot(ctx, t, &b.inputs).map(|_| ())
         }));
     }
     all.push(Part::new("boot-uml-squashroot-iso", "", 1, move || {
         check_squashroot_iso(ctx, b)
     }));
     all.push(Part::new("boot-uml-flow-standard", "", 1, move || {
-        check_boot_named(
+        crate::checks::boot::check_boot_named(
             ctx,
             Target::UmlFlow,
             &crate::checks::boot::inputs_of_live(ctx, &b.standard.live)?,
@@ -423,10 +423,15 @@ fn check_refused_paths(ctx: &Ctx) -> Result<()> {
                 let cache = work.path().join(name).join("cache");
                 let start = std::time::Instant::now();
                 let (ok, text) = s.output(
-                    crate::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
-                        .env("FINNIX_CACHE_DIR", &cache)
-                        .env("FINNIX_DIST_DIR", work.path().join("dist"))
-                        .stdin_null(),
+                    crate::cmd!(
+                        crate::support::context::this_program(),
+                        "dist",
+                        "--profile",
+                        "mini"
+                    )
+                    .env("FINNIX_CACHE_DIR", &cache)
+                    .env("FINNIX_DIST_DIR", work.path().join("dist"))
+                    .stdin_null(),
                 )?;
                 let secs = start.elapsed().as_secs_f64();
                 ensure!(
@@ -535,7 +540,7 @@ fn check_repro(ctx: &Ctx) -> Result<()> {
         "verify-repro --profile mini --keep-kernels (two builds from scratch, compared)",
         |s| {
             let (ok, text) = s.output(crate::cmd!(
-                std::env::current_exe()?,
+                crate::support::context::this_program(),
                 "verify-repro",
                 "--profile",
                 "mini",
@@ -801,8 +806,13 @@ fn check_dist_again(ctx: &Ctx, dist: &std::path::Path) -> Result<()> {
             let before = std::fs::read_to_string(dist.join("SHA256SUMS"))?;
             let start = std::time::Instant::now();
             let (ok, text) = s.output(
-                crate::cmd!(std::env::current_exe()?, "dist", "--profile", "mini")
-                    .env("FINNIX_DIST_DIR", dist),
+                crate::cmd!(
+                    crate::support::context::this_program(),
+                    "dist",
+                    "--profile",
+                    "mini"
+                )
+                .env("FINNIX_DIST_DIR", dist),
             )?;
             let secs = start.elapsed().as_secs_f64();
             ensure!(ok, "the second dist failed:\n{text}");
@@ -905,43 +915,6 @@ fn check_squashfs(ctx: &Ctx, live: &crate::pipeline::Live) -> Result<()> {
     )
 }
 
-/// Boot a target non-interactively and check it.
-pub fn check_boot(
-    ctx: &Ctx,
-    target: crate::checks::boot::Target,
-    inputs: &crate::checks::boot::Inputs,
-) -> Result<crate::checks::boot::Report> {
-    check_boot_named(ctx, target, inputs, target.name())
-}
-
-fn check_boot_named(
-    ctx: &Ctx,
-    target: crate::checks::boot::Target,
-    inputs: &crate::checks::boot::Inputs,
-    name: &str,
-) -> Result<crate::checks::boot::Report> {
-    ui::stage(
-        &ctx.logs(),
-        &format!("boot-{name}"),
-        format!("boot {name} and check it"),
-        |_| {
-            let r = crate::checks::boot::check_named(ctx, target, inputs, name)?;
-            let detail = if r.detail.is_empty() {
-                format!(
-                    "ready banner {:.1} s, shell {:.1} s, {} MiB in use, console log {}",
-                    r.banner_secs,
-                    r.shell_secs,
-                    r.mem_used_kib / 1024,
-                    ui::display_path(&r.log)
-                )
-            } else {
-                format!("{}, console log {}", r.detail, ui::display_path(&r.log))
-            };
-            Ok((r, Outcome::Passed, detail))
-        },
-    )
-}
-
 /// `linux --version` runs and `--showconfig` carries squashfs and overlayfs.
 fn check_uml_kernel(ctx: &Ctx, um: &Kernel) -> Result<()> {
     ui::stage(
@@ -1020,65 +993,6 @@ fn check_domu_kernel(ctx: &Ctx, xen: &Kernel) -> Result<()> {
             ))
         },
     )
-}
-
-/// `boot --check` on several targets: one row each (target, result, seconds
-/// to the ready banner, console log), then fail if any failed.
-pub fn check_boots(
-    ctx: &Ctx,
-    targets: &[crate::checks::boot::Target],
-    inputs: &crate::checks::boot::Inputs,
-    profile: &str,
-) -> Result<()> {
-    let start = std::time::Instant::now();
-    let mut rows = Vec::new();
-    for &t in targets {
-        let log = ctx.logs().join(format!("console-{}.log", t.name()));
-        match check_boot(ctx, t, inputs) {
-            Ok(r) => rows.push((
-                t.name(),
-                "ok".to_string(),
-                format!("{:.1}", r.banner_secs),
-                r.log,
-            )),
-            Err(e) => {
-                let first = format!("{e:#}").lines().next().unwrap_or("").to_string();
-                rows.push((t.name(), format!("FAILED: {first}"), "-".into(), log))
-            }
-        }
-    }
-    let mut table = format!(
-        "{:<16} {:<10} {:>10}  console log\n",
-        "target", "result", "banner (s)"
-    );
-    for (name, result, secs, log) in &rows {
-        let short = if result.len() > 10 {
-            "FAILED"
-        } else {
-            result.as_str()
-        };
-        table.push_str(&format!(
-            "{name:<16} {short:<10} {secs:>10}  {}\n",
-            ui::display_path(log)
-        ));
-    }
-    table.push_str(&format!(
-        "profile {profile}; qemu targets run without KVM (TCG); total {}\n",
-        ui::fmt_duration(start.elapsed())
-    ));
-    print!("{table}");
-    let failed: Vec<String> = rows
-        .iter()
-        .filter(|r| r.1 != "ok")
-        .map(|r| format!("{}: {}", r.0, r.1))
-        .collect();
-    ensure!(
-        failed.is_empty(),
-        "{} boot target(s) failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
-    Ok(())
 }
 
 impl crate::cli::Test {

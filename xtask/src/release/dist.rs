@@ -28,7 +28,7 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
         format!("write the release into {}/", ui::display_path(&dist_dir)),
         |s| {
             fs::create_dir_all(&dist_dir)?;
-            sweep_staging(&dist_dir)?;
+            crate::support::fsutil::sweep_staging(&dist_dir)?;
             let staging = crate::support::fsutil::TempDir::create(
                 dist_dir.join(format!(".staging.{}", std::process::id())),
             )?;
@@ -89,31 +89,6 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
     Ok(artifacts)
 }
 
-/// The pid in the name of a file a release command writes before renaming
-/// it into place: `.staging.<pid>` (dist), `.<name>.partial.<pid>` (the
-/// source archive), `.SHA256SUMS.<pid>`.
-pub fn leftover_pid(name: &str) -> Option<&str> {
-    let ours = name.starts_with(".staging.")
-        || name.starts_with(".SHA256SUMS.")
-        || (name.starts_with('.') && name.contains(".partial."));
-    let pid = name.rsplit('.').next()?;
-    (ours && !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())).then_some(pid)
-}
-
-/// What release commands that died left in the release directory.
-pub fn sweep_staging(dist: &Path) -> Result<()> {
-    for entry in fs::read_dir(dist)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = leftover_pid(&name) {
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                crate::support::fsutil::remove_all(&entry.path())?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A hard link when the cache is on the same filesystem, else a copy.
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     if fs::hard_link(from, to).is_err() {
@@ -163,7 +138,8 @@ impl cli::Dist {
 
 impl cli::Clean {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        if let Some(stage) = self.stage {
+        if let Some(name) = self.stage {
+            let stage = StageId::from_name(&name).map_err(anyhow::Error::msg)?;
             for entry in fs::read_dir(&ctx.cache.root)
                 .into_iter()
                 .flatten()
@@ -193,24 +169,5 @@ impl cli::Clean {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::leftover_pid;
-
-    #[test]
-    fn only_our_own_temporary_names_are_swept() {
-        assert_eq!(leftover_pid(".staging.123"), Some("123"));
-        assert_eq!(leftover_pid(".SHA256SUMS.77"), Some("77"));
-        assert_eq!(
-            leftover_pid(".finnix-1-source.tar.partial.4242"),
-            Some("4242")
-        );
-        assert_eq!(leftover_pid("finnix-1-source.tar"), None);
-        assert_eq!(leftover_pid(".gitkeep"), None);
-        assert_eq!(leftover_pid(".staging.abc"), None);
-        assert_eq!(leftover_pid("SHA256SUMS"), None);
     }
 }

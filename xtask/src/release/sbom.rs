@@ -237,7 +237,7 @@ pub fn dpkg_status(text: &str) -> Vec<(String, String, String, String)> {
         .map(|(para, name, version)| {
             let arch = status_field(para, "Architecture").unwrap_or_default();
             // Source: `src` or `src (version)`; absent: the package's own name.
-            let (src, src_version) = crate::release::source::source_of(
+            let (src, src_version) = finnix_contract::dpkg::source_of(
                 &name,
                 &version,
                 status_field(para, "Source").as_deref(),

@@ -39,33 +39,7 @@ use crate::support::context::Ctx;
 use crate::support::prereq::Tools;
 use crate::support::ui::{self, Outcome, Stage};
 
-/// (source package, version) from a binary package's `Source:` field (or
-/// none: the source is named like the package) and its own version.
-pub fn source_of(name: &str, version: &str, source_field: Option<&str>) -> (String, String) {
-    match source_field.map(str::trim).filter(|s| !s.is_empty()) {
-        None => (name.to_string(), version.to_string()),
-        Some(s) => match s.split_once(' ') {
-            Some((n, v)) => (
-                n.to_string(),
-                v.trim_matches(|c| c == '(' || c == ')').to_string(),
-            ),
-            None => (s.to_string(), binnmu_free(version)),
-        },
-    }
-}
-
-/// A binary-only rebuild's version (`1.2-3+b1`) is its source's plus
-/// `+bN`; without a `Source:` version the source has the version less that.
-pub fn binnmu_free(version: &str) -> String {
-    match version.rfind("+b") {
-        Some(i)
-            if version[i + 2..].chars().all(|c| c.is_ascii_digit()) && i + 2 < version.len() =>
-        {
-            version[..i].to_string()
-        }
-        _ => version.to_string(),
-    }
-}
+use finnix_contract::dpkg::source_of;
 
 /// `Built-Using: glibc (= 2.36-9+deb12u14), linux (= 6.1.192-2)`: the
 /// source packages (name, exact version) a binary was built with.
@@ -190,13 +164,17 @@ impl Wanted {
 
     /// Every installed package of a dpkg status file.
     pub fn add_status(&mut self, status: &str) {
-        use crate::release::sbom::{installed, status_field};
-        for (para, name, version) in installed(status) {
+        use finnix_contract::dpkg::{field, installed};
+        for para in installed(status) {
+            let (Some(name), Some(version)) = (field(para, "Package"), field(para, "Version"))
+            else {
+                continue;
+            };
             self.add(
-                &name,
-                &version,
-                status_field(para, "Source").as_deref(),
-                status_field(para, "Built-Using").as_deref(),
+                name,
+                version,
+                field(para, "Source"),
+                field(para, "Built-Using"),
                 "",
             );
         }
@@ -226,7 +204,7 @@ pub fn write(
     dir: &Path,
     allow_incomplete: bool,
 ) -> Result<Written> {
-    crate::release::dist::sweep_staging(dir)?;
+    crate::support::fsutil::sweep_staging(dir)?;
     let work = ctx.cache.temp_dir("source")?;
     let w = work.path();
     let profile = crate::support::config::Profile::load(&ctx.root, &release.live.profile)?;
@@ -795,7 +773,7 @@ mod tests {
             source_of("grep", "3.8-5", Some("")),
             ("grep".into(), "3.8-5".into())
         );
-        assert_eq!(binnmu_free("1.0+bzr5"), "1.0+bzr5");
+        assert_eq!(finnix_contract::dpkg::binnmu_free("1.0+bzr5"), "1.0+bzr5");
     }
 
     #[test]

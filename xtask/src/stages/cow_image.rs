@@ -119,7 +119,7 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs) -> Result<CowImage> {
             .text("mke2fs", mke2fs_version())
             .finish();
         cached_stage(
-            ctx,
+            &ctx.cache,
             s,
             &stage,
             key,

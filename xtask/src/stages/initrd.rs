@@ -44,7 +44,7 @@ pub fn build(ctx: &Ctx) -> Result<Initrd> {
                 .text("compression", format!("zstd-{ZSTD_LEVEL}"))
                 .finish();
             cached_stage(
-                ctx,
+                &ctx.cache,
                 s,
                 StageId::Initrd.name(),
                 key,

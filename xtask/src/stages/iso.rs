@@ -137,7 +137,7 @@ pub fn build(
             }
             let key = k.finish();
             cached_stage(
-                ctx,
+                &ctx.cache,
                 s,
                 &stage,
                 key,
@@ -226,7 +226,7 @@ fn stage_tree(
         &root.join("boot/grub/grub.cfg"),
         &fill(&fs::read_to_string(boot.join("grub.cfg"))?, ctx),
     )?;
-    crate::stages::rootfs::normalise(root, ctx.epoch.global)?;
+    crate::support::fsutil::normalise(root, ctx.epoch.global)?;
     Ok(())
 }
 

@@ -8,8 +8,7 @@
 //! tree for reproducibility.
 
 use fs_err as fs;
-use std::collections::BTreeSet;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -109,7 +108,7 @@ pub fn build(
             .text("epoch", ctx.epoch.global.to_string());
             let key = k.finish();
             cached_stage(
-                ctx,
+                &ctx.cache,
                 s,
                 &stage,
                 key,
@@ -159,7 +158,7 @@ fn assemble(
     initrd: &Initrd,
     metal: &MetalKernel,
     tmp: &Path,
-) -> Result<NormaliseStats> {
+) -> Result<crate::support::fsutil::NormaliseStats> {
     let d = &ctx.config.distribution;
     let tree = tmp.join("tree");
     s.note(format!("copying the base tree {}", base.tree().display()));
@@ -209,7 +208,7 @@ fn assemble(
     }
     fs::set_permissions(tree.join("root"), std::fs::Permissions::from_mode(0o700))?;
     fs::copy(base.packages(), tmp.join("packages.txt"))?;
-    let stats = normalise(&tree, ctx.epoch.global)?;
+    let stats = crate::support::fsutil::normalise(&tree, ctx.epoch.global)?;
     s.note(format!(
         "normalised: {} entries, {} mtimes clamped, {} owners reset to root",
         stats.entries, stats.clamped, stats.chowned
@@ -260,7 +259,7 @@ pub fn base(ctx: &Ctx, name: &str, profile: &Profile) -> Result<Rootfs> {
     ui::stage(&ctx.logs(), &stage, what, |s| {
         let key = base_key(ctx, name, profile)?;
         let built = cached_stage(
-            ctx,
+            &ctx.cache,
             s,
             &stage,
             key,
@@ -773,49 +772,6 @@ pub fn hash_tree(dir: &Path) -> Result<String> {
         h.update([0]);
     }
     Ok(crate::support::cache::hex(&h.finalize()))
-}
-
-pub struct NormaliseStats {
-    pub entries: usize,
-    pub clamped: usize,
-    pub chowned: usize,
-}
-
-/// Make the tree independent of the build: every mtime clamped to `epoch`,
-/// and owners that the tree's own passwd/group do not define reset to root.
-pub fn normalise(tree: &Path, epoch: i64) -> Result<NormaliseStats> {
-    let ids = |file: &str| -> BTreeSet<u32> {
-        fs::read_to_string(tree.join(file))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
-            .collect()
-    };
-    let (uids, gids) = (ids("etc/passwd"), ids("etc/group"));
-    let mut stats = NormaliseStats {
-        entries: 0,
-        clamped: 0,
-        chowned: 0,
-    };
-    for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
-        let entry = entry?;
-        let path = entry.path();
-        let meta = fs::symlink_metadata(path)?;
-        stats.entries += 1;
-        let (uid, gid) = (meta.uid(), meta.gid());
-        let new_uid = if uids.contains(&uid) { uid } else { 0 };
-        let new_gid = if gids.contains(&gid) { gid } else { 0 };
-        if (new_uid, new_gid) != (uid, gid) {
-            std::os::unix::fs::lchown(path, Some(new_uid), Some(new_gid))?;
-            stats.chowned += 1;
-        }
-        // Every entry: seconds only (no nanoseconds), atime = mtime.
-        if meta.mtime() > epoch {
-            stats.clamped += 1;
-        }
-        crate::support::fsutil::set_times(path, meta.mtime().min(epoch))?;
-    }
-    Ok(stats)
 }
 
 #[cfg(test)]

@@ -257,7 +257,7 @@ pub fn stage(
             k.file(f, &ctx.root.join(f))?;
         }
         cached_stage(
-            ctx,
+            &ctx.cache,
             s,
             &dir,
             k.finish(),

@@ -214,7 +214,7 @@ impl Cache {
 /// (`built`). `open` makes the stage's value from its entry; `describe`
 /// names it on the progress line, and `build` may add a detail.
 pub fn cached_stage<T>(
-    ctx: &crate::support::context::Ctx,
+    cache: &Cache,
     s: &mut crate::support::ui::Stage,
     dir: &str,
     key: Key,
@@ -223,14 +223,14 @@ pub fn cached_stage<T>(
     build: impl FnOnce(&mut crate::support::ui::Stage, &Path) -> Result<String>,
 ) -> Result<(T, crate::support::ui::Outcome, String)> {
     use crate::support::ui::Outcome;
-    if let Some(entry) = ctx.cache.lookup(dir, &key) {
+    if let Some(entry) = cache.lookup(dir, &key) {
         let value = open(entry, key)?;
         let detail = describe(&value);
         return Ok((value, Outcome::Cached, detail));
     }
-    let tmp = ctx.cache.temp_dir(dir)?;
+    let tmp = cache.temp_dir(dir)?;
     let extra = build(s, tmp.path())?;
-    let entry = ctx.cache.commit(dir, &key, tmp)?;
+    let entry = cache.commit(dir, &key, tmp)?;
     let value = open(entry, key)?;
     let name = describe(&value);
     let detail = match (name.is_empty(), extra.is_empty()) {

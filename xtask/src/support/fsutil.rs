@@ -324,6 +324,75 @@ pub fn gunzip(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The pid in the name of a file a release command writes before renaming
+/// it into place: `.staging.<pid>` (dist), `.<name>.partial.<pid>` (the
+/// source archive), `.SHA256SUMS.<pid>`.
+pub fn leftover_pid(name: &str) -> Option<&str> {
+    let ours = name.starts_with(".staging.")
+        || name.starts_with(".SHA256SUMS.")
+        || (name.starts_with('.') && name.contains(".partial."));
+    let pid = name.rsplit('.').next()?;
+    (ours && !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())).then_some(pid)
+}
+
+/// What release commands that died left in the release directory.
+pub fn sweep_staging(dist: &Path) -> Result<()> {
+    for entry in fs::read_dir(dist)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = leftover_pid(&name) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                remove_all(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub struct NormaliseStats {
+    pub entries: usize,
+    pub clamped: usize,
+    pub chowned: usize,
+}
+
+/// Make the tree independent of the build: every mtime clamped to `epoch`,
+/// and owners that the tree's own passwd/group do not define reset to root.
+pub fn normalise(tree: &Path, epoch: i64) -> Result<NormaliseStats> {
+    use std::os::unix::fs::MetadataExt;
+    let ids = |file: &str| -> std::collections::BTreeSet<u32> {
+        fs::read_to_string(tree.join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(':').nth(2)?.parse().ok())
+            .collect()
+    };
+    let (uids, gids) = (ids("etc/passwd"), ids("etc/group"));
+    let mut stats = NormaliseStats {
+        entries: 0,
+        clamped: 0,
+        chowned: 0,
+    };
+    for entry in walkdir::WalkDir::new(tree).sort_by_file_name() {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(path)?;
+        stats.entries += 1;
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let new_uid = if uids.contains(&uid) { uid } else { 0 };
+        let new_gid = if gids.contains(&gid) { gid } else { 0 };
+        if (new_uid, new_gid) != (uid, gid) {
+            std::os::unix::fs::lchown(path, Some(new_uid), Some(new_gid))?;
+            stats.chowned += 1;
+        }
+        // Every entry: seconds only (no nanoseconds), atime = mtime.
+        if meta.mtime() > epoch {
+            stats.clamped += 1;
+        }
+        set_times(path, meta.mtime().min(epoch))?;
+    }
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +431,19 @@ proc /c/tmp/x.10/tree/proc proc rw 0 0\n";
         super::set_times(&target, 42).unwrap();
         assert_eq!(std::fs::metadata(&target).unwrap().mtime(), 42);
         assert!(super::set_times(&scratch.path().join("missing"), 1).is_err());
+    }
+
+    #[test]
+    fn only_our_own_temporary_names_are_swept() {
+        assert_eq!(super::leftover_pid(".staging.123"), Some("123"));
+        assert_eq!(super::leftover_pid(".SHA256SUMS.77"), Some("77"));
+        assert_eq!(
+            super::leftover_pid(".finnix-1-source.tar.partial.4242"),
+            Some("4242")
+        );
+        assert_eq!(super::leftover_pid("finnix-1-source.tar"), None);
+        assert_eq!(super::leftover_pid(".gitkeep"), None);
+        assert_eq!(super::leftover_pid(".staging.abc"), None);
+        assert_eq!(super::leftover_pid("SHA256SUMS"), None);
     }
 }

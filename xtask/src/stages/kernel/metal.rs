@@ -234,7 +234,7 @@ pub fn build(ctx: &Ctx) -> Result<MetalKernel> {
                 .finish();
             let package = deb.id.clone();
             cached_stage(
-                ctx,
+                &ctx.cache,
                 s,
                 stage.name(),
                 key,
@@ -322,7 +322,7 @@ fn prepare(ctx: &Ctx, s: &mut ui::Stage, deb: &debs::Deb, out: &Path) -> Result<
     );
     let image = crate::stages::initrd::compress(&a.write(ctx.epoch.global as u32))?;
     fs::write(out.join("initrd-modules.img"), &image)?;
-    crate::stages::rootfs::normalise(&out.join("modules"), ctx.epoch.global)?;
+    crate::support::fsutil::normalise(&out.join("modules"), ctx.epoch.global)?;
     Ok(format!(
         "{release}; initramfs: {} modules, {}",
         shipped.len(),

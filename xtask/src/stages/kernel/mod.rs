@@ -676,6 +676,16 @@ fn configure(
     Ok(())
 }
 
+impl crate::cli::FlavorArg {
+    pub fn flavors(self) -> Vec<Flavor> {
+        match self {
+            crate::cli::FlavorArg::Um => vec![Flavor::Um],
+            crate::cli::FlavorArg::Xen => vec![Flavor::Xen],
+            crate::cli::FlavorArg::All => Flavor::ALL.to_vec(),
+        }
+    }
+}
+
 impl crate::cli::Kernel {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
         crate::stages::ensure_tools(ctx, &[crate::stages::StageId::KernelUm], &[])?;

@@ -70,7 +70,7 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
             )?
             .finish();
         cached_stage(
-            ctx,
+            &ctx.cache,
             s,
             &stage,
             key,
