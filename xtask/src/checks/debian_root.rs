@@ -14,8 +14,8 @@ use crate::support::cache::{cached_stage, Key, KeyBuilder};
 use crate::support::context::{tool_version, Ctx};
 use crate::support::ui::{self, Stage};
 
-pub const SUITE: &str = "bookworm";
-pub const MIRROR: &str = "http://deb.debian.org/debian";
+pub const SUITE: &str = crate::support::config::DEBIAN_SUITE;
+pub const MIRROR: &str = crate::support::config::DEBIAN_MIRROR;
 pub const SECURITY_MIRROR: &str = "http://security.debian.org/debian-security";
 pub const KEYRING: &str = crate::support::config::DEBIAN_KEYRING;
 

@@ -97,7 +97,7 @@ fn test_profile(mirror: &Path, ts: &str) -> Profile {
     Profile {
         description: "check-snapshot".into(),
         base: crate::support::config::Base::Debian,
-        suite: Some("bookworm".into()),
+        suite: Some(crate::support::config::DEBIAN_SUITE.into()),
         mirror: Some("http://deb.debian.org/debian".into()),
         security_mirror: "http://deb.debian.org/debian-security".into(),
         snapshot: Some(ts.into()),

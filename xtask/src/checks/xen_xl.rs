@@ -219,23 +219,13 @@ pub fn qemu_command(
     disks: &[(String, PathBuf)],
     serial_log: &Path,
 ) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
-    // One CPU: with two, qemu runs them in parallel threads (MTTCG) and a
+    // One CPU (qemu::machine's): with two, qemu runs them in parallel threads (MTTCG) and a
     // PVH guest triple-faulted in about one boot in fifteen, always just
     // after an `in` from an ACPI port that Xen emulates (acpi_os_read_port,
     // port 0xb002), while dom0 worked on the other CPU; with one CPU, none
     // in 25 boots in a row. (Nested SVM under TCG; not seen on hardware.)
-    c.args(["-machine", "pc", "-accel", "tcg", "-m", "2048", "-smp", "1"])
-        .args(["-cpu", "qemu64,+svm,+npt"])
-        .args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-nic",
-            "none",
-            "-no-reboot",
-        ])
+    let mut c = crate::guest::qemu::machine("pc", 2048);
+    c.args(["-cpu", "qemu64,+svm,+npt"])
         .arg("-serial")
         .arg(format!("file:{}", serial_log.display()))
         .args(["-chardev", "stdio,id=shell", "-device", "virtio-serial-pci"])

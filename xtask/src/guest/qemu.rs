@@ -21,7 +21,10 @@ pub const OVMF_SECBOOT_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
 /// Xen's hypervisor, Debian package `xen-hypervisor-4.17-amd64`.
 pub const XEN_GZ: &str = "/boot/xen-4.17-amd64.gz";
 
-pub fn command(machine: &str, memory_mib: u32) -> Command {
+/// qemu's flags every guest of the checks shares: TCG, one CPU, no
+/// display, monitor, network card or reboot; the serial line is placed by
+/// the caller.
+pub fn machine(machine: &str, memory_mib: u32) -> Command {
     let mut c = Command::new("qemu-system-x86_64");
     c.args(["-machine", machine, "-accel", "tcg", "-m"])
         .arg(memory_mib.to_string())
@@ -30,14 +33,19 @@ pub fn command(machine: &str, memory_mib: u32) -> Command {
             "1",
             "-display",
             "none",
-            "-serial",
-            "stdio",
             "-monitor",
             "none",
             "-nic",
             "none",
             "-no-reboot",
         ]);
+    c
+}
+
+/// [`machine`] with its serial line on stdio (the console the checks read).
+pub fn command(machine_type: &str, memory_mib: u32) -> Command {
+    let mut c = machine(machine_type, memory_mib);
+    c.args(["-serial", "stdio"]);
     c
 }
 

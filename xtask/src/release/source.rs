@@ -364,8 +364,8 @@ fn fetch_sources(
     //    from (a snapshot's when the profile names one).
     let mut archive = profile.clone();
     if archive.mirror.is_none() {
-        archive.mirror = Some("http://deb.debian.org/debian".into());
-        archive.suite = Some("bookworm".into());
+        archive.mirror = Some(crate::support::config::DEBIAN_MIRROR.into());
+        archive.suite = Some(crate::support::config::DEBIAN_SUITE.into());
     }
     if !archive.components.iter().any(|c| c == "non-free-firmware") {
         archive.components.push("non-free-firmware".into());

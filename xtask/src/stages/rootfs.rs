@@ -393,7 +393,10 @@ pub fn unknown_package(log: &str) -> Option<String> {
 /// archive's at that time (whose Release files are past their Valid-Until).
 pub fn archive_sources(profile: &Profile) -> (Vec<String>, Vec<String>) {
     use crate::support::apt::{archive_lines, snapshot_url};
-    let suite = profile.suite.as_deref().unwrap_or("bookworm");
+    let suite = profile
+        .suite
+        .as_deref()
+        .unwrap_or(crate::support::config::DEBIAN_SUITE);
     match &profile.snapshot {
         Some(ts) => (
             archive_lines(

@@ -422,6 +422,11 @@ fn default_components() -> Vec<String> {
 
 /// Debian's archive keyring (package debian-archive-keyring).
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+/// The Debian release and archive that a profile without its own `suite`
+/// and `mirror` takes, as do the source archive's deb-src lines, the
+/// kernel source's snapshot and the checks' plain Debian roots: named once.
+pub const DEBIAN_SUITE: &str = "bookworm";
+pub const DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 
 fn default_keyring() -> String {
     DEBIAN_KEYRING.into()

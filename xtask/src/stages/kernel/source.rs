@@ -161,7 +161,7 @@ pub(crate) fn fetch_debian(
                 "deb",
                 &snapshot_url(template, "debian", ts),
                 &snapshot_url(template, "debian-security", ts),
-                "bookworm",
+                crate::support::config::DEBIAN_SUITE,
                 &["main".to_string()],
             );
             stage.note(format!(
