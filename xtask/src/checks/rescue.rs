@@ -199,6 +199,21 @@ impl Mode {
         }
     }
 
+    /// The mode named `name` (`check-rescue --mode`).
+    pub fn from_name(name: &str) -> Result<Mode> {
+        Mode::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == name)
+            .with_context(|| {
+                let names: Vec<&str> = Mode::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown rescue mode {name:?}: expected {}",
+                    names.join(", ")
+                )
+            })
+    }
+
     /// The network card the ISO modes also bring up with DHCP (qemu's user
     /// network): (qemu device, Linux driver).
     pub fn nic(self) -> Option<(&'static str, &'static str)> {
@@ -1112,16 +1127,7 @@ impl crate::cli::CheckRescue {
         } else {
             self.mode
                 .iter()
-                .map(|m| {
-                    Mode::ALL
-                        .iter()
-                        .copied()
-                        .find(|x| x.name() == m)
-                        .with_context(|| {
-                            let names: Vec<&str> = Mode::ALL.iter().map(|x| x.name()).collect();
-                            format!("unknown rescue mode {m:?}: expected {}", names.join(", "))
-                        })
-                })
+                .map(|m| Mode::from_name(m))
                 .collect::<Result<Vec<_>>>()?
         };
         if self.prepare_only {

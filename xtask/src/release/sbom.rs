@@ -214,35 +214,21 @@ pub fn copyright_license(text: &str) -> Option<String> {
     })
 }
 
-/// A field of a dpkg status paragraph (`Name: value`), trimmed.
-pub fn status_field(para: &str, name: &str) -> Option<String> {
-    finnix_contract::dpkg::field(para, name).map(str::to_string)
-}
-
-/// The paragraphs of dpkg's status file whose package is installed, with
-/// its name and version.
-pub fn installed(text: &str) -> impl Iterator<Item = (&str, String, String)> {
-    finnix_contract::dpkg::installed(text).filter_map(|para| {
-        Some((
-            para,
-            status_field(para, "Package")?,
-            status_field(para, "Version")?,
-        ))
-    })
-}
-
 /// dpkg's status file: installed packages (name, version, arch, source).
 pub fn dpkg_status(text: &str) -> Vec<(String, String, String, String)> {
+    use finnix_contract::dpkg::{field, installed, source_of};
     let mut out: Vec<_> = installed(text)
-        .map(|(para, name, version)| {
-            let arch = status_field(para, "Architecture").unwrap_or_default();
+        .filter_map(|para| {
+            let (name, version) = (field(para, "Package")?, field(para, "Version")?);
+            let arch = field(para, "Architecture").unwrap_or_default();
             // Source: `src` or `src (version)`; absent: the package's own name.
-            let (src, src_version) = finnix_contract::dpkg::source_of(
-                &name,
-                &version,
-                status_field(para, "Source").as_deref(),
-            );
-            (name, version, arch, format!("{src} {src_version}"))
+            let (src, src_version) = source_of(name, version, field(para, "Source"));
+            Some((
+                name.to_string(),
+                version.to_string(),
+                arch.to_string(),
+                format!("{src} {src_version}"),
+            ))
         })
         .collect();
     out.sort();
