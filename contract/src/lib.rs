@@ -248,6 +248,167 @@ pub mod memory {
     }
 }
 
+/// The kernel's `ip=` boot parameter, read one way by the initramfs (a
+/// network boot) and the live system: `ip=dhcp` (also `on`, `any`, `both`,
+/// `bootp`), `ip=off` (also `none`), or the kernel's static form
+/// `ip=<client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>`
+/// where the netmask is a dotted quad or a prefix length (`24`), and the
+/// client may carry its prefix (`192.0.2.10/24`). Empty fields are absent.
+pub mod ip {
+    use std::net::Ipv4Addr;
+
+    /// What `ip=` asks for.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Config {
+        Off,
+        /// DHCP, on `device` only when one is named.
+        Dhcp {
+            device: Option<String>,
+        },
+        Static(Static),
+    }
+
+    /// A static address.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Static {
+        pub address: Ipv4Addr,
+        pub prefix: u8,
+        pub gateway: Option<Ipv4Addr>,
+        pub hostname: Option<String>,
+        pub device: Option<String>,
+        pub dns: Vec<Ipv4Addr>,
+    }
+
+    /// `24` or `255.255.255.0` → 24; a mask with holes is refused.
+    pub fn prefix_of(mask: &str) -> Result<u8, String> {
+        if let Ok(n) = mask.parse::<u8>() {
+            return if n <= 32 {
+                Ok(n)
+            } else {
+                Err(format!("netmask /{n}: a prefix length is 0 to 32"))
+            };
+        }
+        let m: Ipv4Addr = mask.parse().map_err(|_| {
+            format!(
+                "netmask {mask:?}: neither a dotted quad (255.255.255.0) nor a prefix length (24)"
+            )
+        })?;
+        let bits = u32::from(m);
+        let n = bits.leading_ones();
+        if bits.checked_shl(n).unwrap_or(0) != 0 {
+            return Err(format!("netmask {mask}: its one bits are not contiguous"));
+        }
+        Ok(n as u8)
+    }
+
+    /// The dotted netmask of a prefix length.
+    pub fn netmask(prefix: u8) -> Ipv4Addr {
+        Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
+    }
+
+    fn addr(field: &str, what: &str) -> Result<Option<Ipv4Addr>, String> {
+        if field.is_empty() {
+            return Ok(None);
+        }
+        field
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{what} {field:?} is not an IPv4 address"))
+    }
+
+    /// Parse the value of `ip=`; the error names the field that is wrong.
+    pub fn parse(value: &str) -> Result<Config, String> {
+        match value {
+            "" | "dhcp" | "on" | "any" | "both" | "bootp" | "dhcp4" => {
+                return Ok(Config::Dhcp { device: None })
+            }
+            "off" | "none" => return Ok(Config::Off),
+            _ => {}
+        }
+        let f: Vec<&str> = value.split(':').collect();
+        if f.len() == 1 {
+            return Err(format!(
+                "ip={value}: expected dhcp, off, or <client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>"
+            ));
+        }
+        let get = |i: usize| f.get(i).copied().unwrap_or("").trim();
+        let device = Some(get(5).to_string()).filter(|d| !d.is_empty());
+        let autoconf = get(6);
+        let (client, inline_prefix) = match get(0).split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (get(0), None),
+        };
+        if client.is_empty() {
+            return match autoconf {
+                "" | "dhcp" | "on" | "any" | "both" | "bootp" => Ok(Config::Dhcp { device }),
+                "off" | "none" => Ok(Config::Off),
+                other => Err(format!("ip={value}: autoconf {other:?} is not dhcp, on, any, off or none, and no client address is given")),
+            };
+        }
+        let address = addr(client, "the client address")?.expect("not empty");
+        let prefix = match (inline_prefix, get(3)) {
+            (Some(p), _) => prefix_of(p),
+            (None, "") => Ok(default_prefix(address)),
+            (None, m) => prefix_of(m),
+        }
+        .map_err(|e| format!("ip={value}: {e}"))?;
+        let gateway = addr(get(2), "the gateway").map_err(|e| format!("ip={value}: {e}"))?;
+        let mut dns = Vec::new();
+        for (i, what) in [(7, "dns0"), (8, "dns1")] {
+            if let Some(a) = addr(get(i), what).map_err(|e| format!("ip={value}: {e}"))? {
+                dns.push(a);
+            }
+        }
+        addr(get(1), "the server").map_err(|e| format!("ip={value}: {e}"))?;
+        Ok(Config::Static(Static {
+            address,
+            prefix,
+            gateway,
+            hostname: Some(get(4).to_string()).filter(|h| !h.is_empty()),
+            device,
+            dns,
+        }))
+    }
+
+    /// The kernel's default when no netmask is given: the address's class.
+    fn default_prefix(a: Ipv4Addr) -> u8 {
+        match a.octets()[0] {
+            0..=127 => 8,
+            128..=191 => 16,
+            _ => 24,
+        }
+    }
+}
+
+/// The network boot: how much memory it needs, where /init leaves what it
+/// configured.
+pub mod netboot {
+    /// Memory a network boot keeps for the running system beside the
+    /// squashfs it holds in RAM: MemAvailable must be at least the
+    /// squashfs's size plus this when the download starts.
+    pub const RESERVE_MIB: u64 = 128;
+    /// One line per interface the initramfs configured
+    /// (`<interface> dhcp|static <address>/<prefix>`): the live system
+    /// leaves a static one alone.
+    pub const CONFIGURED: &str = "/run/finnix/network";
+
+    /// The MemAvailable a squashfs of `size` bytes needs, in bytes.
+    pub fn needed_bytes(size: u64) -> u64 {
+        size + (RESERVE_MIB << 20)
+    }
+
+    /// Interfaces the initramfs gave a static address, from [`CONFIGURED`].
+    pub fn static_interfaces(text: &str) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let iface = w.next()?;
+                (w.next()? == "static").then(|| iface.to_string())
+            })
+            .collect()
+    }
+}
+
 /// dpkg's status file (`/var/lib/dpkg/status`), read one way by xtask (the
 /// SBOM, the source archive, the package benchmark) and by the live
 /// system (`finnix`'s banner count).
@@ -305,6 +466,67 @@ pub mod dpkg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_parameter_forms() {
+        use ip::{parse, Config, Static};
+        use std::net::Ipv4Addr;
+        assert_eq!(parse("dhcp"), Ok(Config::Dhcp { device: None }));
+        assert_eq!(parse("off"), Ok(Config::Off));
+        assert_eq!(
+            parse(":::::eth1:dhcp"),
+            Ok(Config::Dhcp {
+                device: Some("eth1".into())
+            })
+        );
+        let want = Static {
+            address: Ipv4Addr::new(10, 0, 2, 15),
+            prefix: 24,
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            hostname: Some("rescue".into()),
+            device: Some("eth0".into()),
+            dns: vec![Ipv4Addr::new(10, 0, 2, 3)],
+        };
+        // Upstream issue 60's forms: the netmask dotted, or as a prefix.
+        for line in [
+            "10.0.2.15::10.0.2.2:255.255.255.0:rescue:eth0:off:10.0.2.3",
+            "10.0.2.15::10.0.2.2:24:rescue:eth0:none:10.0.2.3",
+            "10.0.2.15/24::10.0.2.2::rescue:eth0:off:10.0.2.3",
+        ] {
+            assert_eq!(parse(line), Ok(Config::Static(want.clone())), "{line}");
+        }
+        let Ok(Config::Static(s)) = parse("192.168.1.9:::::") else {
+            panic!("a bare address")
+        };
+        assert_eq!((s.prefix, s.gateway, s.device), (24, None, None));
+        assert_eq!(ip::netmask(24), Ipv4Addr::new(255, 255, 255, 0));
+        assert_eq!(ip::netmask(0), Ipv4Addr::new(0, 0, 0, 0));
+        assert_eq!(ip::prefix_of("255.255.240.0"), Ok(20));
+        for (bad, says) in [
+            ("10.0.2.15::10.0.2.2:255.0.255.0:::", "not contiguous"),
+            ("10.0.2.15::10.0.2.2:33:::", "0 to 32"),
+            (
+                "10.0.2.15::10.0.2.2:255.255.255:::",
+                "neither a dotted quad",
+            ),
+            ("10.0.2.300::::::", "client address"),
+            ("10.0.2.15::gw::::", "gateway"),
+            ("10.0.2.15:::24::eth0:off:8.8.8", "dns0"),
+            ("static", "expected dhcp"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn netboot_memory_rule_and_static_interfaces() {
+        assert_eq!(netboot::needed_bytes(8 << 20), (8 + 128) << 20);
+        assert_eq!(
+            netboot::static_interfaces("eth0 static 10.0.2.15/24\neth1 dhcp 10.0.3.15/24\n"),
+            ["eth0"]
+        );
+    }
 
     #[test]
     fn boot_env_renders_what_a_shell_sources_and_reads_back() {

@@ -18,6 +18,15 @@ pub struct Params {
     pub break_shell: bool,
     /// `rootwait=<seconds>`: how long to wait for the medium (default 30).
     pub wait_secs: Option<u64>,
+    /// `fetch=<http URL>`: a network boot; the squashfs is downloaded into RAM.
+    pub fetch: Option<String>,
+    /// `fetchsha256=<hex>`: the sha256 the downloaded squashfs must have.
+    pub fetch_sha256: Option<String>,
+    /// `findiso=<path>`: boot the ISO file at this path on a disk's filesystem.
+    pub findiso: Option<String>,
+    /// `ip=<value>` as given (parsed by `finnix_contract::ip` when the
+    /// network is brought up, so that a mistake is reported there).
+    pub ip: Option<String>,
 }
 
 /// Parse `/proc/cmdline`. Unknown words (and the obsolete `mode=tt`) are ignored.
@@ -37,6 +46,12 @@ pub fn parse(cmdline: &str) -> Params {
             ("break", None) => p.break_shell = true,
             ("root", Some(dev)) if !dev.is_empty() => p.root = Some(normalize_device(dev)),
             ("rootwait", Some(secs)) => p.wait_secs = secs.parse().ok(),
+            ("fetch", Some(url)) if !url.is_empty() => p.fetch = Some(url.to_string()),
+            ("fetchsha256", Some(hex)) => p.fetch_sha256 = Some(hex.to_ascii_lowercase()),
+            ("ip", Some(v)) => p.ip = Some(v.to_string()),
+            ("findiso", Some(path)) if !path.is_empty() => {
+                p.findiso = Some(format!("/{}", path.trim_start_matches('/')))
+            }
             _ => {}
         }
     }
@@ -124,6 +139,20 @@ mod tests {
         assert_eq!(parse(""), Params::default());
         // A word that merely starts like a known one is not it.
         assert_eq!(parse("umlx xenial debugging root="), Params::default());
+    }
+
+    #[test]
+    fn network_boot_words() {
+        let p = parse("fetch=http://10.0.2.2:8080/f.squashfs fetchsha256=AB01 ip=dhcp");
+        assert_eq!(p.fetch.as_deref(), Some("http://10.0.2.2:8080/f.squashfs"));
+        assert_eq!(p.fetch_sha256.as_deref(), Some("ab01"));
+        assert_eq!(p.ip.as_deref(), Some("dhcp"));
+        assert_eq!(parse("fetch=").fetch, None);
+        assert_eq!(
+            parse("findiso=isos/f.iso").findiso.as_deref(),
+            Some("/isos/f.iso")
+        );
+        assert_eq!(parse("findiso=/f.iso").findiso.as_deref(), Some("/f.iso"));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 mod cmdline;
 #[macro_use]
 mod console;
+mod fetch;
+mod isofile;
 mod medium;
 mod modules;
+mod net;
 mod sys;
 
 use std::fmt;
@@ -27,6 +30,7 @@ use medium::Found;
 const MEDIUM_MNT: &str = "/run/finnix/medium";
 const SQUASH_MNT: &str = "/run/finnix/squashfs";
 const TORAM_MNT: &str = "/run/finnix/toram";
+const FETCH_MNT: &str = "/run/finnix/fetch";
 const RW_MNT: &str = "/run/finnix/rw";
 const NEWROOT: &str = "/newroot";
 const DEFAULT_WAIT_SECS: u64 = 30;
@@ -303,7 +307,15 @@ fn try_boot() -> Result<Never, Failure> {
     ));
 
     // Start from a clean slate when retrying after an emergency shell.
-    for dir in [NEWROOT, SQUASH_MNT, RW_MNT, TORAM_MNT, MEDIUM_MNT] {
+    for dir in [
+        NEWROOT,
+        SQUASH_MNT,
+        RW_MNT,
+        TORAM_MNT,
+        MEDIUM_MNT,
+        isofile::HOST_MNT,
+        FETCH_MNT,
+    ] {
         while sys::is_mountpoint(dir) {
             if sys::umount(dir).is_err() {
                 break;
@@ -318,7 +330,58 @@ fn try_boot() -> Result<Never, Failure> {
         let loaded = m.load_listed();
         b.say(format!("loaded modules: {}", loaded.join(" ")));
     }
-    let found = find_medium(&b, modules.as_mut())?;
+    let (medium, source, kind) = match b.params.fetch.clone() {
+        Some(url) => (
+            url.clone(),
+            network_boot(&b, &url, modules.as_mut())?,
+            "http",
+        ),
+        None => local_medium(&b, modules.as_mut())?,
+    };
+
+    mount_root(&b, &source)?;
+
+    // What the live system needs to know about its boot (the banner, fstab,
+    // finnix create): a shell-readable file.
+    let env = finnix_contract::boot_env::BootEnv {
+        mode: b.mode,
+        medium: medium.clone(),
+        medium_type: kind.to_string(),
+        squashfs: source.clone(),
+        toram: b.params.toram || b.params.fetch.is_some(),
+    };
+    let _ = fs::write(finnix_contract::boot_env::PATH, env.render());
+
+    if b.params.break_shell {
+        emergency_shell(&format!(
+            "break: the new root is mounted on {NEWROOT}. Exit the shell to continue booting."
+        ));
+    }
+
+    switch_to_live(&b, &source)
+}
+
+/// The squashfs from a medium: an ISO (in RAM with `toram`) or a squashfs
+/// device. Returns the medium, the squashfs's path and the medium's kind.
+fn local_medium(
+    b: &Boot,
+    modules: Option<&mut modules::Modules>,
+) -> Result<(String, String, &'static str), Failure> {
+    let found = match &b.params.findiso {
+        Some(path) => {
+            let wait = Duration::from_secs(b.params.wait_secs.unwrap_or(DEFAULT_WAIT_SECS));
+            let say = |m: String| b.say(m);
+            let device =
+                isofile::find(path, wait, MEDIUM_MNT, modules, &say).map_err(|details| {
+                    Failure {
+                        step: "finding the ISO file (findiso=)",
+                        details,
+                    }
+                })?;
+            Found::Iso { device }
+        }
+        None => find_medium(b, modules)?,
+    };
     let (medium, mut source, kind) = match &found {
         Found::Iso { device } => (
             device.clone(),
@@ -332,7 +395,7 @@ fn try_boot() -> Result<Never, Failure> {
     ));
 
     if b.params.toram {
-        source = copy_to_ram(&b, &source)?;
+        source = copy_to_ram(b, &source)?;
         if matches!(found, Found::Iso { .. }) {
             sys::umount(MEDIUM_MNT).map_err(|e| {
                 fail(
@@ -341,29 +404,33 @@ fn try_boot() -> Result<Never, Failure> {
                 )
             })?;
         }
+        if b.params.findiso.is_some() {
+            let _ = sys::umount(isofile::HOST_MNT);
+        }
         b.say(format!("the medium {medium} is no longer in use"));
     }
+    Ok((medium, source, kind))
+}
 
-    mount_root(&b, &source)?;
-
-    // What the live system needs to know about its boot (the banner, fstab,
-    // finnix create): a shell-readable file.
-    let env = finnix_contract::boot_env::BootEnv {
-        mode: b.mode,
-        medium: medium.clone(),
-        medium_type: kind.to_string(),
-        squashfs: source.clone(),
-        toram: b.params.toram,
-    };
-    let _ = fs::write(finnix_contract::boot_env::PATH, env.render());
-
-    if b.params.break_shell {
-        emergency_shell(&format!(
-            "break: the new root is mounted on {NEWROOT}. Exit the shell to continue booting."
-        ));
-    }
-
-    switch_to_live(&b, &source)
+/// `fetch=`: the network up, then the squashfs into RAM, verified.
+fn network_boot(
+    b: &Boot,
+    url: &str,
+    modules: Option<&mut modules::Modules>,
+) -> Result<String, Failure> {
+    let say = |m: String| b.say(m);
+    let lease =
+        net::bring_up(b.params.ip.as_deref(), modules, &say).map_err(|details| Failure {
+            step: "bringing up the network for fetch=",
+            details,
+        })?;
+    say!("[*] Network: {}", lease.describe());
+    fetch::fetch(url, b.params.fetch_sha256.as_deref(), FETCH_MNT, &lease.dns).map_err(|details| {
+        Failure {
+            step: "fetching the root filesystem (fetch=)",
+            details,
+        }
+    })
 }
 
 /// The squashfs (a block device directly, a file through loop) under an

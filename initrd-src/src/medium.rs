@@ -30,6 +30,24 @@ pub fn recognise(head: &[u8]) -> Content {
     }
 }
 
+/// The filesystem holding an ISO file (`findiso=`) that a device's first
+/// bytes show, as the kernel names it (NTFS: ntfs-3g's): FAT, exFAT,
+/// NTFS, ext2/3/4.
+pub fn host_fs(head: &[u8]) -> Option<&'static str> {
+    let at = |off: usize, want: &[u8]| head.get(off..off + want.len()) == Some(want);
+    if at(3, b"EXFAT   ") {
+        Some("exfat")
+    } else if at(3, b"NTFS    ") {
+        Some("ntfs")
+    } else if at(1080, &[0x53, 0xef]) {
+        Some("ext4")
+    } else if at(510, &[0x55, 0xaa]) && (at(54, b"FAT") || at(82, b"FAT32")) {
+        Some("vfat")
+    } else {
+        None
+    }
+}
+
 /// A block device as listed in /sys/class/block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockDev {
@@ -142,6 +160,24 @@ mod tests {
         let mut v = vec![0u8; PROBE_LEN];
         v[..4].copy_from_slice(b"hsqs");
         v
+    }
+
+    #[test]
+    fn recognises_the_filesystems_an_iso_file_lives_on() {
+        let mut h = vec![0u8; PROBE_LEN];
+        assert_eq!(host_fs(&h), None);
+        h[3..11].copy_from_slice(b"EXFAT   ");
+        assert_eq!(host_fs(&h), Some("exfat"));
+        h[3..11].copy_from_slice(b"NTFS    ");
+        assert_eq!(host_fs(&h), Some("ntfs"));
+        let mut h = vec![0u8; PROBE_LEN];
+        h[1080..1082].copy_from_slice(&[0x53, 0xef]);
+        assert_eq!(host_fs(&h), Some("ext4"));
+        let mut h = vec![0u8; PROBE_LEN];
+        h[82..87].copy_from_slice(b"FAT32");
+        assert_eq!(host_fs(&h), None, "no boot signature");
+        h[510..512].copy_from_slice(&[0x55, 0xaa]);
+        assert_eq!(host_fs(&h), Some("vfat"));
     }
 
     #[test]

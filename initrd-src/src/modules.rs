@@ -16,6 +16,9 @@ use std::os::fd::AsRawFd;
 /// The list of modules loaded at once (filesystems, loop).
 const LOAD_LIST: &str = "finnix.load";
 
+/// Where network cards' drivers live in the module tree.
+const NET_DRIVERS: &str = "kernel/drivers/net/";
+
 /// A module's name as the kernel knows it: dashes as underscores.
 pub fn normalise(name: &str) -> String {
     let base = name.rsplit('/').next().unwrap_or(name);
@@ -82,6 +85,14 @@ impl Index {
         out
     }
 
+    /// Whether `name` is a network card's driver (under drivers/net/): loaded
+    /// only when the boot needs a network.
+    pub fn is_network(&self, name: &str) -> bool {
+        self.deps
+            .get(&normalise(name))
+            .is_some_and(|(path, _)| path.starts_with(NET_DRIVERS))
+    }
+
     /// The files to load for a module, dependencies first; None if the
     /// initramfs does not carry it.
     pub fn load_order(&self, name: &str) -> Option<Vec<String>> {
@@ -102,6 +113,9 @@ pub struct Modules {
     seen: BTreeSet<String>,
     /// Failures, for the debug output and the failure report.
     pub errors: Vec<String>,
+    /// Load network cards' drivers too (a network boot): a boot from a
+    /// medium leaves them to the live system's udev.
+    pub network: bool,
 }
 
 impl Modules {
@@ -125,6 +139,7 @@ impl Modules {
             done: BTreeSet::new(),
             seen: BTreeSet::new(),
             errors: Vec::new(),
+            network: false,
         })
     }
 
@@ -164,10 +179,17 @@ impl Modules {
         walk_modaliases("/sys/devices", 0, &mut found);
         let mut loaded = Vec::new();
         for alias in found {
-            if !self.seen.insert(alias.clone()) {
+            let (wanted, held): (Vec<String>, Vec<String>) = self
+                .index
+                .modules_for(&alias)
+                .into_iter()
+                .partition(|m| self.network || !self.index.is_network(m));
+            // A network card seen before the network was wanted is looked
+            // at again once it is.
+            if held.is_empty() && !self.seen.insert(alias.clone()) {
                 continue;
             }
-            for module in self.index.modules_for(&alias) {
+            for module in wanted {
                 loaded.extend(self.load(&module));
             }
         }
@@ -324,5 +346,10 @@ alias hid:b*g0001v*p* hid_generic\n";
             ]
         );
         assert!(ix.load_order("e1000e").is_none());
+        let ix = Index::parse(
+            &format!("{DEP}kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko:\n"),
+            ALIAS,
+        );
+        assert!(ix.is_network("e1000e") && !ix.is_network("ahci") && !ix.is_network("nope"));
     }
 }

@@ -511,7 +511,16 @@ pub fn start() -> i32 {
         }
     }
 
-    let ifaces = network_interfaces();
+    // An interface the initramfs gave a static address (ip=) keeps it.
+    let fixed =
+        finnix_contract::netboot::static_interfaces(&read(finnix_contract::netboot::CONFIGURED));
+    for iface in &fixed {
+        say!("[*] Keeping the static address of {iface} (ip=)");
+    }
+    let ifaces: Vec<String> = network_interfaces()
+        .into_iter()
+        .filter(|i| !fixed.contains(i))
+        .collect();
     if !ifaces.is_empty() {
         say!(
             "[*] Starting background DHCP request... {}",
