@@ -120,7 +120,7 @@ pub fn build(
             for deb in &efi {
                 k.text(&format!("deb {}", deb.id.spec()), &deb.id.sha256);
             }
-            for f in ["isolinux.cfg", "grub.cfg"] {
+            for f in ["isolinux.cfg", "grub.cfg", "loopback.cfg"] {
                 k.file(&format!("configs/boot/{f}"), &boot.join(f))?;
             }
             k.text(
@@ -225,6 +225,11 @@ fn stage_tree(
     write(
         &root.join("boot/grub/grub.cfg"),
         &fill(&fs::read_to_string(boot.join("grub.cfg"))?, ctx),
+    )?;
+    // Multiboot sticks' GRUB: the ISO as a file (findiso=).
+    write(
+        &root.join("boot/grub/loopback.cfg"),
+        &fill(&fs::read_to_string(boot.join("loopback.cfg"))?, ctx),
     )?;
     crate::support::fsutil::normalise(root, ctx.epoch.global)?;
     Ok(())

@@ -28,6 +28,31 @@ pub const ROLE: &str = "metal-kernel";
 pub const RULES: &str = "configs/metal/initramfs.modules";
 /// What `/init` loads at once, beside modules.dep in the initramfs.
 pub const LOAD_LIST: &str = "finnix.load";
+/// NTFS for `findiso=`: Debian 12's kernel has no NTFS driver, so the
+/// ISO's initramfs carries ntfs-3g (FUSE) and what it links, taken from
+/// Debian's packages as they are (role, package), pinned in finnix.lock.
+pub const NTFS_DEBS: [(&str, &str); 3] = [
+    ("initramfs-ntfs-3g", "ntfs-3g"),
+    ("initramfs-libntfs-3g", "libntfs-3g89"),
+    ("initramfs-libc6", "libc6"),
+];
+/// The files of those packages the initramfs takes: (path in the package,
+/// path in the initramfs). The loader and libraries where ld.so looks.
+const NTFS_FILES: [(&str, &str); 4] = [
+    ("bin/ntfs-3g", "bin/ntfs-3g"),
+    (
+        "lib/x86_64-linux-gnu/libntfs-3g.so.89",
+        "lib/x86_64-linux-gnu/libntfs-3g.so.89",
+    ),
+    (
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libc.so.6",
+    ),
+    (
+        "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "lib64/ld-linux-x86-64.so.2",
+    ),
+];
 
 /// The kernel entry in the cache.
 #[derive(Debug, Clone)]
@@ -225,7 +250,15 @@ pub fn build(ctx: &Ctx) -> Result<MetalKernel> {
                         format!("{} holds no kernel and depends on nothing", deb.display())
                     })
             })?;
-            let key = KeyBuilder::new(stage.key_label(), RECIPE)
+            let mut ntfs = Vec::new();
+            for (role, package) in NTFS_DEBS {
+                ntfs.push(debs::fetch(ctx, s, role, package, debs::no_metapackage)?);
+            }
+            let mut key = KeyBuilder::new(stage.key_label(), RECIPE);
+            for d in &ntfs {
+                key.text(&format!("deb {}", d.id.spec()), &d.id.sha256);
+            }
+            let key = key
                 .text("package", deb.id.spec())
                 .text("sha256", &deb.id.sha256)
                 .file(RULES, &ctx.root.join(RULES))?
@@ -250,13 +283,19 @@ pub fn build(ctx: &Ctx) -> Result<MetalKernel> {
                     })
                 },
                 |k| format!("{} {}", k.package.spec(), ui::display_path(&k.image())),
-                |s, out| prepare(ctx, s, &deb, out),
+                |s, out| prepare(ctx, s, &deb, &ntfs, out),
             )
         },
     )
 }
 
-fn prepare(ctx: &Ctx, s: &mut ui::Stage, deb: &debs::Deb, out: &Path) -> Result<String> {
+fn prepare(
+    ctx: &Ctx,
+    s: &mut ui::Stage,
+    deb: &debs::Deb,
+    ntfs: &[debs::Deb],
+    out: &Path,
+) -> Result<String> {
     let work = ctx.cache.temp_dir("kernel-metal-unpack")?;
     debs::extract(s, deb, work.path())?;
     let modules_root = work.path().join("lib/modules");
@@ -320,6 +359,7 @@ fn prepare(ctx: &Ctx, s: &mut ui::Stage, deb: &debs::Deb, out: &Path) -> Result<
         0o644,
         Kind::File(load.into_bytes()),
     );
+    add_ntfs_3g(ctx, s, ntfs, &mut a)?;
     let image = crate::stages::initrd::compress(&a.write(ctx.epoch.global as u32))?;
     fs::write(out.join("initrd-modules.img"), &image)?;
     crate::support::fsutil::normalise(&out.join("modules"), ctx.epoch.global)?;
@@ -328,6 +368,38 @@ fn prepare(ctx: &Ctx, s: &mut ui::Stage, deb: &debs::Deb, out: &Path) -> Result<
         shipped.len(),
         ui::fmt_size(image.len() as u64)
     ))
+}
+
+/// ntfs-3g and what it links, from their packages, into the archive.
+fn add_ntfs_3g(ctx: &Ctx, s: &ui::Stage, debs: &[debs::Deb], a: &mut Archive) -> Result<()> {
+    let work = ctx.cache.temp_dir("kernel-metal-ntfs")?;
+    for d in debs {
+        debs::extract(s, d, work.path())?;
+    }
+    for (from, to) in NTFS_FILES {
+        // Follow the packages' own symlinks (libntfs-3g.so.89 -> .89.0.0).
+        let path = work.path().join(from);
+        let real = fs::canonicalize(&path)
+            .with_context(|| format!("{from} is not in {:?}", NTFS_DEBS.map(|d| d.1)))?;
+        ensure_within(&real, work.path())?;
+        // The program and its loader are executed (the kernel opens the
+        // ELF interpreter for execution too).
+        let mode = if to.starts_with("bin/") || to.starts_with("lib64/") {
+            0o755
+        } else {
+            0o644
+        };
+        a.add(to, mode, Kind::File(fs::read(&real)?));
+    }
+    Ok(())
+}
+
+fn ensure_within(path: &Path, root: &Path) -> Result<()> {
+    let root = fs::canonicalize(root)?;
+    if !path.starts_with(&root) {
+        bail!("{} points outside the unpacked packages", path.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
