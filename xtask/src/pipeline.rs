@@ -1,8 +1,8 @@
 //! The pipeline: every stage in order, each cached on its own, and the
 //! release in `dist/`. `live` (the live system), `release` (with the domU
-//! kernel, the ISO and the tarballs), `dist` (the release into `dist/` with
-//! SHA256SUMS and the manifest), `cow` (COW mode's image); then the commands
-//! that run single stages.
+//! kernel, the ISO, the tarballs and the network boot's files), `dist` (the
+//! release into `dist/` with SHA256SUMS and the manifest), `cow` (COW mode's
+//! image); then the commands that run single stages.
 
 use std::path::PathBuf;
 
@@ -14,6 +14,7 @@ use crate::stages::initrd::{self, Initrd};
 use crate::stages::iso::{self, Iso};
 use crate::stages::kernel::metal::{self, MetalKernel};
 use crate::stages::kernel::{self, Flavor, Kernel};
+use crate::stages::netboot::{self, Netboot};
 use crate::stages::rootfs::{self, Rootfs};
 use crate::stages::squashfs::{self, Squashfs};
 use crate::stages::tarballs;
@@ -59,6 +60,7 @@ pub struct Release {
     pub live: Live,
     pub xen: Kernel,
     pub iso: Iso,
+    pub netboot: Netboot,
     /// The release files in the cache: name → path.
     pub files: Vec<(String, PathBuf)>,
 }
@@ -90,11 +92,14 @@ pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
             )
         },
     )?;
-    let files = vec![(iso.name.clone(), iso.image()), xen_tar, uml_tar];
+    let netboot = netboot::build(ctx, profile, &live.metal, &live.initrd, &live.squashfs)?;
+    let mut files = vec![(iso.name.clone(), iso.image()), xen_tar, uml_tar];
+    files.extend(netboot.files(ctx, profile));
     Ok(Release {
         live,
         xen,
         iso,
+        netboot,
         files,
     })
 }
@@ -121,6 +126,7 @@ pub const RELEASE_STAGES: &[StageId] = &[
     StageId::Iso,
     StageId::TarballXen,
     StageId::TarballUml,
+    StageId::Netboot,
 ];
 
 /// The stages COW mode's image needs, then the image.

@@ -99,6 +99,7 @@ pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest>
         (StageId::Rootfs, &r.live.rootfs.key),
         (StageId::Squashfs, &r.live.squashfs.key),
         (StageId::Iso, &r.iso.key),
+        (StageId::Netboot, &r.netboot.key),
     ]
     .iter()
     .map(|(stage, key)| (stage.dir(p), key.hex.clone()))

@@ -498,65 +498,42 @@ pub fn facts(
     r: &crate::pipeline::Release,
     artifacts: &[crate::release::checksums::Hashed],
 ) -> anyhow::Result<Facts> {
-    use crate::support::context::package_version;
     let d = &ctx.config.distribution;
     let mut components: Vec<Component> = Vec::new();
     let lock = crate::support::lock::Lock::read(&ctx.lock_path())?;
 
     let rootfs = rootfs_components(&r.live.rootfs.tree(), &mut components);
-    let busybox_version = package_version("busybox-static");
-    let busybox = add(
-        &mut components,
-        Component {
-            purl: Some(purl_deb("busybox-static", &busybox_version, "amd64")),
-            ..plain(
-                "deb",
-                "busybox-static",
-                &busybox_version,
-                "GPL-2.0-only",
-                "the initramfs's shell and tools (and the mini profile's root filesystem)",
-            )
-        },
-    );
-    let mut syslinux = Vec::new();
-    for p in ["isolinux", "syslinux-common"] {
-        let v = package_version(p);
-        syslinux.push(add(
-            &mut components,
-            Component {
-                purl: Some(purl_deb(p, &v, "")),
-                ..plain(
-                    "deb",
-                    p,
-                    &v,
-                    "GPL-2.0-or-later",
-                    "the ISO's BIOS boot loader (isolinux and its modules)",
-                )
-            },
-        ));
-    }
+    let (busybox, syslinux) = host_components(&mut components);
     let k = kernel_components(ctx, r, &lock, &mut components)?;
     let metal = metal_components(ctx, &lock, &mut components);
     let crates = crate_components(&ctx.root, &mut components)?;
 
-    let mut iso_contains: Vec<usize> = rootfs;
-    iso_contains.extend([busybox, k.uml]);
-    iso_contains.extend(&syslinux);
-    iso_contains.extend(&metal);
-    iso_contains.extend(crates.all.iter().copied());
+    // Debian's kernel package alone, and with the packages the ISO's
+    // initramfs takes files from (ntfs-3g); not shim or GRUB.
+    let roles = |wanted: &dyn Fn(&str) -> bool| -> Vec<usize> {
+        lock.debian_package
+            .iter()
+            .zip(&metal)
+            .filter(|((role, _), _)| wanted(role))
+            .map(|(_, &i)| i)
+            .collect()
+    };
+    use crate::stages::kernel::metal::{NTFS_DEBS, ROLE};
+    let held = Held {
+        metal_kernel: roles(&|r| r == ROLE),
+        initramfs_debs: roles(&|r| r == ROLE || NTFS_DEBS.iter().any(|(n, _)| *n == r)),
+        rootfs,
+        busybox,
+        syslinux,
+        metal,
+        uml: k.uml,
+        xen: k.xen,
+        crates_init: crates.init.clone(),
+        crates_all: crates.all.iter().copied().collect(),
+    };
     let find = |suffix: &str| artifacts.iter().find(|a| a.name.ends_with(suffix));
     let mut arts = Vec::new();
-    for (suffix, contains) in [
-        (".iso", iso_contains),
-        (
-            "-xen.tar.gz",
-            [vec![k.xen, busybox], crates.init.clone()].concat(),
-        ),
-        (
-            "-uml.tar.gz",
-            [vec![k.uml, busybox], crates.all.iter().copied().collect()].concat(),
-        ),
-    ] {
+    for (suffix, contains) in held.by_artifact() {
         if let Some(a) = find(suffix) {
             arts.push(Artifact {
                 name: a.name.clone(),
@@ -587,6 +564,93 @@ pub fn facts(
         generated_from,
         namespace_suffix: format!("{}-{}", r.live.profile, commit.trim()),
     })
+}
+
+/// The host's packages the release takes files from: busybox (the
+/// initramfs), isolinux and its modules (the ISO's BIOS boot).
+fn host_components(components: &mut Vec<Component>) -> (usize, Vec<usize>) {
+    use crate::support::context::package_version;
+    let busybox_version = package_version("busybox-static");
+    let busybox = add(
+        components,
+        Component {
+            purl: Some(purl_deb("busybox-static", &busybox_version, "amd64")),
+            ..plain(
+                "deb",
+                "busybox-static",
+                &busybox_version,
+                "GPL-2.0-only",
+                "the initramfs's shell and tools (and the mini profile's root filesystem)",
+            )
+        },
+    );
+    let mut syslinux = Vec::new();
+    for p in ["isolinux", "syslinux-common"] {
+        let v = package_version(p);
+        syslinux.push(add(
+            components,
+            Component {
+                purl: Some(purl_deb(p, &v, "")),
+                ..plain(
+                    "deb",
+                    p,
+                    &v,
+                    "GPL-2.0-or-later",
+                    "the ISO's BIOS boot loader (isolinux and its modules)",
+                )
+            },
+        ));
+    }
+    (busybox, syslinux)
+}
+
+/// The components each kind of artifact holds (indices into the list).
+struct Held {
+    rootfs: Vec<usize>,
+    busybox: usize,
+    syslinux: Vec<usize>,
+    /// Every package taken as it is (kernel, shim, GRUB, ntfs-3g, ...).
+    metal: Vec<usize>,
+    metal_kernel: Vec<usize>,
+    /// What the ISO's initramfs takes files from.
+    initramfs_debs: Vec<usize>,
+    uml: usize,
+    xen: usize,
+    crates_init: Vec<usize>,
+    crates_all: Vec<usize>,
+}
+
+impl Held {
+    /// (artifact name suffix, what it contains).
+    fn by_artifact(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let cat = |parts: &[&[usize]]| parts.concat();
+        let (busybox, uml, xen) = ([self.busybox], [self.uml], [self.xen]);
+        vec![
+            (
+                ".iso",
+                cat(&[
+                    &self.rootfs,
+                    &busybox,
+                    &uml,
+                    &self.syslinux,
+                    &self.metal,
+                    &self.crates_all,
+                ]),
+            ),
+            ("-xen.tar.gz", cat(&[&xen, &busybox, &self.crates_init])),
+            ("-uml.tar.gz", cat(&[&uml, &busybox, &self.crates_all])),
+            ("-netboot-amd64.vmlinuz", self.metal_kernel.clone()),
+            (
+                "-netboot-amd64.initrd.img",
+                cat(&[&busybox, &self.initramfs_debs, &self.crates_init]),
+            ),
+            (
+                "-netboot-amd64.squashfs",
+                cat(&[&self.rootfs, &self.metal_kernel, &self.crates_all]),
+            ),
+            ("-netboot-amd64.ipxe", vec![]),
+        ]
+    }
 }
 
 /// `c` appended; its index.

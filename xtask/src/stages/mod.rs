@@ -9,6 +9,7 @@ pub mod debs;
 pub mod initrd;
 pub mod iso;
 pub mod kernel;
+pub mod netboot;
 pub mod rootfs;
 pub mod squashfs;
 pub mod tarballs;
@@ -31,6 +32,7 @@ pub enum StageId {
     Iso,
     TarballXen,
     TarballUml,
+    Netboot,
     CowImage,
     FreshRoot,
     RescueRoot,
@@ -40,7 +42,7 @@ pub enum StageId {
 }
 
 impl StageId {
-    pub const ALL: [StageId; 17] = [
+    pub const ALL: [StageId; 18] = [
         StageId::KernelSource,
         StageId::KernelUm,
         StageId::KernelXen,
@@ -52,6 +54,7 @@ impl StageId {
         StageId::Iso,
         StageId::TarballXen,
         StageId::TarballUml,
+        StageId::Netboot,
         StageId::CowImage,
         StageId::FreshRoot,
         StageId::RescueRoot,
@@ -75,6 +78,7 @@ impl StageId {
             StageId::Iso => "iso",
             StageId::TarballXen => "tarball-xen",
             StageId::TarballUml => "tarball-uml",
+            StageId::Netboot => "netboot",
             StageId::CowImage => "cow",
             StageId::FreshRoot => "fresh-root",
             StageId::RescueRoot => "rescue-root",
@@ -99,6 +103,7 @@ impl StageId {
                 | StageId::Iso
                 | StageId::TarballXen
                 | StageId::TarballUml
+                | StageId::Netboot
                 | StageId::CowImage
         )
     }
@@ -139,7 +144,7 @@ impl StageId {
             StageId::RootfsBase | StageId::Rootfs => Tools::Rootfs,
             StageId::Squashfs => Tools::Squashfs,
             StageId::Iso => Tools::Iso,
-            StageId::TarballXen | StageId::TarballUml => Tools::Initrd,
+            StageId::TarballXen | StageId::TarballUml | StageId::Netboot => Tools::Initrd,
             StageId::CowImage => Tools::Cow,
             StageId::FreshRoot => Tools::Fresh,
             StageId::RescueRoot | StageId::RescueDisks => Tools::Rescue,

@@ -76,6 +76,12 @@ pub struct Names {
     /// The same when some Debian source files could not be fetched
     /// (`--allow-incomplete`; it holds a MISSING list).
     pub source_incomplete: String,
+    /// The network boot's files (`stages::netboot`): kernel, initramfs,
+    /// squashfs and the iPXE script that boots them.
+    pub netboot_kernel: String,
+    pub netboot_initrd: String,
+    pub netboot_squashfs: String,
+    pub netboot_ipxe: String,
 }
 
 /// The release files' names, `finnix-<version>-amd64.iso` and so on. A
@@ -96,6 +102,10 @@ pub fn release_names(name: &str, version: &str, profile: &str, default_profile: 
         sbom: format!("{base}.spdx.json"),
         source: format!("{base}-source.tar"),
         source_incomplete: format!("{base}-source-incomplete.tar"),
+        netboot_kernel: format!("{base}-netboot-amd64.vmlinuz"),
+        netboot_initrd: format!("{base}-netboot-amd64.initrd.img"),
+        netboot_squashfs: format!("{base}-netboot-amd64.squashfs"),
+        netboot_ipxe: format!("{base}-netboot-amd64.ipxe"),
     }
 }
 
