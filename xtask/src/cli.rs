@@ -16,6 +16,7 @@ const CHECKS_HELP: &str =
   check-nested          finnix create inside the ISO in qemu
   check-rescue          the rescue scenarios, by mode (UML, the ISO's controllers, Xen)
   check-hardware        the hardware matrix: storage controllers and network cards
+  check-netboot         the network boot (iPXE BIOS and UEFI, DHCP, static ip=, bad cases) and findiso=
   check-fresh           the README's commands in a pristine Debian root
   check-snapshot        the archive snapshot mechanism against a local mirror
   check-source          the source archive read back with tar, sha256sum, git, curl, dpkg-source
@@ -119,6 +120,14 @@ pub enum Command {
     /// each network card (standard), side by side; a table.
     #[command(hide = true)]
     CheckHardware(CheckHardware),
+    /// The network boot's files of the mini release served over HTTP on the
+    /// loopback address and booted through iPXE: qemu's ROM (BIOS) and
+    /// Debian's ipxe.efi (OVMF), DHCP and a static ip=; then a changed byte,
+    /// a 404, a killed server, a stall and too little memory, each refused
+    /// with its message. Part isofile: the ISO as a file on a stick's exFAT
+    /// and ext4 partitions (GRUB loopback, findiso=).
+    #[command(hide = true)]
+    CheckNetboot(CheckNetboot),
     /// The README's commands on a pristine Debian 12 root (mmdebstrap):
     /// `test --unit-only` and `dist` set themselves up there (kernels seeded).
     #[command(hide = true)]
@@ -244,6 +253,13 @@ pub struct CheckHardware {
     /// Only these rows (repeatable; default: all).
     #[arg(long)]
     pub only: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct CheckNetboot {
+    /// Only these parts (repeatable: bios, uefi, static, faults, isofile; default: all).
+    #[arg(long)]
+    pub part: Vec<String>,
 }
 
 #[derive(Args)]

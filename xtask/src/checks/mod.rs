@@ -9,6 +9,8 @@ pub mod create;
 pub mod debian_root;
 pub mod fresh;
 pub mod hardware;
+pub mod isofile;
+pub mod netboot;
 pub mod repro;
 pub mod rescue;
 pub mod snapshot;

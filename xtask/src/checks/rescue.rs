@@ -362,7 +362,7 @@ pub fn judge(
 // ---- the preparation root and the disks ------------------------------------
 
 /// The plain Debian root the disks are made in (cached).
-fn prepare_root(ctx: &Ctx) -> Result<(PathBuf, crate::support::cache::Key)> {
+pub fn prepare_root(ctx: &Ctx) -> Result<(PathBuf, crate::support::cache::Key)> {
     let recipe = Recipe {
         stage: StageId::RescueRoot,
         what: format!("the preparation root for check-rescue (Debian {SUITE}, upstream tools)"),
@@ -464,47 +464,17 @@ fn prepare_boot(
     scenarios: &[Scenario],
     out: &Path,
 ) -> Result<()> {
+    let mut disks = Vec::new();
     for sc in scenarios {
         let mut payload = vec![0u8; PAYLOAD_BYTES];
         std::io::Read::read_exact(&mut fs::File::open("/dev/urandom")?, &mut payload)?;
         fs::write(out.join(payload_name(sc)), &payload)?;
-    }
-    let mut args = vec![
-        format!("mem={UML_MIB}M"),
-        "root=/dev/root".to_string(),
-        "rootfstype=hostfs".to_string(),
-        format!("rootflags={}", tree.display()),
-        "ro".to_string(),
-        "init=/bin/sh".to_string(),
-    ];
-    for (i, sc) in scenarios.iter().enumerate() {
         let img = out.join(format!("{}.img", sc.name));
         fs::File::create(&img)?.set_len(sc.mib << 20)?;
-        args.push(format!("ubd{}={}", ubd_letter(i), img.display()));
+        disks.push(img);
     }
-    let run = ctx.cache.temp_dir("rescue-prepare-run")?;
-    std::os::unix::fs::symlink(kernel, run.path().join("linux"))?;
-    // Without `noreboot`: the kernel hands words it does not know to init
-    // as arguments, and /bin/sh would take that one for a script. The boot
-    // ends with a power-off (sysrq o), never a reboot.
-    let cmd = crate::guest::uml::command(run.path(), run.path(), &args, true)?;
-    let log = ctx.logs().join("console-rescue-prepare.log");
-    s.note(format!("{cmd:?}\nconsole: {}", log.display()));
-    let mut g = Guest::start(cmd, &log)?;
-    let result = (|| -> Result<()> {
-        g.expect("Run /bin/sh as init process", BOOT_TIMEOUT)?;
-        // The root is read-only: lvm keeps its metadata archive under /run.
-        let setup = format!(
-            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1 LVM_SUPPRESS_FD_WARNINGS=1; \
-             mount -t proc proc /proc && mount -t sysfs sysfs /sys && \
-             mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
-             mkdir -p /run/lock /run/lvm /run/cryptsetup /run/lvm-system && \
-             cp -a /etc/lvm/. /run/lvm-system/ && export LVM_SYSTEM_DIR=/run/lvm-system && \
-             mount -t hostfs hostfs {PREP_WORK} -o {}",
-            out.display()
-        );
-        let (ok, text) = g.run_status(&setup, SCRIPT_TIMEOUT)?;
-        ensure!(ok, "setting up the preparation root failed:\n{text}");
+    let root = PrepRoot { kernel, tree };
+    in_preparation_root(ctx, s, &root, &disks, out, "rescue-prepare", |g, s| {
         for (i, sc) in scenarios.iter().enumerate() {
             let disk = format!("/dev/ubd{}", ubd_letter(i));
             let line = guest_line(
@@ -517,6 +487,70 @@ fn prepare_boot(
             s.note(format!("--- prepare {}:\n{text}", sc.name));
             ensure!(ok, "preparing disk {:?} failed:\n{text}", sc.name);
         }
+        Ok(())
+    })?;
+    let mut list = String::new();
+    for sc in scenarios {
+        let img = out.join(format!("{}.img", sc.name));
+        list.push_str(&format!("{}  {}\n", sha256_file(&img)?, sc.name));
+    }
+    fs::write(out.join("disks.sha256"), list)?;
+    Ok(())
+}
+
+/// A preparation root booted in UML: the UML kernel and the Debian tree.
+pub struct PrepRoot<'a> {
+    pub kernel: &'a Path,
+    pub tree: &'a Path,
+}
+
+/// A UML boot of a preparation root (`tree`, read-only on hostfs, `/bin/sh`
+/// as init) with `disks` as ubda, ubdb, ... and `host_dir` at /srv; `body`
+/// types its commands into the shell; then a sync and a power-off.
+pub fn in_preparation_root(
+    ctx: &Ctx,
+    s: &mut Stage,
+    root: &PrepRoot,
+    disks: &[PathBuf],
+    host_dir: &Path,
+    name: &str,
+    body: impl FnOnce(&mut Guest, &mut Stage) -> Result<()>,
+) -> Result<()> {
+    let mut args = vec![
+        format!("mem={UML_MIB}M"),
+        "root=/dev/root".to_string(),
+        "rootfstype=hostfs".to_string(),
+        format!("rootflags={}", root.tree.display()),
+        "ro".to_string(),
+        "init=/bin/sh".to_string(),
+    ];
+    for (i, img) in disks.iter().enumerate() {
+        args.push(format!("ubd{}={}", ubd_letter(i), img.display()));
+    }
+    let run = ctx.cache.temp_dir(&format!("{name}-run"))?;
+    std::os::unix::fs::symlink(root.kernel, run.path().join("linux"))?;
+    // Without `noreboot`: the kernel hands words it does not know to init
+    // as arguments, and /bin/sh would take that one for a script. The boot
+    // ends with a power-off (sysrq o), never a reboot.
+    let cmd = crate::guest::uml::command(run.path(), run.path(), &args, true)?;
+    let log = ctx.logs().join(format!("console-{name}.log"));
+    s.note(format!("{cmd:?}\nconsole: {}", log.display()));
+    let mut g = Guest::start(cmd, &log)?;
+    let result = (|| -> Result<()> {
+        g.expect("Run /bin/sh as init process", BOOT_TIMEOUT)?;
+        // The root is read-only: lvm keeps its metadata archive under /run.
+        let setup = format!(
+            "export PATH=/usr/sbin:/usr/bin:/sbin:/bin DM_DISABLE_UDEV=1 LVM_SUPPRESS_FD_WARNINGS=1; \
+             mount -t proc proc /proc && mount -t sysfs sysfs /sys && \
+             mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && \
+             mkdir -p /run/lock /run/lvm /run/cryptsetup /run/lvm-system && \
+             cp -a /etc/lvm/. /run/lvm-system/ && export LVM_SYSTEM_DIR=/run/lvm-system && \
+             mount -t hostfs hostfs {PREP_WORK} -o {}",
+            host_dir.display()
+        );
+        let (ok, text) = g.run_status(&setup, SCRIPT_TIMEOUT)?;
+        ensure!(ok, "setting up the preparation root failed:\n{text}");
+        body(&mut g, s)?;
         let (ok, text) = g.run_status("sync; umount /srv", SCRIPT_TIMEOUT)?;
         ensure!(ok, "sync failed:\n{text}");
         g.send("echo o > /proc/sysrq-trigger\n")?;
@@ -532,12 +566,6 @@ fn prepare_boot(
             g.tail(20)
         );
     }
-    let mut list = String::new();
-    for sc in scenarios {
-        let img = out.join(format!("{}.img", sc.name));
-        list.push_str(&format!("{}  {}\n", sha256_file(&img)?, sc.name));
-    }
-    fs::write(out.join("disks.sha256"), list)?;
     Ok(())
 }
 

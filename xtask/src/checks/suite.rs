@@ -114,6 +114,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ("boot-uml-flow-standard", "the standard release's boot flow in UML"),
     ("trouble-detection", "kernel trouble planted in a boot must fail the checks"),
     ("hardware", "the hardware matrix (configs/hardware/matrix.toml)"),
+    ("netboot-<part>", "the network boot (check-netboot --part): bios, uefi, static, faults; isofile (findiso=)"),
     ("create", "finnix create on this host"),
     ("cow", "COW mode: finnix.img booted three times"),
     ("cow-recipe", "the spec's manual COW recipe in the standard live system"),
@@ -132,6 +133,7 @@ fn selected(only: &[String], name: &str) -> bool {
             o == name
                 || (o == "boot" && name.starts_with("boot-"))
                 || (o == "rescue" && name.starts_with("rescue-"))
+                || (o == "netboot" && name.starts_with("netboot-"))
         })
 }
 
@@ -327,6 +329,19 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         crate::checks::create::check_nested(ctx, &b.standard.iso.image(), version).map(|_| ())
     }));
     all.push(Part::new("repro", "", 1, move || check_repro(ctx)));
+    for part in crate::checks::netboot::Part::ALL {
+        all.push(Part::new(
+            format!("netboot-{}", part.name()),
+            "",
+            1,
+            move || {
+                use crate::checks::netboot::{check, Files};
+                let mini = Files::of(ctx, "mini", &b.mini_dist);
+                let standard = Files::of(ctx, "standard", &b.standard_dist);
+                check(ctx, part, &mini, &standard, version)
+            },
+        ));
+    }
     for t in Target::ALL {
         all.push(Part::new(format!("boot-{}", t.name()), "", 1, move || {
             crate::checks::boot::check_boot(ctx, t, &b.inputs).map(|_| ())
@@ -751,6 +766,14 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Rele
         let a = crate::support::cache::sha256_file(&extract.join("FINNIX"))?;
         let b = crate::support::cache::sha256_file(&release.live.squashfs.image())?;
         ensure!(a == b, "FINNIX/FINNIX on the ISO ({a}) differs from the squashfs stage's output ({b})");
+        // The network boot serves the ISO's squashfs, kernel and initramfs.
+        for (on_iso, served) in [("/FINNIX/FINNIX", &names.netboot_squashfs), ("/boot/vmlinuz", &names.netboot_kernel), ("/boot/initrd.img", &names.netboot_initrd)] {
+            let copy = extract.join("from-iso");
+            let _ = std::fs::remove_file(&copy);
+            s.run(crate::cmd!("xorriso", "-osirrox", "on", "-indev", &iso, "-extract", on_iso, &copy))?;
+            let (x, y) = (crate::support::cache::sha256_file(&copy)?, crate::support::cache::sha256_file(&dist.join(served))?);
+            ensure!(x == y, "{served} ({y}) is not the ISO's {on_iso} ({x})");
+        }
 
         // Tarballs: names, modes, owners and times as specified.
         let epoch_time = crate::support::date::iso8601(ctx.epoch.global).replace('T', " ").trim_end_matches('Z').to_string();
@@ -792,7 +815,7 @@ fn check_dist(ctx: &Ctx, dist: &std::path::Path, release: &crate::pipeline::Rele
         for want in ["type = \"pvh\"", "cmdline = \"console=hvc0\"", "access=ro, target=/root/finnix.iso"] {
             ensure!(conf.contains(want), "finnix-conf lacks {want:?}");
         }
-        Ok(((), Outcome::Passed, format!("{} artifacts verified", platforms.len() + 3)))
+        Ok(((), Outcome::Passed, format!("{} artifacts verified", platforms.len() + 7)))
     })
 }
 

@@ -168,6 +168,18 @@ const BOOT: &[Requirement] = &[
     cmd("mke2fs", "e2fsprogs"),
 ];
 
+const NETBOOT: &[Requirement] = &[
+    cmd("qemu-system-x86_64", "qemu-system-x86"),
+    file("/usr/lib/ipxe/qemu/pxe-virtio.rom", "ipxe-qemu"),
+    file("/usr/lib/ipxe/ipxe.efi", "ipxe"),
+    file("/usr/share/ovmf/OVMF.fd", "ovmf"),
+    cmd("mkfs.fat", "dosfstools"),
+    cmd("mmd", "mtools"),
+    cmd("mcopy", "mtools"),
+    cmd("grub-mkstandalone", "grub-common"),
+    file("/usr/lib/grub/x86_64-efi/exfat.mod", "grub-efi-amd64-bin"),
+];
+
 const COW: &[Requirement] = &[
     cmd("mke2fs", "e2fsprogs"),
     cmd("debugfs", "e2fsprogs"),
@@ -246,10 +258,12 @@ pub enum Tools {
     Snapshot,
     /// source and check-source: Debian source packages, read back.
     Source,
+    /// check-netboot: iPXE (qemu's ROMs, Debian's ipxe.efi), a FAT disk.
+    Netboot,
 }
 
 impl Tools {
-    pub const ALL: [Tools; 17] = [
+    pub const ALL: [Tools; 18] = [
         Tools::UnitTests,
         Tools::Kernel,
         Tools::Metal,
@@ -267,6 +281,7 @@ impl Tools {
         Tools::Sign,
         Tools::Snapshot,
         Tools::Source,
+        Tools::Netboot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -288,6 +303,7 @@ impl Tools {
             Tools::Sign => "sign",
             Tools::Snapshot => "snapshot",
             Tools::Source => "source",
+            Tools::Netboot => "netboot",
         }
     }
 
@@ -311,6 +327,7 @@ impl Tools {
             Tools::Sign => SIGN,
             Tools::Snapshot => SNAPSHOT,
             Tools::Source => SOURCE,
+            Tools::Netboot => NETBOOT,
         }
     }
 }
