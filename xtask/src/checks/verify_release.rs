@@ -117,6 +117,19 @@ fn flipped_bytes(s: &mut crate::support::ui::Stage, listed: &[String]) -> Result
         ("the ISO", find(listed, ".iso")?),
         ("the Xen tarball", find(listed, "-xen.tar.gz")?),
         ("the UML tarball", find(listed, "-uml.tar.gz")?),
+        ("the netboot script", find(listed, "-netboot-amd64.ipxe")?),
+        (
+            "the netboot kernel",
+            find(listed, "-netboot-amd64.vmlinuz")?,
+        ),
+        (
+            "the netboot initramfs",
+            find(listed, "-netboot-amd64.initrd.img")?,
+        ),
+        (
+            "the netboot squashfs",
+            find(listed, "-netboot-amd64.squashfs")?,
+        ),
         ("the SBOM", find(listed, ".spdx.json")?),
         ("the manifest", find(listed, ".manifest.json")?),
     ];
