@@ -184,7 +184,7 @@ fn boot_stick(ctx: &Ctx, disk: &Path, n: usize, version: &str) -> Result<String>
 }
 
 /// `findiso=` naming a file that is not there: /init's report.
-fn missing(ctx: &Ctx, disk: &Path, files: &crate::checks::netboot::Files) -> Result<String> {
+fn missing(ctx: &Ctx, disk: &Path, boot: &Boot) -> Result<String> {
     let log = ctx.logs().join("console-isofile-missing.log");
     let mut c = qemu::command("pc", qemu::MIB);
     c.arg("-drive")
@@ -193,9 +193,9 @@ fn missing(ctx: &Ctx, disk: &Path, files: &crate::checks::netboot::Files) -> Res
             disk.display()
         ))
         .arg("-kernel")
-        .arg(files.dir.join(&files.kernel))
+        .arg(boot.kernel)
         .arg("-initrd")
-        .arg(files.dir.join(&files.initrd))
+        .arg(boot.initrd)
         .args([
             "-append",
             "findiso=/isos/nope.iso rootwait=5 console=ttyS0,115200",
@@ -220,13 +220,17 @@ fn missing(ctx: &Ctx, disk: &Path, files: &crate::checks::netboot::Files) -> Res
     Ok("a missing file: reported, each partition named".into())
 }
 
+/// The release's ISO, and its kernel and initramfs as files (the missing
+/// file's boot starts them directly).
+pub struct Boot<'a> {
+    pub iso: &'a Path,
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+}
+
 /// Make the stick, boot it from each partition, check it afterwards.
-pub fn check(
-    ctx: &Ctx,
-    mini: &crate::checks::netboot::Files,
-    iso: &Path,
-    version: &str,
-) -> Result<()> {
+pub fn check(ctx: &Ctx, boot: &Boot, version: &str) -> Result<()> {
+    let iso = boot.iso;
     let uml = crate::stages::kernel::build(ctx, crate::stages::kernel::Flavor::Um)?;
     let (tree, _) = crate::checks::rescue::prepare_root(ctx)?;
     let kernel = uml.image();
@@ -257,7 +261,7 @@ pub fn check(
             choose(&disk, part, path)?;
             said.push(boot_stick(ctx, &disk, n, version)?);
         }
-        said.push(missing(ctx, &disk, mini)?);
+        said.push(missing(ctx, &disk, boot)?);
         in_root(ctx, s, &root, &disk, "isofile-fsck", &fsck_script(&sha))?;
         said.push(
             "afterwards: fsck clean (FAT, exFAT, ext4, NTFS), the three ISO files unchanged".into(),

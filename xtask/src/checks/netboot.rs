@@ -546,7 +546,17 @@ impl Part {
 pub fn check(ctx: &Ctx, part: Part, mini: &Files, standard: &Files, version: &str) -> Result<()> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Netboot], &ctx.logs())?;
     if part == Part::IsoFile {
-        return crate::checks::isofile::check(ctx, mini, &mini.dir.join(&mini.iso), version);
+        let (iso, kernel, initrd) = (
+            mini.dir.join(&mini.iso),
+            mini.dir.join(&mini.kernel),
+            mini.dir.join(&mini.initrd),
+        );
+        let boot = crate::checks::isofile::Boot {
+            iso: &iso,
+            kernel: &kernel,
+            initrd: &initrd,
+        };
+        return crate::checks::isofile::check(ctx, &boot, version);
     }
     let what = match part {
         Part::Bios => {
