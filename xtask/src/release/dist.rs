@@ -35,7 +35,7 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
             let mut artifacts = Vec::new();
             for (name, path) in &release.files {
                 let staged = staging.path().join(name);
-                link_or_copy(path, &staged)?;
+                crate::support::fsutil::link_or_copy(path, &staged)?;
                 artifacts.push(Hashed {
                     name: name.clone(),
                     size: Some(fs::metadata(&staged)?.len()),
@@ -87,15 +87,6 @@ pub fn dist(ctx: &Ctx, profile: &str, dist_dir: &Path) -> Result<Vec<Hashed>> {
         },
     )?;
     Ok(artifacts)
-}
-
-/// A hard link when the cache is on the same filesystem, else a copy.
-fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
-    if fs::hard_link(from, to).is_err() {
-        fs::copy(from, to)
-            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-    }
-    Ok(())
 }
 
 /// The closing table: artifact, size, sha256.

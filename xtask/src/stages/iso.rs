@@ -164,6 +164,15 @@ pub fn build(
     )
 }
 
+/// The ISO's (and the network boot's) initramfs. The kernel unpacks
+/// concatenated archives in turn: /init and busybox, then the modules
+/// that find the medium (and ntfs-3g).
+pub fn initramfs(initrd: &Initrd, metal: &MetalKernel) -> Result<Vec<u8>> {
+    let mut both = fs::read(initrd.image())?;
+    both.extend(fs::read(metal.initrd_modules())?);
+    Ok(both)
+}
+
 fn put(dest: &Path, from: &Path) -> Result<()> {
     fs::create_dir_all(dest.parent().expect("has parent"))?;
     fs::copy(from, dest)
@@ -195,11 +204,7 @@ fn stage_tree(
     let d = &ctx.config.distribution;
     put(&root.join("FINNIX/FINNIX"), &squashfs.image())?;
     put(&root.join("boot/vmlinuz"), &metal.image())?;
-    // The kernel unpacks concatenated archives in turn: /init and busybox,
-    // then the modules that find the medium.
-    let mut both = fs::read(initrd.image())?;
-    both.extend(fs::read(metal.initrd_modules())?);
-    write_bytes(&root.join("boot/initrd.img"), &both)?;
+    write_bytes(&root.join("boot/initrd.img"), &initramfs(initrd, metal)?)?;
     // What Debian's removable-media GRUB searches for to find its medium.
     write(
         &root.join(".disk/info"),

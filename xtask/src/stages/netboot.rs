@@ -103,13 +103,12 @@ fn write(
 ) -> Result<String> {
     let n = names(ctx, profile);
     fs::copy(metal.image(), tmp.join(&n.netboot_kernel))?;
-    let mut both = fs::read(initrd.image())?;
-    both.extend(fs::read(metal.initrd_modules())?);
-    fs::write(tmp.join(&n.netboot_initrd), &both)?;
+    fs::write(
+        tmp.join(&n.netboot_initrd),
+        crate::stages::iso::initramfs(initrd, metal)?,
+    )?;
     let sq = tmp.join(&n.netboot_squashfs);
-    if fs::hard_link(squashfs.image(), &sq).is_err() {
-        fs::copy(squashfs.image(), &sq)?;
-    }
+    crate::support::fsutil::link_or_copy(&squashfs.image(), &sq)?;
     let sha = sha256_file(&sq)?;
     let template =
         fs::read_to_string(ctx.root.join(TEMPLATE)).with_context(|| TEMPLATE.to_string())?;

@@ -265,6 +265,15 @@ pub fn mounts_under(proc_mounts: &str, dir: &Path) -> Vec<String> {
 
 /// Write `data` to `dest` atomically: a temporary file in the same directory,
 /// flushed, then renamed over `dest`.
+/// A hard link when both are on the same filesystem, else a copy.
+pub fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if fs::hard_link(from, to).is_err() {
+        fs::copy(from, to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
 pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
