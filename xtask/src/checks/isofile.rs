@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 
 use crate::checks::rescue::PrepRoot;
-use crate::guest::console::Guest;
+use crate::guest::console::session;
 use crate::guest::qemu;
 use crate::support::context::Ctx;
 use crate::support::ui::{self, Outcome, Stage};
@@ -154,9 +154,8 @@ fn boot_stick(ctx: &Ctx, disk: &Path, n: usize, version: &str) -> Result<String>
         .arg("-drive")
         .arg(format!("if=none,id=d0,format=raw,file={}", disk.display()))
         .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"]);
-    let mut g = Guest::start(c, &log)?;
-    let start = Instant::now();
-    let r = (|| -> Result<String> {
+    session(c, &log, |g| {
+        let start = Instant::now();
         let (banner, _, text) = g.boot_to_shell(version, "ttyS0", start, BOOT_TIMEOUT)?;
         ensure!(
             text.contains(&format!("Booting {path} from {dev}")),
@@ -172,14 +171,6 @@ fn boot_stick(ctx: &Ctx, disk: &Path, n: usize, version: &str) -> Result<String>
         );
         g.check_trouble()?;
         Ok(format!("{fs_name}: ready banner at {banner:.0} s"))
-    })();
-    g.kill();
-    r.map_err(|e| {
-        anyhow::anyhow!(
-            "{e:#}\n{}: last console lines:\n{}",
-            log.display(),
-            g.tail(15)
-        )
     })
 }
 
@@ -200,24 +191,20 @@ fn missing(ctx: &Ctx, disk: &Path, boot: &Boot) -> Result<String> {
             "-append",
             "findiso=/isos/nope.iso rootwait=5 console=ttyS0,115200",
         ]);
-    let mut g = Guest::start(c, &log)?;
-    let r = g.expect("Emergency shell (busybox)", BOOT_TIMEOUT);
-    g.kill();
-    let text =
-        r.with_context(|| format!("{}: no failure report:\n{}", log.display(), g.tail(15)))?;
-    for want in [
-        "findiso=/isos/nope.iso: no such file",
-        "/dev/vda2: exfat, no /isos/nope.iso",
-        "/dev/vda3: ext4, no /isos/nope.iso",
-        "/dev/vda4: ntfs, no /isos/nope.iso",
-    ] {
-        ensure!(
-            text.contains(want),
-            "the report lacks {want:?}:\n{}",
-            g.tail(15)
-        );
-    }
-    Ok("a missing file: reported, each partition named".into())
+    session(c, &log, |g| {
+        let text = g
+            .expect("Emergency shell (busybox)", BOOT_TIMEOUT)
+            .context("no failure report")?;
+        for want in [
+            "findiso=/isos/nope.iso: no such file",
+            "/dev/vda2: exfat, no /isos/nope.iso",
+            "/dev/vda3: ext4, no /isos/nope.iso",
+            "/dev/vda4: ntfs, no /isos/nope.iso",
+        ] {
+            ensure!(text.contains(want), "the report lacks {want:?}");
+        }
+        Ok("a missing file: reported, each partition named".into())
+    })
 }
 
 /// The release's ISO, and its kernel and initramfs as files (the missing

@@ -149,6 +149,25 @@ struct Shared {
 /// reaches its console (a screen session's `stuff` command).
 pub type Input = Box<dyn FnMut(&str) -> Result<()> + Send>;
 
+/// Start `cmd` (its console in `log`), drive it with `drive`, then kill
+/// it; a failure names the log and quotes the console's last lines.
+pub fn session<T>(
+    cmd: Command,
+    log: &Path,
+    drive: impl FnOnce(&mut Guest) -> Result<T>,
+) -> Result<T> {
+    let mut g = Guest::start(cmd, log)?;
+    let r = drive(&mut g);
+    g.kill();
+    r.map_err(|e| {
+        anyhow::anyhow!(
+            "{e:#}\n{}: last console lines:\n{}",
+            log.display(),
+            g.tail(15)
+        )
+    })
+}
+
 pub struct Guest {
     /// The guest process, when this driver started it.
     child: Option<Child>,
