@@ -130,7 +130,8 @@ fn boot_uml(
         .boot_to_shell(version, "tty0", start, Duration::from_secs(300))
         .with_context(|| {
             format!(
-                "{log_name}: the boot to the shell failed; its end:\n{}",
+                "{log_name}: the boot to the shell failed; the guest's host processes: {}; the console's end:\n{}",
+                g.process_state(),
                 g.tail(25)
             )
         })?;
@@ -192,6 +193,17 @@ pub fn check_recipe(ctx: &Ctx, live: &crate::pipeline::Live, version: &str) -> R
 
             let img = d.join("finnix.img");
             s.run(crate::cmd!("debugfs", "-R", format!("dump /finnix.img {}", img.display()), &data))?;
+            // debugfs reports a failed write but exits 0: the size tells.
+            let size = fs::metadata(&img)?.len();
+            ensure!(size == 1600 << 20, "debugfs wrote {size} bytes of finnix.img, not 1600 MiB (is the disk full?)");
+            // The data disk is done with: removed, its unwritten pages are
+            // dropped rather than written. The image goes to disk now, so
+            // that the boot below does not wait behind 1.6 GB of writeback
+            // (on a slow disk, that wait looked like a hung kernel).
+            fs::remove_file(&data)?;
+            let t = std::time::Instant::now();
+            fs::File::open(&img)?.sync_all()?;
+            s.note(format!("finnix.img written to disk in {:.1}s", t.elapsed().as_secs_f64()));
             let before = sha256_file(&img)?;
 
             // 2: the recipe's image, the spec's command line.

@@ -530,39 +530,64 @@ impl Guest {
         }
     }
 
-    /// What the kernel says of the guest process (state, where it waits),
-    /// for an error about a guest that went quiet.
+    /// What the kernel says of the guest's processes (its whole process
+    /// group: UML's I/O thread and process stubs are processes of their
+    /// own): each one's state and where it waits, for an error about a
+    /// guest that went quiet. A guest waiting on the host's disk shows up
+    /// here (state D, a wchan in the page cache or the block layer).
     pub fn process_state(&self) -> String {
         let Some(pid) = self.child.as_ref().map(|c| c.id()) else {
             return "not started here".into();
         };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let state = status
-            .lines()
-            .find(|l| l.starts_with("State:"))
-            .unwrap_or("State: gone")
-            .to_string();
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let t = e.path();
-                        let st = std::fs::read_to_string(t.join("stat")).ok()?;
-                        let state = st
-                            .rsplit(')')
-                            .next()?
-                            .split_whitespace()
-                            .next()?
-                            .to_string();
-                        let w = std::fs::read_to_string(t.join("wchan")).unwrap_or_default();
-                        Some(format!("{state}:{w}"))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        format!("pid {pid}, {state}, wchan {wchan:?}, threads [{threads}]")
+        let fields = |p: &Path| -> Option<(String, String, u32)> {
+            // "pid (comm) state ppid pgrp ...": comm may hold spaces.
+            let st = std::fs::read_to_string(p.join("stat")).ok()?;
+            let (head, tail) = st.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_string();
+            let mut f = tail.split_whitespace();
+            let state = f.next()?.to_string();
+            let pgrp = f.nth(1)?.parse().ok()?;
+            Some((comm, state, pgrp))
+        };
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(other) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let Some((comm, state, pgrp)) = fields(&path) else {
+                continue;
+            };
+            if pgrp != pid {
+                continue;
+            }
+            let tasks: Vec<String> = std::fs::read_dir(path.join("task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|t| {
+                    let (_, state, _) = fields(&t.path())?;
+                    let w = std::fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                    Some(format!("{state}:{w}"))
+                })
+                .collect();
+            out.push(format!("{other} {comm} {state} [{}]", tasks.join(" ")));
+        }
+        out.sort();
+        if out.is_empty() {
+            format!("process group {pid}: gone")
+        } else {
+            format!("process group {pid}: {}", out.join("; "))
+        }
+    }
+
+    /// The guest process's id, when this driver started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Kill the guest's whole process group.
