@@ -3,6 +3,42 @@
 //! (xtask), which checks what the other two do. One definition of each
 //! thing they must agree on; pure, no dependencies, unit-tested.
 
+/// The kernel command line as the initramfs and the live system read it.
+pub mod cmdline {
+    /// Where the running kernel shows it.
+    pub const PROC: &str = "/proc/cmdline";
+
+    /// Words of a command line; double quotes group (as the kernel does).
+    pub fn words(cmdline: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut any = false;
+        for c in cmdline.chars() {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    any = true;
+                }
+                c if c.is_whitespace() && !quoted => {
+                    if any {
+                        words.push(std::mem::take(&mut cur));
+                        any = false;
+                    }
+                }
+                c => {
+                    cur.push(c);
+                    any = true;
+                }
+            }
+        }
+        if any {
+            words.push(cur);
+        }
+        words
+    }
+}
+
 /// udev in the live system: `finnix boot start` starts it (on hardware
 /// before the partition scan, in UML and Xen after the banner, in the
 /// background) and marks the end of its coldplug here; a check waits for it
@@ -239,6 +275,21 @@ pub mod memory {
         available_mib.saturating_sub(HOST_RESERVE_MIB) / guest_mib.max(1)
     }
 
+    /// Compressed swap in RAM (zram) on a machine with at most this much
+    /// memory (MemTotal): a rescue system on a small machine, a UML or Xen
+    /// guest of the spec's 64 MB, runs out of memory before it runs out of
+    /// work. Above it, swap in RAM only costs.
+    pub const ZRAM_MAX_TOTAL_MIB: u64 = 2048;
+    /// zram's size: this share (percent) of MemTotal, upstream Finnix's.
+    pub const ZRAM_PERCENT: u64 = 50;
+
+    /// The zram swap device's size in bytes for a machine with `total_kib`
+    /// of memory, or None when it gets none.
+    pub fn zram_bytes(total_kib: u64) -> Option<u64> {
+        (total_kib > 0 && total_kib <= ZRAM_MAX_TOTAL_MIB << 10)
+            .then(|| (total_kib << 10) * ZRAM_PERCENT / 100 / 4096 * 4096)
+    }
+
     /// A value of /proc/meminfo, in KiB.
     pub fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
         meminfo.lines().find_map(|l| {
@@ -326,7 +377,12 @@ pub mod ip {
             _ => {}
         }
         let f: Vec<&str> = value.split(':').collect();
-        if f.len() == 1 {
+        let bare_address = value
+            .split_once('/')
+            .map_or(value, |(a, _)| a)
+            .parse::<Ipv4Addr>()
+            .is_ok();
+        if f.len() == 1 && !bare_address {
             return Err(format!(
                 "ip={value}: expected dhcp, off, or <client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>"
             ));
@@ -499,6 +555,12 @@ mod tests {
             panic!("a bare address")
         };
         assert_eq!((s.prefix, s.gateway, s.device), (24, None, None));
+        // The kernel takes the client address alone too.
+        let Ok(Config::Static(s)) = parse("10.0.2.15/28") else {
+            panic!("an address alone")
+        };
+        assert_eq!((s.address, s.prefix), (Ipv4Addr::new(10, 0, 2, 15), 28));
+        assert!(matches!(parse("10.0.2.15"), Ok(Config::Static(s)) if s.prefix == 8));
         assert_eq!(ip::netmask(24), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(ip::netmask(0), Ipv4Addr::new(0, 0, 0, 0));
         assert_eq!(ip::prefix_of("255.255.240.0"), Ok(20));
@@ -513,10 +575,21 @@ mod tests {
             ("10.0.2.15::gw::::", "gateway"),
             ("10.0.2.15:::24::eth0:off:8.8.8", "dns0"),
             ("static", "expected dhcp"),
+            ("10.0.2.15/40", "0 to 32"),
         ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn zram_on_small_machines_only() {
+        assert_eq!(memory::zram_bytes(256 << 10), Some(128 << 20));
+        assert_eq!(memory::zram_bytes(2048 << 10), Some(1024 << 20));
+        assert_eq!(memory::zram_bytes((2048 << 10) + 1), None);
+        assert_eq!(memory::zram_bytes(0), None);
+        // Whole pages.
+        assert_eq!(memory::zram_bytes(1001).map(|b| b % 4096), Some(0));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct Params {
 /// Parse `/proc/cmdline`. Unknown words (and the obsolete `mode=tt`) are ignored.
 pub fn parse(cmdline: &str) -> Params {
     let mut p = Params::default();
-    for word in split(cmdline) {
+    for word in finnix_contract::cmdline::words(cmdline) {
         let (key, value) = match word.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (word.as_str(), None),
@@ -56,36 +56,6 @@ pub fn parse(cmdline: &str) -> Params {
         }
     }
     p
-}
-
-/// Words of a command line; double quotes group (as the kernel does).
-fn split(cmdline: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        words.push(cur);
-    }
-    words
 }
 
 /// `ubda` → `/dev/ubda`; `/dev/ubda` stays. UML's numeric default
@@ -165,6 +135,9 @@ mod tests {
     fn quotes_group_words() {
         let p = parse("foo=\"a b\" toram");
         assert!(p.toram);
-        assert_eq!(split("a \"b c\" d"), ["a", "b c", "d"]);
+        assert_eq!(
+            finnix_contract::cmdline::words("a \"b c\" d"),
+            ["a", "b c", "d"]
+        );
     }
 }
