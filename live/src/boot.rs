@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::fsprobe;
 use crate::fstab::{self, Found};
+use crate::remote;
 use crate::sysinfo::{self, Mode};
 use finnix_contract::boot_env;
 
@@ -25,7 +26,7 @@ fn flush() {
 /// console of the boot (`finnix_contract::consoles`): with the ISO's default
 /// entry the screen is /dev/console and a serial-only machine sees the
 /// lines on ttyS0.
-fn say(line: &str) {
+pub fn say(line: &str) {
     println!("{line}");
     flush();
     let consoles = read(finnix_contract::consoles::PROC);
@@ -189,7 +190,7 @@ fn network_interfaces() -> Vec<String> {
     out
 }
 
-fn have(cmd: &str) -> bool {
+pub fn have(cmd: &str) -> bool {
     ["/sbin", "/bin", "/usr/sbin", "/usr/bin"]
         .iter()
         .any(|d| fs::metadata(format!("{d}/{cmd}")).is_ok())
@@ -458,6 +459,65 @@ fn start_udev(background: bool) {
     }
 }
 
+/// Compressed swap in RAM on a small machine
+/// (`finnix_contract::memory::zram_bytes`): zram0, preferred over any swap
+/// partition. `nozram` turns it off.
+fn start_zram() {
+    use finnix_contract::memory;
+    let total = memory::meminfo_kib(&read("/proc/meminfo"), "MemTotal").unwrap_or(0);
+    let Some(bytes) = memory::zram_bytes(total) else {
+        return;
+    };
+    const DEV: &str = "/sys/block/zram0";
+    if !std::path::Path::new(DEV).exists() && have("modprobe") {
+        let _ = Command::new("modprobe")
+            .args(["-q", "zram", "num_devices=1"])
+            .stdin(Stdio::null())
+            .status();
+    }
+    if read(&format!("{DEV}/disksize")).trim() != "0" {
+        return; // no zram in this kernel, or zram0 is in use already
+    }
+    let made = fs::write(format!("{DEV}/disksize"), bytes.to_string())
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let (prog, args): (&str, &[&str]) = if have("mkswap") {
+                ("mkswap", &["/dev/zram0"])
+            } else {
+                ("busybox", &["mkswap", "/dev/zram0"])
+            };
+            let ok = Command::new(prog)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{prog} failed"))
+            }
+        })
+        .and_then(|()| {
+            // SWAP_FLAG_PREFER with priority 100: used before any disk.
+            let path = CString::new("/dev/zram0").expect("path");
+            if unsafe { libc::swapon(path.as_ptr(), 0x8000 | 100) } < 0 {
+                Err(std::io::Error::last_os_error().to_string())
+            } else {
+                Ok(())
+            }
+        });
+    match made {
+        Ok(()) => say!(
+            "[*] Using zram swap /dev/zram0: {} MiB compressed in RAM ({} MiB of memory)",
+            bytes >> 20,
+            total >> 10
+        ),
+        Err(e) => say!("[*] Not using zram swap: {e}"),
+    }
+}
+
 pub fn start() -> i32 {
     // Kernel messages on the console: errors only (Debian's default), so the
     // boot lines stay readable.
@@ -470,6 +530,8 @@ pub fn start() -> i32 {
     if let Some(host) = host_line(mode) {
         say!("[*] Host: {host}");
     }
+    let access = crate::access::Access::from_cmdline(&read(finnix_contract::cmdline::PROC));
+    remote::apply_hostname(&access);
     set_hostname();
     make_identities();
 
@@ -511,16 +573,22 @@ pub fn start() -> i32 {
         }
     }
 
+    if !access.nozram {
+        start_zram();
+    }
+
     // An interface the initramfs gave a static address (ip=) keeps it.
     let fixed =
         finnix_contract::netboot::static_interfaces(&read(finnix_contract::netboot::CONFIGURED));
     for iface in &fixed {
         say!("[*] Keeping the static address of {iface} (ip=)");
     }
-    let ifaces: Vec<String> = network_interfaces()
-        .into_iter()
-        .filter(|i| !fixed.contains(i))
-        .collect();
+    let all = network_interfaces();
+    let ifaces: Vec<String> = match remote::apply_ip(&access, &all, &fixed) {
+        remote::Dhcp::AllBut(skip) => all.into_iter().filter(|i| !skip.contains(i)).collect(),
+        remote::Dhcp::Only(dev) => all.into_iter().filter(|i| *i == dev).collect(),
+        remote::Dhcp::Off => vec![],
+    };
     if !ifaces.is_empty() {
         say!(
             "[*] Starting background DHCP request... {}",
@@ -530,6 +598,9 @@ pub fn start() -> i32 {
             start_dhcp(iface);
         }
     }
+    remote::apply_password(&access);
+    let keys = remote::apply_keys(&access);
+    remote::start_sshd(&access, keys);
 
     let release_text = read("/etc/finnix-release");
     let version =

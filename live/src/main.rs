@@ -6,12 +6,14 @@
 //! - `finnix console <tty>`: a root shell without login on a console;
 //! - `finnix create`, `list`, `stop`: UML guests of this system (see create.rs).
 
+mod access;
 mod boot;
 mod console;
 mod create;
 mod fsprobe;
 mod fstab;
 mod guests;
+mod remote;
 mod sysinfo;
 
 const USAGE: &str = "usage: finnix <command>

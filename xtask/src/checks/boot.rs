@@ -1125,6 +1125,7 @@ fn check_uml_flow(guest: &mut Guest, boot_text: &str, banner: &str) -> Result<()
             "[*] Host: Linux",
             "[*] Scanning for partitions and creating /etc/fstab... done",
             "[*] Using swap partition /dev/ubdb",
+            "[*] Using zram swap /dev/zram0:",
             "[*] Starting background DHCP request... eth0",
             banner,
         ],
@@ -1150,6 +1151,13 @@ fn check_uml_flow(guest: &mut Guest, boot_text: &str, banner: &str) -> Result<()
     ensure!(
         fstab.lines().any(|l| l.starts_with("/dev/ubdb ")),
         "swap is not in use:\n{fstab}"
+    );
+    // A 64 MB guest swaps to compressed RAM first (priority 100).
+    ensure!(
+        fstab
+            .lines()
+            .any(|l| l.starts_with("/dev/zram0 ") && l.split_whitespace().nth(4) == Some("100")),
+        "zram swap is not in use at priority 100:\n{fstab}"
     );
     let mounted = guest.run("grep -c ubdc /proc/mounts; mount /mnt/ubdc && echo hello > /mnt/ubdc/file && cat /mnt/ubdc/file", COMMAND_TIMEOUT)?;
     ensure!(
