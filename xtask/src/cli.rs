@@ -17,6 +17,7 @@ const CHECKS_HELP: &str =
   check-rescue          the rescue scenarios, by mode (UML, the ISO's controllers, Xen)
   check-hardware        the hardware matrix: storage controllers and network cards
   check-netboot         the network boot (iPXE BIOS and UEFI, DHCP, static ip=, bad cases) and findiso=
+  check-access          sshd, passwd=, sshkey=, hostname=, ip=: SSH logins into UML from the host
   check-fresh           the README's commands in a pristine Debian root
   check-snapshot        the archive snapshot mechanism against a local mirror
   check-source          the source archive read back with tar, sha256sum, git, curl, dpkg-source
@@ -128,6 +129,13 @@ pub enum Command {
     /// and ext4 partitions (GRUB loopback, findiso=).
     #[command(hide = true)]
     CheckNetboot(CheckNetboot),
+    /// Remote access from the boot command line, in the standard live
+    /// system under UML (eth0 on a TAP in a network namespace): `sshd
+    /// passwd= hostname= ip=` and a password login over SSH; `sshkey=` and a
+    /// key login, a password login refused, a new host key; bad input named
+    /// on the console and nothing listening.
+    #[command(hide = true)]
+    CheckAccess(CheckAccess),
     /// The README's commands on a pristine Debian 12 root (mmdebstrap):
     /// `test --unit-only` and `dist` set themselves up there (kernels seeded).
     #[command(hide = true)]
@@ -261,6 +269,9 @@ pub struct CheckNetboot {
     #[arg(long)]
     pub part: Vec<String>,
 }
+
+#[derive(Args)]
+pub struct CheckAccess {}
 
 #[derive(Args)]
 pub struct SourceJob {

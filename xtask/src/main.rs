@@ -73,6 +73,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::CheckRescue(c) => c.run(&ctx),
         Command::CheckHardware(c) => c.run(&ctx),
         Command::CheckNetboot(c) => c.run(&ctx),
+        Command::CheckAccess(c) => c.run(&ctx),
         Command::CheckFresh(c) => c.run(&ctx),
         Command::VerifyRepro(c) => c.run(&ctx),
         Command::Bench(c) => c.run(&ctx),

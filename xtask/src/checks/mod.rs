@@ -2,6 +2,7 @@
 //! rescue scenarios, Xen with a real dom0 (xen-xl),
 //! reproducibility, a pristine machine, benchmarks, and the whole suite.
 
+pub mod access;
 pub mod bench;
 pub mod boot;
 pub mod cow;

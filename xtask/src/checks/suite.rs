@@ -115,6 +115,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ("trouble-detection", "kernel trouble planted in a boot must fail the checks"),
     ("hardware", "the hardware matrix (configs/hardware/matrix.toml)"),
     ("netboot-<part>", "the network boot (check-netboot --part): bios, uefi, static, faults; isofile (findiso=)"),
+    ("access", "sshd, passwd=, sshkey=, hostname=, ip= in UML: SSH logins from the host, bad input"),
     ("create", "finnix create on this host"),
     ("cow", "COW mode: finnix.img booted three times"),
     ("cow-recipe", "the spec's manual COW recipe in the standard live system"),
@@ -361,6 +362,11 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     }));
     all.push(Part::new("cow-recipe", "", 1, move || {
         crate::checks::cow::check_recipe(ctx, &b.standard.live, version)
+    }));
+    all.push(Part::new("access", "", 1, move || {
+        crate::support::prereq::ensure(&[Tools::Access], &ctx.logs())?;
+        let live = crate::checks::access::Live::of(ctx, &b.standard.live)?;
+        crate::checks::access::check(ctx, &live, version)
     }));
     all.push(Part::new("create", "", 1, move || {
         crate::support::prereq::ensure(&[Tools::Create], &ctx.logs())?;

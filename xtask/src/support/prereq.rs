@@ -180,6 +180,15 @@ const NETBOOT: &[Requirement] = &[
     file("/usr/lib/grub/x86_64-efi/exfat.mod", "grub-efi-amd64-bin"),
 ];
 
+const ACCESS: &[Requirement] = &[
+    cmd("ssh", "openssh-client"),
+    cmd("ssh-keyscan", "openssh-client"),
+    cmd("ssh-keygen", "openssh-client"),
+    cmd("nsenter", "util-linux"),
+    cmd("unshare", "util-linux"),
+    cmd("ip", "iproute2"),
+];
+
 const COW: &[Requirement] = &[
     cmd("mke2fs", "e2fsprogs"),
     cmd("debugfs", "e2fsprogs"),
@@ -260,10 +269,12 @@ pub enum Tools {
     Source,
     /// check-netboot: iPXE (qemu's ROMs, Debian's ipxe.efi), a FAT disk.
     Netboot,
+    /// check-access: OpenSSH's client, a network namespace.
+    Access,
 }
 
 impl Tools {
-    pub const ALL: [Tools; 18] = [
+    pub const ALL: [Tools; 19] = [
         Tools::UnitTests,
         Tools::Kernel,
         Tools::Metal,
@@ -282,6 +293,7 @@ impl Tools {
         Tools::Snapshot,
         Tools::Source,
         Tools::Netboot,
+        Tools::Access,
     ];
 
     pub fn name(self) -> &'static str {
@@ -304,6 +316,7 @@ impl Tools {
             Tools::Snapshot => "snapshot",
             Tools::Source => "source",
             Tools::Netboot => "netboot",
+            Tools::Access => "access",
         }
     }
 
@@ -328,6 +341,7 @@ impl Tools {
             Tools::Snapshot => SNAPSHOT,
             Tools::Source => SOURCE,
             Tools::Netboot => NETBOOT,
+            Tools::Access => ACCESS,
         }
     }
 }

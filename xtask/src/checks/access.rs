@@ -1,0 +1,463 @@
+//! check-access: reaching a running Finnix over the network. The standard
+//! live system in UML, its eth0 on a TAP in a private network namespace
+//! (the host end is the gateway, 10.0.2.1), booted three times:
+//!
+//! 1. `sshd passwd=... hostname=... ip=<static>`: the gateway answers a
+//!    ping, root logs in over SSH with the password (OpenSSH's client, from
+//!    the namespace), a wrong password is refused, and the host key the
+//!    client sees is the one the console printed;
+//! 2. `sshkey=` twice (the `%20` and the colon spelling) and no `sshd`:
+//!    the key logs in, a password login is refused (none was given), and
+//!    the host key differs from the first boot's (made at boot, not
+//!    shipped);
+//! 3. bad input (a malformed crypt hash, an unreadable key, a bad host
+//!    name): each named on the console, the boot goes on, root's password
+//!    stays locked and nothing listens on port 22.
+
+use fs_err as fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::guest::console::Guest;
+use crate::support::cmd::Cmd;
+use crate::support::context::Ctx;
+use crate::support::ui::{self, Outcome, Stage};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The guest's static address and the host end of its TAP (the gateway).
+const GUEST: &str = "10.0.2.15";
+const GATEWAY: &str = "10.0.2.1";
+/// A password with a space and a colon: the quoting and the user rule.
+const PASSWORD: &str = "rescue me:42";
+
+/// The live files one boot needs.
+pub struct Live {
+    pub uml_kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub squashfs: PathBuf,
+    pub memory_mib: u32,
+}
+
+impl Live {
+    pub fn of(ctx: &Ctx, l: &crate::pipeline::Live) -> Result<Live> {
+        let profile = crate::support::config::Profile::load(&ctx.root, &l.profile)?;
+        Ok(Live {
+            uml_kernel: l.uml.image(),
+            initrd: l.initrd.image(),
+            squashfs: l.squashfs.image(),
+            memory_mib: profile.memory_mib,
+        })
+    }
+}
+
+/// A UML boot of the live system with `words` on its command line, eth0 on
+/// a TAP in a network namespace of its own whose host end is the gateway.
+fn boot(
+    s: &Stage,
+    dir: &Path,
+    live: &Live,
+    words: &[&str],
+    log: &Path,
+    version: &str,
+) -> Result<Guest> {
+    let mem = format!("mem={}M", live.memory_mib);
+    let mut args = vec![
+        mem.as_str(),
+        "initrd=initrd.img",
+        "root=/dev/ubda",
+        "ubdar=FINNIX",
+        "eth0=tuntap,tap0",
+        "squashroot",
+        "uml",
+    ];
+    args.extend_from_slice(words);
+    let inner = crate::guest::uml::command(dir, dir, &args, false)?;
+    let line: Vec<String> = std::iter::once(inner.get_program())
+        .chain(inner.get_args())
+        .map(|a| crate::support::cmd::shell_quote(&a.to_string_lossy()))
+        .collect();
+    let script = format!(
+        "ip tuntap add dev tap0 mode tap && ip addr add {GATEWAY}/24 dev tap0 && ip link set tap0 up && exec {}",
+        line.join(" ")
+    );
+    let mut c = std::process::Command::new("unshare");
+    c.current_dir(dir)
+        .args(["--net", "--", "sh", "-c", &script]);
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    s.note(format!(
+        "{}: unshare --net ... {}",
+        log.display(),
+        words.join(" ")
+    ));
+    let start = Instant::now();
+    let mut g = Guest::start(c, log)?;
+    g.boot_to_shell(version, "tty0", start, BOOT_TIMEOUT)
+        .with_context(|| {
+            format!(
+                "{}: the boot failed; its end:\n{}",
+                log.display(),
+                g.tail(25)
+            )
+        })?;
+    Ok(g)
+}
+
+/// A command run in the guest's network namespace (the host end of its TAP).
+fn in_netns(g: &Guest, program: &str) -> Result<Cmd> {
+    let pid = g.pid().context("the guest has no process")?;
+    Ok(crate::cmd!(
+        "nsenter",
+        "-t",
+        pid.to_string(),
+        "-n",
+        "--",
+        program
+    ))
+}
+
+/// OpenSSH's client with nothing of the host's own configuration: no agent,
+/// no known hosts but this check's, one way to log in.
+fn ssh(g: &Guest, dir: &Path, how: &[String], remote: &str) -> Result<Cmd> {
+    Ok(in_netns(g, "ssh")?
+        .args([
+            "-F",
+            "none",
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "ConnectTimeout=20",
+        ])
+        .args(["-o", "StrictHostKeyChecking=no"])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            dir.join("known_hosts").display()
+        ))
+        .args(how)
+        .arg(format!("root@{GUEST}"))
+        .arg(remote)
+        .env_remove("SSH_AUTH_SOCK")
+        .stdin_null()
+        .stderr_to_stdout())
+}
+
+/// A password login: the password comes from an askpass program (OpenSSH
+/// asks it when SSH_ASKPASS_REQUIRE=force), never from a terminal.
+fn password_login(
+    s: &Stage,
+    g: &Guest,
+    dir: &Path,
+    password: &str,
+    remote: &str,
+) -> Result<(bool, String)> {
+    let askpass = dir.join("askpass");
+    fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' {}\n",
+            crate::support::cmd::shell_quote(password)
+        ),
+    )?;
+    fs::set_permissions(
+        &askpass,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    let how = [
+        "-o",
+        "PreferredAuthentications=password",
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+    ]
+    .map(String::from);
+    let cmd = ssh(g, dir, &how, remote)?
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", "none");
+    s.output(cmd)
+}
+
+fn key_login(s: &Stage, g: &Guest, dir: &Path, key: &Path, remote: &str) -> Result<(bool, String)> {
+    let how = [
+        "-o".into(),
+        "PreferredAuthentications=publickey".into(),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-i".into(),
+        key.display().to_string(),
+    ];
+    s.output(ssh(g, dir, &how, remote)?)
+}
+
+/// Wait until sshd accepts connections (it daemonizes before it listens).
+fn wait_for_sshd(s: &Stage, g: &Guest) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, _) = s.output(
+            in_netns(g, "ssh-keyscan")?
+                .args(["-T", "5", "-t", "ed25519", GUEST])
+                .stdin_null(),
+        )?;
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("nothing answers on {GUEST} port 22 a minute after the banner");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The ED25519 host key's fingerprint as the client sees it.
+fn served_fingerprint(s: &Stage, g: &Guest, dir: &Path) -> Result<String> {
+    let scan = s.read(
+        in_netns(g, "ssh-keyscan")?
+            .args(["-T", "10", "-t", "ed25519", GUEST])
+            .stdin_null(),
+    )?;
+    let file = dir.join("scanned.pub");
+    fs::write(&file, &scan)?;
+    let out = s.read(crate::cmd!("ssh-keygen", "-l", "-f", &file))?;
+    out.split_whitespace()
+        .nth(1)
+        .map(str::to_string)
+        .with_context(|| format!("ssh-keygen -l printed {out:?} for the scanned key"))
+}
+
+/// The fingerprint the console printed: "[*] SSH host key ED25519: SHA256:...".
+fn printed_fingerprint(g: &Guest) -> Result<String> {
+    g.output()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("[*] SSH host key ED25519: ")
+                .map(|f| f.trim().to_string())
+        })
+        .context("the console shows no \"[*] SSH host key ED25519:\" line")
+}
+
+fn shutdown(g: &mut Guest) -> Result<()> {
+    g.send("halt\n")?;
+    let status = g.wait(Duration::from_secs(120))?;
+    ensure!(status.success(), "UML exited with {status} after halt");
+    Ok(())
+}
+
+pub fn check(ctx: &Ctx, live: &Live, version: &str) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-access",
+        "sshd, passwd=, sshkey=, hostname=, ip= in UML: SSH logins from the host, bad input named on the console",
+        |s| {
+            let tmp = ctx.cache.temp_dir("check-access")?;
+            let dir = tmp.path();
+            for (from, name) in [(&live.uml_kernel, "linux"), (&live.initrd, "initrd.img"), (&live.squashfs, "FINNIX")] {
+                crate::support::fsutil::link_or_copy(from, &dir.join(name))?;
+            }
+            let first = password_boot(ctx, s, dir, live, version)?;
+            let second = key_boot(ctx, s, dir, live, version)?;
+            ensure!(
+                first != second,
+                "both boots served the host key {first}: host keys must be made at each boot"
+            );
+            bad_input_boot(ctx, s, dir, live, version)?;
+            Ok((
+                (),
+                Outcome::Passed,
+                format!("password and key logins over SSH, a new host key each boot ({first}, {second}), bad input named"),
+            ))
+        },
+    )
+}
+
+/// Boot 1: sshd with root's password, a host name, a static address.
+fn password_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<String> {
+    let passwd = format!("passwd=\"{PASSWORD}\"");
+    let ip = format!("ip={GUEST}::{GATEWAY}:255.255.255.0::eth0:off");
+    let log = ctx.logs().join("console-access-1.log");
+    let mut g = boot(
+        s,
+        dir,
+        live,
+        &["sshd", &passwd, "hostname=rescue-a", &ip],
+        &log,
+        version,
+    )?;
+    let r = (|| -> Result<String> {
+        let out = g.output();
+        for want in [
+            format!("[*] Static address {GUEST}/24 on eth0 (ip=), gateway {GATEWAY}"),
+            "[*] Password set for root (passwd=)".to_string(),
+            "[*] SSH server started on port 22: key and password logins (root)".to_string(),
+        ] {
+            ensure!(out.contains(&want), "the console lacks {want:?}");
+        }
+        let (ok, ping) = g.run_status(&format!("ping -c 1 -W 10 {GATEWAY}"), COMMAND_TIMEOUT)?;
+        ensure!(ok, "the guest cannot ping its gateway {GATEWAY}:\n{ping}");
+        wait_for_sshd(s, &g)?;
+        let printed = printed_fingerprint(&g)?;
+        let served = served_fingerprint(s, &g, dir)?;
+        ensure!(
+            printed == served,
+            "the console printed the host key {printed}, the server showed {served}"
+        );
+        let mem = g.run("cat /proc/swaps; grep -E 'Mem|Swap|Shmem|Anon' /proc/meminfo; ps -eo rss,comm --sort=-rss | head -12", COMMAND_TIMEOUT)?;
+        s.note(format!("memory before the login:\n{mem}"));
+        let (ok, out) = password_login(s, &g, dir, PASSWORD, "hostname; id -u")?;
+        if !ok {
+            let after = g.run(
+                "dmesg | tail -40; grep -E 'Mem|Swap' /proc/meminfo",
+                COMMAND_TIMEOUT,
+            )?;
+            bail!("root's password login over SSH failed:\n{out}\nthe guest then:\n{after}");
+        }
+        ensure!(
+            out.lines().any(|l| l == "rescue-a") && out.lines().any(|l| l == "0"),
+            "the SSH session says {out:?}, not rescue-a and uid 0"
+        );
+        let (ok, out) = password_login(s, &g, dir, "wrong password", "true")?;
+        ensure!(
+            !ok && out.contains("Permission denied"),
+            "a wrong password was not refused:\n{out}"
+        );
+        g.check_trouble()?;
+        Ok(served)
+    })();
+    let r = r.and_then(|fp| shutdown(&mut g).map(|()| fp));
+    r.with_context(|| format!("{}: boot 1 (sshd passwd=)", log.display()))
+}
+
+/// Boot 2: keys only (two spellings), no `sshd` word, no password.
+fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<String> {
+    let key = dir.join("id_ed25519");
+    s.run(crate::cmd!(
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "check@host",
+        "-f",
+        &key
+    ))?;
+    let other = dir.join("other");
+    s.run(crate::cmd!(
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ecdsa",
+        "-N",
+        "",
+        "-C",
+        "other",
+        "-f",
+        &other
+    ))?;
+    let public = |p: &Path| -> Result<Vec<String>> {
+        let text = fs::read_to_string(p.with_extension("pub"))?;
+        Ok(text.split_whitespace().map(str::to_string).collect())
+    };
+    let (k, o) = (public(&key)?, public(&other)?);
+    let percent = format!("sshkey={}", k.join("%20"));
+    let colon = format!("sshkey={}", o.join(":"));
+    let ip = format!("ip={GUEST}/24");
+    let log = ctx.logs().join("console-access-2.log");
+    let mut g = boot(s, dir, live, &[&percent, &colon, &ip], &log, version)?;
+    let r = (|| -> Result<String> {
+        let out = g.output();
+        for want in [
+            "[*] Authorized SSH key for root (sshkey=): ssh-ed25519 check@host",
+            "[*] Authorized SSH key for root (sshkey=): ecdsa-sha2-nistp256 other",
+            "[*] SSH server started on port 22: key logins only",
+        ] {
+            ensure!(out.contains(want), "the console lacks {want:?}");
+        }
+        wait_for_sshd(s, &g)?;
+        let (ok, out) = key_login(s, &g, dir, &key, "wc -l < /root/.ssh/authorized_keys")?;
+        ensure!(
+            ok && out.lines().any(|l| l.trim() == "2"),
+            "the key login failed or found not 2 keys:\n{out}"
+        );
+        let (ok, out) = password_login(s, &g, dir, PASSWORD, "true")?;
+        ensure!(
+            !ok && out.contains("Permission denied (publickey)"),
+            "a password login was not refused without passwd=:\n{out}"
+        );
+        let served = served_fingerprint(s, &g, dir)?;
+        g.check_trouble()?;
+        Ok(served)
+    })();
+    let r = r.and_then(|fp| shutdown(&mut g).map(|()| fp));
+    r.with_context(|| format!("{}: boot 2 (sshkey=)", log.display()))
+}
+
+/// Boot 3: a malformed hash, an unreadable key, a bad host name.
+fn bad_input_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<()> {
+    let log = ctx.logs().join("console-access-3.log");
+    let words = [
+        "passwd=$6$salt$tooshort",
+        "sshkey=ssh-ed25519:AAAAC3Nz",
+        "hostname=-bad-",
+        "ip=10.0.2.15/24",
+    ];
+    let mut g = boot(s, dir, live, &words, &log, version)?;
+    let r = (|| -> Result<()> {
+        let out = g.output();
+        for want in [
+            "[!] passwd=root:<hash>: the $6$ hash's last field must be 86 characters",
+            "[!] sshkey=ssh-ed25519:AAAAC3Nz: its key is cut short; the key was not added",
+            "[!] hostname=-bad-: a part may not start or end with a hyphen",
+        ] {
+            ensure!(out.contains(want), "the console lacks {want:?}");
+        }
+        ensure!(
+            !out.contains("SSH server started"),
+            "sshd started without sshd or a usable key"
+        );
+        let shadow = g.run(
+            "grep '^root:' /etc/shadow | cut -d: -f2; hostname",
+            COMMAND_TIMEOUT,
+        )?;
+        ensure!(
+            shadow.lines().collect::<Vec<_>>() == ["*", "finnix"],
+            "root's password or the host name changed: {shadow:?}"
+        );
+        let (ok, out) = s.output(
+            in_netns(&g, "ssh-keyscan")?
+                .args(["-T", "5", GUEST])
+                .stdin_null()
+                .stderr_to_stdout(),
+        )?;
+        let listening = g.run("ss -Hltn 'sport = :22' | wc -l", COMMAND_TIMEOUT)?;
+        ensure!(
+            listening.trim() == "0" && !out.contains("ssh-"),
+            "something listens on port 22 (ss: {listening}; ssh-keyscan ok={ok}: {out})"
+        );
+        g.check_kernel_trouble()
+    })();
+    let r = r.and_then(|()| shutdown(&mut g));
+    r.with_context(|| format!("{}: boot 3 (bad input)", log.display()))
+}
+
+impl crate::cli::CheckAccess {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        use crate::pipeline::{self, LIVE_STAGES};
+        use crate::stages::ensure_tools;
+        use crate::support::prereq::Tools;
+        ensure_tools(ctx, LIVE_STAGES, &[Tools::Boot, Tools::Access])?;
+        // sshd is in the standard profile only.
+        let l = pipeline::live(ctx, "standard", pipeline::default_squashfs(ctx))?;
+        let live = Live::of(ctx, &l)?;
+        check(ctx, &live, &ctx.config.distribution.version)
+    }
+}
