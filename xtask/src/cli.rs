@@ -133,7 +133,8 @@ pub enum Command {
     /// system under UML (eth0 on a TAP in a network namespace): `sshd
     /// passwd= hostname= ip=` and a password login over SSH; `sshkey=` and a
     /// key login, a password login refused, a new host key; bad input named
-    /// on the console and nothing listening.
+    /// on the console and nothing listening. Part iso: the standard ISO in
+    /// qemu, a crypt hash as the password, a login through a forwarded port.
     #[command(hide = true)]
     CheckAccess(CheckAccess),
     /// The README's commands on a pristine Debian 12 root (mmdebstrap):
@@ -271,7 +272,11 @@ pub struct CheckNetboot {
 }
 
 #[derive(Args)]
-pub struct CheckAccess {}
+pub struct CheckAccess {
+    /// Only these parts (repeatable: uml, iso; default: both).
+    #[arg(long)]
+    pub part: Vec<String>,
+}
 
 #[derive(Args)]
 pub struct SourceJob {

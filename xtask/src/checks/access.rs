@@ -13,6 +13,11 @@
 //! 3. bad input (a malformed crypt hash, an unreadable key, a bad host
 //!    name): each named on the console, the boot goes on, root's password
 //!    stays locked and nothing listens on port 22.
+//!
+//! Part `iso`: the standard ISO's kernel and initramfs in qemu (hardware
+//! mode, Debian's kernel), `sshd passwd=<a SHA-512 crypt hash>`, DHCP from
+//! qemu's user network, a password login through a forwarded port; zram
+//! swap on its 1 GiB.
 
 use fs_err as fs;
 use std::path::{Path, PathBuf};
@@ -32,6 +37,24 @@ const GUEST: &str = "10.0.2.15";
 const GATEWAY: &str = "10.0.2.1";
 /// A password with a space and a colon: the quoting and the user rule.
 const PASSWORD: &str = "rescue me:42";
+
+/// The parts of the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Uml,
+    Iso,
+}
+
+impl Part {
+    pub const ALL: [Part; 2] = [Part::Uml, Part::Iso];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Uml => "uml",
+            Part::Iso => "iso",
+        }
+    }
+}
 
 /// The live files one boot needs.
 pub struct Live {
@@ -109,127 +132,166 @@ fn boot(
     Ok(g)
 }
 
-/// A command run in the guest's network namespace (the host end of its TAP).
-fn in_netns(g: &Guest, program: &str) -> Result<Cmd> {
-    let pid = g.pid().context("the guest has no process")?;
-    Ok(crate::cmd!(
-        "nsenter",
-        "-t",
-        pid.to_string(),
-        "-n",
-        "--",
-        program
-    ))
+/// Where the host reaches the guest's SSH server: from inside the guest's
+/// network namespace (UML's TAP), or through qemu's forwarded port.
+struct Peer {
+    /// The guest process whose network namespace the client enters.
+    netns: Option<u32>,
+    host: String,
+    port: u16,
 }
 
-/// OpenSSH's client with nothing of the host's own configuration: no agent,
-/// no known hosts but this check's, one way to log in.
-fn ssh(g: &Guest, dir: &Path, how: &[String], remote: &str) -> Result<Cmd> {
-    Ok(in_netns(g, "ssh")?
-        .args([
-            "-F",
-            "none",
-            "-o",
-            "BatchMode=no",
-            "-o",
-            "ConnectTimeout=20",
-        ])
-        .args(["-o", "StrictHostKeyChecking=no"])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            dir.join("known_hosts").display()
-        ))
-        .args(how)
-        .arg(format!("root@{GUEST}"))
-        .arg(remote)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin_null()
-        .stderr_to_stdout())
-}
-
-/// A password login: the password comes from an askpass program (OpenSSH
-/// asks it when SSH_ASKPASS_REQUIRE=force), never from a terminal.
-fn password_login(
-    s: &Stage,
-    g: &Guest,
-    dir: &Path,
-    password: &str,
-    remote: &str,
-) -> Result<(bool, String)> {
-    let askpass = dir.join("askpass");
-    fs::write(
-        &askpass,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' {}\n",
-            crate::support::cmd::shell_quote(password)
-        ),
-    )?;
-    fs::set_permissions(
-        &askpass,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )?;
-    let how = [
-        "-o",
-        "PreferredAuthentications=password",
-        "-o",
-        "PubkeyAuthentication=no",
-        "-o",
-        "NumberOfPasswordPrompts=1",
-    ]
-    .map(String::from);
-    let cmd = ssh(g, dir, &how, remote)?
-        .env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", "none");
-    s.output(cmd)
-}
-
-fn key_login(s: &Stage, g: &Guest, dir: &Path, key: &Path, remote: &str) -> Result<(bool, String)> {
-    let how = [
-        "-o".into(),
-        "PreferredAuthentications=publickey".into(),
-        "-o".into(),
-        "IdentitiesOnly=yes".into(),
-        "-i".into(),
-        key.display().to_string(),
-    ];
-    s.output(ssh(g, dir, &how, remote)?)
-}
-
-/// Wait until sshd accepts connections (it daemonizes before it listens).
-fn wait_for_sshd(s: &Stage, g: &Guest) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (ok, _) = s.output(
-            in_netns(g, "ssh-keyscan")?
-                .args(["-T", "5", "-t", "ed25519", GUEST])
-                .stdin_null(),
-        )?;
-        if ok {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("nothing answers on {GUEST} port 22 a minute after the banner");
-        }
-        std::thread::sleep(Duration::from_millis(500));
+impl Peer {
+    fn in_netns(g: &Guest) -> Result<Peer> {
+        Ok(Peer {
+            netns: Some(g.pid().context("the guest has no process")?),
+            host: GUEST.into(),
+            port: 22,
+        })
     }
-}
 
-/// The ED25519 host key's fingerprint as the client sees it.
-fn served_fingerprint(s: &Stage, g: &Guest, dir: &Path) -> Result<String> {
-    let scan = s.read(
-        in_netns(g, "ssh-keyscan")?
-            .args(["-T", "10", "-t", "ed25519", GUEST])
-            .stdin_null(),
-    )?;
-    let file = dir.join("scanned.pub");
-    fs::write(&file, &scan)?;
-    let out = s.read(crate::cmd!("ssh-keygen", "-l", "-f", &file))?;
-    out.split_whitespace()
-        .nth(1)
-        .map(str::to_string)
-        .with_context(|| format!("ssh-keygen -l printed {out:?} for the scanned key"))
+    fn forwarded(port: u16) -> Peer {
+        Peer {
+            netns: None,
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    fn cmd(&self, program: &str) -> Cmd {
+        match self.netns {
+            Some(pid) => crate::cmd!("nsenter", "-t", pid.to_string(), "-n", "--", program),
+            None => Cmd::new(program),
+        }
+    }
+
+    fn keyscan(&self, timeout_secs: u32) -> Cmd {
+        self.cmd("ssh-keyscan")
+            .args([
+                "-T",
+                &timeout_secs.to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-t",
+                "ed25519",
+            ])
+            .arg(&self.host)
+            .stdin_null()
+    }
+
+    /// OpenSSH's client with nothing of the host's own configuration: no
+    /// agent, no known hosts but this check's, one way to log in.
+    fn ssh(&self, dir: &Path, how: &[String], remote: &str) -> Cmd {
+        self.cmd("ssh")
+            .args([
+                "-F",
+                "none",
+                "-o",
+                "BatchMode=no",
+                "-o",
+                "ConnectTimeout=20",
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                dir.join("known_hosts").display()
+            ))
+            .args(how)
+            .arg(format!("root@{}", self.host))
+            .arg(remote)
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin_null()
+            .stderr_to_stdout()
+    }
+
+    /// A password login: the password comes from an askpass program
+    /// (OpenSSH asks it when SSH_ASKPASS_REQUIRE=force), never a terminal.
+    fn password_login(
+        &self,
+        s: &Stage,
+        dir: &Path,
+        password: &str,
+        remote: &str,
+    ) -> Result<(bool, String)> {
+        let askpass = dir.join("askpass");
+        fs::write(
+            &askpass,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' {}\n",
+                crate::support::cmd::shell_quote(password)
+            ),
+        )?;
+        fs::set_permissions(
+            &askpass,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let how = [
+            "-o",
+            "PreferredAuthentications=password",
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ]
+        .map(String::from);
+        let cmd = self
+            .ssh(dir, &how, remote)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", "none");
+        s.output(cmd)
+    }
+
+    fn key_login(&self, s: &Stage, dir: &Path, key: &Path, remote: &str) -> Result<(bool, String)> {
+        let how = [
+            "-o".into(),
+            "PreferredAuthentications=publickey".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-i".into(),
+            key.display().to_string(),
+        ];
+        s.output(self.ssh(dir, &how, remote))
+    }
+
+    /// Wait until sshd answers (it daemonizes before it listens; on the
+    /// ISO, DHCP runs in the background).
+    fn wait_for_sshd(&self, s: &Stage, within: Duration) -> Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            let (ok, out) = s.output(self.keyscan(5))?;
+            if ok && out.contains("ssh-ed25519") {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nothing answers on {} port {} {}s after the banner",
+                    self.host,
+                    self.port,
+                    within.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The ED25519 host key's fingerprint as the client sees it.
+    fn served_fingerprint(&self, s: &Stage, dir: &Path) -> Result<String> {
+        let scan = s.read(self.keyscan(10))?;
+        let file = dir.join("scanned.pub");
+        fs::write(&file, &scan)?;
+        let out = s.read(crate::cmd!("ssh-keygen", "-l", "-f", &file))?;
+        out.split_whitespace()
+            .nth(1)
+            .map(str::to_string)
+            .with_context(|| format!("ssh-keygen -l printed {out:?} for the scanned key"))
+    }
 }
 
 /// The fingerprint the console printed: "[*] SSH host key ED25519: SHA256:...".
@@ -302,16 +364,17 @@ fn password_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -
         }
         let (ok, ping) = g.run_status(&format!("ping -c 1 -W 10 {GATEWAY}"), COMMAND_TIMEOUT)?;
         ensure!(ok, "the guest cannot ping its gateway {GATEWAY}:\n{ping}");
-        wait_for_sshd(s, &g)?;
+        let peer = Peer::in_netns(&g)?;
+        peer.wait_for_sshd(s, Duration::from_secs(60))?;
         let printed = printed_fingerprint(&g)?;
-        let served = served_fingerprint(s, &g, dir)?;
+        let served = peer.served_fingerprint(s, dir)?;
         ensure!(
             printed == served,
             "the console printed the host key {printed}, the server showed {served}"
         );
         let mem = g.run("cat /proc/swaps; grep -E 'Mem|Swap|Shmem|Anon' /proc/meminfo; ps -eo rss,comm --sort=-rss | head -12", COMMAND_TIMEOUT)?;
         s.note(format!("memory before the login:\n{mem}"));
-        let (ok, out) = password_login(s, &g, dir, PASSWORD, "hostname; id -u")?;
+        let (ok, out) = peer.password_login(s, dir, PASSWORD, "hostname; id -u")?;
         if !ok {
             let after = g.run(
                 "dmesg | tail -40; grep -E 'Mem|Swap' /proc/meminfo",
@@ -323,7 +386,7 @@ fn password_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -
             out.lines().any(|l| l == "rescue-a") && out.lines().any(|l| l == "0"),
             "the SSH session says {out:?}, not rescue-a and uid 0"
         );
-        let (ok, out) = password_login(s, &g, dir, "wrong password", "true")?;
+        let (ok, out) = peer.password_login(s, dir, "wrong password", "true")?;
         ensure!(
             !ok && out.contains("Permission denied"),
             "a wrong password was not refused:\n{out}"
@@ -382,18 +445,19 @@ fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Res
         ] {
             ensure!(out.contains(want), "the console lacks {want:?}");
         }
-        wait_for_sshd(s, &g)?;
-        let (ok, out) = key_login(s, &g, dir, &key, "wc -l < /root/.ssh/authorized_keys")?;
+        let peer = Peer::in_netns(&g)?;
+        peer.wait_for_sshd(s, Duration::from_secs(60))?;
+        let (ok, out) = peer.key_login(s, dir, &key, "wc -l < /root/.ssh/authorized_keys")?;
         ensure!(
             ok && out.lines().any(|l| l.trim() == "2"),
             "the key login failed or found not 2 keys:\n{out}"
         );
-        let (ok, out) = password_login(s, &g, dir, PASSWORD, "true")?;
+        let (ok, out) = peer.password_login(s, dir, PASSWORD, "true")?;
         ensure!(
             !ok && out.contains("Permission denied (publickey)"),
             "a password login was not refused without passwd=:\n{out}"
         );
-        let served = served_fingerprint(s, &g, dir)?;
+        let served = peer.served_fingerprint(s, dir)?;
         g.check_trouble()?;
         Ok(served)
     })();
@@ -432,12 +496,7 @@ fn bad_input_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) 
             shadow.lines().collect::<Vec<_>>() == ["*", "finnix"],
             "root's password or the host name changed: {shadow:?}"
         );
-        let (ok, out) = s.output(
-            in_netns(&g, "ssh-keyscan")?
-                .args(["-T", "5", GUEST])
-                .stdin_null()
-                .stderr_to_stdout(),
-        )?;
+        let (ok, out) = s.output(Peer::in_netns(&g)?.keyscan(5).stderr_to_stdout())?;
         let listening = g.run("ss -Hltn 'sport = :22' | wc -l", COMMAND_TIMEOUT)?;
         ensure!(
             listening.trim() == "0" && !out.contains("ssh-"),
@@ -449,15 +508,105 @@ fn bad_input_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) 
     r.with_context(|| format!("{}: boot 3 (bad input)", log.display()))
 }
 
+/// Part `iso`: sshd from the standard ISO in qemu, a crypt hash as the
+/// password, a login through qemu's forwarded port.
+pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
+    ui::stage(
+        &ctx.logs(),
+        "check-access-iso",
+        "sshd passwd=<crypt hash> from the standard ISO in qemu: a password login through a forwarded port",
+        |s| {
+            let tmp = ctx.cache.temp_dir("check-access-iso")?;
+            let dir = tmp.path();
+            let b = crate::checks::hardware::iso_boot(s, iso, &dir.join("iso"))?;
+            let hash = s.read(crate::cmd!("openssl", "passwd", "-6", "-salt", "finnixcheck", PASSWORD))?;
+            let hash = hash.trim();
+            ensure!(hash.starts_with("$6$finnixcheck$"), "openssl passwd -6 printed {hash:?}");
+            // A port for qemu to forward: free when asked (qemu binds it next).
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut c = crate::guest::qemu::command("pc", crate::guest::qemu::MIB);
+            c.arg("-kernel")
+                .arg(&b.kernel)
+                .arg("-initrd")
+                .arg(&b.initrd)
+                .arg("-append")
+                .arg(format!("{} sshd passwd={hash} hostname=rescue-iso", b.append))
+                .arg("-drive")
+                .arg(format!("file={},format=raw,media=cdrom,readonly=on", iso.display()))
+                .args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22")])
+                .args(["-device", "virtio-net-pci,netdev=n0"]);
+            let log = ctx.logs().join("console-access-iso.log");
+            s.note(format!("{}: {c:?}", log.display()));
+            let start = Instant::now();
+            let fp = crate::guest::console::session(c, &log, |g| {
+                g.boot_to_shell(version, "ttyS0", start, Duration::from_secs(600))?;
+                let out = g.output();
+                for want in [
+                    "[*] Using zram swap /dev/zram0:",
+                    "[*] Password set for root (passwd=, a crypt hash)",
+                    "[*] SSH server started on port 22: key and password logins (root)",
+                ] {
+                    ensure!(out.contains(want), "the console lacks {want:?}");
+                }
+                let peer = Peer::forwarded(port);
+                peer.wait_for_sshd(s, Duration::from_secs(240))?;
+                let printed = printed_fingerprint(g)?;
+                let served = peer.served_fingerprint(s, dir)?;
+                ensure!(printed == served, "the console printed the host key {printed}, the server showed {served}");
+                let (ok, out) = peer.password_login(s, dir, PASSWORD, "hostname; id -u")?;
+                ensure!(
+                    ok && out.lines().any(|l| l == "rescue-iso") && out.lines().any(|l| l == "0"),
+                    "root's password login (a crypt hash in passwd=) failed or says {out:?}"
+                );
+                g.check_trouble()?;
+                Ok(served)
+            })?;
+            Ok(((), Outcome::Passed, format!("a password login over SSH from the ISO (host key {fp})")))
+        },
+    )
+}
+
 impl crate::cli::CheckAccess {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{self, LIVE_STAGES};
+        use crate::pipeline::{self, LIVE_STAGES, RELEASE_STAGES};
         use crate::stages::ensure_tools;
         use crate::support::prereq::Tools;
-        ensure_tools(ctx, LIVE_STAGES, &[Tools::Boot, Tools::Access])?;
+        let parts: Vec<Part> = if self.part.is_empty() {
+            Part::ALL.to_vec()
+        } else {
+            self.part
+                .iter()
+                .map(|n| {
+                    Part::ALL
+                        .into_iter()
+                        .find(|p| p.name() == n)
+                        .with_context(|| format!("--part {n}: the parts are uml and iso"))
+                })
+                .collect::<Result<_>>()?
+        };
+        ensure_tools(
+            ctx,
+            if parts.contains(&Part::Iso) {
+                RELEASE_STAGES
+            } else {
+                LIVE_STAGES
+            },
+            &[Tools::Boot, Tools::Access],
+        )?;
+        let version = &ctx.config.distribution.version;
         // sshd is in the standard profile only.
-        let l = pipeline::live(ctx, "standard", pipeline::default_squashfs(ctx))?;
-        let live = Live::of(ctx, &l)?;
-        check(ctx, &live, &ctx.config.distribution.version)
+        for part in parts {
+            match part {
+                Part::Uml => {
+                    let l = pipeline::live(ctx, "standard", pipeline::default_squashfs(ctx))?;
+                    check(ctx, &Live::of(ctx, &l)?, version)?;
+                }
+                Part::Iso => {
+                    let r = pipeline::release(ctx, "standard")?;
+                    check_iso(ctx, &r.iso.image(), version)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

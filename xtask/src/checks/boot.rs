@@ -562,7 +562,11 @@ fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
             "-append",
             "console=com1 com1=115200,8n1 dom0_mem=512M noreboot",
         ])
-        .args(["-initrd", "vmlinuz xen console=hvc0,initrd.img"])
+        // hostname=: the live system's boot words reach a Xen guest too.
+        .args([
+            "-initrd",
+            "vmlinuz xen console=hvc0 hostname=xen-rescue,initrd.img",
+        ])
         .arg("-drive")
         .arg(format!(
             "file={},format=raw,if=virtio,readonly=on",
@@ -957,8 +961,14 @@ pub(crate) fn check_facts(
     // The spec's transcript: uname -a, and the ways out (shutdown -h now
     // ends every check).
     let uname = guest.run("uname -a", COMMAND_TIMEOUT)?;
+    // xen-pv is booted with hostname=xen-rescue (check_xen_pv).
+    let host = if target == Target::XenPv {
+        "xen-rescue"
+    } else {
+        "finnix"
+    };
     ensure!(
-        uname.starts_with("Linux finnix ") && uname.contains(want),
+        uname.starts_with(&format!("Linux {host} ")) && uname.contains(want),
         "uname -a says {uname:?}"
     );
     let (all, found) = guest.run_status(
@@ -980,8 +990,8 @@ pub(crate) fn check_facts(
     )?;
     let facts: Vec<&str> = facts.lines().collect();
     ensure!(
-        facts.first() == Some(&"finnix"),
-        "the hostname is not finnix: {facts:?}"
+        facts.first() == Some(&host),
+        "the hostname is not {host}: {facts:?}"
     );
     ensure!(
         facts.get(1) == Some(&target.mode()),
@@ -1175,6 +1185,11 @@ fn check_uml_flow(guest: &mut Guest, boot_text: &str, banner: &str) -> Result<()
 fn check_xen_pv(guest: &mut Guest, boot_text: &str) -> Result<()> {
     let t = guest.run("cat /sys/hypervisor/type", COMMAND_TIMEOUT)?;
     ensure!(t.trim() == "xen", "/sys/hypervisor/type says {t:?}");
+    let name = guest.run("hostname", COMMAND_TIMEOUT)?;
+    ensure!(
+        name.trim() == "xen-rescue",
+        "hostname=xen-rescue gave the host name {name:?}"
+    );
     ensure!(
         boot_text.contains("Welcome to Finnix for Xen!"),
         "no Xen welcome line"

@@ -115,7 +115,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ("trouble-detection", "kernel trouble planted in a boot must fail the checks"),
     ("hardware", "the hardware matrix (configs/hardware/matrix.toml)"),
     ("netboot-<part>", "the network boot (check-netboot --part): bios, uefi, static, faults; isofile (findiso=)"),
-    ("access", "sshd, passwd=, sshkey=, hostname=, ip= in UML: SSH logins from the host, bad input"),
+    ("access-<part>", "remote access (check-access --part): uml (sshd, passwd=, sshkey=, hostname=, ip=, bad input), iso (qemu, a crypt hash)"),
     ("create", "finnix create on this host"),
     ("cow", "COW mode: finnix.img booted three times"),
     ("cow-recipe", "the spec's manual COW recipe in the standard live system"),
@@ -135,6 +135,7 @@ fn selected(only: &[String], name: &str) -> bool {
                 || (o == "boot" && name.starts_with("boot-"))
                 || (o == "rescue" && name.starts_with("rescue-"))
                 || (o == "netboot" && name.starts_with("netboot-"))
+                || (o == "access" && name.starts_with("access-"))
         })
 }
 
@@ -363,11 +364,7 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     all.push(Part::new("cow-recipe", "", 1, move || {
         crate::checks::cow::check_recipe(ctx, &b.standard.live, version)
     }));
-    all.push(Part::new("access", "", 1, move || {
-        crate::support::prereq::ensure(&[Tools::Access], &ctx.logs())?;
-        let live = crate::checks::access::Live::of(ctx, &b.standard.live)?;
-        crate::checks::access::check(ctx, &live, version)
-    }));
+    all.extend(access_parts(ctx, b));
     all.push(Part::new("create", "", 1, move || {
         crate::support::prereq::ensure(&[Tools::Create], &ctx.logs())?;
         crate::checks::create::check(ctx, &crate::checks::create::files_of(&b.mini)).map(|_| ())
@@ -395,6 +392,28 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         check_trouble_detection(ctx, b)
     }));
     ordered(all, only)
+}
+
+/// The remote-access parts: UML, and the standard ISO in qemu.
+fn access_parts<'a>(ctx: &'a Ctx, b: &'a Builds) -> Vec<Part<'a>> {
+    let version = &ctx.config.distribution.version;
+    let mut all = Vec::new();
+    for part in crate::checks::access::Part::ALL {
+        all.push(Part::new(
+            format!("access-{}", part.name()),
+            "",
+            1,
+            move || {
+                use crate::checks::access::{self, Live, Part};
+                crate::support::prereq::ensure(&[Tools::Access], &ctx.logs())?;
+                match part {
+                    Part::Uml => access::check(ctx, &Live::of(ctx, &b.standard.live)?, version),
+                    Part::Iso => access::check_iso(ctx, &b.standard.iso.image(), version),
+                }
+            },
+        ));
+    }
+    all
 }
 
 /// Each part's description from [`PARTS`]; the long ones first (measured:

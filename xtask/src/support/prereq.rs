@@ -187,6 +187,7 @@ const ACCESS: &[Requirement] = &[
     cmd("nsenter", "util-linux"),
     cmd("unshare", "util-linux"),
     cmd("ip", "iproute2"),
+    cmd("openssl", "openssl"),
 ];
 
 const COW: &[Requirement] = &[
