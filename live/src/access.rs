@@ -48,11 +48,83 @@ impl Access {
         a
     }
 
+    /// `self` (the settings file's) with `over` (the command line's) laid
+    /// on top: the command line wins for single values, keys add up.
+    pub fn under(mut self, over: Access) -> Access {
+        self.sshd |= over.sshd;
+        self.nozram |= over.nozram;
+        self.hostname = over.hostname.or(self.hostname);
+        self.ip = over.ip.or(self.ip);
+        self.passwd = over.passwd.or(self.passwd);
+        self.sshkeys.extend(over.sshkeys);
+        self
+    }
+
     /// The SSH server runs: `sshd` was given, or a key was added (a key is
     /// given for nothing else; an unreadable one starts nothing).
     pub fn wants_sshd(&self, keys_added: usize) -> bool {
         self.sshd || keys_added > 0
     }
+}
+
+/// The settings file's name, at the root of a FAT partition: one labelled
+/// [`SETTINGS_LABEL`], or the EFI partition of the stick Finnix booted from.
+pub const SETTINGS_FILE: &str = "finnix.conf";
+/// The FAT label (`mkfs.fat -n FINNIXCFG`, `fatlabel`) of a partition a
+/// user adds for the settings file.
+pub const SETTINGS_LABEL: &str = "FINNIXCFG";
+
+/// The settings file: `name = value` lines (`#` comments, blank lines; a
+/// value may be in double quotes): `hostname`, `ip`, `passwd`, `sshkey`
+/// (repeatable), `sshd = yes|no`, `zram = yes|no`. Any mistake refuses
+/// the whole file, naming the line.
+pub fn settings_file(text: &str) -> Result<Access, String> {
+    let mut a = Access::default();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim().trim_start_matches('\u{feff}');
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |why: String| {
+            format!(
+                "{SETTINGS_FILE} line {}: {why}; the file is not used",
+                n + 1
+            )
+        };
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(at(format!("{line:?} is not <setting> = <value>")));
+        };
+        let (key, mut value) = (key.trim(), value.trim());
+        if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+            value = &value[1..value.len() - 1];
+        } else if value.contains('"') {
+            return Err(at(format!(
+                "the value of {key} has an unbalanced double quote"
+            )));
+        }
+        let yes_no = |v: &str| match v {
+            "yes" | "true" | "on" | "1" => Ok(true),
+            "no" | "false" | "off" | "0" => Ok(false),
+            other => Err(at(format!("{key} is yes or no, not {other:?}"))),
+        };
+        match key {
+            "hostname" => a.hostname = Some(value.to_string()),
+            "ip" => a.ip = Some(value.to_string()),
+            "passwd" => a.passwd = Some(value.to_string()),
+            "sshkey" => a.sshkeys.push(value.to_string()),
+            "sshd" => a.sshd = yes_no(value)?,
+            "zram" => a.nozram = !yes_no(value)?,
+            other => {
+                return Err(at(format!(
+                    "unknown setting {other:?} (the settings are hostname, ip, passwd, sshkey, sshd, zram)"
+                )))
+            }
+        }
+        if value.is_empty() {
+            return Err(at(format!("{key} has no value")));
+        }
+    }
+    Ok(a)
 }
 
 /// A host name: labels of letters, digits and hyphens (RFC 1123), each 1
@@ -392,6 +464,42 @@ mod tests {
         assert_eq!(none, Access::default());
         assert!(!none.wants_sshd(0));
         assert!(Access::from_cmdline("sshkey=k").wants_sshd(1));
+    }
+
+    #[test]
+    fn the_settings_file() {
+        let text = "# on the stick\n\nhostname = rack-7\nsshd = yes\nsshkey = \"ssh-ed25519 AAAA me\"\nsshkey=x\nzram = no\n";
+        let a = settings_file(text).unwrap();
+        assert_eq!(a.hostname.as_deref(), Some("rack-7"));
+        assert!(a.sshd && a.nozram);
+        assert_eq!(a.sshkeys, ["ssh-ed25519 AAAA me", "x"]);
+        // The command line wins; keys add up.
+        let cmd = Access::from_cmdline("hostname=box sshkey=y");
+        let both = a.under(cmd);
+        assert_eq!(both.hostname.as_deref(), Some("box"));
+        assert_eq!(both.sshkeys, ["ssh-ed25519 AAAA me", "x", "y"]);
+        assert!(both.sshd);
+        for (bad, says) in [
+            (
+                "hostname = a\nsshd\n",
+                "line 2: \"sshd\" is not <setting> = <value>",
+            ),
+            ("hotsname = a\n", "line 1: unknown setting \"hotsname\""),
+            ("sshd = maybe\n", "line 1: sshd is yes or no"),
+            (
+                "# c\npasswd = \"x\n",
+                "line 2: the value of passwd has an unbalanced",
+            ),
+            ("ip =\n", "line 1: ip has no value"),
+        ] {
+            let e = settings_file(bad).unwrap_err();
+            assert!(
+                e.starts_with("finnix.conf ")
+                    && e.contains(says)
+                    && e.ends_with("the file is not used"),
+                "{bad:?}: {e}"
+            );
+        }
     }
 
     #[test]

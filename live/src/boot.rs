@@ -285,7 +285,7 @@ pub fn mount_points(mounts: &str) -> Vec<String> {
         .collect()
 }
 
-fn mount(
+pub fn mount(
     source: &str,
     target: &str,
     fstype: &str,
@@ -530,9 +530,7 @@ pub fn start() -> i32 {
     if let Some(host) = host_line(mode) {
         say!("[*] Host: {host}");
     }
-    let access = crate::access::Access::from_cmdline(&read(finnix_contract::cmdline::PROC));
-    remote::apply_hostname(&access);
-    set_hostname();
+    let cmdline = crate::access::Access::from_cmdline(&read(finnix_contract::cmdline::PROC));
     make_identities();
 
     if !mode.is_guest() {
@@ -564,6 +562,10 @@ pub fn start() -> i32 {
         Ok(()) => say!("[*] Scanning for partitions and creating /etc/fstab... done"),
         Err(e) => say!("[*] Scanning for partitions and creating /etc/fstab... failed: {e}"),
     }
+    // The settings file on the stick, under the command line's words.
+    let access = remote::read_settings(&found, &medium).under(cmdline);
+    remote::apply_hostname(&access);
+    set_hostname();
 
     for f in found.iter().filter(|f| f.fs == fsprobe::Fs::Swap) {
         let dev = format!("/dev/{}", f.name);

@@ -115,6 +115,23 @@ pub fn probe(buf: &[u8]) -> Option<Fs> {
     None
 }
 
+/// The volume label in a FAT boot sector (`mkfs.fat -n`, `fatlabel`
+/// write it there and in the root directory), when it has one.
+pub fn fat_label(buf: &[u8]) -> Option<String> {
+    // FAT32 keeps its extended boot record further in than FAT12/16.
+    let at_label = if at(buf, 82, b"FAT32   ") && buf.get(66) == Some(&0x29) {
+        71
+    } else if buf.get(38) == Some(&0x29) {
+        43
+    } else {
+        return None;
+    };
+    let label = String::from_utf8_lossy(buf.get(at_label..at_label + 11)?)
+        .trim_end_matches([' ', '\0'])
+        .to_string();
+    (!label.is_empty() && label != "NO NAME").then_some(label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +177,17 @@ mod tests {
         b[510] = 0x55;
         b[511] = 0xaa;
         assert_eq!(probe(&b), Some(Fs::Vfat));
+        assert_eq!(fat_label(&b), None);
+        b[38] = 0x29;
+        b[43..54].copy_from_slice(b"FINNIXCFG  ");
+        assert_eq!(fat_label(&b).as_deref(), Some("FINNIXCFG"));
+        b[43..54].copy_from_slice(b"NO NAME    ");
+        assert_eq!(fat_label(&b), None);
+        let mut b = blank();
+        b[82..90].copy_from_slice(b"FAT32   ");
+        b[66] = 0x29;
+        b[71..82].copy_from_slice(b"STICK      ");
+        assert_eq!(fat_label(&b).as_deref(), Some("STICK"));
         let mut b = blank();
         b[512..520].copy_from_slice(b"LABELONE");
         b[536..544].copy_from_slice(b"LVM2 001");

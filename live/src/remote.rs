@@ -53,6 +53,65 @@ fn ip_cmd(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The settings file (`access::SETTINGS_FILE`) from the first FAT
+/// partition that holds one: labelled `access::SETTINGS_LABEL`, or on the
+/// disk Finnix booted from (a stick's EFI partition). Mounted read-only
+/// and let go at once. A file with a mistake is named and not used.
+pub fn read_settings(found: &[crate::fstab::Found], medium: &str) -> Access {
+    use crate::fsprobe::{fat_label, Fs};
+    const MNT: &str = "/run/finnix/settings";
+    let medium = medium.trim_start_matches("/dev/");
+    for f in found.iter().filter(|f| f.fs == Fs::Vfat) {
+        let dev = format!("/dev/{}", f.name);
+        let mut head = [0u8; 512];
+        let read =
+            fs::File::open(&dev).and_then(|mut d| std::io::Read::read_exact(&mut d, &mut head));
+        let on_medium = !medium.is_empty() && f.name != medium && f.name.starts_with(medium);
+        if read.is_err()
+            || !(on_medium || fat_label(&head).as_deref() == Some(access::SETTINGS_LABEL))
+        {
+            continue;
+        }
+        let _ = fs::create_dir_all(MNT);
+        let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        if let Err(e) = crate::boot::mount(&dev, MNT, "vfat", flags, "") {
+            say(&format!(
+                "[!] {dev}: cannot mount it to look for {}: {e}",
+                access::SETTINGS_FILE
+            ));
+            continue;
+        }
+        let text = fs::read(format!("{MNT}/{}", access::SETTINGS_FILE));
+        let mnt = std::ffi::CString::new(MNT).expect("path");
+        unsafe { libc::umount2(mnt.as_ptr(), 0) };
+        let Ok(bytes) = text else {
+            continue; // no settings file here
+        };
+        let parsed = String::from_utf8(bytes)
+            .map_err(|_| {
+                format!(
+                    "{} is not UTF-8 text; the file is not used",
+                    access::SETTINGS_FILE
+                )
+            })
+            .and_then(|t| access::settings_file(&t));
+        return match parsed {
+            Ok(a) => {
+                say(&format!(
+                    "[*] Settings from {} on {dev}",
+                    access::SETTINGS_FILE
+                ));
+                a
+            }
+            Err(e) => {
+                say(&format!("[!] {dev}: {e}"));
+                Access::default()
+            }
+        };
+    }
+    Access::default()
+}
+
 /// The host name from `hostname=`, else from a static `ip=`'s field.
 pub fn apply_hostname(a: &Access) {
     let from_ip = || match a.ip.as_deref().map(ip::parse) {

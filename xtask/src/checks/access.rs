@@ -6,13 +6,15 @@
 //!    ping, root logs in over SSH with the password (OpenSSH's client, from
 //!    the namespace), a wrong password is refused, and the host key the
 //!    client sees is the one the console printed;
-//! 2. `sshkey=` twice (the `%20` and the colon spelling) and no `sshd`:
-//!    the key logs in, a password login is refused (none was given), and
-//!    the host key differs from the first boot's (made at boot, not
-//!    shipped);
+//! 2. `sshkey=` twice (the `%20` and the colon spelling), no `sshd`, and
+//!    a settings file (`finnix.conf` on a FAT disk labelled FINNIXCFG) with
+//!    a third key and the host name: each key logs in, a password login is
+//!    refused (none was given), and the host key differs from the first
+//!    boot's (made at boot, not shipped);
 //! 3. bad input (a malformed crypt hash, an unreadable key, a bad host
-//!    name): each named on the console, the boot goes on, root's password
-//!    stays locked and nothing listens on port 22.
+//!    name, a settings file with an unknown setting on its line 2): each
+//!    named on the console, the boot goes on, root's password stays locked
+//!    and nothing listens on port 22 (the file's `sshd = yes` unused).
 //!
 //! Part `iso`: the standard ISO's kernel and initramfs in qemu (hardware
 //! mode, Debian's kernel), `sshd passwd=<a SHA-512 crypt hash>`, DHCP from
@@ -398,47 +400,67 @@ fn password_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -
     r.with_context(|| format!("{}: boot 1 (sshd passwd=)", log.display()))
 }
 
-/// Boot 2: keys only (two spellings), no `sshd` word, no password.
-fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<String> {
-    let key = dir.join("id_ed25519");
+/// A new key pair in `dir`; its public key's fields.
+fn keypair(s: &Stage, dir: &Path, kind: &str, comment: &str) -> Result<(PathBuf, Vec<String>)> {
+    let key = dir.join(format!("id_{comment}"));
     s.run(crate::cmd!(
         "ssh-keygen",
         "-q",
         "-t",
-        "ed25519",
+        kind,
         "-N",
         "",
         "-C",
-        "check@host",
+        comment,
         "-f",
         &key
     ))?;
-    let other = dir.join("other");
+    let text = fs::read_to_string(key.with_extension("pub"))?;
+    Ok((key, text.split_whitespace().map(str::to_string).collect()))
+}
+
+/// A whole-disk FAT image labelled FINNIXCFG holding `finnix.conf`, as a
+/// user makes one (mkfs.fat -n, then copies the file on).
+fn settings_disk(s: &Stage, dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let img = dir.join(name);
+    let _ = fs::remove_file(&img);
     s.run(crate::cmd!(
-        "ssh-keygen",
-        "-q",
-        "-t",
-        "ecdsa",
-        "-N",
-        "",
+        "mkfs.fat",
+        "-n",
+        "FINNIXCFG",
         "-C",
-        "other",
-        "-f",
-        &other
+        &img,
+        "4096"
     ))?;
-    let public = |p: &Path| -> Result<Vec<String>> {
-        let text = fs::read_to_string(p.with_extension("pub"))?;
-        Ok(text.split_whitespace().map(str::to_string).collect())
-    };
-    let (k, o) = (public(&key)?, public(&other)?);
+    let conf = dir.join("finnix.conf");
+    fs::write(&conf, text)?;
+    s.run(crate::cmd!("mcopy", "-i", &img, &conf, "::finnix.conf"))?;
+    Ok(img)
+}
+
+/// Boot 2: keys only, no `sshd` word, no password: two on the command line
+/// (the `%20` and the colon spelling), a third and the host name from a
+/// settings file on a FAT disk labelled FINNIXCFG.
+fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<String> {
+    let (key, k) = keypair(s, dir, "ed25519", "check@host")?;
+    let (_, o) = keypair(s, dir, "ecdsa", "other")?;
+    let (file_key, f) = keypair(s, dir, "ed25519", "from-file")?;
+    let conf = format!(
+        "# Finnix settings, read at boot\nhostname = rack-7\nsshkey = \"{}\"\n",
+        f.join(" ")
+    );
+    let disk = settings_disk(s, dir, "settings-2.img", &conf)?;
     let percent = format!("sshkey={}", k.join("%20"));
     let colon = format!("sshkey={}", o.join(":"));
+    let ubdb = format!("ubdbr={}", disk.display());
     let ip = format!("ip={GUEST}/24");
     let log = ctx.logs().join("console-access-2.log");
-    let mut g = boot(s, dir, live, &[&percent, &colon, &ip], &log, version)?;
+    let mut g = boot(s, dir, live, &[&ubdb, &percent, &colon, &ip], &log, version)?;
     let r = (|| -> Result<String> {
         let out = g.output();
         for want in [
+            "[*] Settings from finnix.conf on /dev/ubdb",
+            "[*] Authorized SSH key for root (sshkey=): ssh-ed25519 from-file",
             "[*] Authorized SSH key for root (sshkey=): ssh-ed25519 check@host",
             "[*] Authorized SSH key for root (sshkey=): ecdsa-sha2-nistp256 other",
             "[*] SSH server started on port 22: key logins only",
@@ -447,11 +469,14 @@ fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Res
         }
         let peer = Peer::in_netns(&g)?;
         peer.wait_for_sshd(s, Duration::from_secs(60))?;
-        let (ok, out) = peer.key_login(s, dir, &key, "wc -l < /root/.ssh/authorized_keys")?;
+        let (ok, out) =
+            peer.key_login(s, dir, &key, "wc -l < /root/.ssh/authorized_keys; hostname")?;
         ensure!(
-            ok && out.lines().any(|l| l.trim() == "2"),
-            "the key login failed or found not 2 keys:\n{out}"
+            ok && out.lines().any(|l| l.trim() == "3") && out.lines().any(|l| l == "rack-7"),
+            "the key login failed, or found not 3 keys and the file's host name rack-7:\n{out}"
         );
+        let (ok, out) = peer.key_login(s, dir, &file_key, "true")?;
+        ensure!(ok, "the settings file's key does not log in:\n{out}");
         let (ok, out) = peer.password_login(s, dir, PASSWORD, "true")?;
         ensure!(
             !ok && out.contains("Permission denied (publickey)"),
@@ -462,13 +487,18 @@ fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Res
         Ok(served)
     })();
     let r = r.and_then(|fp| shutdown(&mut g).map(|()| fp));
-    r.with_context(|| format!("{}: boot 2 (sshkey=)", log.display()))
+    r.with_context(|| format!("{}: boot 2 (sshkey=, settings file)", log.display()))
 }
 
-/// Boot 3: a malformed hash, an unreadable key, a bad host name.
+/// Boot 3: a malformed hash, an unreadable key, a bad host name, and a
+/// settings file with a mistake on its second line (its first would start
+/// sshd).
 fn bad_input_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<()> {
     let log = ctx.logs().join("console-access-3.log");
+    let disk = settings_disk(s, dir, "settings-3.img", "sshd = yes\nhotsname = rack-7\n")?;
+    let ubdb = format!("ubdbr={}", disk.display());
     let words = [
+        &ubdb,
         "passwd=$6$salt$tooshort",
         "sshkey=ssh-ed25519:AAAAC3Nz",
         "hostname=-bad-",
@@ -481,6 +511,7 @@ fn bad_input_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) 
             "[!] passwd=root:<hash>: the $6$ hash's last field must be 86 characters",
             "[!] sshkey=ssh-ed25519:AAAAC3Nz: its key is cut short; the key was not added",
             "[!] hostname=-bad-: a part may not start or end with a hyphen",
+            "[!] /dev/ubdb: finnix.conf line 2: unknown setting \"hotsname\"",
         ] {
             ensure!(out.contains(want), "the console lacks {want:?}");
         }

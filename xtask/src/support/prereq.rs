@@ -188,6 +188,8 @@ const ACCESS: &[Requirement] = &[
     cmd("unshare", "util-linux"),
     cmd("ip", "iproute2"),
     cmd("openssl", "openssl"),
+    cmd("mkfs.fat", "dosfstools"),
+    cmd("mcopy", "mtools"),
 ];
 
 const COW: &[Requirement] = &[
