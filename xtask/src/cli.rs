@@ -442,6 +442,10 @@ pub enum BenchWhat {
     /// A cold build of each compiled kernel (UML, domU) from the unpacked
     /// source: patch, configure, make; wall time each (--runs ignored).
     Kernels,
+    /// A 256 MB UML guest (standard) with zram swap and with `nozram`: the
+    /// largest amount of the system's own files a process holds in memory
+    /// before it is killed, and zram's peak use.
+    Zram,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -152,6 +152,7 @@ impl crate::cli::Bench {
             crate::cli::BenchWhat::Boot => return boot(ctx, self.profile, self.runs),
             crate::cli::BenchWhat::Packages => return packages(ctx, self.profile),
             crate::cli::BenchWhat::Kernels => return kernels(ctx, self.flavor.flavors()),
+            crate::cli::BenchWhat::Zram => return zram(ctx),
             crate::cli::BenchWhat::Squashfs => {}
         }
         ensure_tools(ctx, LIVE_STAGES, &[])?;
@@ -499,6 +500,145 @@ fn packages(ctx: &crate::support::context::Ctx, profile: Option<String>) -> Resu
         fmt_size(total_kib * 1024)
     );
     Ok(())
+}
+
+// ---- bench zram --------------------------------------------------------------
+
+/// The memory of the guest `bench zram` measures (the small machine).
+const ZRAM_GUEST_MIB: u32 = 256;
+/// The sizes of memory a process holds, MiB, tried in turn until one is
+/// killed.
+const ZRAM_STEPS: &[u64] = &[96, 128, 160, 192, 224, 256, 288, 320, 384];
+
+/// One boot's result: the largest size held, and zram's own figures.
+struct ZramRun {
+    largest_mib: u64,
+    killed_at: Option<u64>,
+    swap_line: String,
+    /// zram's mm_stat after the largest size: mem_used_max (bytes).
+    peak_used: Option<u64>,
+}
+
+/// A 256 MB UML guest of the standard live system, with zram swap (the
+/// default) and with `nozram`: a process holds more and more of the
+/// system's own program files in memory (realistic data: code and
+/// libraries compress about 2 to 3 times) until the kernel kills it.
+fn zram(ctx: &crate::support::context::Ctx) -> Result<()> {
+    use crate::pipeline::{default_squashfs, live, LIVE_STAGES};
+    use crate::stages::ensure_tools;
+    use crate::support::prereq::Tools;
+    ensure_tools(ctx, LIVE_STAGES, &[Tools::Boot])?;
+    let l = live(ctx, "standard", default_squashfs(ctx))?;
+    let tmp = ctx.cache.temp_dir("bench-zram")?;
+    let dir = tmp.path();
+    for (from, name) in [
+        (l.uml.image(), "linux"),
+        (l.initrd.image(), "initrd.img"),
+        (l.squashfs.image(), "FINNIX"),
+    ] {
+        crate::support::fsutil::link_or_copy(&from, &dir.join(name))?;
+    }
+    let version = &ctx.config.distribution.version;
+    let mut rows = Vec::new();
+    for (label, extra) in [("zram (default)", None), ("nozram", Some("nozram"))] {
+        let run = zram_run(ctx, dir, extra, version)
+            .with_context(|| format!("bench zram: the {label} boot"))?;
+        rows.push((label, run));
+    }
+    println!(
+        "mem={ZRAM_GUEST_MIB}M UML guest, standard live system; a process holding N MiB of /usr's files (cat | tail -c N):"
+    );
+    println!(
+        "{:<16} {:>14} {:>12} {:>16}   swap",
+        "boot", "largest held", "killed at", "zram peak use"
+    );
+    for (label, r) in rows {
+        println!(
+            "{label:<16} {:>10} MiB {:>12} {:>16}   {}",
+            r.largest_mib,
+            r.killed_at.map_or("-".to_string(), |n| format!("{n} MiB")),
+            r.peak_used
+                .map_or("-".to_string(), |b| format!("{} MiB", b >> 20)),
+            r.swap_line
+        );
+    }
+    Ok(())
+}
+
+fn zram_run(
+    ctx: &crate::support::context::Ctx,
+    dir: &std::path::Path,
+    extra: Option<&str>,
+    version: &str,
+) -> Result<ZramRun> {
+    use std::time::{Duration, Instant};
+    let mem = format!("mem={ZRAM_GUEST_MIB}M");
+    let mut args = vec![
+        mem.as_str(),
+        "initrd=initrd.img",
+        "root=/dev/ubda",
+        "ubdar=FINNIX",
+        "squashroot",
+        "uml",
+    ];
+    args.extend(extra);
+    let c = crate::guest::uml::command(dir, dir, &args, false)?;
+    let log = ctx.logs().join(format!(
+        "console-bench-zram-{}.log",
+        extra.unwrap_or("default")
+    ));
+    eprintln!(
+        "    booting mem={ZRAM_GUEST_MIB}M {} (console: {})",
+        extra.unwrap_or(""),
+        log.display()
+    );
+    crate::guest::console::session(c, &log, |g| {
+        let start = Instant::now();
+        g.boot_to_shell(version, "tty0", start, Duration::from_secs(240))?;
+        let swap_line = g.run(
+            "swapon --show=NAME,SIZE,PRIO --noheadings | tr -s ' ' | paste -sd';'",
+            Duration::from_secs(30),
+        )?;
+        let mut r = ZramRun {
+            largest_mib: 0,
+            killed_at: None,
+            swap_line,
+            peak_used: None,
+        };
+        for &n in ZRAM_STEPS {
+            let t = Instant::now();
+            let out = g.run(
+                &format!("find /usr -xdev -type f -size +64k -print0 | xargs -0 cat 2>/dev/null | head -c {n}M | tail -c {n}M | wc -c"),
+                Duration::from_secs(600),
+            )?;
+            let held = out
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                == Some(n << 20);
+            eprintln!(
+                "    {} {n} MiB: {} in {:.1} s",
+                extra.unwrap_or("zram"),
+                if held { "held" } else { "killed" },
+                t.elapsed().as_secs_f64()
+            );
+            if !held {
+                r.killed_at = Some(n);
+                break;
+            }
+            r.largest_mib = n;
+            let stat = g.run(
+                "cat /sys/block/zram0/mm_stat 2>/dev/null || true",
+                Duration::from_secs(30),
+            )?;
+            r.peak_used = stat
+                .split_whitespace()
+                .nth(4)
+                .and_then(|v| v.parse().ok())
+                .or(r.peak_used);
+        }
+        Ok(r)
+    })
 }
 
 #[cfg(test)]
