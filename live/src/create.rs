@@ -42,6 +42,9 @@ options:
   --medium PATH    Finnix ISO or squashfs image, device or file (default: the
                    medium this system booted from, as /run/finnix/boot.env says)
   --squashroot     the medium is the squashfs itself (found by itself for files)
+  --ssh-key FILE   public keys (a .pub file, or authorized_keys) root of the
+                   guest accepts; its SSH server starts (repeatable), so
+                   `ssh root@<address from finnix list>` reaches it
 
 The other commands:
   finnix list                 name, state, address and memory of each guest
@@ -214,6 +217,27 @@ pub fn create(argv: &[&str]) -> i32 {
     fail("create", try_create(argv))
 }
 
+/// A guest's network card is a TAP device.
+fn require_tun(network: bool) -> Res<()> {
+    if network && !Path::new("/dev/net/tun").exists() {
+        return Err(
+            "/dev/net/tun is missing: this kernel has no TUN/TAP (CONFIG_TUN); use --no-network"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The keys of `--ssh-key` files as `sshkey=` values.
+fn ssh_keys(files: &[String]) -> Res<Vec<String>> {
+    let mut keys = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(f).map_err(|e| format!("--ssh-key {f}: {e}"))?;
+        keys.extend(guests::ssh_key_words(f, &text)?);
+    }
+    Ok(keys)
+}
+
 fn try_create(argv: &[&str]) -> Res<()> {
     let wait = argv.contains(&"--wait");
     let argv: Vec<&str> = argv.iter().copied().filter(|a| *a != "--wait").collect();
@@ -238,12 +262,7 @@ fn try_create(argv: &[&str]) -> Res<()> {
         }
         None => booted_medium()?,
     };
-    if !Path::new("/dev/net/tun").exists() && args.network {
-        return Err(
-            "/dev/net/tun is missing: this kernel has no TUN/TAP (CONFIG_TUN); use --no-network"
-                .into(),
-        );
-    }
+    require_tun(args.network)?;
     let tmpdir = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
 
     let p = Paths::new();
@@ -264,6 +283,7 @@ fn try_create(argv: &[&str]) -> Res<()> {
         None => guests::next_free(&names, &indexes).ok_or("no free guest slot")?,
     };
     check_memory(&p, args.mem_mib, &existing_guests, &tmpdir)?;
+    let sshkeys = ssh_keys(&args.ssh_key_files)?;
 
     let guest = Guest {
         name: name.clone(),
@@ -275,6 +295,7 @@ fn try_create(argv: &[&str]) -> Res<()> {
         squashroot,
         network: args.network,
         tmpdir,
+        sshkeys,
     };
     let state = p.state(&name);
     write_file(&state, &guest.to_env())?;

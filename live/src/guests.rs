@@ -57,6 +57,8 @@ pub struct CreateArgs {
     pub medium: Option<String>,
     pub squashroot: bool,
     pub network: bool,
+    /// `--ssh-key FILE` (repeatable): files of public keys for the guest.
+    pub ssh_key_files: Vec<String>,
 }
 
 pub use finnix_contract::memory::DEFAULT_GUEST_MIB as DEFAULT_MEM_MIB;
@@ -100,6 +102,7 @@ pub fn parse_create(args: &[&str]) -> Result<CreateArgs, String> {
             "--medium" => a.medium = Some(value("a path")?),
             "--squashroot" => a.squashroot = true,
             "--no-network" => a.network = false,
+            "--ssh-key" => a.ssh_key_files.push(value("a file of public keys")?),
             other => {
                 return Err(format!(
                     "unknown option {other:?} (see finnix create --help)"
@@ -111,6 +114,31 @@ pub fn parse_create(args: &[&str]) -> Result<CreateArgs, String> {
         valid_name(n)?;
     }
     Ok(a)
+}
+
+/// The public keys of a file (`.pub`, or authorized_keys without options)
+/// as `sshkey=` values for a guest's command line; a line that is not a
+/// key is an error naming the file and the line.
+pub fn ssh_key_words(path: &str, text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // A file's line is as it is: no %XX escapes in it.
+        let key = crate::access::authorized_key(&line.replace('%', "%25"))
+            .map_err(|e| format!("--ssh-key {path} line {}: {e}", n + 1))?;
+        out.push(
+            key.replace('%', "%25")
+                .replace(' ', "%20")
+                .replace('"', "%22"),
+        );
+    }
+    if out.is_empty() {
+        return Err(format!("--ssh-key {path}: no public key in it"));
+    }
+    Ok(out)
 }
 
 /// What `finnix create` records for a guest (`<run>/guests/<name>.env`):
@@ -127,12 +155,15 @@ pub struct Guest {
     pub network: bool,
     /// Where UML keeps the guest's memory file (must allow exec).
     pub tmpdir: String,
+    /// Root's authorized keys in the guest, as `sshkey=` values (spaces as
+    /// `%20`): its SSH server starts with them.
+    pub sshkeys: Vec<String>,
 }
 
 impl Guest {
     pub fn to_env(&self) -> String {
         format!(
-            "NAME={}\nINDEX={}\nMEM_MIB={}\nKERNEL={}\nINITRD={}\nMEDIUM={}\nSQUASHROOT={}\nNETWORK={}\nTMPDIR={}\n",
+            "NAME={}\nINDEX={}\nMEM_MIB={}\nKERNEL={}\nINITRD={}\nMEDIUM={}\nSQUASHROOT={}\nNETWORK={}\nTMPDIR={}\nSSHKEYS={}\n",
             self.name,
             self.index,
             self.mem_mib,
@@ -141,7 +172,8 @@ impl Guest {
             self.medium,
             self.squashroot as u8,
             self.network as u8,
-            self.tmpdir
+            self.tmpdir,
+            self.sshkeys.join(" ")
         )
     }
 
@@ -166,6 +198,12 @@ impl Guest {
             squashroot: get("SQUASHROOT")? == "1",
             network: get("NETWORK")? == "1",
             tmpdir: get("TMPDIR")?,
+            // Absent in a guest recorded before keys could be given.
+            sshkeys: get("SSHKEYS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
         })
     }
 
@@ -188,6 +226,7 @@ impl Guest {
                 mac(self.index)
             ));
         }
+        v.extend(self.sshkeys.iter().map(|k| format!("sshkey={k}")));
         v.extend([
             format!("umid={}", self.name),
             format!("uml_dir={uml_dir}"),
@@ -341,6 +380,7 @@ mod tests {
             squashroot: false,
             network: true,
             tmpdir: "/tmp".into(),
+            sshkeys: vec!["ssh-ed25519%20AAAA%20me@host".into()],
         }
     }
 
@@ -376,6 +416,24 @@ mod tests {
     }
 
     #[test]
+    fn ssh_keys_become_boot_words() {
+        let key = "AAAAC3NzaC1lZDI1NTE5AAAAIG4oVO708dWQl79ahBQ3Z/K04FRF6ersH9GNw/2XYe5c";
+        let text = format!("# mine\nssh-ed25519 {key} me@host 100%\n");
+        let words = ssh_key_words("k.pub", &text).unwrap();
+        assert_eq!(words, [format!("ssh-ed25519%20{key}%20me@host%20100%25")]);
+        // What the guest decodes is the line itself.
+        assert_eq!(
+            crate::access::authorized_key(&words[0]).unwrap(),
+            format!("ssh-ed25519 {key} me@host 100%")
+        );
+        let e = ssh_key_words("k.pub", "\nnot a key\n").unwrap_err();
+        assert!(e.starts_with("--ssh-key k.pub line 2: "), "{e}");
+        assert!(ssh_key_words("e", "# none\n")
+            .unwrap_err()
+            .contains("no public key"));
+    }
+
+    #[test]
     fn the_uml_command_line() {
         let v = guest().uml_args("/run/finnix/uml");
         assert_eq!(
@@ -390,6 +448,7 @@ mod tests {
         );
         assert!(v.contains(&"eth0=tuntap,fnx-finnix1,02:46:4e:58:00:01".to_string()));
         assert!(v.contains(&"umid=finnix1".to_string()) && v.contains(&"noreboot".to_string()));
+        assert!(v.contains(&"sshkey=ssh-ed25519%20AAAA%20me@host".to_string()));
     }
 
     #[test]

@@ -74,7 +74,19 @@ pub fn read_settings(found: &[crate::fstab::Found], medium: &str) -> Access {
         }
         let _ = fs::create_dir_all(MNT);
         let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        if let Err(e) = crate::boot::mount(&dev, MNT, "vfat", flags, "") {
+        // The stick's EFI partition cannot be mounted while the whole
+        // stick is (the medium): EBUSY. Through a loop device it can.
+        let mounted = crate::boot::mount(&dev, MNT, "vfat", flags, "").or_else(|e| {
+            if e.raw_os_error() != Some(libc::EBUSY) {
+                return Err(e.to_string());
+            }
+            if have("modprobe") {
+                let _ = run("modprobe", &["-q", "loop"], None);
+            }
+            let opts = "ro,loop,nosuid,nodev,noexec";
+            run("mount", &["-t", "vfat", "-o", opts, &dev, MNT], None).map(|_| ())
+        });
+        if let Err(e) = mounted {
             say(&format!(
                 "[!] {dev}: cannot mount it to look for {}: {e}",
                 access::SETTINGS_FILE

@@ -203,8 +203,33 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
         "create", "--kernel", &kernel, "--initrd", &initrd, "--medium", &medium,
     ];
     clear_errors(s, &ns, &base)?;
+    // finnix1 gets a key (as the host's would be passed): its console must
+    // show it added (the mini release has no SSH server to start; the
+    // login itself is check-access's).
+    let key = tmp.path().join("id_ed25519");
+    s.run(crate::cmd!(
+        "ssh-keygen",
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        "create-check",
+        "-f",
+        &key
+    ))?;
+    let bad_key = tmp.path().join("bad.pub");
+    fs::write(&bad_key, "ssh-ed25519 AAAA-not-base64 x\n")?;
+    let (ok, text) =
+        s.output(ns.finnix(&[&base[..], &["--ssh-key", &bad_key.to_string_lossy()]].concat()))?;
+    ensure!(
+        !ok && text.contains("line 1: sshkey=") && text.contains("not base64"),
+        "finnix create --ssh-key with a broken key should fail naming its line; it said:\n{text}"
+    );
+    let pub_key = key.with_extension("pub").to_string_lossy().into_owned();
     let guests = ["finnix1", "finnix2"];
-    let (ready_secs, pss_kib) = start_guests(s, &ns, &base, &guests, &uml_tmp)?;
+    let (ready_secs, pss_kib) = start_guests(s, &ns, &base, &guests, &uml_tmp, &pub_key)?;
     list_and_host_side(s, &ns, &guests)?;
     guest_network(s, &ns, &guests)?;
     stop_and_nothing_left(s, &ns, &guests)?;
@@ -327,11 +352,15 @@ fn start_guests(
     base: &[&str],
     guests: &[&str],
     uml_tmp: &Path,
+    pub_key: &str,
 ) -> Result<(Vec<f64>, Vec<u64>)> {
     let mut ready_secs = Vec::new();
     for (i, g) in guests.iter().enumerate() {
         let mut argv = base.to_vec();
         argv.push("--wait");
+        if i == 0 {
+            argv.extend(["--ssh-key", pub_key]);
+        }
         // Timed here, on the host's clock: from the command to its return
         // with the guest at its banner (what the tool says is not evidence).
         let started = std::time::Instant::now();
@@ -367,6 +396,14 @@ fn start_guests(
         ensure!(
             text.contains("Welcome to Finnix") && text.contains("ready;"),
             "{g}'s screen log has no ready banner"
+        );
+        let keyed =
+            text.contains("[*] Authorized SSH key for root (sshkey=): ssh-ed25519 create-check");
+        ensure!(
+            keyed == (*g == guests[0]),
+            "{g}'s console {} the key given with --ssh-key to {}",
+            if keyed { "shows" } else { "lacks" },
+            guests[0]
         );
     }
     let pss_kib: Vec<u64> = guests
