@@ -63,16 +63,20 @@ pub struct Live {
     pub uml_kernel: PathBuf,
     pub initrd: PathBuf,
     pub squashfs: PathBuf,
+    /// The release's ISO (boot 4 adds a settings file to its EFI partition).
+    pub iso: PathBuf,
     pub memory_mib: u32,
 }
 
 impl Live {
-    pub fn of(ctx: &Ctx, l: &crate::pipeline::Live) -> Result<Live> {
+    pub fn of(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<Live> {
+        let l = &r.live;
         let profile = crate::support::config::Profile::load(&ctx.root, &l.profile)?;
         Ok(Live {
             uml_kernel: l.uml.image(),
             initrd: l.initrd.image(),
             squashfs: l.squashfs.image(),
+            iso: r.iso.image(),
             memory_mib: profile.memory_mib,
         })
     }
@@ -89,15 +93,12 @@ fn boot(
     version: &str,
 ) -> Result<Guest> {
     let mem = format!("mem={}M", live.memory_mib);
-    let mut args = vec![
-        mem.as_str(),
-        "initrd=initrd.img",
-        "root=/dev/ubda",
-        "ubdar=FINNIX",
-        "eth0=tuntap,tap0",
-        "squashroot",
-        "uml",
-    ];
+    let mut args = vec![mem.as_str(), "initrd=initrd.img", "root=/dev/ubda"];
+    // The squashfs itself as ubda, unless the words name another medium.
+    if !words.iter().any(|w| w.starts_with("ubdar=")) {
+        args.extend(["ubdar=FINNIX", "squashroot"]);
+    }
+    args.extend(["eth0=tuntap,tap0", "uml"]);
     args.extend_from_slice(words);
     let inner = crate::guest::uml::command(dir, dir, &args, false)?;
     let line: Vec<String> = std::iter::once(inner.get_program())
@@ -333,10 +334,11 @@ pub fn check(ctx: &Ctx, live: &Live, version: &str) -> Result<()> {
                 "both boots served the host key {first}: host keys must be made at each boot"
             );
             bad_input_boot(ctx, s, dir, live, version)?;
+            esp_boot(ctx, s, dir, live, version)?;
             Ok((
                 (),
                 Outcome::Passed,
-                format!("password and key logins over SSH, a new host key each boot ({first}, {second}), bad input named"),
+                format!("password and key logins over SSH, a new host key each boot ({first}, {second}), settings from a FAT disk and from the ISO's EFI partition, bad input named"),
             ))
         },
     )
@@ -597,9 +599,79 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
     )
 }
 
+/// The byte offset of the EFI system partition in a GPT disk image (the
+/// hybrid ISO's, where a user puts the settings file once it is on a stick).
+fn esp_offset(image: &Path) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const ESP: [u8; 16] = [
+        0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9,
+        0x3b,
+    ];
+    let mut f = fs::File::open(image)?;
+    let mut header = [0u8; 92];
+    f.seek(SeekFrom::Start(512))?;
+    f.read_exact(&mut header)?;
+    ensure!(
+        &header[..8] == b"EFI PART",
+        "{} has no GPT",
+        image.display()
+    );
+    let le64 = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    let le32 = |b: &[u8]| u32::from_le_bytes(b.try_into().expect("4 bytes"));
+    let (entries, count, size) = (
+        le64(&header[72..80]),
+        le32(&header[80..84]),
+        le32(&header[84..88]),
+    );
+    let mut entry = vec![0u8; size as usize];
+    f.seek(SeekFrom::Start(entries * 512))?;
+    for _ in 0..count {
+        f.read_exact(&mut entry)?;
+        if entry[..16] == ESP {
+            return Ok(le64(&entry[32..40]) * 512);
+        }
+    }
+    bail!("{} has no EFI system partition", image.display())
+}
+
+/// Boot 4: the ISO as the medium (the spec's `ubdar=` line), with
+/// `finnix.conf` copied onto its EFI partition as a user does on a stick
+/// (mtools, no mount): the stick's partition cannot be mounted while the
+/// whole stick is the medium, so the live system reads it through a loop
+/// device.
+fn esp_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<()> {
+    let iso = dir.join("stick.iso");
+    fs::copy(&live.iso, &iso)?;
+    let offset = esp_offset(&iso)?;
+    let conf = dir.join("finnix.conf");
+    fs::write(&conf, "hostname = from-the-stick\n")?;
+    let target = format!("{}@@{offset}", iso.display());
+    s.run(crate::cmd!("mcopy", "-i", &target, &conf, "::finnix.conf"))?;
+    let log = ctx.logs().join("console-access-4.log");
+    let mut g = boot(s, dir, live, &["ubdar=stick.iso"], &log, version)?;
+    let r = (|| -> Result<()> {
+        let want = "[*] Settings from finnix.conf on /dev/ubda2";
+        ensure!(g.output().contains(want), "the console lacks {want:?}");
+        let name = g.run("hostname", COMMAND_TIMEOUT)?;
+        ensure!(
+            name.trim() == "from-the-stick",
+            "the host name is {name:?}, not the stick's from-the-stick"
+        );
+        g.check_trouble()
+    })();
+    let r = r.and_then(|()| shutdown(&mut g));
+    fs::remove_file(&iso)?;
+    r.with_context(|| {
+        format!(
+            "{}: boot 4 (finnix.conf on the ISO's EFI partition)",
+            log.display()
+        )
+    })
+}
+
 impl crate::cli::CheckAccess {
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        use crate::pipeline::{self, LIVE_STAGES, RELEASE_STAGES};
+        use crate::pipeline::{self, RELEASE_STAGES};
         use crate::stages::ensure_tools;
         use crate::support::prereq::Tools;
         let parts: Vec<Part> = if self.part.is_empty() {
@@ -615,22 +687,14 @@ impl crate::cli::CheckAccess {
                 })
                 .collect::<Result<_>>()?
         };
-        ensure_tools(
-            ctx,
-            if parts.contains(&Part::Iso) {
-                RELEASE_STAGES
-            } else {
-                LIVE_STAGES
-            },
-            &[Tools::Boot, Tools::Access],
-        )?;
+        ensure_tools(ctx, RELEASE_STAGES, &[Tools::Boot, Tools::Access])?;
         let version = &ctx.config.distribution.version;
         // sshd is in the standard profile only.
         for part in parts {
             match part {
                 Part::Uml => {
-                    let l = pipeline::live(ctx, "standard", pipeline::default_squashfs(ctx))?;
-                    check(ctx, &Live::of(ctx, &l)?, version)?;
+                    let r = pipeline::release(ctx, "standard")?;
+                    check(ctx, &Live::of(ctx, &r)?, version)?;
                 }
                 Part::Iso => {
                     let r = pipeline::release(ctx, "standard")?;

@@ -559,7 +559,11 @@ fn zram(ctx: &crate::support::context::Ctx) -> Result<()> {
             r.killed_at.map_or("-".to_string(), |n| format!("{n} MiB")),
             r.peak_used
                 .map_or("-".to_string(), |b| format!("{} MiB", b >> 20)),
-            r.swap_line
+            if r.swap_line.is_empty() {
+                "none"
+            } else {
+                &r.swap_line
+            }
         );
     }
     Ok(())
@@ -627,6 +631,9 @@ fn zram_run(
                 break;
             }
             r.largest_mib = n;
+            if !r.swap_line.contains("zram") {
+                continue; // zram0 exists but is not swap (nozram)
+            }
             let stat = g.run(
                 "cat /sys/block/zram0/mm_stat 2>/dev/null || true",
                 Duration::from_secs(30),

@@ -407,7 +407,7 @@ fn access_parts<'a>(ctx: &'a Ctx, b: &'a Builds) -> Vec<Part<'a>> {
                 use crate::checks::access::{self, Live, Part};
                 crate::support::prereq::ensure(&[Tools::Access], &ctx.logs())?;
                 match part {
-                    Part::Uml => access::check(ctx, &Live::of(ctx, &b.standard.live)?, version),
+                    Part::Uml => access::check(ctx, &Live::of(ctx, &b.standard)?, version),
                     Part::Iso => access::check_iso(ctx, &b.standard.iso.image(), version),
                 }
             },
