@@ -479,13 +479,20 @@ fn packages(ctx: &crate::support::context::Ctx, profile: Option<String>) -> Resu
     let groups = package_groups(&text);
     let rows = group_sizes(&groups, &pkgs);
     let total_kib: u64 = pkgs.iter().map(|p| p.kib).sum();
+    // The group column as wide as its longest name.
+    let w = rows
+        .iter()
+        .map(|r| r.group.chars().count())
+        .chain([29])
+        .max()
+        .unwrap_or(29);
     println!(
-        "{:<34} {:>6} {:>9} {:>12}",
+        "{:<w$} {:>6} {:>9} {:>12}",
         "group (what only it pulls in)", "listed", "packages", "installed"
     );
     for r in &rows {
         println!(
-            "{:<34} {:>6} {:>9} {:>12}",
+            "{:<w$} {:>6} {:>9} {:>12}",
             r.group,
             r.listed,
             r.packages,
@@ -493,7 +500,7 @@ fn packages(ctx: &crate::support::context::Ctx, profile: Option<String>) -> Resu
         );
     }
     println!(
-        "{:<34} {:>6} {:>9} {:>12}",
+        "{:<w$} {:>6} {:>9} {:>12}",
         "whole tree (dpkg)",
         groups.iter().map(|(_, l)| l.len()).sum::<usize>(),
         pkgs.len(),
