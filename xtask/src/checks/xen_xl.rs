@@ -373,9 +373,10 @@ impl Dom0 {
     pub fn shutdown_guest(&mut self, name: &str) -> Result<f64> {
         let start = Instant::now();
         self.g.send("shutdown -h now\n")?;
-        self.g
-            .expect("[*] Shutting down...", COMMAND)
-            .context("no shutdown lines from the guest")?;
+        if let Err(e) = self.g.expect("[*] Shutting down...", COMMAND) {
+            let state = self.stuck_guest_state(name);
+            return Err(e.context(format!("no shutdown lines from the guest; {state}")));
+        }
         self.g
             .expect(PROMPT, COMMAND)
             .context("xl console did not return to dom0 after the guest's shutdown")?;
@@ -390,6 +391,26 @@ impl Dom0 {
             "{name} is still in `xl list` 30 s after it shut down: {left:?}"
         );
         Ok(start.elapsed().as_secs_f64())
+    }
+
+    /// What dom0 can tell of a guest that went quiet: xl's view of it, and
+    /// the guest kernel's list of blocked tasks (magic SysRq `w`, sent by
+    /// xl, read back from its console).
+    fn stuck_guest_state(&mut self, name: &str) -> String {
+        let mut out = String::new();
+        if self.detach().is_err() {
+            return "dom0's prompt did not come back after Ctrl-]".into();
+        }
+        for cmd in [
+            format!("xl list {name}; xl vcpu-list {name}"),
+            format!("xl sysrq {name} w; sleep 3; timeout --foreground 5 xl console {name}; true"),
+        ] {
+            match self.g.run(&cmd, COMMAND) {
+                Ok(text) => out.push_str(&format!("dom0 `{cmd}`:\n{text}\n")),
+                Err(e) => out.push_str(&format!("dom0 `{cmd}` failed: {e:#}\n")),
+            }
+        }
+        out
     }
 
     /// Only Domain-0 runs, and no loop device is left from a guest's disk.
