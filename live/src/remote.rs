@@ -76,16 +76,30 @@ pub fn read_settings(found: &[crate::fstab::Found], medium: &str) -> Access {
         let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         // The stick's EFI partition cannot be mounted while the whole
         // stick is (the medium): EBUSY. Through a loop device it can.
-        let mounted = crate::boot::mount(&dev, MNT, "vfat", flags, "").or_else(|e| {
-            if e.raw_os_error() != Some(libc::EBUSY) {
-                return Err(e.to_string());
-            }
-            if have("modprobe") {
-                let _ = run("modprobe", &["-q", "loop"], None);
-            }
-            let opts = "ro,loop,nosuid,nodev,noexec";
-            run("mount", &["-t", "vfat", "-o", opts, &dev, MNT], None).map(|_| ())
-        });
+        let mounted = crate::boot::mount(&dev, MNT, "vfat", flags, "")
+            .map(|()| true)
+            .or_else(|e| {
+                if e.raw_os_error() != Some(libc::EBUSY) {
+                    return Err(e.to_string());
+                }
+                // util-linux's mount sets a loop device up over a block device;
+                // busybox's (mini) does not: there, the stick's EFI partition is
+                // not read (a partition labelled FINNIXCFG still is).
+                let util_linux = fs::symlink_metadata("/usr/bin/mount").is_ok_and(|m| m.is_file());
+                if !util_linux {
+                    return Ok(false);
+                }
+                if have("modprobe") {
+                    let _ = run("modprobe", &["-q", "loop"], None);
+                }
+                let opts = "ro,loop,nosuid,nodev,noexec";
+                run("mount", &["-t", "vfat", "-o", opts, &dev, MNT], None).map(|_| true)
+            });
+        let mounted = match mounted {
+            Ok(true) => Ok(()),
+            Ok(false) => continue,
+            Err(e) => Err(e),
+        };
         if let Err(e) = mounted {
             say(&format!(
                 "[!] {dev}: cannot mount it to look for {}: {e}",
