@@ -79,15 +79,17 @@ pub fn read_settings(found: &[crate::fstab::Found], medium: &str) -> Access {
         let mounted = crate::boot::mount(&dev, MNT, "vfat", flags, "")
             .map(|()| true)
             .or_else(|e| {
-                if e.raw_os_error() != Some(libc::EBUSY) {
-                    return Err(e.to_string());
-                }
-                // util-linux's mount sets a loop device up over a block device;
-                // busybox's (mini) does not: there, the stick's EFI partition is
-                // not read (a partition labelled FINNIXCFG still is).
+                // util-linux's mount sets a loop device up over a block
+                // device; busybox's (mini) does not, and mini has no vfat
+                // module for Debian's kernel (ENODEV): there, the medium's
+                // EFI partition is not read (a FINNIXCFG partition is).
                 let util_linux = fs::symlink_metadata("/usr/bin/mount").is_ok_and(|m| m.is_file());
-                if !util_linux {
+                let errno = e.raw_os_error();
+                if on_medium && !util_linux && matches!(errno, Some(libc::EBUSY | libc::ENODEV)) {
                     return Ok(false);
+                }
+                if errno != Some(libc::EBUSY) || !util_linux {
+                    return Err(e.to_string());
                 }
                 if have("modprobe") {
                     let _ = run("modprobe", &["-q", "loop"], None);
