@@ -403,7 +403,7 @@ fn password_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -
 }
 
 /// A new key pair in `dir`; its public key's fields.
-fn keypair(s: &Stage, dir: &Path, kind: &str, comment: &str) -> Result<(PathBuf, Vec<String>)> {
+pub fn keypair(s: &Stage, dir: &Path, kind: &str, comment: &str) -> Result<(PathBuf, Vec<String>)> {
     let key = dir.join(format!("id_{comment}"));
     s.run(crate::cmd!(
         "ssh-keygen",

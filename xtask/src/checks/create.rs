@@ -206,19 +206,7 @@ fn run_check(ctx: &Ctx, s: &mut Stage, files: &Files) -> Result<Figures> {
     // finnix1 gets a key (as the host's would be passed): its console must
     // show it added (the mini release has no SSH server to start; the
     // login itself is check-access's).
-    let key = tmp.path().join("id_ed25519");
-    s.run(crate::cmd!(
-        "ssh-keygen",
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        "create-check",
-        "-f",
-        &key
-    ))?;
+    let (key, _) = crate::checks::access::keypair(s, tmp.path(), "ed25519", "create-check")?;
     let bad_key = tmp.path().join("bad.pub");
     fs::write(&bad_key, "ssh-ed25519 AAAA-not-base64 x\n")?;
     let (ok, text) =
