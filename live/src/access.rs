@@ -24,6 +24,18 @@ pub struct Access {
     /// `sshkey=<key>` (any number): root's authorized keys; one that is
     /// added starts the SSH server without `sshd`.
     pub sshkeys: Vec<String>,
+    /// Wi-Fi networks (the settings file's `wifi` lines, first wanted
+    /// most), checked when read (`wifi_network`).
+    pub wifi: Vec<WifiNetwork>,
+}
+
+/// A Wi-Fi network to join: its name and, for WPA2-PSK, its passphrase
+/// (8 to 63 printable ASCII characters) or raw key (64 hex digits); none
+/// for an open network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WifiNetwork {
+    pub ssid: String,
+    pub passphrase: Option<String>,
 }
 
 impl Access {
@@ -57,6 +69,7 @@ impl Access {
         self.ip = over.ip.or(self.ip);
         self.passwd = over.passwd.or(self.passwd);
         self.sshkeys.extend(over.sshkeys);
+        self.wifi.extend(over.wifi);
         self
     }
 
@@ -76,8 +89,9 @@ pub const SETTINGS_LABEL: &str = "FINNIXCFG";
 
 /// The settings file: `name = value` lines (`#` comments, blank lines; a
 /// value may be in double quotes): `hostname`, `ip`, `passwd`, `sshkey`
-/// (repeatable), `sshd = yes|no`, `zram = yes|no`. Any mistake refuses
-/// the whole file, naming the line.
+/// (repeatable), `sshd = yes|no`, `zram = yes|no`, `wifi = "<network>"
+/// ["<passphrase>"]` (repeatable, the first wanted most). Any mistake
+/// refuses the whole file, naming the line.
 pub fn settings_file(text: &str) -> Result<Access, String> {
     let mut a = Access::default();
     for (n, raw) in text.lines().enumerate() {
@@ -95,6 +109,22 @@ pub fn settings_file(text: &str) -> Result<Access, String> {
             return Err(at(format!("{line:?} is not <setting> = <value>")));
         };
         let (key, mut value) = (key.trim(), value.trim());
+        if key == "wifi" {
+            // Two values, each in double quotes when it has a space.
+            if value.matches('"').count() % 2 == 1 {
+                return Err(at("the value of wifi has an unbalanced double quote".into()));
+            }
+            let words = finnix_contract::cmdline::words(value);
+            let network = match words.as_slice() {
+                [ssid] => wifi_network(ssid, None),
+                [ssid, pass] => wifi_network(ssid, Some(pass)),
+                _ => Err(format!(
+                    "wifi is \"<network name>\" or \"<network name>\" \"<passphrase>\", not {value:?}"
+                )),
+            };
+            a.wifi.push(network.map_err(at)?);
+            continue;
+        }
         if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
             value = &value[1..value.len() - 1];
         } else if value.contains('"') {
@@ -116,7 +146,7 @@ pub fn settings_file(text: &str) -> Result<Access, String> {
             "zram" => a.nozram = !yes_no(value)?,
             other => {
                 return Err(at(format!(
-                    "unknown setting {other:?} (the settings are hostname, ip, passwd, sshkey, sshd, zram)"
+                    "unknown setting {other:?} (the settings are hostname, ip, passwd, sshkey, sshd, zram, wifi)"
                 )))
             }
         }
@@ -125,6 +155,68 @@ pub fn settings_file(text: &str) -> Result<Access, String> {
         }
     }
     Ok(a)
+}
+
+/// A Wi-Fi network as a user wrote it: a name of 1 to 32 bytes; a
+/// passphrase of 8 to 63 printable ASCII characters (WPA2-PSK, as every
+/// access point takes it) or the 64 hex digits of the key itself.
+pub fn wifi_network(ssid: &str, passphrase: Option<&str>) -> Result<WifiNetwork, String> {
+    if ssid.is_empty() || ssid.len() > 32 {
+        return Err(format!(
+            "the Wi-Fi network name {ssid:?} has {} bytes; a name has 1 to 32",
+            ssid.len()
+        ));
+    }
+    if let Some(p) = passphrase {
+        let hex = p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit());
+        if !hex && !(8..=63).contains(&p.len()) {
+            return Err(format!(
+                "the passphrase of {ssid:?} has {} characters; WPA2 takes 8 to 63 (or the key as 64 hex digits)",
+                p.len()
+            ));
+        }
+        if !p.chars().all(|c| (' '..='~').contains(&c)) {
+            return Err(format!(
+                "the passphrase of {ssid:?} has a character that is not printable ASCII"
+            ));
+        }
+    }
+    Ok(WifiNetwork {
+        ssid: ssid.to_string(),
+        passphrase: passphrase.map(str::to_string),
+    })
+}
+
+/// wpa_supplicant's configuration for `networks` (the first wanted most):
+/// the name in hex (any byte goes), WPA-PSK with the passphrase or the
+/// key, or no key management for an open network.
+pub fn wpa_supplicant_conf(ctrl_dir: &str, networks: &[WifiNetwork]) -> String {
+    let mut out = format!("# written by finnix (wifi-connect)\nctrl_interface={ctrl_dir}\n");
+    for (i, n) in networks.iter().enumerate() {
+        let hex: String = n.ssid.bytes().map(|b| format!("{b:02x}")).collect();
+        out.push_str(&format!("network={{\n\tssid={hex}\n\tscan_ssid=1\n"));
+        match &n.passphrase {
+            Some(p) if p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()) => {
+                out.push_str(&format!("\tkey_mgmt=WPA-PSK\n\tpsk={p}\n"))
+            }
+            Some(p) => out.push_str(&format!("\tkey_mgmt=WPA-PSK\n\tpsk=\"{p}\"\n")),
+            None => out.push_str("\tkey_mgmt=NONE\n"),
+        }
+        out.push_str(&format!("\tpriority={}\n}}\n", networks.len() - i));
+    }
+    out
+}
+
+/// The networks as settings-file lines (how `finnix boot start` hands the
+/// file's networks to a later `wifi-connect`).
+pub fn wifi_lines(networks: &[WifiNetwork]) -> String {
+    networks
+        .iter()
+        .map(|n| match &n.passphrase {
+            Some(p) => format!("wifi = \"{}\" \"{p}\"\n", n.ssid),
+            None => format!("wifi = \"{}\"\n", n.ssid),
+        })
+        .collect()
 }
 
 /// A host name: labels of letters, digits and hyphens (RFC 1123), each 1
@@ -497,6 +589,57 @@ mod tests {
                 e.starts_with("finnix.conf ")
                     && e.contains(says)
                     && e.ends_with("the file is not used"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn wifi_networks_in_the_settings_file() {
+        let text = "wifi = \"Cafe Net\" \"correct horse\"\nwifi = open-one\n";
+        let a = settings_file(text).unwrap();
+        let want = [
+            WifiNetwork {
+                ssid: "Cafe Net".into(),
+                passphrase: Some("correct horse".into()),
+            },
+            WifiNetwork {
+                ssid: "open-one".into(),
+                passphrase: None,
+            },
+        ];
+        assert_eq!(a.wifi, want);
+        // Handed on to wifi-connect through the same syntax.
+        assert_eq!(settings_file(&wifi_lines(&a.wifi)).unwrap().wifi, want);
+        let conf = wpa_supplicant_conf("/run/wpa_supplicant", &a.wifi);
+        assert!(conf.contains("ctrl_interface=/run/wpa_supplicant\n"));
+        assert!(conf.contains(
+            "\tssid=43616665204e6574\n\tscan_ssid=1\n\tkey_mgmt=WPA-PSK\n\tpsk=\"correct horse\"\n\tpriority=2\n"
+        ));
+        assert!(conf.contains("\tkey_mgmt=NONE\n\tpriority=1\n}\n"));
+        let raw = "0123456789abcdef".repeat(4);
+        let n = wifi_network("x", Some(&raw)).unwrap();
+        assert!(wpa_supplicant_conf("/r", &[n]).contains(&format!("\tpsk={raw}\n")));
+        for (bad, says) in [
+            (
+                "wifi = \"a\" \"short\"\n",
+                "line 1: the passphrase of \"a\" has 5 characters; WPA2 takes 8 to 63",
+            ),
+            (
+                "\nwifi = \"a b\n",
+                "line 2: the value of wifi has an unbalanced double quote",
+            ),
+            ("wifi = a b c\n", "line 1: wifi is \"<network name>\""),
+            ("wifi =\n", "line 1: wifi is"),
+            (
+                &format!("wifi = {}\n", "n".repeat(33)),
+                "has 33 bytes; a name has 1 to 32",
+            ),
+            ("wifi = \"a\" \"pass\u{e9}word1\"\n", "not printable ASCII"),
+        ] {
+            let e = settings_file(bad).unwrap_err();
+            assert!(
+                e.contains(says) && e.ends_with("the file is not used"),
                 "{bad:?}: {e}"
             );
         }

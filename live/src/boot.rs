@@ -182,8 +182,10 @@ fn network_interfaces() -> Vec<String> {
             let base = format!("/sys/class/net/{name}");
             // Real network cards (and UML's, Xen's, virtio's) have a device;
             // loopback, bridges, taps, veth and dummy interfaces do not.
+            // Wi-Fi cards get an address once joined (crate::wifi).
             read(&format!("{base}/type")).trim() == "1"
                 && fs::metadata(format!("{base}/device")).is_ok()
+                && !crate::wifi::is_wireless(name)
         })
         .collect();
     out.sort();
@@ -209,7 +211,7 @@ fn link(iface: &str, up: bool) {
 }
 
 /// Start a DHCP client in the background: dhclient if installed, else busybox udhcpc.
-fn start_dhcp(iface: &str) {
+pub fn start_dhcp(iface: &str) {
     link(iface, true);
     let _ = fs::create_dir_all("/run/finnix");
     let log = fs::File::create(format!("/run/finnix/dhcp-{iface}.log")).ok();
@@ -600,6 +602,7 @@ pub fn start() -> i32 {
             start_dhcp(iface);
         }
     }
+    crate::wifi::at_boot(&access.wifi);
     remote::apply_password(&access);
     let keys = remote::apply_keys(&access);
     remote::start_sshd(&access, keys);

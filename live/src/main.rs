@@ -4,7 +4,8 @@
 //!   and the shutdown lines
 //!   (called by the init scripts of every profile);
 //! - `finnix console <tty>`: a root shell without login on a console;
-//! - `finnix create`, `list`, `stop`: UML guests of this system (see create.rs).
+//! - `finnix create`, `list`, `stop`: UML guests of this system (see create.rs);
+//! - `finnix wifi-connect` (`/usr/sbin/wifi-connect`): join a Wi-Fi network.
 
 mod access;
 mod boot;
@@ -15,6 +16,7 @@ mod fstab;
 mod guests;
 mod remote;
 mod sysinfo;
+mod wifi;
 
 const USAGE: &str = "usage: finnix <command>
 
@@ -30,6 +32,7 @@ commands:
   create [options] start a UML guest copy of this system (finnix create --help)
   list             the guests: name, state, address, memory
   stop NAME...     shut guests down (--all: every guest)
+  wifi-connect     join a Wi-Fi network (wifi-connect --help)
 ";
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         ["create", rest @ ..] => create::create(rest),
         ["list"] => create::list(),
         ["stop", rest @ ..] => create::stop(rest),
+        ["wifi-connect", rest @ ..] => wifi::command(rest),
         ["guest-run", name] => create::guest_run(name),
         ["mode"] => {
             println!("{}", boot::mode().name());

@@ -13,7 +13,7 @@ use crate::boot::{have, say};
 use finnix_contract::ip;
 
 /// Run a program; its stderr (or its exit status) is the error.
-fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
+pub fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String, String> {
     let mut c = Command::new(prog);
     c.args(args)
         .stdin(if input.is_some() {
