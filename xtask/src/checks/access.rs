@@ -19,7 +19,8 @@
 //! Part `iso`: the standard ISO's kernel and initramfs in qemu (hardware
 //! mode, Debian's kernel), `sshd passwd=<a SHA-512 crypt hash>`, DHCP from
 //! qemu's user network, a password login through a forwarded port; zram
-//! swap on its 1 GiB.
+//! swap on its 1 GiB; then Wi-Fi over the kernel's simulated radios
+//! (wifi.rs), with a settings file on a second disk.
 
 use fs_err as fs;
 use std::path::{Path, PathBuf};
@@ -423,7 +424,7 @@ pub fn keypair(s: &Stage, dir: &Path, kind: &str, comment: &str) -> Result<(Path
 
 /// A whole-disk FAT image labelled FINNIXCFG holding `finnix.conf`, as a
 /// user makes one (mkfs.fat -n, then copies the file on).
-fn settings_disk(s: &Stage, dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+pub fn settings_disk(s: &Stage, dir: &Path, name: &str, text: &str, kib: u32) -> Result<PathBuf> {
     let img = dir.join(name);
     let _ = fs::remove_file(&img);
     s.run(crate::cmd!(
@@ -432,7 +433,7 @@ fn settings_disk(s: &Stage, dir: &Path, name: &str, text: &str) -> Result<PathBu
         "FINNIXCFG",
         "-C",
         &img,
-        "4096"
+        kib.to_string()
     ))?;
     let conf = dir.join("finnix.conf");
     fs::write(&conf, text)?;
@@ -451,7 +452,7 @@ fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Res
         "# Finnix settings, read at boot\nhostname = rack-7\nsshkey = \"{}\"\n",
         f.join(" ")
     );
-    let disk = settings_disk(s, dir, "settings-2.img", &conf)?;
+    let disk = settings_disk(s, dir, "settings-2.img", &conf, 4096)?;
     let percent = format!("sshkey={}", k.join("%20"));
     let colon = format!("sshkey={}", o.join(":"));
     let ubdb = format!("ubdbr={}", disk.display());
@@ -497,7 +498,13 @@ fn key_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Res
 /// sshd).
 fn bad_input_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Result<()> {
     let log = ctx.logs().join("console-access-3.log");
-    let disk = settings_disk(s, dir, "settings-3.img", "sshd = yes\nhotsname = rack-7\n")?;
+    let disk = settings_disk(
+        s,
+        dir,
+        "settings-3.img",
+        "sshd = yes\nhotsname = rack-7\n",
+        4096,
+    )?;
     let ubdb = format!("ubdbr={}", disk.display());
     let words = [
         &ubdb,
@@ -547,11 +554,12 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
     ui::stage(
         &ctx.logs(),
         "check-access-iso",
-        "sshd passwd=<crypt hash> from the standard ISO in qemu: a password login through a forwarded port",
+        "sshd passwd=<crypt hash> from the standard ISO in qemu: a password login through a forwarded port; Wi-Fi with wifi-connect",
         |s| {
             let tmp = ctx.cache.temp_dir("check-access-iso")?;
             let dir = tmp.path();
             let b = crate::checks::hardware::iso_boot(s, iso, &dir.join("iso"))?;
+            let wifi_disk = crate::checks::wifi::disk(ctx, s, dir)?;
             let hash = s.read(crate::cmd!("openssl", "passwd", "-6", "-salt", "finnixcheck", PASSWORD))?;
             let hash = hash.trim();
             ensure!(hash.starts_with("$6$finnixcheck$"), "openssl passwd -6 printed {hash:?}");
@@ -566,6 +574,8 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
                 .arg(format!("{} sshd passwd={hash} hostname=rescue-iso", b.append))
                 .arg("-drive")
                 .arg(format!("file={},format=raw,media=cdrom,readonly=on", iso.display()))
+                .arg("-drive")
+                .arg(format!("file={},format=raw,if=virtio", wifi_disk.display()))
                 .args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22")])
                 .args(["-device", "virtio-net-pci,netdev=n0"]);
             let log = ctx.logs().join("console-access-iso.log");
@@ -578,6 +588,7 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
                     "[*] Using zram swap /dev/zram0:",
                     "[*] Password set for root (passwd=, a crypt hash)",
                     "[*] SSH server started on port 22: key and password logins (root)",
+                    "[*] Settings from finnix.conf on /dev/vda",
                 ] {
                     ensure!(out.contains(want), "the console lacks {want:?}");
                 }
@@ -591,10 +602,11 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
                     ok && out.lines().any(|l| l == "rescue-iso") && out.lines().any(|l| l == "0"),
                     "root's password login (a crypt hash in passwd=) failed or says {out:?}"
                 );
+                let wifi = crate::checks::wifi::check(g)?;
                 g.check_trouble()?;
-                Ok(served)
+                Ok(format!("host key {served}; {wifi}"))
             })?;
-            Ok(((), Outcome::Passed, format!("a password login over SSH from the ISO (host key {fp})")))
+            Ok(((), Outcome::Passed, format!("a password login over SSH from the ISO ({fp})")))
         },
     )
 }

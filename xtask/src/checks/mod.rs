@@ -18,4 +18,5 @@ pub mod snapshot;
 pub mod source;
 pub mod suite;
 pub mod verify_release;
+pub mod wifi;
 pub mod xen_xl;
