@@ -6,8 +6,10 @@
 //! tarball and ISO reach dom0 on a disk of their own; there the tarball's
 //! README commands run as they are written: untar into /root, link the ISO,
 //! `xl create -c /root/finnix-conf 'name="finnix"'`. The guest is checked
-//! through its hvc0 console as PVH (finnix-conf's default) and as PV (its
-//! one-line change), then xl's own errors for bad configurations.
+//! through its hvc0 console as PVH (finnix-conf's default, DHCP from dom0)
+//! and as PV (its one-line change, with `sshd passwd= ip=<static>` on xl's
+//! command line and a password login from dom0 over xenbr0), then xl's own
+//! errors for bad configurations.
 //!
 //! qemu's SVM model with nested paging (`-cpu qemu64,+svm,+npt`) gives Xen
 //! HAP under TCG: Debian builds Xen without shadow paging
@@ -40,6 +42,10 @@ const PROMPT: &str = "dom0# ";
 const DOM0_BOOT: Duration = Duration::from_secs(300);
 const GUEST_BOOT: Duration = Duration::from_secs(300);
 const COMMAND: Duration = Duration::from_secs(120);
+/// The PV guest's static address on xenbr0 (outside dnsmasq's range) and
+/// root's password (`passwd=`), for the SSH login from dom0.
+const XEN_GUEST: &str = "10.0.0.50";
+const XEN_PASSWORD: &str = "xen-rescue-42";
 
 /// The Xen host's files in the cache.
 pub struct Host {
@@ -579,7 +585,17 @@ fn guest(
     readme: &Readme,
     kind: &'static str,
 ) -> Result<GuestRun> {
-    let (banner_secs, boot_text) = dom0.create(&readme.create, &inputs.version)?;
+    // The PV guest is reached over SSH: a static address on xenbr0 (no
+    // DHCP) and root's password, given on xl's command line as a user
+    // would (a `cmdline=` after the file name replaces the file's).
+    let create = match kind {
+        "PV" => format!(
+            "{} 'cmdline=\"console=hvc0 sshd passwd={XEN_PASSWORD} ip={XEN_GUEST}::{DOM0_ADDR}:255.255.255.0::eth0:off\"'",
+            readme.create
+        ),
+        _ => readme.create.clone(),
+    };
+    let (banner_secs, boot_text) = dom0.create(&create, &inputs.version)?;
     let g = &mut dom0.g;
     crate::checks::boot::check_facts(g, Target::XenXl, inputs, &boot_text)?;
     ensure!(
@@ -597,7 +613,8 @@ fn guest(
         "expected a {kind} guest without `xen` on its command line: {facts:?}"
     );
     crate::checks::boot::check_readonly(g, "/dev/xvda")?;
-    // DHCP on xenbr0 (the lease is asked in the background), then dom0.
+    // DHCP on xenbr0 (the lease is asked in the background), or the
+    // static address; then dom0 answers.
     let (ok, net) = g.run_status(
         &format!(
             "for i in $(seq 120); do ip -4 addr show dev eth0 | grep -q 'inet ' && break; sleep 0.5; done; \
@@ -607,7 +624,7 @@ fn guest(
     )?;
     ensure!(
         ok,
-        "no DHCP lease on eth0, or dom0 ({DOM0_ADDR}) does not answer:\n{net}"
+        "no address on eth0, or dom0 ({DOM0_ADDR}) does not answer:\n{net}"
     );
     let leased = net
         .lines()
@@ -615,6 +632,21 @@ fn guest(
         .and_then(|a| a.split('/').next())
         .context("no IPv4 address on eth0")?
         .to_string();
+    if kind == "PV" {
+        for want in [
+            format!("[*] Static address {XEN_GUEST}/24 on eth0"),
+            "[*] SSH server started on port 22: key and password logins (root)".into(),
+        ] {
+            ensure!(
+                boot_text.contains(&want),
+                "the PV guest's console lacks {want:?}"
+            );
+        }
+        ensure!(
+            leased == XEN_GUEST,
+            "ip= asked for {XEN_GUEST}, eth0 has {leased}"
+        );
+    }
     dom0.detach()?;
     let domains = dom0.domains()?;
     ensure!(
@@ -622,10 +654,14 @@ fn guest(
         "`xl list` does not show the running guest: {domains:?}"
     );
     let leases = dom0.sh("cat /run/dnsmasq.leases")?;
-    ensure!(
-        leases.contains(&format!(" {leased} ")),
-        "dom0's DHCP server did not lease {leased}:\n{leases}"
-    );
+    if kind == "PV" {
+        ssh_from_dom0(dom0, &leased, &leases)?;
+    } else {
+        ensure!(
+            leases.contains(&format!(" {leased} ")),
+            "dom0's DHCP server did not lease {leased}:\n{leases}"
+        );
+    }
     dom0.attach_console("finnix")?;
     let gone_secs = dom0.shutdown_guest("finnix")?;
     Ok(GuestRun {
@@ -633,6 +669,39 @@ fn guest(
         banner_secs,
         gone_secs,
     })
+}
+
+/// The PV guest with a static address: no lease asked; root's password
+/// login from dom0 with OpenSSH's client (sshpass gives the password), a
+/// wrong password refused.
+fn ssh_from_dom0(dom0: &mut Dom0, leased: &str, leases: &str) -> Result<()> {
+    ensure!(
+        !leases.contains(&format!(" {leased} ")),
+        "the static guest asked for a lease anyway:\n{leases}"
+    );
+    // OpenSSH's client in dom0, the password from sshpass; a wrong
+    // one is refused.
+    let ssh = |pw: &str| {
+        format!(
+            "sshpass -p {pw} ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+             -o PreferredAuthentications=password -o NumberOfPasswordPrompts=1 \
+             -o ConnectTimeout=30 root@{XEN_GUEST} \
+             'echo login-as-$(id -un) on $(cat /sys/hypervisor/guest_type)'; echo ssh-exit=$?"
+        )
+    };
+    let good = dom0.sh(&ssh(XEN_PASSWORD))?;
+    ensure!(
+        good.contains("login-as-root on PV") && good.contains("ssh-exit=0"),
+        "root's password login from dom0 over xenbr0 failed:\n{good}"
+    );
+    let bad = dom0.sh(&ssh("not-the-password"))?;
+    // sshpass says 5 for a refused password; ssh names the refusal.
+    ensure!(
+        (bad.contains("Permission denied") || bad.contains("ssh-exit=5"))
+            && !bad.contains("login-as-"),
+        "a wrong password was not refused:\n{bad}"
+    );
+    Ok(())
 }
 
 /// A bad configuration: xl refuses it with its own error naming the
