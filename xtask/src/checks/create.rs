@@ -576,9 +576,10 @@ pub struct Nested {
 /// `cargo xtask check-nested`: the release ISO (a profile with screen,
 /// dnsmasq and iptables: standard) booted in qemu with 1 GiB as hardware
 /// would boot it, then `finnix create --wait` inside it: a UML guest of the
-/// same medium (/dev/sr0), its banner in its screen log, its DHCP address
-/// answering pings from the host Finnix, `finnix list`, `finnix stop`, and
-/// nothing left. Slow under TCG: UML's system calls are ptrace stops.
+/// same medium (/dev/sr0), given the host Finnix's SSH key (`--ssh-key`),
+/// its banner in its screen log, its DHCP address answering pings from the
+/// host Finnix, a key login into it with OpenSSH's client, `finnix list`,
+/// `finnix stop`, and nothing left. Slow under TCG: UML's system calls are ptrace stops.
 pub fn check_nested(ctx: &Ctx, iso: &Path, version: &str) -> Result<Nested> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Boot], &ctx.logs())?;
     ui::stage(
@@ -617,9 +618,22 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
             .with_context(|| format!("no MemAvailable: {t}"))
     };
     let available_mib = avail(g)?;
+    // The host Finnix's own key, given to the guest (the spec's nested
+    // guests reached by SSH).
+    let made = g.run(
+        "mkdir -p /root/.ssh && ssh-keygen -q -t ed25519 -N '' -C nested-check -f /root/.ssh/id_ed25519 </dev/null && echo key-made",
+        Duration::from_secs(120),
+    )?;
+    ensure!(
+        made.ends_with("key-made"),
+        "ssh-keygen in the ISO's Finnix: {made}"
+    );
     // Timed on the host: the command typed until its output came back.
     let started = std::time::Instant::now();
-    let out = g.run("finnix create --wait 2>&1", long)?;
+    let out = g.run(
+        "finnix create --wait --ssh-key /root/.ssh/id_ed25519.pub 2>&1",
+        long,
+    )?;
     let ready_secs = started.elapsed().as_secs_f64();
     ensure!(
         out.contains("finnix1: started") && out.contains("medium /dev/sr0"),
@@ -644,6 +658,17 @@ fn nested_session(g: &mut crate::guest::console::Guest, version: &str) -> Result
         answered,
         "the guest does not answer at {}:\n{ping}",
         net::address(1)
+    );
+    let (ok, login) = g.run_status(
+        &format!(
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=120 root@{} 'echo nested-login-as-$(id -un) $(finnix mode)'",
+            net::address(1)
+        ),
+        long,
+    )?;
+    ensure!(
+        ok && login.contains("nested-login-as-root uml"),
+        "the host Finnix's key does not log in to its UML guest over SSH:\n{login}"
     );
     let stop = g.run("finnix stop finnix1 2>&1", long)?;
     ensure!(
