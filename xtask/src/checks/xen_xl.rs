@@ -45,7 +45,7 @@ const COMMAND: Duration = Duration::from_secs(120);
 /// The PV guest's static address on xenbr0 (outside dnsmasq's range) and
 /// root's password (`passwd=`), for the SSH login from dom0.
 const XEN_GUEST: &str = "10.0.0.50";
-const XEN_PASSWORD: &str = "xen-rescue-42";
+const XEN_PASSWORD: &str = "rescue-pv-42";
 
 /// The Xen host's files in the cache.
 pub struct Host {
