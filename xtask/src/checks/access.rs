@@ -1,6 +1,6 @@
 //! check-access: reaching a running Finnix over the network. The standard
 //! live system in UML, its eth0 on a TAP in a private network namespace
-//! (the host end is the gateway, 10.0.2.1), booted three times:
+//! (the host end is the gateway, 10.0.2.1), booted four times:
 //!
 //! 1. `sshd passwd=... hostname=... ip=<static>`: the gateway answers a
 //!    ping, root logs in over SSH with the password (OpenSSH's client, from
@@ -14,7 +14,10 @@
 //! 3. bad input (a malformed crypt hash, an unreadable key, a bad host
 //!    name, a settings file with an unknown setting on its line 2): each
 //!    named on the console, the boot goes on, root's password stays locked
-//!    and nothing listens on port 22 (the file's `sshd = yes` unused).
+//!    and nothing listens on port 22 (the file's `sshd = yes` unused);
+//! 4. the ISO as the medium with `finnix.conf` on its EFI partition (the
+//!    host name only): read through a loop device; with no access word at
+//!    all, nothing listens on any TCP port.
 //!
 //! Part `iso`: the standard ISO's kernel and initramfs in qemu (hardware
 //! mode, Debian's kernel), `sshd passwd=<a SHA-512 crypt hash>`, DHCP from
@@ -668,6 +671,17 @@ fn esp_boot(ctx: &Ctx, s: &Stage, dir: &Path, live: &Live, version: &str) -> Res
         ensure!(
             name.trim() == "from-the-stick",
             "the host name is {name:?}, not the stick's from-the-stick"
+        );
+        // No sshd, passwd= or sshkey= anywhere: nothing listens at all.
+        let listening = g.run("ss -Hltn; ss -Hltn | wc -l", COMMAND_TIMEOUT)?;
+        ensure!(
+            listening.lines().last() == Some("0"),
+            "without sshd, passwd= or a key something listens on TCP:\n{listening}"
+        );
+        let (ok, out) = s.output(Peer::in_netns(&g)?.keyscan(5).stderr_to_stdout())?;
+        ensure!(
+            !out.contains("ssh-"),
+            "ssh-keyscan got a host key (ok={ok}): {out}"
         );
         g.check_trouble()
     })();
