@@ -180,7 +180,7 @@ fn sources_kernel_repository(ctx: &Ctx, s: &mut ui::Stage, root: &Path) -> Resul
         "<- shim ".into(),
     ];
     expect.extend(
-        lock.debian_package
+        lock.shipped_debs()
             .values()
             .map(|d| format!("{} {} <- ", d.package, d.version)),
     );

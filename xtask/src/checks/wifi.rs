@@ -3,7 +3,7 @@
 //! access point on the first and Finnix's `wifi-connect` on the second.
 //!
 //! The access point is Debian's hostapd (not in the release: pinned in
-//! finnix.lock, role `hostapd`) with dnsmasq as its DHCP server, in a
+//! finnix.lock, role `check-hostapd`, which no release lists) with dnsmasq as its DHCP server, in a
 //! network namespace of its own with the first radio, so that the lease
 //! really travels over the air. hostapd and its two configurations come on
 //! a FAT disk labelled FINNIXCFG, whose `finnix.conf` names the WPA2

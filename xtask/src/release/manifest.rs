@@ -106,7 +106,7 @@ pub fn build(ctx: &Ctx, r: &Release, artifacts: Vec<Hashed>) -> Result<Manifest>
     .collect();
     let kernel_source =
         crate::stages::kernel::source::locked(ctx)?.context("finnix.lock has no kernel source")?;
-    let debian_packages = crate::support::lock::Lock::read(&ctx.lock_path())?.debian_package;
+    let debian_packages = crate::support::lock::Lock::read(&ctx.lock_path())?.shipped_debs();
     Ok(Manifest {
         name: d.name.clone(),
         version: d.version.clone(),

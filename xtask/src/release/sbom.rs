@@ -511,8 +511,8 @@ pub fn facts(
     // Debian's kernel package alone, and with the packages the ISO's
     // initramfs takes files from (ntfs-3g); not shim or GRUB.
     let roles = |wanted: &dyn Fn(&str) -> bool| -> Vec<usize> {
-        lock.debian_package
-            .iter()
+        lock.shipped_debs()
+            .into_iter()
             .zip(&metal)
             .filter(|((role, _), _)| wanted(role))
             .map(|(_, &i)| i)
@@ -799,7 +799,7 @@ fn metal_components(
     components: &mut Vec<Component>,
 ) -> Vec<usize> {
     let mut metal = Vec::new();
-    for (role, deb) in &lock.debian_package {
+    for (role, deb) in &lock.shipped_debs() {
         let license = if role == crate::stages::kernel::metal::ROLE {
             "GPL-2.0-only WITH Linux-syscall-note".to_string()
         } else {

@@ -329,7 +329,7 @@ fn wanted_packages(
             " (this machine's, in the initramfs or the BIOS boot loader)",
         );
     }
-    for (role, deb) in &lock.debian_package {
+    for (role, deb) in &lock.shipped_debs() {
         let cached = crate::stages::debs::cached(ctx, role, deb)
             .with_context(|| {
                 format!(

@@ -27,6 +27,23 @@ pub struct Lock {
     pub rootfs_packages: BTreeMap<String, LockedPackages>,
 }
 
+/// Roles of `[debian-package.<role>]` fetched for a check alone (the Wi-Fi
+/// check's access point, `check-hostapd`): pinned like the others, never
+/// in a release, its manifest, SBOM or source archive.
+pub const CHECK_ROLE_PREFIX: &str = "check-";
+
+impl Lock {
+    /// The packages taken as Debian ships them that a release carries:
+    /// every `[debian-package.<role>]` but the checks' own.
+    pub fn shipped_debs(&self) -> BTreeMap<String, LockedDeb> {
+        self.debian_package
+            .iter()
+            .filter(|(role, _)| !role.starts_with(CHECK_ROLE_PREFIX))
+            .map(|(r, d)| (r.clone(), d.clone()))
+            .collect()
+    }
+}
+
 /// A root filesystem's package versions, as built.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
