@@ -48,6 +48,7 @@ const XEN_GUEST: &str = "10.0.0.50";
 const XEN_PASSWORD: &str = "rescue-pv-42";
 
 /// The Xen host's files in the cache.
+#[derive(Clone)]
 pub struct Host {
     /// Xen, gunzipped (qemu's multiboot loader wants it plain).
     pub xen: PathBuf,
@@ -632,21 +633,7 @@ fn guest(
         .and_then(|a| a.split('/').next())
         .context("no IPv4 address on eth0")?
         .to_string();
-    if kind == "PV" {
-        for want in [
-            format!("[*] Static address {XEN_GUEST}/24 on eth0"),
-            "[*] SSH server started on port 22: key and password logins (root)".into(),
-        ] {
-            ensure!(
-                boot_text.contains(&want),
-                "the PV guest's console lacks {want:?}"
-            );
-        }
-        ensure!(
-            leased == XEN_GUEST,
-            "ip= asked for {XEN_GUEST}, eth0 has {leased}"
-        );
-    }
+    let has_sshd = kind == "PV" && pv_console(&boot_text, &leased)?;
     dom0.detach()?;
     let domains = dom0.domains()?;
     ensure!(
@@ -655,7 +642,13 @@ fn guest(
     );
     let leases = dom0.sh("cat /run/dnsmasq.leases")?;
     if kind == "PV" {
-        ssh_from_dom0(dom0, &leased, &leases)?;
+        ensure!(
+            !leases.contains(&format!(" {leased} ")),
+            "the static guest asked for a lease anyway:\n{leases}"
+        );
+        if has_sshd {
+            ssh_from_dom0(dom0)?;
+        }
     } else {
         ensure!(
             leases.contains(&format!(" {leased} ")),
@@ -671,14 +664,35 @@ fn guest(
     })
 }
 
-/// The PV guest with a static address: no lease asked; root's password
-/// login from dom0 with OpenSSH's client (sshpass gives the password), a
-/// wrong password refused.
-fn ssh_from_dom0(dom0: &mut Dom0, leased: &str, leases: &str) -> Result<()> {
+/// The PV guest's boot lines for `ip=` (static, on eth0) and `sshd`;
+/// whether it runs an SSH server (the mini profile has none and says so).
+fn pv_console(boot_text: &str, leased: &str) -> Result<bool> {
+    let no_sshd = "[!] sshd: this Finnix has no SSH server";
+    let has_sshd = !boot_text.contains(no_sshd);
+    for want in [
+        format!("[*] Static address {XEN_GUEST}/24 on eth0"),
+        if has_sshd {
+            "[*] SSH server started on port 22: key and password logins (root)".into()
+        } else {
+            no_sshd.to_string()
+        },
+    ] {
+        ensure!(
+            boot_text.contains(&want),
+            "the PV guest's console lacks {want:?}"
+        );
+    }
     ensure!(
-        !leases.contains(&format!(" {leased} ")),
-        "the static guest asked for a lease anyway:\n{leases}"
+        leased == XEN_GUEST,
+        "ip= asked for {XEN_GUEST}, eth0 has {leased}"
     );
+    Ok(has_sshd)
+}
+
+/// The PV guest with a static address and sshd: root's password login
+/// from dom0 with OpenSSH's client (sshpass gives the password), a wrong
+/// password refused.
+fn ssh_from_dom0(dom0: &mut Dom0) -> Result<()> {
     // OpenSSH's client in dom0, the password from sshpass; a wrong
     // one is refused.
     let ssh = |pw: &str| {
