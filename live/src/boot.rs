@@ -170,26 +170,31 @@ fn swapon(dev: &str) -> std::io::Result<()> {
     }
 }
 
-/// Ethernet-like interfaces of this machine (not loopback, bridges, taps).
-fn network_interfaces() -> Vec<String> {
+/// The interfaces of /sys/class/net that `keep` accepts, sorted.
+pub fn interfaces(keep: impl Fn(&str) -> bool) -> Vec<String> {
     let Ok(entries) = fs::read_dir("/sys/class/net") else {
         return vec![];
     };
     let mut out: Vec<String> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| {
-            let base = format!("/sys/class/net/{name}");
-            // Real network cards (and UML's, Xen's, virtio's) have a device;
-            // loopback, bridges, taps, veth and dummy interfaces do not.
-            // Wi-Fi cards get an address once joined (crate::wifi).
-            read(&format!("{base}/type")).trim() == "1"
-                && fs::metadata(format!("{base}/device")).is_ok()
-                && !crate::wifi::is_wireless(name)
-        })
+        .filter(|name| keep(name))
         .collect();
     out.sort();
     out
+}
+
+/// Ethernet-like interfaces of this machine (not loopback, bridges, taps).
+fn network_interfaces() -> Vec<String> {
+    interfaces(|name| {
+        let base = format!("/sys/class/net/{name}");
+        // Real network cards (and UML's, Xen's, virtio's) have a device;
+        // loopback, bridges, taps, veth and dummy interfaces do not.
+        // Wi-Fi cards get an address once joined (crate::wifi).
+        read(&format!("{base}/type")).trim() == "1"
+            && fs::metadata(format!("{base}/device")).is_ok()
+            && !crate::wifi::is_wireless(name)
+    })
 }
 
 pub fn have(cmd: &str) -> bool {

@@ -43,7 +43,7 @@ pub fn run(prog: &str, args: &[&str], input: Option<&str>) -> Result<String, Str
 }
 
 /// `ip` from iproute2, or busybox's.
-fn ip_cmd(args: &[&str]) -> Result<String, String> {
+pub fn ip_cmd(args: &[&str]) -> Result<String, String> {
     if have("ip") {
         run("ip", args, None)
     } else {

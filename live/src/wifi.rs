@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::access::{self, WifiNetwork};
 use crate::boot::{have, say};
-use crate::remote::run;
+use crate::remote::{ip_cmd, run};
 
 /// wpa_supplicant's control sockets (wpa_cli -p).
 const CTRL_DIR: &str = "/run/wpa_supplicant";
@@ -33,22 +33,21 @@ IFACE: the first Wi-Fi interface unless given (`iw dev` lists them).
 /// The Wi-Fi interfaces of this machine (those with a `wireless` or
 /// `phy80211` entry in sysfs), sorted.
 pub fn interfaces() -> Vec<String> {
-    let Ok(entries) = fs::read_dir("/sys/class/net") else {
-        return vec![];
-    };
-    let mut out: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| is_wireless(n))
-        .collect();
-    out.sort();
-    out
+    crate::boot::interfaces(is_wireless)
 }
 
 pub fn is_wireless(iface: &str) -> bool {
     let base = format!("/sys/class/net/{iface}");
     fs::metadata(format!("{base}/wireless")).is_ok()
         || fs::metadata(format!("{base}/phy80211")).is_ok()
+}
+
+/// A file only root reads (passphrases): made empty with mode 0600, then
+/// written.
+fn write_private(path: &str, text: &str) -> std::io::Result<()> {
+    fs::write(path, "")?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    fs::write(path, text)
 }
 
 fn pid_file(iface: &str) -> String {
@@ -81,7 +80,7 @@ fn stop_earlier(iface: &str) {
         }
         let _ = fs::remove_file(&pid_path);
     }
-    let _ = run("ip", &["-4", "addr", "flush", "dev", iface], None);
+    let _ = ip_cmd(&["-4", "addr", "flush", "dev", iface]);
 }
 
 /// Start wpa_supplicant on `iface` for `networks` (in the background).
@@ -97,9 +96,7 @@ fn start_supplicant(iface: &str, networks: &[WifiNetwork]) -> Result<(), String>
     fs::create_dir_all("/run/finnix").map_err(|e| format!("/run/finnix: {e}"))?;
     let conf = format!("/run/finnix/wpa_supplicant.{iface}.conf");
     // The passphrases: root's eyes only.
-    fs::write(&conf, "")
-        .and_then(|()| fs::set_permissions(&conf, fs::Permissions::from_mode(0o600)))
-        .and_then(|()| fs::write(&conf, access::wpa_supplicant_conf(CTRL_DIR, networks)))
+    write_private(&conf, &access::wpa_supplicant_conf(CTRL_DIR, networks))
         .map_err(|e| format!("cannot write {conf}: {e}"))?;
     let _ = fs::remove_file(log_file(iface));
     run(
@@ -134,7 +131,7 @@ fn status(iface: &str) -> Vec<(String, String)> {
 
 /// An IPv4 address of `iface` (`ip -4 -o addr`), with its prefix.
 fn ipv4(iface: &str) -> Option<String> {
-    let out = run("ip", &["-4", "-o", "addr", "show", "dev", iface], None).ok()?;
+    let out = ip_cmd(&["-4", "-o", "addr", "show", "dev", iface]).ok()?;
     out.split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)
@@ -191,7 +188,7 @@ pub fn parse_scan(out: &str) -> Vec<Seen> {
 }
 
 fn scan(iface: &str) -> Result<Vec<Seen>, String> {
-    let _ = run("ip", &["link", "set", iface, "up"], None);
+    let _ = ip_cmd(&["link", "set", iface, "up"]);
     // A radio that is busy (just up, or scanning for wpa_supplicant) says
     // EBUSY for a moment.
     let mut last = String::new();
@@ -289,9 +286,7 @@ pub fn at_boot(networks: &[WifiNetwork]) {
         return;
     }
     let saved = fs::create_dir_all("/run/finnix")
-        .and_then(|()| fs::write(SAVED, ""))
-        .and_then(|()| fs::set_permissions(SAVED, fs::Permissions::from_mode(0o600)))
-        .and_then(|()| fs::write(SAVED, access::wifi_lines(networks)));
+        .and_then(|()| write_private(SAVED, &access::wifi_lines(networks)));
     if let Err(e) = saved {
         say(&format!(
             "[!] Wi-Fi: cannot keep the networks in {SAVED}: {e}"
