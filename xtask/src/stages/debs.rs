@@ -132,9 +132,10 @@ pub fn fetch(
         )),
     }
     if previous.as_ref() != Some(&fetched) {
-        let mut lock = Lock::read(&ctx.lock_path())?;
-        lock.debian_package.insert(role.into(), fetched.clone());
-        lock.write(&ctx.lock_path())?;
+        Lock::update(&ctx.lock_path(), |lock| {
+            lock.debian_package.insert(role.into(), fetched.clone());
+            Ok(())
+        })?;
     }
     let name = format!("{}.deb", fetched.package);
     fs::rename(&deb, work.path().join(&name))?;

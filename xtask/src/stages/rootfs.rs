@@ -482,38 +482,39 @@ pub fn check_locked_packages(
 ) -> Result<()> {
     use crate::support::lock::Lock;
     let built = package_versions(list);
-    let mut lock = Lock::read(&ctx.lock_path())?;
-    let snapshot = profile.snapshot.clone().unwrap_or_default();
-    let locked = lock.rootfs_packages.get(profile_name);
-    let drift = locked.map(|l| package_drift(&l.versions, &built));
-    let same_snapshot = locked.is_some_and(|l| l.snapshot == snapshot);
-    match drift {
-        Some(d) if d.is_empty() && same_snapshot => return Ok(()),
-        Some(d) if ctx.locked => {
-            let moved = (!same_snapshot).then(|| {
-                (
-                    locked.map(|l| l.snapshot.clone()).unwrap_or_default(),
-                    snapshot.clone(),
-                )
-            });
-            bail!("{}", locked_refusal(profile_name, &d, moved));
+    Lock::update(&ctx.lock_path(), |lock| {
+        let snapshot = profile.snapshot.clone().unwrap_or_default();
+        let locked = lock.rootfs_packages.get(profile_name);
+        let drift = locked.map(|l| package_drift(&l.versions, &built));
+        let same_snapshot = locked.is_some_and(|l| l.snapshot == snapshot);
+        match drift {
+            Some(d) if d.is_empty() && same_snapshot => return Ok(()),
+            Some(d) if ctx.locked => {
+                let moved = (!same_snapshot).then(|| {
+                    (
+                        locked.map(|l| l.snapshot.clone()).unwrap_or_default(),
+                        snapshot.clone(),
+                    )
+                });
+                bail!("{}", locked_refusal(profile_name, &d, moved));
+            }
+            Some(d) => s.warn(format!(
+                "the {profile_name} packages moved since finnix.lock ({} difference(s)), updating it:\n  {}",
+                d.len(),
+                d.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+            )),
+            None if ctx.locked => bail!("--locked: finnix.lock records no packages for the {profile_name} profile (build once without --locked to record them)"),
+            None => s.warn(format!("recording the {profile_name} packages ({}) in finnix.lock", built.len())),
         }
-        Some(d) => s.warn(format!(
-            "the {profile_name} packages moved since finnix.lock ({} difference(s)), updating it:\n  {}",
-            d.len(),
-            d.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
-        )),
-        None if ctx.locked => bail!("--locked: finnix.lock records no packages for the {profile_name} profile (build once without --locked to record them)"),
-        None => s.warn(format!("recording the {profile_name} packages ({}) in finnix.lock", built.len())),
-    }
-    lock.rootfs_packages.insert(
-        profile_name.to_string(),
-        crate::support::lock::LockedPackages {
-            snapshot,
-            versions: built,
-        },
-    );
-    lock.write(&ctx.lock_path())
+        lock.rootfs_packages.insert(
+            profile_name.to_string(),
+            crate::support::lock::LockedPackages {
+                snapshot,
+                versions: built,
+            },
+        );
+        Ok(())
+    })
 }
 
 /// A Debian tree: mmdebstrap (minbase, the profile's packages, apt's

@@ -124,6 +124,21 @@ impl Lock {
     pub fn write(&self, path: &Path) -> Result<()> {
         crate::support::fsutil::write_atomic(path, self.render().as_bytes())
     }
+
+    /// Read, change and write the lock file as one step: stages that run
+    /// side by side (the network stages beside the kernel compiles) each
+    /// record their pins, and none may lose another's.
+    pub fn update<T>(path: &Path, change: impl FnOnce(&mut Lock) -> Result<T>) -> Result<T> {
+        static UPDATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = UPDATING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lock = Lock::read(path)?;
+        let before = lock.render();
+        let value = change(&mut lock)?;
+        if lock.render() != before {
+            lock.write(path)?;
+        }
+        Ok(value)
+    }
 }
 
 /// What `--locked` and the default mode do when a fetched source differs

@@ -127,9 +127,10 @@ pub fn fetch_and_unpack(ctx: &Ctx, stage: &mut Stage) -> Result<SourceTree> {
         }
     }
     if previous.as_ref() != Some(&fetched) {
-        let mut lock = Lock::read(&ctx.lock_path())?;
-        lock.kernel_source = Some(fetched.clone());
-        lock.write(&ctx.lock_path())?;
+        Lock::update(&ctx.lock_path(), |lock| {
+            lock.kernel_source = Some(fetched.clone());
+            Ok(())
+        })?;
     }
     fs::write(
         unpack.path().join("source.toml"),
