@@ -5,6 +5,7 @@
 //! image); then the commands that run single stages.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 
@@ -33,21 +34,81 @@ pub struct Live {
     pub squashfs: Squashfs,
 }
 
-/// The stages up to the squashfs root, in order.
+/// The stages up to the squashfs root.
 pub fn live(ctx: &Ctx, profile: &str, squashfs_opts: squashfs::Options) -> Result<Live> {
-    let uml = kernel::build(ctx, Flavor::Um)?;
-    let metal = metal::build(ctx)?;
-    let initrd = initrd::build(ctx)?;
-    let rootfs = rootfs::build(ctx, profile, &uml, &initrd, &metal)?;
-    let squashfs = squashfs::build(ctx, &rootfs, squashfs_opts)?;
-    Ok(Live {
-        profile: profile.to_string(),
-        uml,
-        metal,
-        initrd,
-        rootfs,
-        squashfs,
+    Ok(overlapped(ctx, profile, squashfs_opts, false)?.0)
+}
+
+/// The first stages, two at a time: on one thread the compiled kernels
+/// (UML, then the domU kernel when `with_xen`), which keep the cores busy;
+/// on another what mostly waits on the network or the disk (Debian's
+/// kernel and its modules, the initramfs, the profile's base tree with
+/// mmdebstrap), then, once the UML kernel is there, the root filesystem
+/// and its squashfs. Each stage prints its line when it ends. A failure on
+/// one side stops the other at its next stage (a kernel compile in
+/// progress runs to its end: it is kept in the cache for the next run).
+fn overlapped(
+    ctx: &Ctx,
+    profile: &str,
+    squashfs_opts: squashfs::Options,
+    with_xen: bool,
+) -> Result<(Live, Option<Kernel>)> {
+    let base_profile = crate::support::config::Profile::load(&ctx.root, profile)?;
+    let failed = &AtomicBool::new(false);
+    let base_profile = &base_profile;
+    let (uml_tx, uml_rx) = std::sync::mpsc::channel::<Kernel>();
+    eprintln!(
+        "==> side by side, each line when its stage ends: {} | kernel-metal, initrd, {}, then {}, {}",
+        if with_xen { "kernel-um, kernel-xen" } else { "kernel-um" },
+        StageId::RootfsBase.dir(profile),
+        StageId::Rootfs.dir(profile),
+        StageId::Squashfs.dir(profile),
+    );
+    let _lines = ui::Deferred::on();
+    std::thread::scope(|scope| {
+        let side = scope.spawn(move || -> Result<Live> {
+            let metal = flag(failed, metal::build(ctx))?;
+            let initrd = flag(failed, initrd::build(ctx))?;
+            flag(failed, rootfs::base(ctx, profile, base_profile))?;
+            let uml = uml_rx.recv().map_err(|_| {
+                anyhow::anyhow!("the UML kernel was not built (its stage says why)")
+            })?;
+            let rootfs = flag(failed, rootfs::build(ctx, profile, &uml, &initrd, &metal))?;
+            let squashfs = flag(failed, squashfs::build(ctx, &rootfs, squashfs_opts))?;
+            Ok(Live {
+                profile: profile.to_string(),
+                uml,
+                metal,
+                initrd,
+                rootfs,
+                squashfs,
+            })
+        });
+        let kernels = (|| -> Result<Option<Kernel>> {
+            let uml = flag(failed, kernel::build(ctx, Flavor::Um))?;
+            let _ = uml_tx.send(uml);
+            drop(uml_tx);
+            if !with_xen || failed.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            kernel::build(ctx, Flavor::Xen).map(Some)
+        })();
+        let live = side
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the root filesystem's thread panicked")));
+        let xen = kernels?;
+        let live = live?;
+        anyhow::ensure!(!with_xen || xen.is_some(), "the domU kernel was not built");
+        Ok((live, xen))
     })
+}
+
+/// `r`, and a failure noted in `failed` (the other thread stops).
+fn flag<T>(failed: &AtomicBool, r: Result<T>) -> Result<T> {
+    if r.is_err() {
+        failed.store(true, Ordering::SeqCst);
+    }
+    r
 }
 
 /// The squashfs options finnix.toml sets.
@@ -67,8 +128,8 @@ pub struct Release {
 
 /// Every stage, in order (cached ones are skipped).
 pub fn release(ctx: &Ctx, profile: &str) -> Result<Release> {
-    let live = live(ctx, profile, default_squashfs(ctx))?;
-    let xen = kernel::build(ctx, Flavor::Xen)?;
+    let (live, xen) = overlapped(ctx, profile, default_squashfs(ctx), true)?;
+    let xen = xen.expect("asked for");
     let iso = iso::build(ctx, profile, &live.squashfs, &live.metal, &live.initrd)?;
     let xen_tar = tarballs::stage(
         ctx,

@@ -30,6 +30,25 @@ fn deferred() -> bool {
     DEFERRED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Deferred stage lines while it lives (stages side by side in the
+/// pipeline); then as before, so a suite that is deferred stays so.
+pub struct Deferred {
+    before: bool,
+}
+
+impl Deferred {
+    pub fn on() -> Deferred {
+        let before = DEFERRED.swap(true, std::sync::atomic::Ordering::SeqCst);
+        Deferred { before }
+    }
+}
+
+impl Drop for Deferred {
+    fn drop(&mut self) {
+        DEFERRED.store(self.before, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// One lock for whole lines on stderr (parts finishing together).
 static OUTPUT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
