@@ -85,8 +85,8 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
                     ctx.jobs,
                 )?;
                 s.note(format!(
-                    "{} inodes, {} bytes, {} blocks compressed ahead on {} threads",
-                    stats.nodes, stats.bytes, stats.predicted, ctx.jobs
+                    "{} inodes, {} bytes, {} blocks compressed ahead on {} threads, {} repeated blocks compressed once",
+                    stats.nodes, stats.bytes, stats.predicted, ctx.jobs, stats.reused
                 ));
                 Ok(format!(
                     "{}, {} inodes",
@@ -103,6 +103,8 @@ pub struct Stats {
     pub bytes: u64,
     /// Blocks whose compression was done ahead, in parallel.
     pub predicted: u64,
+    /// Blocks that repeat an earlier one, not compressed again.
+    pub reused: u64,
 }
 
 /// Write `tree` as a squashfs image at `out`.
@@ -188,6 +190,7 @@ pub fn write_image(
         nodes,
         bytes,
         predicted: compressor.predicted(),
+        reused: compressor.reused(),
     })
 }
 
@@ -206,11 +209,12 @@ impl crate::cli::WriteSquashfs {
         };
         let stats = write_image(&self.tree, &self.out, opts, self.epoch, self.threads)?;
         eprintln!(
-            "{}: {} inodes, {} bytes, {} blocks compressed ahead",
+            "{}: {} inodes, {} bytes, {} blocks compressed ahead, {} repeated blocks compressed once",
             self.out.display(),
             stats.nodes,
             stats.bytes,
-            stats.predicted
+            stats.predicted,
+            stats.reused
         );
         Ok(())
     }
@@ -405,6 +409,9 @@ mod tests {
             // The prediction held for every data block: 2 files of 5 blocks
             // (64 KiB), the sparse file's last block, the fragment buffer.
             assert_eq!(stats.predicted, 12, "{compression:?}");
+            // Repeated blocks are compressed once: tool's and copy's four
+            // equal blocks (7 repeats) and their equal tails (1).
+            assert_eq!(stats.reused, 8, "{compression:?}");
 
             write_image(&tree, &base.join("b"), opts, 1_700_000_000, 3).unwrap();
 

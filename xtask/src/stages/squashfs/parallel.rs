@@ -15,8 +15,16 @@
 //! exactly what compressing each block in turn would give: the same bytes
 //! on any number of threads.
 //!
+//! A block that occurs more than once (a file shipped twice, a hard link,
+//! repeated content) is compressed once: a first replay counts each
+//! block's SHA-256, and the output of a repeated block is kept until its
+//! last occurrence has taken it. Compression is pure, so this changes no
+//! byte; it saves the time (backhand itself writes a duplicate file's
+//! blocks, then seeks back over them).
+//!
 //! Memory is bounded: at most `window` blocks are in flight or waiting,
-//! each holding its input and its output (≤ 2 × block size).
+//! each holding its input and its output (≤ 2 × block size), and the
+//! outputs of repeated blocks whose later occurrences are still to come.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -83,6 +91,70 @@ impl Codec {
 /// A block's input and what compressing it gave.
 type Computed = (Vec<u8>, Result<Vec<u8>, String>);
 
+/// A block's SHA-256.
+type Digest = [u8; 32];
+
+fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// What compressing a block gave.
+type Compressed = Result<Vec<u8>, String>;
+
+/// Repeated blocks: how many occurrences are still to be compressed or
+/// taken, and the output once the first is compressed.
+#[derive(Default)]
+struct Repeats {
+    left: std::collections::HashMap<Digest, (u32, Option<Compressed>)>,
+    /// Occurrences answered from the kept output (for the log).
+    reused: u64,
+}
+
+impl Repeats {
+    /// Count every block `replay` gives; keep those seen twice or more.
+    fn count(files: &[PathBuf], block_size: usize) -> Repeats {
+        let mut all: std::collections::HashMap<Digest, u32> = Default::default();
+        let _ = replay(files, block_size, &mut |input| {
+            *all.entry(digest(&input)).or_default() += 1;
+            true
+        });
+        Repeats {
+            left: all
+                .into_iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(d, n)| (d, (n, None)))
+                .collect(),
+            reused: 0,
+        }
+    }
+
+    /// The kept output of a repeated block, if its first occurrence has
+    /// been compressed; dropped after the last.
+    fn take(&mut self, d: &Digest) -> Option<Compressed> {
+        let (left, out) = self.left.get_mut(d)?;
+        let out = out.clone()?;
+        *left -= 1;
+        if *left == 0 {
+            self.left.remove(d);
+        }
+        self.reused += 1;
+        Some(out)
+    }
+
+    /// Keep the output of a repeated block for its later occurrences.
+    fn keep(&mut self, d: &Digest, out: &Compressed) {
+        if let Some((left, kept)) = self.left.get_mut(d) {
+            *left -= 1;
+            if *left == 0 {
+                self.left.remove(d);
+            } else if kept.is_none() {
+                *kept = Some(out.clone());
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// The sequence number backhand's next `compress` call should have.
@@ -99,6 +171,7 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    repeats: Mutex<Repeats>,
     cv: Condvar,
     window: u64,
 }
@@ -116,8 +189,10 @@ impl Parallel {
         let threads = threads.max(1);
         // Measured on 2 cores: more workers or a deeper window did not help.
         let window = (2 * threads + 2) as u64;
+        let repeats = Repeats::count(&files, codec.block_size as usize);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
+            repeats: Mutex::new(repeats),
             cv: Condvar::new(),
             window,
         });
@@ -129,7 +204,7 @@ impl Parallel {
             std::thread::spawn(move || loop {
                 let job = job_rx.lock().expect("job queue").recv();
                 let Ok((seq, input)) = job else { break };
-                let output = codec.compress(&input);
+                let output = shared.compress_once(&codec, &input);
                 let mut st = shared.state.lock().expect("pipeline state");
                 if !st.diverged {
                     st.done.insert(seq, (input, output));
@@ -195,6 +270,11 @@ impl Parallel {
         }
     }
 
+    /// How many blocks were repeats, compressed once (for the log).
+    pub fn reused(&self) -> u64 {
+        self.shared.repeats.lock().expect("repeats").reused
+    }
+
     /// How many calls were answered from the prediction (for the log).
     pub fn predicted(&self) -> u64 {
         let st = self.shared.state.lock().expect("pipeline state");
@@ -203,6 +283,30 @@ impl Parallel {
         } else {
             st.next
         }
+    }
+}
+
+impl Shared {
+    /// Compress `input`, or take a repeated block's kept output.
+    fn compress_once(&self, codec: &Codec, input: &[u8]) -> Compressed {
+        let d = {
+            let repeats = self.repeats.lock().expect("repeats");
+            if repeats.left.is_empty() {
+                None
+            } else {
+                let d = digest(input);
+                repeats.left.contains_key(&d).then_some(d)
+            }
+        };
+        let Some(d) = d else {
+            return codec.compress(input);
+        };
+        if let Some(out) = self.repeats.lock().expect("repeats").take(&d) {
+            return out;
+        }
+        let out = codec.compress(input);
+        self.repeats.lock().expect("repeats").keep(&d, &out);
+        out
     }
 }
 
