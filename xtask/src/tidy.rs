@@ -239,6 +239,22 @@ fn undocumented(names: &[String], doc: &str, what: &str, doc_name: &str) -> Vec<
         .collect()
 }
 
+/// A check's `debs::fetch` whose lock role lacks the `check-` prefix: its
+/// package would be listed as shipped (manifest, SBOM, source archive).
+fn unmarked_check_debs(path: &str, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices("debs::fetch(") {
+        let role = text[at..].split('"').nth(1).unwrap_or_default().to_string();
+        if !role.starts_with(crate::support::lock::CHECK_ROLE_PREFIX) {
+            let line = text[..at].lines().count();
+            out.push(format!(
+                "{path}:{line}: a check fetches a .deb with role {role:?}: name it check-{role} so no release lists it"
+            ));
+        }
+    }
+    out
+}
+
 fn fail_on(problems: Vec<String>) {
     assert!(problems.is_empty(), "\n{}\n", problems.join("\n"));
 }
@@ -318,7 +334,23 @@ fn every_job_is_on_the_map() {
 
 /// Each rule on a planted fault: it must name it.
 #[test]
+fn the_checks_debs_are_never_shipped() {
+    fail_on(
+        sources("xtask/src/checks")
+            .iter()
+            .flat_map(|(p, t)| unmarked_check_debs(p, t))
+            .collect(),
+    );
+}
+
+#[test]
 fn planted_faults_are_named() {
+    let fetch =
+        "fn d() {\n    let deb = debs::fetch(\n        ctx,\n        s,\n        \"hostapd\",\n";
+    let v = unmarked_check_debs("xtask/src/checks/wifi.rs", fetch);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with("xtask/src/checks/wifi.rs:2:"), "{v:?}");
+    assert!(unmarked_check_debs("c.rs", &fetch.replace("\"hostapd", "\"check-hostapd")).is_empty());
     let up =
         "use crate::support::cmd;\nuse crate::checks::boot;\n#[cfg(test)]\nuse crate::checks::x;\n";
     let v = layer_violations("xtask/src/stages/iso.rs", up);

@@ -51,7 +51,7 @@ pub fn disk(ctx: &Ctx, s: &mut Stage, dir: &Path) -> Result<PathBuf> {
     let deb = crate::stages::debs::fetch(
         ctx,
         s,
-        "hostapd",
+        "check-hostapd",
         "hostapd",
         crate::stages::debs::no_metapackage,
     )?;
