@@ -289,18 +289,14 @@ impl Parallel {
 impl Shared {
     /// Compress `input`, or take a repeated block's kept output.
     fn compress_once(&self, codec: &Codec, input: &[u8]) -> Compressed {
-        let d = {
-            let repeats = self.repeats.lock().expect("repeats");
-            if repeats.left.is_empty() {
-                None
-            } else {
-                let d = digest(input);
-                repeats.left.contains_key(&d).then_some(d)
-            }
-        };
-        let Some(d) = d else {
+        // Hashed outside the lock: the other workers go on meanwhile.
+        if self.repeats.lock().expect("repeats").left.is_empty() {
             return codec.compress(input);
-        };
+        }
+        let d = digest(input);
+        if !self.repeats.lock().expect("repeats").left.contains_key(&d) {
+            return codec.compress(input);
+        }
         if let Some(out) = self.repeats.lock().expect("repeats").take(&d) {
             return out;
         }
