@@ -94,8 +94,12 @@ pub fn archive(init: &[u8], busybox: &[u8], applets: &str) -> Archive {
 }
 
 pub fn compress(cpio: &[u8]) -> Result<Vec<u8>> {
-    // Single-threaded zstd: the same bytes on every machine.
-    Ok(zstd::bulk::compress(cpio, ZSTD_LEVEL)?)
+    compress_at(cpio, ZSTD_LEVEL)
+}
+
+/// zstd at `level`, single-threaded: the same bytes on every machine.
+pub fn compress_at(cpio: &[u8], level: i32) -> Result<Vec<u8>> {
+    Ok(zstd::bulk::compress(cpio, level)?)
 }
 
 impl crate::cli::Initrd {

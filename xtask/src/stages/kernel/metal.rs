@@ -23,7 +23,11 @@ use crate::support::context::{package_version, Ctx};
 use crate::support::cpio::{Archive, Kind};
 use crate::support::ui;
 
-const RECIPE: u32 = 1;
+const RECIPE: u32 = 2;
+/// The modules' initramfs (84 MiB of cpio) at zstd level 12: 4 s on this
+/// machine's 2 cores, where level 19 took 53 s for 2.1 MiB less (16.5
+/// against 18.6 MiB). Levels 13 to 18 save little more than 12 does.
+const MODULES_ZSTD_LEVEL: i32 = 12;
 pub const ROLE: &str = "metal-kernel";
 pub const RULES: &str = "configs/metal/initramfs.modules";
 /// What `/init` loads at once, beside modules.dep in the initramfs.
@@ -263,6 +267,7 @@ pub fn build(ctx: &Ctx) -> Result<MetalKernel> {
                 .text("sha256", &deb.id.sha256)
                 .file(RULES, &ctx.root.join(RULES))?
                 .text("kmod", package_version("kmod"))
+                .text("compression", format!("zstd-{MODULES_ZSTD_LEVEL}"))
                 .text("epoch", ctx.epoch.global.to_string())
                 .finish();
             let package = deb.id.clone();
@@ -360,7 +365,8 @@ fn prepare(
         Kind::File(load.into_bytes()),
     );
     add_ntfs_3g(ctx, s, ntfs, &mut a)?;
-    let image = crate::stages::initrd::compress(&a.write(ctx.epoch.global as u32))?;
+    let image =
+        crate::stages::initrd::compress_at(&a.write(ctx.epoch.global as u32), MODULES_ZSTD_LEVEL)?;
     fs::write(out.join("initrd-modules.img"), &image)?;
     crate::support::fsutil::normalise(&out.join("modules"), ctx.epoch.global)?;
     Ok(format!(
