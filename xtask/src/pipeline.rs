@@ -39,14 +39,15 @@ pub fn live(ctx: &Ctx, profile: &str, squashfs_opts: squashfs::Options) -> Resul
     Ok(overlapped(ctx, profile, squashfs_opts, false)?.0)
 }
 
-/// The first stages, two at a time: on one thread the compiled kernels
-/// (UML, then the domU kernel when `with_xen`), which keep the cores busy;
-/// on another what mostly waits on the network or the disk (Debian's
-/// kernel and its modules, the initramfs, the profile's base tree with
-/// mmdebstrap), then, once the UML kernel is there, the root filesystem
-/// and its squashfs. Each stage prints its line when it ends. A failure on
-/// one side stops the other at its next stage (a kernel compile in
-/// progress runs to its end: it is kept in the cache for the next run).
+/// The first stages side by side: on one thread the compiled kernels (UML,
+/// then the domU kernel when `with_xen`), which keep the cores busy; on a
+/// second Debian's kernel with its modules and the initramfs; on a third
+/// the profile's base tree (mmdebstrap: mostly waiting on the network and
+/// the disk), then, once the UML kernel and the second thread's stages are
+/// there, the root filesystem and its squashfs. Each stage prints its line
+/// when it ends. A failure on one side stops the others at their next stage
+/// (a kernel compile in progress runs to its end: it is kept in the cache
+/// for the next run).
 fn overlapped(
     ctx: &Ctx,
     profile: &str,
@@ -58,7 +59,7 @@ fn overlapped(
     let base_profile = &base_profile;
     let (uml_tx, uml_rx) = std::sync::mpsc::channel::<Kernel>();
     eprintln!(
-        "==> side by side, each line when its stage ends: {} | kernel-metal, initrd, {}, then {}, {}",
+        "==> side by side, each line when its stage ends: {} | kernel-metal, initrd | {}, then {}, {}",
         if with_xen { "kernel-um, kernel-xen" } else { "kernel-um" },
         StageId::RootfsBase.dir(profile),
         StageId::Rootfs.dir(profile),
@@ -66,14 +67,24 @@ fn overlapped(
     );
     let _lines = ui::Deferred::on();
     std::thread::scope(|scope| {
-        let side = scope.spawn(move || -> Result<Live> {
+        let boot = scope.spawn(move || -> Result<(MetalKernel, Initrd)> {
             let metal = flag(failed, metal::build(ctx))?;
             let initrd = flag(failed, initrd::build(ctx))?;
-            flag(failed, rootfs::base(ctx, profile, base_profile))?;
+            Ok((metal, initrd))
+        });
+        let side = scope.spawn(move || -> Result<Live> {
+            let base = flag(failed, rootfs::base(ctx, profile, base_profile));
+            let (metal, initrd) = boot
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the initramfs' thread panicked")))?;
+            let base = base?;
             let uml = uml_rx.recv().map_err(|_| {
                 anyhow::anyhow!("the UML kernel was not built (its stage says why)")
             })?;
-            let rootfs = flag(failed, rootfs::build(ctx, profile, &uml, &initrd, &metal))?;
+            let rootfs = flag(
+                failed,
+                rootfs::build_on(ctx, profile, &base, &uml, &initrd, &metal),
+            )?;
             let squashfs = flag(failed, squashfs::build(ctx, &rootfs, squashfs_opts))?;
             Ok(Live {
                 profile: profile.to_string(),

@@ -68,6 +68,19 @@ pub fn build(
 ) -> Result<Rootfs> {
     let profile = Profile::load(&ctx.root, profile_name)?;
     let base = base(ctx, profile_name, &profile)?;
+    build_on(ctx, profile_name, &base, um, initrd, metal)
+}
+
+/// The live root filesystem on a base tree already built by [`base`].
+pub fn build_on(
+    ctx: &Ctx,
+    profile_name: &str,
+    base: &Rootfs,
+    um: &Kernel,
+    initrd: &Initrd,
+    metal: &MetalKernel,
+) -> Result<Rootfs> {
+    let profile = Profile::load(&ctx.root, profile_name)?;
     let stage = StageId::Rootfs.dir(profile_name);
     ui::stage(
         &ctx.logs(),
@@ -126,7 +139,7 @@ pub fn build(
                         s,
                         &profile,
                         profile_name,
-                        &base,
+                        base,
                         &finnix,
                         um,
                         initrd,
