@@ -581,6 +581,8 @@ pub struct Cell {
 /// Every scenario in `mode`: Finnix booted with copies of the disks, each
 /// `rescue` script run and judged; then the disks that must not change
 /// compared.
+/// `xen_boot`: whether the Xen mode runs boot-xen-xl's checks too (see
+/// [`check_with`]), and where it says what they found.
 fn run_mode(
     ctx: &Ctx,
     s: &mut Stage,
@@ -588,6 +590,7 @@ fn run_mode(
     inputs: &crate::checks::boot::Inputs,
     disks: &Disks,
     scenarios: &[Scenario],
+    xen_boot: (bool, &mut String),
 ) -> Result<Vec<Cell>> {
     let release = inputs
         .release
@@ -612,7 +615,15 @@ fn run_mode(
         attached.push(copy);
     }
     if mode == Mode::XenXl {
-        return run_xen(ctx, s, inputs, disks, scenarios, copies, work.path());
+        return run_xen(
+            ctx,
+            s,
+            inputs,
+            (disks, scenarios),
+            copies,
+            work.path(),
+            xen_boot,
+        );
     }
     let cmd = match mode {
         Mode::Uml => uml_command(release, work.path(), &copies)?,
@@ -821,14 +832,15 @@ fn unchanged(
 /// rescueNN), the README's untar and link lines, its `xl create` line,
 /// each disk attached to the running guest as finnix-conf shows a disk,
 /// the scenarios on the guest's console, `shutdown -h now`.
+#[allow(clippy::too_many_arguments)]
 fn run_xen(
     ctx: &Ctx,
     s: &mut Stage,
     inputs: &crate::checks::boot::Inputs,
-    disks: &Disks,
-    scenarios: &[Scenario],
+    (disks, scenarios): (&Disks, &[Scenario]),
     copies: Vec<PathBuf>,
     work: &Path,
+    (xen_boot, booted): (bool, &mut String),
 ) -> Result<Vec<Cell>> {
     use crate::checks::xen_xl::{self, Dom0};
     let host = inputs
@@ -841,6 +853,10 @@ fn run_xen(
         .context("check-rescue needs the release files")?;
     let readme = xen_xl::readme_of(&release.xen_tarball)?;
     let disk = xen_xl::release_disk(work, &readme, release)?;
+    let iso_sha = match xen_boot {
+        true => Some(crate::support::cache::sha256_file(&release.iso)?),
+        false => None,
+    };
     let attached: Vec<(String, PathBuf)> = copies
         .iter()
         .enumerate()
@@ -849,8 +865,11 @@ fn run_xen(
     let log = ctx.logs().join("console-rescue-xen-xl.log");
     let cmd = xen_xl::qemu_command(host, &disk, &attached, &xen_xl::serial_log(&log));
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
-    let (mut dom0, _) = Dom0::boot(cmd, &log)?;
+    let (mut dom0, dom0_secs) = Dom0::boot(cmd, &log)?;
     let result = (|| -> Result<Vec<Cell>> {
+        if xen_boot {
+            dom0.only_dom0()?;
+        }
         dom0.install(&readme)?;
         // dom0's device for each serial, from sysfs (no udev in dom0).
         let map = dom0.sh(
@@ -863,31 +882,32 @@ fn run_xen(
         // started, waiting on the others included: attached one at a time,
         // each script has its 40 s to itself, and one boot serves all.
         s.note(format!("in dom0: {}", readme.create));
-        let (banner, _) = dom0.create(&readme.create, &inputs.version)?;
+        let (banner, text) = dom0.create(&readme.create, &inputs.version)?;
         s.note(format!("xen-xl: banner {banner:.1} s after xl create"));
-        dom0.detach()?;
-        for (i, sc) in scenarios.iter().enumerate() {
-            let want = serial(i);
-            let dev = map
-                .lines()
-                .find(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
-                .and_then(|l| l.split_whitespace().next())
-                .with_context(|| format!("dom0 has no disk with serial {want}:\n{map}"))?;
-            let attach = format!(
-                "xl block-attach finnix 'format=raw, vdev={}, access=rw, target=/dev/{dev}'",
-                xen_vdev(i)
-            );
-            let t = Instant::now();
-            dom0.sh(&attach)
-                .with_context(|| format!("attaching {}'s disk", sc.name))?;
-            s.note(format!(
-                "in dom0: {attach} ({:.1} s)",
-                t.elapsed().as_secs_f64()
-            ));
+        if xen_boot {
+            // boot-xen-xl's checks of its PVH guest, on this one.
+            xen_xl::running(&mut dom0, inputs, "PVH", &text)
+                .with_context(|| format!("the PVH guest (`{}`)", readme.create))?;
+        } else {
+            dom0.detach()?;
         }
+        attach_disks(&mut dom0, s, &map, scenarios)?;
         dom0.attach_console("finnix")?;
         let cells = run_scenarios(&mut dom0.g, s, Mode::XenXl, disks, scenarios)?;
-        dom0.shutdown_guest("finnix")?;
+        let gone = dom0.shutdown_guest("finnix")?;
+        if let Some(sha) = &iso_sha {
+            let mut runs = vec![xen_xl::GuestRun {
+                kind: "PVH",
+                banner_secs: banner,
+                gone_secs: gone,
+            }];
+            runs.extend(xen_xl::after_pvh(&mut dom0, inputs, &readme, sha)?);
+            *booted = format!(
+                "dom0 ready in {dom0_secs:.1} s; {}",
+                xen_xl::describe(&runs)
+            );
+            s.note(format!("boot-xen-xl's checks: {booted}"));
+        }
         dom0.power_off()?;
         Ok(cells)
     })();
@@ -896,14 +916,47 @@ fn run_xen(
         Err(e) => {
             dom0.g.kill();
             bail!(
-                "xen-xl: {e:#}\nconsole {}:\n{}",
+                "xen-xl: {e:#}\nconsole {}:\n{}\nlast lines of Xen's serial line ({}):\n{}",
                 ui::display_path(&log),
-                dom0.g.tail(25)
+                dom0.g.tail(25),
+                ui::display_path(&xen_xl::serial_log(&log)),
+                ui::tail(&xen_xl::serial_log(&log), 15)
             )
         }
     };
     unchanged(&mut cells, disks, scenarios, &copies)?;
     Ok(cells)
+}
+
+/// Each scenario's disk attached to the running guest, one at a time:
+/// dom0's device (`map`: device and serial per line) as the guest's
+/// xvdb, xvdc, ...
+fn attach_disks(
+    dom0: &mut crate::checks::xen_xl::Dom0,
+    s: &mut Stage,
+    map: &str,
+    scenarios: &[Scenario],
+) -> Result<()> {
+    for (i, sc) in scenarios.iter().enumerate() {
+        let want = serial(i);
+        let dev = map
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+            .and_then(|l| l.split_whitespace().next())
+            .with_context(|| format!("dom0 has no disk with serial {want}:\n{map}"))?;
+        let attach = format!(
+            "xl block-attach finnix 'format=raw, vdev={}, access=rw, target=/dev/{dev}'",
+            xen_vdev(i)
+        );
+        let t = Instant::now();
+        dom0.sh(&attach)
+            .with_context(|| format!("attaching {}'s disk", sc.name))?;
+        s.note(format!(
+            "in dom0: {attach} ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
 }
 
 /// qemu booting the ISO from its CD (BIOS, 1 GiB), each disk with its
@@ -1091,6 +1144,20 @@ pub fn prepare(ctx: &Ctx, r: &crate::pipeline::Release) -> Result<()> {
 }
 
 pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<()> {
+    check_with(ctx, r, modes, false)
+}
+
+/// [`check`]; with `xen_boot`, the Xen mode also runs `boot --check
+/// xen-xl`'s checks in the same dom0: its PVH guest checked as that target
+/// checks it before the disks are attached, then, once it is gone, the PV
+/// guest, xl's refusals and the ISO unchanged. The suite boots the Xen host
+/// (several minutes under TCG) once for both.
+pub fn check_with(
+    ctx: &Ctx,
+    r: &crate::pipeline::Release,
+    modes: &[Mode],
+    xen_boot: bool,
+) -> Result<()> {
     crate::support::prereq::ensure(&[crate::support::prereq::Tools::Rescue], &ctx.logs())?;
     let scenarios = load(&ctx.root)?;
     let disks = prepare_disks(ctx, &r.live.uml, &scenarios)?;
@@ -1110,9 +1177,23 @@ pub fn check(ctx: &Ctx, r: &crate::pipeline::Release, modes: &[Mode]) -> Result<
                 mode.name()
             ),
             |s| {
-                let cells = run_mode(ctx, s, mode, &inputs, &disks, &scenarios)?;
+                let mut booted = String::new();
+                let cells = run_mode(
+                    ctx,
+                    s,
+                    mode,
+                    &inputs,
+                    &disks,
+                    &scenarios,
+                    (xen_boot, &mut booted),
+                )?;
                 let failed = cells.iter().filter(|c| c.result.is_err()).count();
-                let detail = format!("{} passed, {failed} failed", cells.len() - failed);
+                let mut detail = format!("{} passed, {failed} failed", cells.len() - failed);
+                if !booted.is_empty() {
+                    detail.push_str(&format!(
+                        "; boot-xen-xl's checks in the same dom0: {booted}"
+                    ));
+                }
                 // A failed scenario fails the check after the table.
                 Ok((
                     cells,

@@ -120,7 +120,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ("cow", "COW mode: finnix.img booted three times"),
     ("cow-recipe", "the spec's manual COW recipe in the standard live system"),
     ("nested", "finnix create inside the ISO in qemu"),
-    ("rescue-<mode>", "the rescue scenarios in one mode"),
+    ("rescue-<mode>", "the rescue scenarios in one mode; rescue-xen-xl also runs boot-xen-xl's checks in its dom0 when both are selected"),
     ("fresh", "the README's commands in a pristine Debian root at a deep path"),
     ("snapshot", "the archive snapshot mechanism against a local mirror"),
     ("repro", "verify-repro --profile mini --keep-kernels"),
@@ -320,12 +320,16 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
             &[],
         )
     }));
+    // One Xen host for both Xen parts: rescue-xen-xl runs boot-xen-xl's
+    // checks in its dom0 (rescue::check_with) when both are selected.
+    let xen_once = selected(only, "boot-xen-xl") && selected(only, "rescue-xen-xl");
     for mode in crate::checks::rescue::Mode::ALL {
+        let xen_boot = xen_once && mode == crate::checks::rescue::Mode::XenXl;
         all.push(Part::new(
             format!("rescue-{}", mode.name()),
             "",
             1,
-            move || crate::checks::rescue::check(ctx, &b.standard, &[mode]),
+            move || crate::checks::rescue::check_with(ctx, &b.standard, &[mode], xen_boot),
         ));
     }
     all.push(Part::new("nested", "", 1, move || {
@@ -345,18 +349,7 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
             },
         ));
     }
-    for t in Target::ALL {
-        all.push(Part::new(format!("boot-{}", t.name()), "", 1, move || {
-            if t == Target::XenXl {
-                // The standard release: its PV guest is reached over SSH
-                // from dom0 (mini has no SSH server).
-                let mut standard = crate::checks::boot::inputs_of_release(ctx, &b.standard)?;
-                standard.xen_host = b.inputs.xen_host.clone();
-                return crate::checks::boot::check_boot(ctx, t, &standard).map(|_| ());
-            }
-            crate::checks::boot::check_boot(ctx, t, &b.inputs).map(|_| ())
-        }));
-    }
+    all.extend(boot_parts(ctx, b, xen_once));
     all.push(Part::new("boot-uml-squashroot-iso", "", 1, move || {
         check_squashroot_iso(ctx, b)
     }));
@@ -400,6 +393,29 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         check_trouble_detection(ctx, b)
     }));
     ordered(all, only)
+}
+
+/// A part per boot target; xen-xl's only when rescue-xen-xl does not run
+/// its checks (`xen_once`).
+fn boot_parts<'a>(ctx: &'a Ctx, b: &'a Builds, xen_once: bool) -> Vec<Part<'a>> {
+    use crate::checks::boot::Target;
+    let mut parts = Vec::new();
+    for t in Target::ALL {
+        if t == Target::XenXl && xen_once {
+            continue;
+        }
+        parts.push(Part::new(format!("boot-{}", t.name()), "", 1, move || {
+            if t == Target::XenXl {
+                // The standard release: its PV guest is reached over SSH
+                // from dom0 (mini has no SSH server).
+                let mut standard = crate::checks::boot::inputs_of_release(ctx, &b.standard)?;
+                standard.xen_host = b.inputs.xen_host.clone();
+                return crate::checks::boot::check_boot(ctx, t, &standard).map(|_| ());
+            }
+            crate::checks::boot::check_boot(ctx, t, &b.inputs).map(|_| ())
+        }));
+    }
+    parts
 }
 
 /// The remote-access parts: UML, and the standard ISO in qemu.

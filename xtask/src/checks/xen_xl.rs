@@ -452,10 +452,10 @@ impl Dom0 {
 // ---- the target -------------------------------------------------------------------
 
 /// What one guest type showed.
-struct GuestRun {
-    kind: &'static str,
-    banner_secs: f64,
-    gone_secs: f64,
+pub struct GuestRun {
+    pub kind: &'static str,
+    pub banner_secs: f64,
+    pub gone_secs: f64,
 }
 
 /// A bad finnix-conf: how it is made in dom0 from the good one, and what
@@ -509,29 +509,12 @@ pub fn check(ctx: &Ctx, inputs: &Inputs, host: &Host, log: &Path) -> Result<Repo
     match result {
         Ok(runs) => {
             dom0.power_off()?;
-            let detail = runs
-                .iter()
-                .map(|g| {
-                    format!(
-                        "{} banner {:.1} s after xl create, gone {:.1} s after shutdown",
-                        g.kind, g.banner_secs, g.gone_secs
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
             Ok(Report {
                 banner_secs: runs[0].banner_secs,
                 shell_secs: runs[0].banner_secs,
                 mem_used_kib: 0,
                 log: log.to_path_buf(),
-                detail: format!(
-                    "dom0 ready in {dom0_secs:.1} s; {detail}; xl refused {}",
-                    BAD_INPUTS
-                        .iter()
-                        .map(|b| b.what)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+                detail: format!("dom0 ready in {dom0_secs:.1} s; {}", describe(&runs)),
             })
         }
         Err(e) => {
@@ -556,16 +539,27 @@ fn drive(
     dom0.only_dom0()?;
     dom0.install(readme)
         .context("the README's tar and ln lines")?;
-    let mut runs = Vec::new();
-    for kind in ["PVH", "PV"] {
-        if kind == "PV" {
-            // finnix-conf's own advice: change this one line.
-            dom0.sh("grep -c '^type = \"pvh\"$' /root/finnix-conf && sed -i 's/^type = \"pvh\"$/type = \"pv\"/' /root/finnix-conf")?;
-        }
-        let run = guest(dom0, inputs, readme, kind)
-            .with_context(|| format!("the {kind} guest (`{}`)", readme.create))?;
-        runs.push(run);
-    }
+    let pvh = guest(dom0, inputs, readme, "PVH")
+        .with_context(|| format!("the PVH guest (`{}`)", readme.create))?;
+    let mut runs = vec![pvh];
+    runs.extend(after_pvh(dom0, inputs, readme, iso_sha)?);
+    Ok(runs)
+}
+
+/// What follows the PVH guest once it is gone: the PV guest (finnix-conf's
+/// one-line change), xl's refusals of bad configurations, and the ISO
+/// unchanged in dom0. `check-rescue`'s Xen mode runs it in its own dom0
+/// after its PVH guest, so that the suite boots the Xen host once.
+pub fn after_pvh(
+    dom0: &mut Dom0,
+    inputs: &Inputs,
+    readme: &Readme,
+    iso_sha: &str,
+) -> Result<Vec<GuestRun>> {
+    // finnix-conf's own advice: change this one line.
+    dom0.sh("grep -c '^type = \"pvh\"$' /root/finnix-conf && sed -i 's/^type = \"pvh\"$/type = \"pv\"/' /root/finnix-conf")?;
+    let pv = guest(dom0, inputs, readme, "PV")
+        .with_context(|| format!("the PV guest (`{}`)", readme.create))?;
     for bad in BAD_INPUTS {
         refused(dom0, readme, bad).with_context(|| format!("bad input: {}", bad.what))?;
     }
@@ -575,7 +569,29 @@ fn drive(
         after.split_whitespace().next() == Some(iso_sha),
         "the ISO changed in dom0: {after} (it was {iso_sha})"
     );
-    Ok(runs)
+    Ok(vec![pv])
+}
+
+/// The guests' figures and xl's refusals, as the check's detail says them.
+pub fn describe(runs: &[GuestRun]) -> String {
+    let guests = runs
+        .iter()
+        .map(|g| {
+            format!(
+                "{} banner {:.1} s after xl create, gone {:.1} s after shutdown",
+                g.kind, g.banner_secs, g.gone_secs
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!(
+        "{guests}; xl refused {}",
+        BAD_INPUTS
+            .iter()
+            .map(|b| b.what)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// One guest: the README's create line, the checks inside, `xl list`
@@ -597,8 +613,22 @@ fn guest(
         _ => readme.create.clone(),
     };
     let (banner_secs, boot_text) = dom0.create(&create, &inputs.version)?;
+    running(dom0, inputs, kind, &boot_text)?;
+    dom0.attach_console("finnix")?;
+    let gone_secs = dom0.shutdown_guest("finnix")?;
+    Ok(GuestRun {
+        kind,
+        banner_secs,
+        gone_secs,
+    })
+}
+
+/// A guest just created (its console on dom0's terminal, `boot_text` what
+/// it said): the checks inside it, then, back at dom0's prompt (Ctrl-]),
+/// `xl list` and dom0's DHCP leases. The guest keeps running.
+pub fn running(dom0: &mut Dom0, inputs: &Inputs, kind: &str, boot_text: &str) -> Result<()> {
     let g = &mut dom0.g;
-    crate::checks::boot::check_facts(g, Target::XenXl, inputs, &boot_text)?;
+    crate::checks::boot::check_facts(g, Target::XenXl, inputs, boot_text)?;
     ensure!(
         boot_text.contains("Welcome to Finnix for Xen!"),
         "no Xen welcome line on the guest's console"
@@ -633,7 +663,7 @@ fn guest(
         .and_then(|a| a.split('/').next())
         .context("no IPv4 address on eth0")?
         .to_string();
-    let has_sshd = kind == "PV" && pv_console(&boot_text, &leased)?;
+    let has_sshd = kind == "PV" && pv_console(boot_text, &leased)?;
     dom0.detach()?;
     let domains = dom0.domains()?;
     ensure!(
@@ -655,13 +685,7 @@ fn guest(
             "dom0's DHCP server did not lease {leased}:\n{leases}"
         );
     }
-    dom0.attach_console("finnix")?;
-    let gone_secs = dom0.shutdown_guest("finnix")?;
-    Ok(GuestRun {
-        kind,
-        banner_secs,
-        gone_secs,
-    })
+    Ok(())
 }
 
 /// The PV guest's boot lines for `ip=` (static, on eth0) and `sshd`;
