@@ -83,7 +83,7 @@ fn overlapped(
             })?;
             let rootfs = flag(
                 failed,
-                rootfs::build_on(ctx, profile, &base, &uml, &initrd, &metal),
+                rootfs::build_on(ctx, profile, base_profile, &base, &uml, &initrd, &metal),
             )?;
             let squashfs = flag(failed, squashfs::build(ctx, &rootfs, squashfs_opts))?;
             Ok(Live {

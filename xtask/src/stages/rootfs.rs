@@ -68,19 +68,20 @@ pub fn build(
 ) -> Result<Rootfs> {
     let profile = Profile::load(&ctx.root, profile_name)?;
     let base = base(ctx, profile_name, &profile)?;
-    build_on(ctx, profile_name, &base, um, initrd, metal)
+    build_on(ctx, profile_name, &profile, &base, um, initrd, metal)
 }
 
-/// The live root filesystem on a base tree already built by [`base`].
+/// The live root filesystem on a base tree already built by [`base`] from
+/// the same `profile`.
 pub fn build_on(
     ctx: &Ctx,
     profile_name: &str,
+    profile: &Profile,
     base: &Rootfs,
     um: &Kernel,
     initrd: &Initrd,
     metal: &MetalKernel,
 ) -> Result<Rootfs> {
-    let profile = Profile::load(&ctx.root, profile_name)?;
     let stage = StageId::Rootfs.dir(profile_name);
     ui::stage(
         &ctx.logs(),
@@ -137,7 +138,7 @@ pub fn build_on(
                     let stats = assemble(
                         ctx,
                         s,
-                        &profile,
+                        profile,
                         profile_name,
                         base,
                         &finnix,
