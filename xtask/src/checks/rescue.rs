@@ -581,8 +581,8 @@ pub struct Cell {
 /// Every scenario in `mode`: Finnix booted with copies of the disks, each
 /// `rescue` script run and judged; then the disks that must not change
 /// compared.
-/// `xen_boot`: whether the Xen mode runs boot-xen-xl's checks too (see
-/// [`check_with`]), and where it says what they found.
+/// `booted`: when given, the Xen mode runs boot-xen-xl's checks too (see
+/// [`check_with`]) and says there what they found.
 fn run_mode(
     ctx: &Ctx,
     s: &mut Stage,
@@ -590,7 +590,7 @@ fn run_mode(
     inputs: &crate::checks::boot::Inputs,
     disks: &Disks,
     scenarios: &[Scenario],
-    xen_boot: (bool, &mut String),
+    booted: Option<&mut String>,
 ) -> Result<Vec<Cell>> {
     let release = inputs
         .release
@@ -619,10 +619,11 @@ fn run_mode(
             ctx,
             s,
             inputs,
-            (disks, scenarios),
+            disks,
+            scenarios,
             copies,
             work.path(),
-            xen_boot,
+            booted,
         );
     }
     let cmd = match mode {
@@ -837,10 +838,11 @@ fn run_xen(
     ctx: &Ctx,
     s: &mut Stage,
     inputs: &crate::checks::boot::Inputs,
-    (disks, scenarios): (&Disks, &[Scenario]),
+    disks: &Disks,
+    scenarios: &[Scenario],
     copies: Vec<PathBuf>,
     work: &Path,
-    (xen_boot, booted): (bool, &mut String),
+    mut booted: Option<&mut String>,
 ) -> Result<Vec<Cell>> {
     use crate::checks::xen_xl::{self, Dom0};
     let host = inputs
@@ -853,10 +855,6 @@ fn run_xen(
         .context("check-rescue needs the release files")?;
     let readme = xen_xl::readme_of(&release.xen_tarball)?;
     let disk = xen_xl::release_disk(work, &readme, release)?;
-    let iso_sha = match xen_boot {
-        true => Some(crate::support::cache::sha256_file(&release.iso)?),
-        false => None,
-    };
     let attached: Vec<(String, PathBuf)> = copies
         .iter()
         .enumerate()
@@ -867,7 +865,7 @@ fn run_xen(
     s.note(format!("{cmd:?}\nconsole: {}", log.display()));
     let (mut dom0, dom0_secs) = Dom0::boot(cmd, &log)?;
     let result = (|| -> Result<Vec<Cell>> {
-        if xen_boot {
+        if booted.is_some() {
             dom0.only_dom0()?;
         }
         dom0.install(&readme)?;
@@ -884,7 +882,7 @@ fn run_xen(
         s.note(format!("in dom0: {}", readme.create));
         let (banner, text) = dom0.create(&readme.create, &inputs.version)?;
         s.note(format!("xen-xl: banner {banner:.1} s after xl create"));
-        if xen_boot {
+        if booted.is_some() {
             // boot-xen-xl's checks of its PVH guest, on this one.
             xen_xl::running(&mut dom0, inputs, "PVH", &text)
                 .with_context(|| format!("the PVH guest (`{}`)", readme.create))?;
@@ -895,18 +893,20 @@ fn run_xen(
         dom0.attach_console("finnix")?;
         let cells = run_scenarios(&mut dom0.g, s, Mode::XenXl, disks, scenarios)?;
         let gone = dom0.shutdown_guest("finnix")?;
-        if let Some(sha) = &iso_sha {
-            let mut runs = vec![xen_xl::GuestRun {
+        if let Some(said) = booted.as_deref_mut() {
+            // The ISO in dom0 must still be the release's, byte for byte.
+            let sha = crate::support::cache::sha256_file(&release.iso)?;
+            let pvh = xen_xl::GuestRun {
                 kind: "PVH",
                 banner_secs: banner,
                 gone_secs: gone,
-            }];
-            runs.extend(xen_xl::after_pvh(&mut dom0, inputs, &readme, sha)?);
-            *booted = format!(
+            };
+            let runs = [pvh, xen_xl::after_pvh(&mut dom0, inputs, &readme, &sha)?];
+            *said = format!(
                 "dom0 ready in {dom0_secs:.1} s; {}",
                 xen_xl::describe(&runs)
             );
-            s.note(format!("boot-xen-xl's checks: {booted}"));
+            s.note(format!("boot-xen-xl's checks: {said}"));
         }
         dom0.power_off()?;
         Ok(cells)
@@ -1185,7 +1185,7 @@ pub fn check_with(
                     &inputs,
                     &disks,
                     &scenarios,
-                    (xen_boot, &mut booted),
+                    xen_boot.then_some(&mut booted),
                 )?;
                 let failed = cells.iter().filter(|c| c.result.is_err()).count();
                 let mut detail = format!("{} passed, {failed} failed", cells.len() - failed);

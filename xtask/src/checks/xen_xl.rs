@@ -541,9 +541,7 @@ fn drive(
         .context("the README's tar and ln lines")?;
     let pvh = guest(dom0, inputs, readme, "PVH")
         .with_context(|| format!("the PVH guest (`{}`)", readme.create))?;
-    let mut runs = vec![pvh];
-    runs.extend(after_pvh(dom0, inputs, readme, iso_sha)?);
-    Ok(runs)
+    Ok(vec![pvh, after_pvh(dom0, inputs, readme, iso_sha)?])
 }
 
 /// What follows the PVH guest once it is gone: the PV guest (finnix-conf's
@@ -555,7 +553,7 @@ pub fn after_pvh(
     inputs: &Inputs,
     readme: &Readme,
     iso_sha: &str,
-) -> Result<Vec<GuestRun>> {
+) -> Result<GuestRun> {
     // finnix-conf's own advice: change this one line.
     dom0.sh("grep -c '^type = \"pvh\"$' /root/finnix-conf && sed -i 's/^type = \"pvh\"$/type = \"pv\"/' /root/finnix-conf")?;
     let pv = guest(dom0, inputs, readme, "PV")
@@ -569,7 +567,7 @@ pub fn after_pvh(
         after.split_whitespace().next() == Some(iso_sha),
         "the ISO changed in dom0: {after} (it was {iso_sha})"
     );
-    Ok(vec![pv])
+    Ok(pv)
 }
 
 /// The guests' figures and xl's refusals, as the check's detail says them.
