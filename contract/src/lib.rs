@@ -290,6 +290,20 @@ pub mod memory {
             .then(|| (total_kib << 10) * ZRAM_PERCENT / 100 / 4096 * 4096)
     }
 
+    /// The first page of a swap area of `bytes` (Linux's swap header v1, as
+    /// `mkswap` writes it, with no UUID and no label): what `swapon` reads.
+    /// The live system writes it itself: util-linux's mkswap took 2.1 s on
+    /// the zram device of a 1 GiB qemu guest (TCG), on every boot.
+    pub fn swap_header(bytes: u64, page_size: usize) -> Vec<u8> {
+        let mut page = vec![0u8; page_size];
+        let last_page = (bytes / page_size as u64).saturating_sub(1);
+        // After 1024 bytes of boot sector: version, last page, bad pages.
+        page[1024..1028].copy_from_slice(&1u32.to_le_bytes());
+        page[1028..1032].copy_from_slice(&(last_page.min(u32::MAX as u64) as u32).to_le_bytes());
+        page[page_size - 10..].copy_from_slice(b"SWAPSPACE2");
+        page
+    }
+
     /// A value of /proc/meminfo, in KiB.
     pub fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
         meminfo.lines().find_map(|l| {
@@ -590,6 +604,36 @@ mod tests {
         assert_eq!(memory::zram_bytes(0), None);
         // Whole pages.
         assert_eq!(memory::zram_bytes(1001).map(|b| b % 4096), Some(0));
+    }
+
+    /// The header is util-linux's, byte for byte: `mkswap` (with an all-zero
+    /// UUID, no label) on a file of the same size writes the same page.
+    #[test]
+    fn swap_header_is_what_mkswap_writes() {
+        let dir = std::env::temp_dir().join(format!("finnix-swap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for bytes in [40u64 << 20, 480 << 20] {
+            let file = dir.join("swap");
+            let f = std::fs::File::create(&file).unwrap();
+            f.set_len(bytes).unwrap();
+            drop(f);
+            let out = std::process::Command::new("mkswap")
+                .args(["-U", "00000000-0000-0000-0000-000000000000"])
+                .arg(&file)
+                .output()
+                .expect("mkswap (util-linux) for this test");
+            assert!(out.status.success(), "{out:?}");
+            let theirs = std::fs::read(&file).unwrap();
+            let ours = memory::swap_header(bytes, 4096);
+            let differs = (0..4096).find(|&i| ours[i] != theirs[i]);
+            assert_eq!(differs, None, "{bytes} bytes: the first differing byte");
+        }
+        // A planted fault must show: one page too many.
+        assert_ne!(
+            memory::swap_header(40 << 20, 4096),
+            memory::swap_header((40 << 20) + 4096, 4096)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
