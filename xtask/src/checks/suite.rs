@@ -41,8 +41,14 @@ impl<'a> Part<'a> {
     }
 }
 
-/// What a part did: its name, its error if any, and its wall time.
-type Ran = (String, Option<anyhow::Error>, std::time::Duration);
+/// What a part did: its name, its error if any, its wall time, and when it
+/// started (from the start of the parts).
+type Ran = (
+    String,
+    Option<anyhow::Error>,
+    std::time::Duration,
+    std::time::Duration,
+);
 
 /// Run the parts on `cores` cores: each starts, in order, as soon as enough
 /// cores are free; every part runs even when another failed.
@@ -51,6 +57,7 @@ fn run_parts(parts: Vec<Part<'_>>, cores: usize) -> Vec<Ran> {
     let free = Mutex::new(cores);
     let cv = Condvar::new();
     let done: Mutex<Vec<Ran>> = Mutex::new(Vec::new());
+    let zero = std::time::Instant::now();
     std::thread::scope(|scope| {
         for part in parts {
             let need = part.cores.clamp(1, cores);
@@ -69,6 +76,7 @@ fn run_parts(parts: Vec<Part<'_>>, cores: usize) -> Vec<Ran> {
                     part.name,
                     r.err(),
                     start.elapsed(),
+                    start - zero,
                 ));
                 *free.lock().unwrap_or_else(|e| e.into_inner()) += need;
                 cv.notify_all();
@@ -78,16 +86,18 @@ fn run_parts(parts: Vec<Part<'_>>, cores: usize) -> Vec<Ran> {
     done.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The summary: every part's time, slowest first; then the failures.
+/// The summary: every part's time, slowest first, and when it started;
+/// then the failures.
 fn summary(ran: &[Ran], wall: std::time::Duration) -> String {
     let mut sorted: Vec<&Ran> = ran.iter().collect();
     sorted.sort_by_key(|r| std::cmp::Reverse(r.2));
     let busy: f64 = ran.iter().map(|r| r.2.as_secs_f64()).sum();
-    let mut out = format!("{:<28} {:>9}  result\n", "part", "time");
-    for (name, err, took) in sorted {
+    let mut out = format!("{:<28} {:>9} {:>9}  result\n", "part", "time", "started");
+    for (name, err, took, at) in sorted {
         out.push_str(&format!(
-            "{name:<28} {:>9}  {}\n",
+            "{name:<28} {:>9} {:>9}  {}\n",
             ui::fmt_duration(*took),
+            ui::fmt_duration(*at),
             if err.is_some() { "FAILED" } else { "ok" }
         ));
     }
@@ -188,7 +198,7 @@ pub fn run(ctx: &Ctx, opts: &crate::cli::Test) -> Result<()> {
     eprint!("{report}");
     let failed: Vec<String> = ran
         .iter()
-        .filter_map(|(n, e, _)| e.as_ref().map(|e| format!("{n}: {e:#}")))
+        .filter_map(|(n, e, _, _)| e.as_ref().map(|e| format!("{n}: {e:#}")))
         .collect();
     ensure!(
         failed.is_empty(),
@@ -454,11 +464,13 @@ fn ordered<'a>(mut all: Vec<Part<'a>>, only: &[String]) -> Vec<Part<'a>> {
             .map(|(_, w)| *w)
             .unwrap_or("");
     }
+    // The longest first. The part that takes both cores goes before them
+    // all: placed later, it waits for both to be free while one idles.
     const FIRST: &[&str] = &[
+        "hardware",
         "rescue-xen-xl",
         "fresh",
         "boot-xen-xl",
-        "hardware",
         "nested",
     ];
     all.sort_by_key(|p| {
