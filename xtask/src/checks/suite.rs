@@ -15,13 +15,12 @@ use crate::support::ui::{self, Outcome};
 const READNOTES: &str = "/usr/lib/xen-4.17/bin/readnotes";
 
 /// One part of the suite: a check (or a few) that runs on its own, side
-/// by side with others when cores are free.
+/// by side with others while its share of the CPU fits ([`COST`]).
 struct Part<'a> {
     name: String,
     what: &'static str,
-    /// Cores it keeps busy: 1 for a guest (a TCG vCPU, a UML process), 2
-    /// for what builds or runs two guests itself.
-    cores: usize,
+    /// Its share of the CPU, in percent of one core ([`COST`]).
+    cpu: u32,
     run: Box<dyn FnOnce() -> Result<()> + Send + 'a>,
 }
 
@@ -29,13 +28,12 @@ impl<'a> Part<'a> {
     fn new(
         name: impl Into<String>,
         what: &'static str,
-        cores: usize,
         run: impl FnOnce() -> Result<()> + Send + 'a,
     ) -> Part<'a> {
         Part {
             name: name.into(),
             what,
-            cores,
+            cpu: 100,
             run: Box::new(run),
         }
     }
@@ -50,24 +48,32 @@ type Ran = (
     std::time::Duration,
 );
 
-/// Run the parts on `cores` cores: each starts, in order, as soon as enough
-/// cores are free; every part runs even when another failed.
+/// Run the parts on `cores` cores: the first part in order whose share of
+/// the CPU fits in what the running ones leave starts at once; every part
+/// runs even when another failed.
 fn run_parts(parts: Vec<Part<'_>>, cores: usize) -> Vec<Ran> {
     use std::sync::{Condvar, Mutex};
-    let free = Mutex::new(cores);
+    let capacity = cores.max(1) as u32 * 100;
+    let free = Mutex::new(capacity);
     let cv = Condvar::new();
     let done: Mutex<Vec<Ran>> = Mutex::new(Vec::new());
     let zero = std::time::Instant::now();
+    let mut queue = parts;
     std::thread::scope(|scope| {
-        for part in parts {
-            let need = part.cores.clamp(1, cores);
-            {
+        while !queue.is_empty() {
+            let (part, need) = {
                 let mut f = free.lock().unwrap_or_else(|e| e.into_inner());
-                while *f < need {
+                loop {
+                    let fits = queue.iter().position(|p| p.cpu.clamp(1, capacity) <= *f);
+                    if let Some(i) = fits {
+                        let part = queue.remove(i);
+                        let need = part.cpu.clamp(1, capacity);
+                        *f -= need;
+                        break (part, need);
+                    }
                     f = cv.wait(f).unwrap_or_else(|e| e.into_inner());
                 }
-                *f -= need;
-            }
+            };
             let (free, cv, done) = (&free, &cv, &done);
             scope.spawn(move || {
                 let start = std::time::Instant::now();
@@ -318,10 +324,10 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     use crate::checks::boot::Target;
     let version = &ctx.config.distribution.version;
     let mut all: Vec<Part<'a>> = Vec::new();
-    all.push(Part::new("fresh", "", 1, move || {
+    all.push(Part::new("fresh", "", move || {
         crate::checks::fresh::check(ctx, Some(&b.standard_dist.join("SHA256SUMS")))
     }));
-    all.push(Part::new("hardware", "", 2, move || {
+    all.push(Part::new("hardware", "", move || {
         crate::checks::hardware::check(
             ctx,
             &b.mini.iso.image(),
@@ -338,19 +344,17 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         all.push(Part::new(
             format!("rescue-{}", mode.name()),
             "",
-            1,
             move || crate::checks::rescue::check_with(ctx, &b.standard, &[mode], xen_boot),
         ));
     }
-    all.push(Part::new("nested", "", 1, move || {
+    all.push(Part::new("nested", "", move || {
         crate::checks::create::check_nested(ctx, &b.standard.iso.image(), version).map(|_| ())
     }));
-    all.push(Part::new("repro", "", 1, move || check_repro(ctx)));
+    all.push(Part::new("repro", "", move || check_repro(ctx)));
     for part in crate::checks::netboot::Part::ALL {
         all.push(Part::new(
             format!("netboot-{}", part.name()),
             "",
-            1,
             move || {
                 use crate::checks::netboot::{check, Files};
                 let mini = Files::of(ctx, "mini", &b.mini_dist);
@@ -360,10 +364,10 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         ));
     }
     all.extend(boot_parts(ctx, b, xen_once));
-    all.push(Part::new("boot-uml-squashroot-iso", "", 1, move || {
+    all.push(Part::new("boot-uml-squashroot-iso", "", move || {
         check_squashroot_iso(ctx, b)
     }));
-    all.push(Part::new("boot-uml-flow-standard", "", 1, move || {
+    all.push(Part::new("boot-uml-flow-standard", "", move || {
         crate::checks::boot::check_boot_named(
             ctx,
             Target::UmlFlow,
@@ -372,34 +376,34 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
         )
         .map(|_| ())
     }));
-    all.push(Part::new("cow-recipe", "", 1, move || {
+    all.push(Part::new("cow-recipe", "", move || {
         crate::checks::cow::check_recipe(ctx, &b.standard.live, version)
     }));
     all.extend(access_parts(ctx, b));
-    all.push(Part::new("create", "", 1, move || {
+    all.push(Part::new("create", "", move || {
         crate::support::prereq::ensure(&[Tools::Create], &ctx.logs())?;
         crate::checks::create::check(ctx, &crate::checks::create::files_of(&b.mini)).map(|_| ())
     }));
-    all.push(Part::new("cow", "", 1, move || {
+    all.push(Part::new("cow", "", move || {
         let (um_kernel, img) = crate::pipeline::cow(ctx, "mini")?;
         crate::checks::cow::check(ctx, &um_kernel.image(), &img, version)
     }));
-    all.push(Part::new("snapshot", "", 1, move || {
+    all.push(Part::new("snapshot", "", move || {
         crate::checks::snapshot::check(ctx)
     }));
-    all.push(Part::new("release-trust", "", 1, move || {
+    all.push(Part::new("release-trust", "", move || {
         // The source archive of the mini release, then that release (every
         // kind of file, the source archive too) signed and tampered with.
         let source_dist = crate::checks::source::check(ctx)?;
         crate::checks::verify_release::check_tampering(ctx, &source_dist)
     }));
-    all.push(Part::new("sbom", "", 1, move || {
+    all.push(Part::new("sbom", "", move || {
         check_sbom(ctx, &b.mini_dist, &b.standard)
     }));
-    all.push(Part::new("secure-boot-chain", "", 1, move || {
+    all.push(Part::new("secure-boot-chain", "", move || {
         check_signed_chain(ctx, &b.mini.iso.image())
     }));
-    all.push(Part::new("trouble-detection", "", 1, move || {
+    all.push(Part::new("trouble-detection", "", move || {
         check_trouble_detection(ctx, b)
     }));
     ordered(all, only)
@@ -414,7 +418,7 @@ fn boot_parts<'a>(ctx: &'a Ctx, b: &'a Builds, xen_once: bool) -> Vec<Part<'a>> 
         if t == Target::XenXl && xen_once {
             continue;
         }
-        parts.push(Part::new(format!("boot-{}", t.name()), "", 1, move || {
+        parts.push(Part::new(format!("boot-{}", t.name()), "", move || {
             if t == Target::XenXl {
                 // The standard release: its PV guest is reached over SSH
                 // from dom0 (mini has no SSH server).
@@ -436,7 +440,6 @@ fn access_parts<'a>(ctx: &'a Ctx, b: &'a Builds) -> Vec<Part<'a>> {
         all.push(Part::new(
             format!("access-{}", part.name()),
             "",
-            1,
             move || {
                 use crate::checks::access::{self, Live, Part};
                 crate::support::prereq::ensure(&[Tools::Access], &ctx.logs())?;
@@ -450,9 +453,56 @@ fn access_parts<'a>(ctx: &'a Ctx, b: &'a Builds) -> Vec<Part<'a>> {
     all
 }
 
-/// Each part's description from [`PARTS`]; the long ones first (measured:
-/// the Xen rescue and the pristine root), so that they do not end the run
-/// alone; those `only` selects.
+/// What each part costs, measured on this 2-core machine (2026-12-07, warm
+/// cache): its wall time in the suite (seconds) and its CPU use alone
+/// (user + sys over wall, in percent of one core; a TCG guest idles while
+/// its guest waits, UML while the host does its I/O). A name ending in
+/// `-` is a prefix. Parts not listed: 60 s, one core.
+const COST: &[(&str, u32, u32)] = &[
+    ("hardware", 130, 200), // two guests side by side itself
+    ("fresh", 510, 100),
+    ("rescue-xen-xl", 450, 100),
+    ("boot-xen-xl", 230, 100),
+    ("nested", 115, 100),
+    ("access-iso", 106, 70),
+    ("repro", 90, 100),
+    ("cow-recipe", 83, 80),
+    ("netboot-isofile", 77, 90),
+    ("boot-uefi-cd", 71, 90),
+    ("rescue-iso-", 65, 100),
+    ("netboot-faults", 64, 40),
+    ("snapshot", 57, 100),
+    ("access-uml", 48, 70),
+    ("boot-uefi-secureboot", 34, 100),
+    ("netboot-uefi", 23, 80),
+    ("release-trust", 23, 90),
+    ("create", 21, 20),
+    ("boot-usb-", 21, 100),
+    ("cow", 20, 30),
+    ("netboot-bios", 18, 80),
+    ("netboot-static", 18, 100),
+    ("boot-bios-cd", 18, 70),
+    ("rescue-uml", 17, 80),
+    ("boot-xen-pv", 13, 100),
+    ("boot-xen-pvh", 9, 100),
+    ("boot-uml-", 7, 50),
+    ("boot-toram", 7, 50),
+    ("trouble-detection", 6, 50),
+    ("sbom", 2, 100),
+];
+
+/// A part's (seconds, CPU percent) from [`COST`].
+fn cost(name: &str) -> (u32, u32) {
+    COST.iter()
+        .find(|(n, _, _)| *n == name || (n.ends_with('-') && name.starts_with(n)))
+        .map(|&(_, secs, cpu)| (secs, cpu))
+        .unwrap_or((60, 100))
+}
+
+/// Each part's description from [`PARTS`] and its share of the CPU from
+/// [`COST`]; the longest first, so that none ends the run alone, and a
+/// part that takes every core before them all (placed later, it would
+/// wait for all to be free while some idle); those `only` selects.
 fn ordered<'a>(mut all: Vec<Part<'a>>, only: &[String]) -> Vec<Part<'a>> {
     for p in all.iter_mut() {
         p.what = PARTS
@@ -463,21 +513,11 @@ fn ordered<'a>(mut all: Vec<Part<'a>>, only: &[String]) -> Vec<Part<'a>> {
             })
             .map(|(_, w)| *w)
             .unwrap_or("");
+        p.cpu = cost(&p.name).1;
     }
-    // The longest first. The part that takes both cores goes before them
-    // all: placed later, it waits for both to be free while one idles.
-    const FIRST: &[&str] = &[
-        "hardware",
-        "rescue-xen-xl",
-        "fresh",
-        "boot-xen-xl",
-        "nested",
-    ];
     all.sort_by_key(|p| {
-        FIRST
-            .iter()
-            .position(|f| *f == p.name)
-            .unwrap_or(FIRST.len())
+        let (secs, cpu) = cost(&p.name);
+        (cpu < 200, std::cmp::Reverse(secs))
     });
     all.into_iter()
         .filter(|p| selected(only, &p.name))
@@ -1088,6 +1128,48 @@ impl crate::cli::Test {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parts run side by side while their CPU shares fit, a later part
+    /// filling what an earlier one leaves; no more at once than fit.
+    #[test]
+    fn parts_share_the_cores_by_their_cpu() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+        let (now, peak) = (AtomicU32::new(0), AtomicU32::new(0));
+        let part = |name: &str, cpu: u32| {
+            let (now, peak) = (&now, &peak);
+            let mut p = Part::new(name.to_string(), "", move || {
+                let load = now.fetch_add(cpu, SeqCst) + cpu;
+                peak.fetch_max(load, SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(150));
+                now.fetch_sub(cpu, SeqCst);
+                Ok(())
+            });
+            p.cpu = cpu;
+            p
+        };
+        // One core: the 100 alone; the three 30s together once it ends.
+        let parts = vec![part("a", 100), part("b", 30), part("c", 30), part("d", 30)];
+        let ran = run_parts(parts, 1);
+        assert_eq!(ran.len(), 4);
+        assert_eq!(peak.load(SeqCst), 100, "never more than the core");
+        let start = |n: &str| ran.iter().find(|r| r.0 == n).unwrap().3;
+        let ms = std::time::Duration::from_millis;
+        assert!(start("b") >= start("a") + ms(140), "b waited for a");
+        assert!(start("d") < start("b") + ms(100), "b, c, d at once");
+        // Two cores: a light part fills what one core part leaves.
+        peak.store(0, SeqCst);
+        let ran = run_parts(vec![part("x", 100), part("y", 100), part("z", 50)], 2);
+        assert_eq!(ran.len(), 3);
+        assert_eq!(peak.load(SeqCst), 200, "never more than the cores");
+        // A later part that fits starts before an earlier one that does not.
+        let ran = run_parts(vec![part("p", 100), part("all", 200), part("q", 50)], 2);
+        let start = |n: &str| ran.iter().find(|r| r.0 == n).unwrap().3;
+        assert!(start("q") < start("all"), "q filled the core p left");
+        // Shares are what COST says.
+        assert_eq!(cost("create").1, 20);
+        assert_eq!(cost("rescue-iso-sata"), cost("rescue-iso-usb"));
+        assert_eq!(cost("no-such-part"), (60, 100));
+    }
 
     #[test]
     fn a_signature_by_another_key_is_named() {
