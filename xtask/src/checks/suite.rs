@@ -458,10 +458,10 @@ fn access_parts<'a>(ctx: &'a Ctx, b: &'a Builds) -> Vec<Part<'a>> {
 /// (`/usr/bin/time` of `test --only PART` less that of the suite's own
 /// start, user + sys over wall, in percent of one core, rounded up to
 /// tens; a TCG guest idles while its guest waits, a UML boot of the mini
-/// system used 15%). The Xen host, the pristine root and the parts with
-/// daemons the clock does not see (`finnix create`) keep a whole core
-/// or more. A name ending in `-` is a prefix. Parts not listed: 60 s, one
-/// core.
+/// system used 15%). The Xen host and the pristine root keep a whole
+/// core; `finnix create` gets more than measured, as the clock does not
+/// see its daemonised guests. A name ending in `-` is a prefix. Parts not
+/// listed: 60 s, one core.
 const COST: &[(&str, u32, u32)] = &[
     ("hardware", 130, 200), // two guests side by side itself
     ("fresh", 470, 100),
