@@ -98,10 +98,10 @@ fn summary(ran: &[Ran], wall: std::time::Duration) -> String {
     let mut sorted: Vec<&Ran> = ran.iter().collect();
     sorted.sort_by_key(|r| std::cmp::Reverse(r.2));
     let busy: f64 = ran.iter().map(|r| r.2.as_secs_f64()).sum();
-    let mut out = format!("{:<28} {:>9} {:>9}  result\n", "part", "time", "started");
+    let mut out = format!("{:<34} {:>9} {:>9}  result\n", "part", "time", "started");
     for (name, err, took, at) in sorted {
         out.push_str(&format!(
-            "{name:<28} {:>9} {:>9}  {}\n",
+            "{name:<34} {:>9} {:>9}  {}\n",
             ui::fmt_duration(*took),
             ui::fmt_duration(*at),
             if err.is_some() { "FAILED" } else { "ok" }
@@ -136,7 +136,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ("cow", "COW mode: finnix.img booted three times"),
     ("cow-recipe", "the spec's manual COW recipe in the standard live system"),
     ("nested", "finnix create inside the ISO in qemu"),
-    ("rescue-<mode>", "the rescue scenarios in one mode; rescue-xen-xl also runs boot-xen-xl's checks in its dom0 when both are selected"),
+    ("rescue-<modes>", "the rescue scenarios in one guest: uml; xen-xl (also boot-xen-xl's checks in its dom0 when both are selected); iso-virtio+virtio-scsi+usb and iso-sata+nvme+megasas (three controllers in one qemu guest)"),
     ("fresh", "the README's commands in a pristine Debian root at a deep path"),
     ("snapshot", "the archive snapshot mechanism against a local mirror"),
     ("repro", "verify-repro --profile mini --keep-kernels"),
@@ -339,12 +339,13 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     // One Xen host for both Xen parts: rescue-xen-xl runs boot-xen-xl's
     // checks in its dom0 (rescue::check_with) when both are selected.
     let xen_once = selected(only, "boot-xen-xl") && selected(only, "rescue-xen-xl");
-    for mode in crate::checks::rescue::Mode::ALL {
-        let xen_boot = xen_once && mode == crate::checks::rescue::Mode::XenXl;
+    // A part per guest: the ISO modes three to a qemu guest (rescue::guests).
+    for guest in crate::checks::rescue::guests(&crate::checks::rescue::Mode::ALL) {
+        let xen_boot = xen_once && guest == [crate::checks::rescue::Mode::XenXl];
         all.push(Part::new(
-            format!("rescue-{}", mode.name()),
+            format!("rescue-{}", crate::checks::rescue::guest_name(&guest)),
             "",
-            move || crate::checks::rescue::check_with(ctx, &b.standard, &[mode], xen_boot),
+            move || crate::checks::rescue::check_with(ctx, &b.standard, &guest, xen_boot),
         ));
     }
     all.push(Part::new("nested", "", move || {
@@ -473,7 +474,7 @@ const COST: &[(&str, u32, u32)] = &[
     ("cow-recipe", 69, 80),
     ("netboot-isofile", 73, 90),
     ("boot-uefi-cd", 71, 80),
-    ("rescue-iso-", 60, 100),
+    ("rescue-iso-", 130, 100),
     ("netboot-faults", 64, 40),
     ("snapshot", 66, 100),
     ("access-uml", 64, 70),
@@ -1171,7 +1172,10 @@ mod tests {
         assert!(start("q") < start("all"), "q filled the core p left");
         // Shares are what COST says.
         assert_eq!(cost("create").1, 30);
-        assert_eq!(cost("rescue-iso-sata"), cost("rescue-iso-usb"));
+        assert_eq!(
+            cost("rescue-iso-sata+nvme+megasas"),
+            cost("rescue-iso-virtio+virtio-scsi+usb")
+        );
         assert_eq!(cost("no-such-part"), (60, 100));
     }
 
