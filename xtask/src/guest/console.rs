@@ -149,6 +149,23 @@ struct Shared {
 /// reaches its console (a screen session's `stuff` command).
 pub type Input = Box<dyn FnMut(&str) -> Result<()> + Send>;
 
+/// `text` cut into pieces of at most `max` bytes (at least one character
+/// each), on character boundaries.
+fn chunks(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(max.max(1));
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        let (head, tail) = rest.split_at(end);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
 /// Start `cmd` (its console in `log`), drive it with `drive`, then kill
 /// it; a failure names the log and quotes the console's last lines.
 pub fn session<T>(
@@ -467,6 +484,26 @@ impl Guest {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Type slowly from now on: at most `chunk` bytes at a time, `gap`
+    /// apart. Xen hands what its serial line receives to dom0 through a
+    /// 128-byte ring (`serial_rx_ring`, xen/drivers/char/console.c) and
+    /// drops what does not fit; a dom0 slowed by a busy host lost 30
+    /// characters of a 200-character line that way.
+    pub fn pace_input(&mut self, chunk: usize, gap: Duration) {
+        let Some(mut inner) = self.input.take() else {
+            return;
+        };
+        self.input = Some(Box::new(move |text: &str| {
+            for (i, part) in chunks(text, chunk).into_iter().enumerate() {
+                if i > 0 {
+                    std::thread::sleep(gap);
+                }
+                inner(part)?;
+            }
+            Ok(())
+        }));
+    }
+
     pub fn send(&mut self, text: &str) -> Result<()> {
         let input = self
             .input
@@ -646,6 +683,33 @@ mod tests {
             .unwrap()
             .contains("ready banner"));
         std::fs::remove_file(&log).unwrap();
+    }
+
+    #[test]
+    fn paced_input_arrives_whole_in_pieces() {
+        assert_eq!(chunks("abcdefg", 3), ["abc", "def", "g"]);
+        assert_eq!(chunks("a\u{e9}", 2), ["a\u{e9}"]);
+        assert!(chunks("", 4).is_empty());
+        let scratch = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("echo 'ready banner'; exec sh");
+        let mut g = Guest::start(cmd, &scratch.path().join("paced.log")).unwrap();
+        g.expect("ready banner", Duration::from_secs(5)).unwrap();
+        g.pace_input(8, Duration::from_millis(20));
+        let t = Instant::now();
+        let long = "x".repeat(100);
+        let said = g
+            .run(&format!("echo {long}"), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(said, long);
+        // The typed line (about 140 bytes) went in 8-byte pieces, 20 ms apart.
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+        g.send("exit 0\n").unwrap();
+        g.wait(Duration::from_secs(5)).unwrap();
     }
 }
 
