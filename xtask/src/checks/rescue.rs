@@ -255,9 +255,7 @@ impl Mode {
             }
         }
     }
-}
 
-impl Mode {
     /// The serial number qemu gives disk `index` (virtio allows 20 bytes):
     /// the mode's own (`sata01`, `usb01`, ...), so that the disks of the
     /// modes sharing a guest are told apart; `rescue01`, ... in dom0.
@@ -664,14 +662,14 @@ fn run_guest(
         .context("check-rescue needs the release files (the ISO, the UML tarball)")?;
     let name = guest_name(modes);
     let work = ctx.cache.temp_dir(&format!("rescue-{name}"))?;
-    let (mut copies, attached) = copy_disks(s, modes, work.path(), disks, scenarios)?;
+    let mut attached = copy_disks(s, modes, work.path(), disks, scenarios)?;
     if modes == [Mode::XenXl] {
-        let mine = copies.pop().context("xen-xl's disks")?;
+        let mine = attached.pop().context("xen-xl's disks")?;
         return run_xen(ctx, s, inputs, disks, scenarios, mine, work.path(), booted)
             .map(|c| vec![c]);
     }
     let cmd = match modes {
-        [Mode::Uml] => uml_command(release, work.path(), &copies[0])?,
+        [Mode::Uml] => uml_command(release, work.path(), &attached[0])?,
         _ => qemu_command(modes, &release.iso, &attached),
     };
     let log = ctx.logs().join(format!("console-rescue-{name}.log"));
@@ -720,8 +718,8 @@ fn run_guest(
             g.tail(25)
         ),
     };
-    for (cells, mine) in columns.iter_mut().zip(&copies) {
-        unchanged(cells, disks, scenarios, mine)?;
+    for (cells, mine) in columns.iter_mut().zip(&attached) {
+        unchanged(cells, disks, scenarios, &mine[..scenarios.len()])?;
     }
     if let Some(copy) = planted_copy {
         planted_write_caught(disks, scenarios, &copy)?;
@@ -731,40 +729,39 @@ fn run_guest(
 }
 
 /// Each mode its own copies of the disks, in a directory of its own under
-/// `work`; and what the guest is given: those, and for the planted mode one
-/// more copy of the planted-on disk, for the planted write.
-#[allow(clippy::type_complexity)]
+/// `work`, in the order of `scenarios`; the planted mode one more, of the
+/// planted-on disk, last, for the planted write.
 fn copy_disks(
     s: &mut Stage,
     modes: &[Mode],
     work: &Path,
     disks: &Disks,
     scenarios: &[Scenario],
-) -> Result<(Vec<Vec<PathBuf>>, Vec<Vec<PathBuf>>)> {
-    let (mut copies, mut attached) = (Vec::new(), Vec::new());
+) -> Result<Vec<Vec<PathBuf>>> {
+    let mut all = Vec::new();
     for &mode in modes {
         let dir = work.join(format!("disks-{}", mode.name()));
         fs::create_dir_all(&dir)?;
-        let mut mine = Vec::new();
-        for sc in scenarios {
-            let copy = dir.join(format!("{}.img", sc.name));
-            s.run(crate::cmd!("cp", "--sparse=always", disks.image(sc), &copy))?;
-            mine.push(copy);
-        }
-        let mut all = mine.clone();
+        let mut images: Vec<(PathBuf, &str)> = scenarios
+            .iter()
+            .map(|sc| (disks.image(sc), sc.name.as_str()))
+            .collect();
         if mode == PLANTED_MODE {
             let on = scenarios
                 .iter()
                 .find(|sc| sc.name == PLANTED_ON)
                 .context("planted scenario")?;
-            let copy = dir.join("planted.img");
-            s.run(crate::cmd!("cp", "--sparse=always", disks.image(on), &copy))?;
-            all.push(copy);
+            images.push((disks.image(on), "planted"));
         }
-        copies.push(mine);
-        attached.push(all);
+        let mut mine = Vec::new();
+        for (image, name) in images {
+            let copy = dir.join(format!("{name}.img"));
+            s.run(crate::cmd!("cp", "--sparse=always", image, &copy))?;
+            mine.push(copy);
+        }
+        all.push(mine);
     }
-    Ok((copies, attached))
+    Ok(all)
 }
 
 /// UML booting the release's UML tarball as its README says, the ISO as
