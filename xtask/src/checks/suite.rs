@@ -30,10 +30,11 @@ impl<'a> Part<'a> {
         what: &'static str,
         run: impl FnOnce() -> Result<()> + Send + 'a,
     ) -> Part<'a> {
+        let name = name.into();
         Part {
-            name: name.into(),
+            cpu: cost(&name).1,
+            name,
             what,
-            cpu: 100,
             run: Box::new(run),
         }
     }
@@ -516,10 +517,10 @@ fn cost(name: &str) -> (u32, u32) {
         .unwrap_or((60, 100))
 }
 
-/// Each part's description from [`PARTS`] and its share of the CPU from
-/// [`COST`]; the longest first, so that none ends the run alone, and a
-/// part that takes every core before them all (placed later, it would
-/// wait for all to be free while some idle); those `only` selects.
+/// Each part's description from [`PARTS`]; the longest first ([`COST`]),
+/// so that none ends the run alone, and a part that takes every core
+/// before them all (placed later, it would wait for all to be free while
+/// some idle); those `only` selects.
 fn ordered<'a>(mut all: Vec<Part<'a>>, only: &[String]) -> Vec<Part<'a>> {
     for p in all.iter_mut() {
         p.what = PARTS
@@ -530,7 +531,6 @@ fn ordered<'a>(mut all: Vec<Part<'a>>, only: &[String]) -> Vec<Part<'a>> {
             })
             .map(|(_, w)| *w)
             .unwrap_or("");
-        p.cpu = cost(&p.name).1;
     }
     all.sort_by_key(|p| {
         let (secs, cpu) = cost(&p.name);
