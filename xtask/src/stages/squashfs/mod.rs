@@ -172,6 +172,7 @@ pub fn write_image(
         pushed.with_context(|| format!("cannot add {} to the squashfs", rel.display()))?;
         nodes += 1;
     }
+    keep_freed_memory();
     // Blocks are compressed ahead on `threads` workers (parallel.rs).
     let codec = parallel::Codec {
         compression: opts.compression,
@@ -192,6 +193,22 @@ pub fn write_image(
         predicted: compressor.predicted(),
         reused: compressor.reused(),
     })
+}
+
+/// Each block's xz encoder allocates about 1.5 MiB and frees it when the
+/// block is done. With glibc's default thresholds the freed memory went
+/// back to the kernel every time, and the next block faulted it in again:
+/// 1.1 million page faults and 4.9 s of system time for the standard tree,
+/// against 12 thousand and 2.6 s (1.7 s less wall time) when this process
+/// keeps up to 64 MiB of freed memory per arena and takes blocks of up to
+/// 32 MiB from its heaps. The bytes written are the same.
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; it may be called at
+    // any time, from any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 /// squashfs stores device numbers in the kernel's "new" encoding.

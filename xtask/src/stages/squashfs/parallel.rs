@@ -16,11 +16,14 @@
 //! on any number of threads.
 //!
 //! A block that occurs more than once (a file shipped twice, a hard link,
-//! repeated content) is compressed once: a first replay counts each
-//! block's SHA-256, and the output of a repeated block is kept until its
-//! last occurrence has taken it. Compression is pure, so this changes no
-//! byte; it saves the time (backhand itself writes a duplicate file's
-//! blocks, then seeks back over them).
+//! repeated content) is compressed once: a first pass counts each block's
+//! SHA-256, and the output of a repeated block is kept until its last
+//! occurrence has taken it. Compression is pure, so this changes no byte;
+//! it saves the time (backhand itself writes a duplicate file's blocks,
+//! then seeks back over them). The count runs on every thread, each
+//! replaying its share of the files: a file's blocks are counted exactly,
+//! the fragment buffers (built across files) are not, and a miscount only
+//! means a block compressed twice or an output kept to the end.
 //!
 //! Memory is bounded: at most `window` blocks are in flight or waiting,
 //! each holding its input and its output (≤ 2 × block size), and the
@@ -112,13 +115,33 @@ struct Repeats {
 }
 
 impl Repeats {
-    /// Count every block `replay` gives; keep those seen twice or more.
-    fn count(files: &[PathBuf], block_size: usize) -> Repeats {
-        let mut all: std::collections::HashMap<Digest, u32> = Default::default();
-        let _ = replay(files, block_size, &mut |input| {
-            *all.entry(digest(&input)).or_default() += 1;
-            true
+    /// Count the blocks `replay` gives on `threads` threads, thread `t`
+    /// taking files `t`, `t + threads`, ...; keep those seen twice or more.
+    fn count(files: &[PathBuf], block_size: usize, threads: usize) -> Repeats {
+        let counts = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    scope.spawn(move || {
+                        let share: Vec<PathBuf> =
+                            files.iter().skip(t).step_by(threads).cloned().collect();
+                        let mut seen: std::collections::HashMap<Digest, u32> = Default::default();
+                        let _ = replay(&share, block_size, &mut |input| {
+                            *seen.entry(digest(&input)).or_default() += 1;
+                            true
+                        });
+                        seen
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a counting thread"))
+                .collect::<Vec<_>>()
         });
+        let mut all: std::collections::HashMap<Digest, u32> = Default::default();
+        for (d, n) in counts.into_iter().flatten() {
+            *all.entry(d).or_default() += n;
+        }
         Repeats {
             left: all
                 .into_iter()
@@ -189,7 +212,7 @@ impl Parallel {
         let threads = threads.max(1);
         // Measured on 2 cores: more workers or a deeper window did not help.
         let window = (2 * threads + 2) as u64;
-        let repeats = Repeats::count(&files, codec.block_size as usize);
+        let repeats = Repeats::count(&files, codec.block_size as usize, threads);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             repeats: Mutex::new(repeats),
