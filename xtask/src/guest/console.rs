@@ -84,6 +84,10 @@ pub const ALLOWED: &[(&str, &str)] = &[
         "tsc: Fast TSC calibration failed",
         "under qemu without KVM the PIT-based fast calibration can miss its window on a busy host (it comes and goes with load); the kernel then calibrates the TSC the slow way",
     ),
+    (
+        "..... failed.",
+        "the x86 kernel's check_timer (io_apic.c): one way of routing the timer's IRQ 0 did not tick 4 times within a wait the TSC times; under qemu without KVM on a busy host the vCPU misses ticks (it comes and goes with load), and the kernel tries the next way. Only the last way's failure ends in \"..... failed :(.\" and a panic (\"Kernel panic\"), which is trouble",
+    ),
 ];
 
 /// The lines of `text` that are trouble: every line holding a
@@ -739,6 +743,13 @@ mod trouble_tests {
         // An allowed line is not trouble.
         let tsc = "[ 0.0] tsc: Fast TSC calibration failed\nroot@ttyS0:~# ";
         assert!(trouble(tsc, tsc.len()).is_empty());
+        // The timer's fallbacks as a busy host made them (console-hw-net1.log).
+        let timer = "[    0.912057] ..MP-BIOS bug: 8254 timer not connected to IO-APIC\n[    0.912320] ...trying to set up timer (IRQ0) through the 8259A ...\n[    0.912406] ..... (found apic 0 pin 2) ...\n[    1.140435] ....... failed.\n[    1.140664] ...trying to set up timer as Virtual Wire IRQ...\n[    1.168572] ..... works.\nroot@ttyS0:~# ";
+        assert!(trouble(timer, timer.len()).is_empty());
+        // Every way failed: trouble.
+        let dead = "[    1.2] ...trying to set up timer as ExtINT IRQ...\n[    1.3] ..... failed :(.\n[    1.3] Kernel panic - not syncing: IO-APIC + timer doesn't work!\n";
+        let t = trouble(dead, dead.len());
+        assert_eq!(t.len(), 2, "{t:?}");
         assert_eq!(
             trouble(
                 "modules that failed to load: efivarfs: No such device\n",
