@@ -17,13 +17,15 @@
 //!
 //! A block that occurs more than once (a file shipped twice, a hard link,
 //! repeated content) is compressed once: a first pass counts each block's
-//! SHA-256, and the output of a repeated block is kept until its last
-//! occurrence has taken it. Compression is pure, so this changes no byte;
-//! it saves the time (backhand itself writes a duplicate file's blocks,
-//! then seeks back over them). The count runs on every thread, each
-//! replaying its share of the files: a file's blocks are counted exactly,
-//! the fragment buffers (built across files) are not, and a miscount only
-//! means a block compressed twice or an output kept to the end.
+//! 64-bit XXH3, and the output of a block counted more than once is kept,
+//! under its SHA-256, until the last occurrence has taken it; only a block
+//! with the same SHA-256 is given it. Compression is pure, so this changes
+//! no byte; it saves the time (backhand itself writes a duplicate file's
+//! blocks, then seeks back over them). The count runs on every thread,
+//! each replaying its share of the files: a file's blocks are counted
+//! exactly, the fragment buffers (built across files) are not, and a
+//! miscount only means a block compressed twice or an output kept to the
+//! end.
 //!
 //! Memory is bounded: at most `window` blocks are in flight or waiting,
 //! each holding its input and its output (≤ 2 × block size), and the
@@ -105,12 +107,20 @@ fn digest(bytes: &[u8]) -> Digest {
 /// What compressing a block gave.
 type Compressed = Result<Vec<u8>, String>;
 
-/// Repeated blocks: how many occurrences are still to be compressed or
-/// taken, and the output once the first is compressed.
+/// A block's 64-bit XXH3: cheap enough to take of every block; equal ones
+/// are then told apart by their SHA-256.
+fn weak(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+/// Repeated blocks, found by their weak hash: how many occurrences are
+/// still to be compressed or taken, and the outputs kept so far, each under
+/// its block's SHA-256 (two different blocks may share a weak hash; only
+/// the SHA-256 of the very bytes hands an output out).
 #[derive(Default)]
 struct Repeats {
-    left: std::collections::HashMap<Digest, (u32, Option<Compressed>)>,
-    /// Occurrences answered from the kept output (for the log).
+    left: std::collections::HashMap<u64, (u32, Vec<(Digest, Compressed)>)>,
+    /// Occurrences answered from a kept output (for the log).
     reused: u64,
 }
 
@@ -124,9 +134,9 @@ impl Repeats {
                     scope.spawn(move || {
                         let share: Vec<PathBuf> =
                             files.iter().skip(t).step_by(threads).cloned().collect();
-                        let mut seen: std::collections::HashMap<Digest, u32> = Default::default();
+                        let mut seen: std::collections::HashMap<u64, u32> = Default::default();
                         let _ = replay(&share, block_size, &mut |input| {
-                            *seen.entry(digest(&input)).or_default() += 1;
+                            *seen.entry(weak(&input)).or_default() += 1;
                             true
                         });
                         seen
@@ -138,41 +148,51 @@ impl Repeats {
                 .map(|w| w.join().expect("a counting thread"))
                 .collect::<Vec<_>>()
         });
-        let mut all: std::collections::HashMap<Digest, u32> = Default::default();
-        for (d, n) in counts.into_iter().flatten() {
-            *all.entry(d).or_default() += n;
+        let mut all: std::collections::HashMap<u64, u32> = Default::default();
+        for (w, n) in counts.into_iter().flatten() {
+            *all.entry(w).or_default() += n;
         }
         Repeats {
             left: all
                 .into_iter()
                 .filter(|(_, n)| *n > 1)
-                .map(|(d, n)| (d, (n, None)))
+                .map(|(w, n)| (w, (n, Vec::new())))
                 .collect(),
             reused: 0,
         }
     }
 
-    /// The kept output of a repeated block, if its first occurrence has
-    /// been compressed; dropped after the last.
-    fn take(&mut self, d: &Digest) -> Option<Compressed> {
-        let (left, out) = self.left.get_mut(d)?;
-        let out = out.clone()?;
-        *left -= 1;
-        if *left == 0 {
-            self.left.remove(d);
-        }
+    fn is_repeated(&self, w: u64) -> bool {
+        self.left.contains_key(&w)
+    }
+
+    /// The kept output of the block whose hashes are `w` and `d`, if its
+    /// first occurrence has been compressed; all of `w`'s outputs are
+    /// dropped after its last occurrence.
+    fn take(&mut self, w: u64, d: &Digest) -> Option<Compressed> {
+        let (_, kept) = self.left.get(&w)?;
+        let out = kept.iter().find(|(k, _)| k == d)?.1.clone();
+        self.done(w);
         self.reused += 1;
         Some(out)
     }
 
     /// Keep the output of a repeated block for its later occurrences.
-    fn keep(&mut self, d: &Digest, out: &Compressed) {
-        if let Some((left, kept)) = self.left.get_mut(d) {
+    fn keep(&mut self, w: u64, d: Digest, out: &Compressed) {
+        if let Some((_, kept)) = self.left.get_mut(&w) {
+            if !kept.iter().any(|(k, _)| *k == d) {
+                kept.push((d, out.clone()));
+            }
+        }
+        self.done(w);
+    }
+
+    /// One occurrence of `w` is done.
+    fn done(&mut self, w: u64) {
+        if let Some((left, _)) = self.left.get_mut(&w) {
             *left -= 1;
             if *left == 0 {
-                self.left.remove(d);
-            } else if kept.is_none() {
-                *kept = Some(out.clone());
+                self.left.remove(&w);
             }
         }
     }
@@ -313,18 +333,16 @@ impl Shared {
     /// Compress `input`, or take a repeated block's kept output.
     fn compress_once(&self, codec: &Codec, input: &[u8]) -> Compressed {
         // Hashed outside the lock: the other workers go on meanwhile.
-        if self.repeats.lock().expect("repeats").left.is_empty() {
+        let w = weak(input);
+        if !self.repeats.lock().expect("repeats").is_repeated(w) {
             return codec.compress(input);
         }
         let d = digest(input);
-        if !self.repeats.lock().expect("repeats").left.contains_key(&d) {
-            return codec.compress(input);
-        }
-        if let Some(out) = self.repeats.lock().expect("repeats").take(&d) {
+        if let Some(out) = self.repeats.lock().expect("repeats").take(w, &d) {
             return out;
         }
         let out = codec.compress(input);
-        self.repeats.lock().expect("repeats").keep(&d, &out);
+        self.repeats.lock().expect("repeats").keep(w, d, &out);
         out
     }
 }
@@ -452,6 +470,27 @@ mod tests {
             [&b"ABCDEFGH"[..], b"IJ", b"12345", b"01234567", b"xyz9"]
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kept_output_goes_only_to_the_same_bytes() {
+        // Two different blocks under one weak hash (as a collision would
+        // put them), three occurrences counted.
+        let mut r = Repeats::default();
+        r.left.insert(7, (3, Vec::new()));
+        let (a, b) = (digest(b"block a"), digest(b"block b"));
+        r.keep(7, a, &Ok(b"A".to_vec()));
+        assert_eq!(
+            r.take(7, &b),
+            None,
+            "b must be compressed, not given a's output"
+        );
+        r.keep(7, b, &Ok(b"B".to_vec()));
+        assert_eq!(r.take(7, &a), Some(Ok(b"A".to_vec())));
+        assert_eq!(r.reused, 1);
+        // The third occurrence was the last: nothing is kept any more.
+        assert!(!r.is_repeated(7));
+        assert_eq!(r.take(7, &a), None);
     }
 
     #[test]
