@@ -576,7 +576,11 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
                 .arg("-append")
                 .arg(format!("{} sshd passwd={hash} hostname=rescue-iso", b.append))
                 .arg("-drive")
-                .arg(format!("file={},format=raw,media=cdrom,readonly=on", iso.display()))
+                .arg(format!(
+                    "file={},format=raw,media=cdrom,readonly=on{}",
+                    iso.display(),
+                    crate::guest::qemu::NO_LOCK
+                ))
                 .arg("-drive")
                 .arg(format!("file={},format=raw,if=virtio", wifi_disk.display()))
                 .args(["-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22")])

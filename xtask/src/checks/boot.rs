@@ -477,8 +477,9 @@ fn uefi_cd(inputs: &Inputs, dir: &Path) -> Result<Command> {
     qemu::pflash(&mut c, qemu::OVMF_CODE, &vars);
     c.arg("-drive")
         .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
-            inputs.iso(Target::UefiCd)?.display()
+            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd{}",
+            inputs.iso(Target::UefiCd)?.display(),
+            qemu::NO_LOCK
         ))
         // No bootindex: with qemu's boot order OVMF keeps only the entries
         // it names and deletes the others (a boot repair's among them). The
@@ -500,8 +501,9 @@ fn uefi_secureboot(inputs: &Inputs, dir: &Path) -> Result<Command> {
     qemu::pflash(&mut c, qemu::OVMF_SECBOOT_CODE, &vars);
     c.arg("-drive")
         .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd",
-            inputs.iso(Target::UefiSecureboot)?.display()
+            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd{}",
+            inputs.iso(Target::UefiSecureboot)?.display(),
+            qemu::NO_LOCK
         ))
         .args(["-device", "ide-cd,drive=cd,bootindex=0"]);
     Ok(c)
@@ -521,8 +523,9 @@ fn usb_stick(target: Target, inputs: &Inputs) -> Result<Command> {
     c.args(["-device", "qemu-xhci,id=xhci"])
         .arg("-drive")
         .arg(format!(
-            "file={},format=raw,if=none,id=stick,snapshot=on",
-            inputs.release()?.iso.display()
+            "file={},format=raw,if=none,id=stick,snapshot=on{}",
+            inputs.release()?.iso.display(),
+            qemu::NO_LOCK
         ))
         .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]);
     Ok(c)
@@ -538,8 +541,9 @@ fn xen_pvh(inputs: &Inputs) -> Result<Command> {
         .arg(&inputs.initrd)
         .args(["-append", "console=ttyS0,115200"]);
     c.arg("-drive").arg(format!(
-        "file={},format=raw,if=virtio,readonly=on",
-        r.iso.display()
+        "file={},format=raw,if=virtio,readonly=on{}",
+        r.iso.display(),
+        qemu::NO_LOCK
     ));
     Ok(c)
 }
@@ -569,8 +573,9 @@ fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
         ])
         .arg("-drive")
         .arg(format!(
-            "file={},format=raw,if=virtio,readonly=on",
-            r.iso.display()
+            "file={},format=raw,if=virtio,readonly=on{}",
+            r.iso.display(),
+            qemu::NO_LOCK
         ));
     Ok(c)
 }

@@ -63,12 +63,20 @@ pub fn pflash(c: &mut Command, code: &str, vars: &Path) {
         ));
 }
 
+/// Appended to every `-drive` that reads the release's ISO: qemu takes no
+/// lock on the file. UML's ubd driver locks a whole file it is given
+/// (`ubdar=finnix.iso`: a read lock), and qemu reads any lock on its lock
+/// bytes as another user that forbids consistent reads: a qemu started
+/// while a UML check had the same ISO open failed with `Failed to get
+/// "consistent read" lock`. The ISO is only ever read.
+pub const NO_LOCK: &str = ",file.locking=off";
+
 /// A PC with SeaBIOS booting `iso` as its CD.
 pub fn bios_cd(iso: &Path) -> Command {
     let mut c = command("pc", MIB);
     c.arg("-drive")
         .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on",
+            "file={},format=raw,media=cdrom,readonly=on{NO_LOCK}",
             iso.display()
         ))
         .args(["-boot", "d"]);
