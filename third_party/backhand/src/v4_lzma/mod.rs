@@ -1,0 +1,5 @@
+//! SquashFS v4 with LZMA compression support
+
+pub mod compressor;
+
+pub use compressor::V4LzmaAdaptiveCompressor;
