@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use deku::prelude::*;
+use sha2::{Digest, Sha256};
 use solana_nohash_hasher::IntMap;
 use xxhash_rust::xxh64::Xxh64;
 
@@ -121,6 +122,9 @@ pub(crate) struct DataWriter<'a> {
     /// If some, cache of HashMap<file_len, HashMap<hash of whole file, (file_len, Added)>>
     #[allow(clippy::type_complexity)]
     dup_cache: Option<IntMap<u64, IntMap<u64, (usize, Added)>>>,
+    /// If some (with `dup_cache`), the fragment of every file shorter than a block, under its
+    /// length and SHA-256: a later file with the same bytes points at it (Finnix patch)
+    fragment_dups: Option<HashMap<(usize, [u8; 32]), Added>>,
     /// Un-written fragment_bytes
     pub(crate) fragment_bytes: Vec<u8>,
     pub(crate) fragment_table: Vec<Fragment>,
@@ -146,6 +150,7 @@ impl<'a> DataWriter<'a> {
             block_size,
             fs_compressor,
             dup_cache: no_duplicate_files.then_some(HashMap::default()),
+            fragment_dups: no_duplicate_files.then_some(HashMap::default()),
             fragment_bytes: Vec::with_capacity(block_size as usize),
             fragment_table: vec![],
         }
@@ -262,6 +267,17 @@ impl<'a> DataWriter<'a> {
 
         // chunk size not exactly the size of the block
         if chunk.len() != self.block_size as usize {
+            // Finnix patch: like mksquashfs, a file whose bytes an earlier file's fragment
+            // already holds points at that fragment; only the very same bytes (length and
+            // SHA-256) share one
+            let key = self.fragment_dups.as_ref().map(|_| (chunk.len(), Sha256::digest(chunk).into()));
+            if let (Some(dups), Some(key)) = (&self.fragment_dups, &key) {
+                if let Some(added) = dups.get(key) {
+                    trace!("duplicate fragment data found");
+                    return Ok((chunk_reader.file_len, added.clone()));
+                }
+            }
+
             // if this doesn't fit in the current fragment bytes
             // compress the current fragment bytes and add to data_bytes
             if (chunk.len() + self.fragment_bytes.len()) > self.block_size as usize {
@@ -273,7 +289,11 @@ impl<'a> DataWriter<'a> {
             let block_offset = self.fragment_bytes.len() as u32;
             self.fragment_bytes.write_all(chunk)?;
 
-            return Ok((chunk_reader.file_len, Added::Fragment { frag_index, block_offset }));
+            let added = Added::Fragment { frag_index, block_offset };
+            if let (Some(dups), Some(key)) = (&mut self.fragment_dups, key) {
+                dups.insert(key, added.clone());
+            }
+            return Ok((chunk_reader.file_len, added));
         }
 
         // Add to data bytes

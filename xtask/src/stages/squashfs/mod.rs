@@ -68,6 +68,10 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
                 "Cargo.lock (backhand, liblzma, zstd, flate2)",
                 &ctx.root.join("Cargo.lock"),
             )?
+            .text(
+                "third_party/backhand (patched)",
+                crate::stages::rootfs::hash_tree(&ctx.root.join("third_party/backhand"))?,
+            )
             .finish();
         cached_stage(
             &ctx.cache,
@@ -438,6 +442,67 @@ mod tests {
                 "{compression:?}"
             );
         }
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// Bytes xz cannot shrink (a fixed LCG), so a second stored copy shows
+    /// in the image's size.
+    fn noise(seed: u32, len: usize) -> Vec<u8> {
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// Short files with the same bytes share one fragment (as mksquashfs
+    /// stores them); short files of the same length but other bytes do not.
+    /// Read back with unsquashfs, every file has its own bytes.
+    #[test]
+    fn repeated_short_files_are_stored_once_and_read_back_whole() {
+        let scratch = tempfile::tempdir().unwrap();
+        let base = scratch.path().join("finnix-sqfs-dups");
+        let tree = base.join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        let same = noise(1, 40_000);
+        for i in 0..10 {
+            fs::write(tree.join(format!("copy{i}")), &same).unwrap();
+        }
+        // Same length, one byte different: must not share the fragment.
+        let mut other = same.clone();
+        other[20_000] ^= 1;
+        fs::write(tree.join("other"), &other).unwrap();
+        let image = base.join("image");
+        let opts = Options {
+            compression: Compression::Xz,
+            block_size: 131072,
+        };
+        write_image(&tree, &image, opts, 1_700_000_000, 2).unwrap();
+        // Two distinct 40 kB contents stored, not eleven.
+        let size = fs::metadata(&image).unwrap().len();
+        assert!(
+            size < 3 * 40_000,
+            "image of {size} bytes: copies stored again"
+        );
+
+        crate::support::prereq::need_for_test("unsquashfs");
+        let out = base.join("out");
+        let o = Command::new("unsquashfs")
+            .args(["-no-progress", "-d"])
+            .arg(&out)
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for i in 0..10 {
+            assert!(
+                fs::read(out.join(format!("copy{i}"))).unwrap() == same,
+                "copy{i}"
+            );
+        }
+        assert!(fs::read(out.join("other")).unwrap() == other, "other");
         fs::remove_dir_all(&base).unwrap();
     }
 

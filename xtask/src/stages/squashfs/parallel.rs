@@ -4,7 +4,9 @@
 //! its pluggable `CompressionAction`. It also asks for blocks in an order
 //! that follows from the files alone: files in path order; a file shorter
 //! than a block is appended to the fragment buffer (which is compressed
-//! first when the file would overflow it); a longer file is cut into blocks,
+//! first when the file would overflow it) unless an earlier short file had
+//! the same bytes (then it shares that file's fragment, as in mksquashfs:
+//! third_party/backhand's patch); a longer file is cut into blocks,
 //! all-zero blocks becoming holes; the fragment buffer is compressed last.
 //!
 //! So a producer thread replays that order over the same files, worker
@@ -355,6 +357,9 @@ fn replay(
     emit: &mut dyn FnMut(Vec<u8>) -> bool,
 ) -> std::io::Result<()> {
     let mut fragment: Vec<u8> = Vec::with_capacity(block_size);
+    // The short files already in a fragment: one with the same bytes is not
+    // appended again (third_party/backhand's patch).
+    let mut in_fragments: std::collections::HashSet<(usize, Digest)> = Default::default();
     for path in files {
         let mut file = File::open(path)?;
         let mut chunk = read_chunk(&mut file, block_size)?;
@@ -362,6 +367,9 @@ fn replay(
             continue;
         }
         if chunk.len() < block_size {
+            if !in_fragments.insert((chunk.len(), digest(&chunk))) {
+                continue;
+            }
             if chunk.len() + fragment.len() > block_size
                 && !emit(std::mem::replace(
                     &mut fragment,
@@ -457,6 +465,8 @@ mod tests {
             write("d", b"xyz9"),       // 5 + 4 > 8: flush 12345, buffer xyz9
             write("e", &[0u8; 16]),    // two holes: nothing
             write("f", b"01234567"),   // exactly one block
+            write("g", b"12345"),      // the same bytes as a: shares its fragment
+            write("h", b"12346"),      // same length, other bytes: 4 + 5 > 8
         ];
         let mut calls = Vec::new();
         replay(&files, bs, &mut |v| {
@@ -467,7 +477,14 @@ mod tests {
         let calls: Vec<&[u8]> = calls.iter().map(|v| v.as_slice()).collect();
         assert_eq!(
             calls,
-            [&b"ABCDEFGH"[..], b"IJ", b"12345", b"01234567", b"xyz9"]
+            [
+                &b"ABCDEFGH"[..],
+                b"IJ",
+                b"12345",
+                b"01234567",
+                b"xyz9",
+                b"12346"
+            ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
