@@ -576,10 +576,9 @@ pub fn check_iso(ctx: &Ctx, iso: &Path, version: &str) -> Result<()> {
                 .arg("-append")
                 .arg(format!("{} sshd passwd={hash} hostname=rescue-iso", b.append))
                 .arg("-drive")
-                .arg(format!(
-                    "file={},format=raw,media=cdrom,readonly=on{}",
-                    iso.display(),
-                    crate::guest::qemu::NO_LOCK
+                .arg(crate::guest::qemu::iso_drive(
+                    iso,
+                    "media=cdrom,readonly=on",
                 ))
                 .arg("-drive")
                 .arg(format!("file={},format=raw,if=virtio", wifi_disk.display()))

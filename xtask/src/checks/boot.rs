@@ -476,10 +476,9 @@ fn uefi_cd(inputs: &Inputs, dir: &Path) -> Result<Command> {
     let mut c = qemu::command("q35", qemu::MIB);
     qemu::pflash(&mut c, qemu::OVMF_CODE, &vars);
     c.arg("-drive")
-        .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd{}",
-            inputs.iso(Target::UefiCd)?.display(),
-            qemu::NO_LOCK
+        .arg(qemu::iso_drive(
+            inputs.iso(Target::UefiCd)?,
+            "media=cdrom,readonly=on,if=none,id=cd",
         ))
         // No bootindex: with qemu's boot order OVMF keeps only the entries
         // it names and deletes the others (a boot repair's among them). The
@@ -500,10 +499,9 @@ fn uefi_secureboot(inputs: &Inputs, dir: &Path) -> Result<Command> {
     c.args(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
     qemu::pflash(&mut c, qemu::OVMF_SECBOOT_CODE, &vars);
     c.arg("-drive")
-        .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on,if=none,id=cd{}",
-            inputs.iso(Target::UefiSecureboot)?.display(),
-            qemu::NO_LOCK
+        .arg(qemu::iso_drive(
+            inputs.iso(Target::UefiSecureboot)?,
+            "media=cdrom,readonly=on,if=none,id=cd",
         ))
         .args(["-device", "ide-cd,drive=cd,bootindex=0"]);
     Ok(c)
@@ -522,10 +520,9 @@ fn usb_stick(target: Target, inputs: &Inputs) -> Result<Command> {
     }
     c.args(["-device", "qemu-xhci,id=xhci"])
         .arg("-drive")
-        .arg(format!(
-            "file={},format=raw,if=none,id=stick,snapshot=on{}",
-            inputs.release()?.iso.display(),
-            qemu::NO_LOCK
+        .arg(qemu::iso_drive(
+            &inputs.release()?.iso,
+            "if=none,id=stick,snapshot=on",
         ))
         .args(["-device", "usb-storage,bus=xhci.0,drive=stick,bootindex=0"]);
     Ok(c)
@@ -540,11 +537,8 @@ fn xen_pvh(inputs: &Inputs) -> Result<Command> {
         .arg("-initrd")
         .arg(&inputs.initrd)
         .args(["-append", "console=ttyS0,115200"]);
-    c.arg("-drive").arg(format!(
-        "file={},format=raw,if=virtio,readonly=on{}",
-        r.iso.display(),
-        qemu::NO_LOCK
-    ));
+    c.arg("-drive")
+        .arg(qemu::iso_drive(&r.iso, "if=virtio,readonly=on"));
     Ok(c)
 }
 
@@ -572,11 +566,7 @@ fn xen_pv(inputs: &Inputs, dir: &Path) -> Result<Command> {
             "vmlinuz xen console=hvc0 hostname=xen-rescue,initrd.img",
         ])
         .arg("-drive")
-        .arg(format!(
-            "file={},format=raw,if=virtio,readonly=on{}",
-            r.iso.display(),
-            qemu::NO_LOCK
-        ));
+        .arg(qemu::iso_drive(&r.iso, "if=virtio,readonly=on"));
     Ok(c)
 }
 

@@ -291,23 +291,15 @@ fn storage_command(
             &card,
             size.to_string()
         ))?;
-        // Its backing file is the ISO: no lock on it (qemu::NO_LOCK).
+        // Its backing file is the ISO: no lock on it (qemu::iso_drive).
         format!(
             "file={},format=qcow2,if=none,id=medium,snapshot=on,backing.file.locking=off",
             card.display()
         )
     } else if row.is_cd() {
-        format!(
-            "file={},format=raw,if=none,id=medium,media=cdrom,readonly=on{}",
-            iso.display(),
-            crate::guest::qemu::NO_LOCK
-        )
+        crate::guest::qemu::iso_drive(iso, "if=none,id=medium,media=cdrom,readonly=on")
     } else {
-        format!(
-            "file={},format=raw,if=none,id=medium,snapshot=on{}",
-            iso.display(),
-            crate::guest::qemu::NO_LOCK
-        )
+        crate::guest::qemu::iso_drive(iso, "if=none,id=medium,snapshot=on")
     };
     c.arg("-drive").arg(drive);
     for d in &row.controller {
@@ -514,10 +506,9 @@ fn network_boot(
         })
         .collect();
     let mut c = qemu_base(b, "pc");
-    c.arg("-drive").arg(format!(
-        "file={},format=raw,if=none,id=medium,media=cdrom,readonly=on{}",
-        iso.display(),
-        crate::guest::qemu::NO_LOCK
+    c.arg("-drive").arg(crate::guest::qemu::iso_drive(
+        iso,
+        "if=none,id=medium,media=cdrom,readonly=on",
     ));
     c.args(["-device", "ide-cd,drive=medium,bus=ide.1"]);
     for (i, card) in cards.iter().enumerate() {

@@ -63,22 +63,22 @@ pub fn pflash(c: &mut Command, code: &str, vars: &Path) {
         ));
 }
 
-/// Appended to every `-drive` that reads the release's ISO: qemu takes no
-/// lock on the file. UML's ubd driver locks a whole file it is given
-/// (`ubdar=finnix.iso`: a read lock), and qemu reads any lock on its lock
-/// bytes as another user that forbids consistent reads: a qemu started
-/// while a UML check had the same ISO open failed with `Failed to get
-/// "consistent read" lock`. The ISO is only ever read.
-pub const NO_LOCK: &str = ",file.locking=off";
+/// The `-drive` of the release's ISO (raw), with the drive's other options
+/// (`opts`: media, interface, id, ...). qemu takes no lock on the file: UML's
+/// ubd driver locks a whole file it is given (`ubdar=finnix.iso`: a read
+/// lock), and qemu reads any lock on its lock bytes as another user that
+/// forbids consistent reads: a qemu started while a UML check had the same
+/// ISO open failed with `Failed to get "consistent read" lock`. The ISO is
+/// only ever read. (A qcow2 over the ISO says `backing.file.locking=off`.)
+pub fn iso_drive(iso: &Path, opts: &str) -> String {
+    format!("file={},format=raw,{opts},file.locking=off", iso.display())
+}
 
 /// A PC with SeaBIOS booting `iso` as its CD.
 pub fn bios_cd(iso: &Path) -> Command {
     let mut c = command("pc", MIB);
     c.arg("-drive")
-        .arg(format!(
-            "file={},format=raw,media=cdrom,readonly=on{NO_LOCK}",
-            iso.display()
-        ))
+        .arg(iso_drive(iso, "media=cdrom,readonly=on"))
         .args(["-boot", "d"]);
     c
 }
