@@ -101,10 +101,10 @@ pub fn build_on(
                         .join(format!("configs/profiles/{profile_name}.toml")),
                 )?;
             for overlay in &profile.overlays {
-                k.text(
+                k.tree(
                     &format!("overlay {overlay}"),
-                    hash_tree(&ctx.root.join("live/overlay").join(overlay))?,
-                );
+                    &ctx.root.join("live/overlay").join(overlay),
+                )?;
             }
             if profile.metal_modules {
                 // The module tree's own inputs: Debian's package and the
@@ -765,31 +765,6 @@ fn copy_overlay(overlay: &Path, tree: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A hash of a source folder's paths, modes and contents (for cache keys).
-pub fn hash_tree(dir: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry?;
-        let rel = entry.path().strip_prefix(dir).expect("below dir");
-        h.update(rel.as_os_str().as_encoded_bytes());
-        h.update([0]);
-        let ft = entry.file_type();
-        if ft.is_symlink() {
-            h.update(b"l");
-            h.update(fs::read_link(entry.path())?.as_os_str().as_encoded_bytes());
-        } else if ft.is_file() {
-            let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
-            h.update(if exec { b"x" } else { b"f" });
-            h.update(fs::read(entry.path())?);
-        } else {
-            h.update(b"d");
-        }
-        h.update([0]);
-    }
-    Ok(crate::support::cache::hex(&h.finalize()))
 }
 
 #[cfg(test)]

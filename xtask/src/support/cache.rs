@@ -64,6 +64,14 @@ impl KeyBuilder {
         Ok(self)
     }
 
+    /// A source folder input, recorded by the hash of its paths, modes and
+    /// contents ([`hash_tree`]).
+    pub fn tree(&mut self, label: &str, dir: &Path) -> Result<&mut Self> {
+        let hash = hash_tree(dir)?;
+        self.inputs.push((label.to_string(), hash));
+        Ok(self)
+    }
+
     /// Another stage's key (its output is an input here).
     pub fn key(&mut self, label: &str, key: &Key) -> &mut Self {
         self.inputs.push((label.to_string(), key.hex.clone()));
@@ -98,6 +106,31 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
     }
     s
+}
+
+/// A hash of a source folder's paths, modes and contents (for cache keys).
+fn hash_tree(dir: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Sha256::new();
+    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let entry = entry?;
+        let rel = entry.path().strip_prefix(dir).expect("below dir");
+        h.update(rel.as_os_str().as_encoded_bytes());
+        h.update([0]);
+        let ft = entry.file_type();
+        if ft.is_symlink() {
+            h.update(b"l");
+            h.update(fs::read_link(entry.path())?.as_os_str().as_encoded_bytes());
+        } else if ft.is_file() {
+            let exec = entry.metadata()?.permissions().mode() & 0o111 != 0;
+            h.update(if exec { b"x" } else { b"f" });
+            h.update(fs::read(entry.path())?);
+        } else {
+            h.update(b"d");
+        }
+        h.update([0]);
+    }
+    Ok(hex(&h.finalize()))
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

@@ -68,10 +68,10 @@ pub fn build(ctx: &Ctx, rootfs: &Rootfs, opts: Options) -> Result<Squashfs> {
                 "Cargo.lock (backhand, liblzma, zstd, flate2)",
                 &ctx.root.join("Cargo.lock"),
             )?
-            .text(
+            .tree(
                 "third_party/backhand (patched)",
-                crate::stages::rootfs::hash_tree(&ctx.root.join("third_party/backhand"))?,
-            )
+                &ctx.root.join("third_party/backhand"),
+            )?
             .finish();
         cached_stage(
             &ctx.cache,
