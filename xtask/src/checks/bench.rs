@@ -675,7 +675,9 @@ fn zram_run(
 }
 
 #[cfg(test)]
-mod package_tests {
+mod measure_tests {
+    use super::*;
+
     #[test]
     fn peak_memory_is_the_childs_own() {
         assert_eq!(
@@ -700,7 +702,10 @@ mod package_tests {
         assert!(kib > 64 << 10, "sh peaked at {kib} KiB");
         assert_eq!(held.iter().map(|b| *b as u64).sum::<u64>(), 200 << 20);
     }
+}
 
+#[cfg(test)]
+mod package_tests {
     use super::*;
 
     const STATUS: &str = "Package: libc6\nStatus: install ok installed\nPriority: required\nInstalled-Size: 100\n\n\
