@@ -21,6 +21,8 @@ struct Part<'a> {
     what: &'static str,
     /// Its share of the CPU, in percent of one core ([`COST`]).
     cpu: u32,
+    /// The preparations ([`Prep`]) that must be done before it starts.
+    needs: Vec<&'static str>,
     run: Box<dyn FnOnce() -> Result<()> + Send + 'a>,
 }
 
@@ -35,6 +37,33 @@ impl<'a> Part<'a> {
             cpu: cost(&name).1,
             name,
             what,
+            needs: Vec::new(),
+            run: Box::new(run),
+        }
+    }
+
+    /// This part starts once `preps` are done.
+    fn needing(mut self, preps: &[&'static str]) -> Part<'a> {
+        self.needs.extend_from_slice(preps);
+        self
+    }
+}
+
+/// Work that several parts need and none does alone (on a cold cache a
+/// Debian root by mmdebstrap, then its own boot: minutes, mostly waiting on
+/// the network and dpkg), done once, in the background from the start of
+/// the parts, while the parts that do not need it run. Its CPU is not
+/// counted against the parts' shares: when warm it takes seconds, when
+/// cold it mostly waits.
+struct Prep<'a> {
+    name: &'static str,
+    run: Box<dyn FnOnce() -> Result<()> + Send + 'a>,
+}
+
+impl<'a> Prep<'a> {
+    fn new(name: &'static str, run: impl FnOnce() -> Result<()> + Send + 'a) -> Prep<'a> {
+        Prep {
+            name,
             run: Box::new(run),
         }
     }
@@ -63,31 +92,91 @@ fn capacity(cores: usize) -> u32 {
 }
 
 /// Run the parts within `capacity` (see [`capacity`]): the first part in
-/// order whose share of the CPU fits in what the running ones leave starts
-/// at once; every part runs even when another failed.
-fn run_parts(parts: Vec<Part<'_>>, capacity: u32) -> Vec<Ran> {
+/// order whose share of the CPU fits in what the running ones leave, and
+/// whose preparations are done, starts at once; every part runs even when
+/// another failed, but not one whose preparation failed (it fails, naming
+/// it). The preparations start at once, each on its own thread, and are
+/// reported as parts are.
+fn run_parts(parts: Vec<Part<'_>>, preps: Vec<Prep<'_>>, capacity: u32) -> Vec<Ran> {
+    use std::collections::BTreeMap;
     use std::sync::{Condvar, Mutex};
-    let free = Mutex::new(capacity);
+    /// What the running parts leave, and each preparation's state: not
+    /// done yet (None), done, or failed.
+    struct State {
+        free: u32,
+        preps: BTreeMap<&'static str, Option<bool>>,
+    }
+    let state = Mutex::new(State {
+        free: capacity,
+        preps: preps.iter().map(|p| (p.name, None)).collect(),
+    });
     let cv = Condvar::new();
     let done: Mutex<Vec<Ran>> = Mutex::new(Vec::new());
     let zero = std::time::Instant::now();
     let mut queue = parts;
     std::thread::scope(|scope| {
+        let (state, cv, done) = (&state, &cv, &done);
+        for prep in preps {
+            scope.spawn(move || {
+                let start = std::time::Instant::now();
+                let r = (prep.run)();
+                let ok = r.is_ok();
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((
+                    prep.name.to_string(),
+                    r.err(),
+                    start.elapsed(),
+                    start - zero,
+                ));
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                st.preps.insert(prep.name, Some(ok));
+                cv.notify_all();
+            });
+        }
         while !queue.is_empty() {
             let (part, need) = {
-                let mut f = free.lock().unwrap_or_else(|e| e.into_inner());
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
-                    let fits = queue.iter().position(|p| p.cpu.clamp(1, capacity) <= *f);
+                    // A preparation not in this run (not selected) is no wait.
+                    let prep = |n: &&str| st.preps.get(*n).copied().unwrap_or(Some(true));
+                    if let Some(i) = queue
+                        .iter()
+                        .position(|p| p.needs.iter().any(|n| prep(n) == Some(false)))
+                    {
+                        let part = queue.remove(i);
+                        let failed: Vec<&str> = part
+                            .needs
+                            .iter()
+                            .copied()
+                            .filter(|n| prep(n) == Some(false))
+                            .collect();
+                        done.lock().unwrap_or_else(|e| e.into_inner()).push((
+                            part.name,
+                            Some(anyhow::anyhow!(
+                                "not run: it needs {}, which failed (its error is above)",
+                                failed.join(", ")
+                            )),
+                            std::time::Duration::ZERO,
+                            zero.elapsed(),
+                        ));
+                        continue;
+                    }
+                    let fits = queue.iter().position(|p| {
+                        p.needs.iter().all(|n| prep(n) == Some(true))
+                            && p.cpu.clamp(1, capacity) <= st.free
+                    });
                     if let Some(i) = fits {
                         let part = queue.remove(i);
                         let need = part.cpu.clamp(1, capacity);
-                        *f -= need;
-                        break (part, need);
+                        st.free -= need;
+                        break (Some(part), need);
                     }
-                    f = cv.wait(f).unwrap_or_else(|e| e.into_inner());
+                    if queue.is_empty() {
+                        break (None, 0);
+                    }
+                    st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let (free, cv, done) = (&free, &cv, &done);
+            let Some(part) = part else { break };
             scope.spawn(move || {
                 let start = std::time::Instant::now();
                 let r = (part.run)();
@@ -97,7 +186,7 @@ fn run_parts(parts: Vec<Part<'_>>, capacity: u32) -> Vec<Ran> {
                     start.elapsed(),
                     start - zero,
                 ));
-                *free.lock().unwrap_or_else(|e| e.into_inner()) += need;
+                state.lock().unwrap_or_else(|e| e.into_inner()).free += need;
                 cv.notify_all();
             });
         }
@@ -211,7 +300,7 @@ pub fn run(ctx: &Ctx, opts: &crate::cli::Test) -> Result<()> {
         names.join(", ")
     );
     ui::set_deferred(true);
-    let ran = run_parts(parts, capacity(ctx.jobs));
+    let ran = run_parts(parts, preps(ctx, &b, only), capacity(ctx.jobs));
     ui::set_deferred(false);
     let report = summary(&ran, wall.elapsed());
     eprint!("{report}");
@@ -272,14 +361,8 @@ fn builds(ctx: &Ctx, only: &[String]) -> Result<Builds> {
     crate::release::dist::dist(ctx, "standard", &standard_dist)?;
     let mut inputs = crate::checks::boot::inputs_of_release(ctx, &mini)?;
     inputs.standard_iso = Some(standard.iso.image());
-    // What several parts use, built once here: the Xen host, the rescue
-    // disks, COW mode's image.
-    if selected(only, "boot-xen-xl") || selected(only, "rescue-xen-xl") {
-        crate::checks::boot::prepare(ctx, &mut inputs, &[crate::checks::boot::Target::XenXl])?;
-    }
-    if only.iter().any(|o| o.starts_with("rescue")) || only.is_empty() {
-        crate::checks::rescue::prepare(ctx, &standard)?;
-    }
+    // COW mode's image, built once here; the Xen host and the rescue disks
+    // are made beside the first parts ([`preps`]).
     if selected(only, "cow") {
         crate::pipeline::cow(ctx, "mini")?;
     }
@@ -331,6 +414,30 @@ fn check_trouble_detection(ctx: &Ctx, b: &Builds) -> Result<()> {
     )
 }
 
+/// The preparations' names ([`Prep`]).
+const PREP_XEN_HOST: &str = "prepare-xen-host";
+const PREP_RESCUE: &str = "prepare-rescue";
+
+/// What several parts need, made beside the first parts ([`Prep`]): the
+/// Xen host (stage xen-host) for the Xen parts, the rescue scenarios'
+/// disks (the preparation root and its UML boot) for the rescue parts.
+/// Each part makes what it needs itself too (cached: seconds), so that one
+/// run alone (`--only`) does not depend on these.
+fn preps<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Prep<'a>> {
+    let mut preps = Vec::new();
+    if selected(only, "boot-xen-xl") || selected(only, "rescue-xen-xl") {
+        preps.push(Prep::new(PREP_XEN_HOST, move || {
+            crate::checks::xen_xl::host(ctx).map(|_| ())
+        }));
+    }
+    if only.is_empty() || only.iter().any(|o| o.starts_with("rescue")) {
+        preps.push(Prep::new(PREP_RESCUE, move || {
+            crate::checks::rescue::prepare(ctx, &b.standard)
+        }));
+    }
+    preps
+}
+
 /// The parts, in the order they start: the longest first, so that the
 /// cores stay busy to the end.
 fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
@@ -354,12 +461,21 @@ fn parts<'a>(ctx: &'a Ctx, b: &'a Builds, only: &[String]) -> Vec<Part<'a>> {
     let xen_once = selected(only, "boot-xen-xl") && selected(only, "rescue-xen-xl");
     // A part per guest: the ISO modes three to a qemu guest (rescue::guests).
     for guest in crate::checks::rescue::guests(&crate::checks::rescue::Mode::ALL) {
-        let xen_boot = xen_once && guest == [crate::checks::rescue::Mode::XenXl];
-        all.push(Part::new(
-            format!("rescue-{}", crate::checks::rescue::guest_name(&guest)),
-            "",
-            move || crate::checks::rescue::check_with(ctx, &b.standard, &guest, xen_boot),
-        ));
+        let xen = guest == [crate::checks::rescue::Mode::XenXl];
+        let xen_boot = xen_once && xen;
+        let needs: &[&str] = if xen {
+            &[PREP_RESCUE, PREP_XEN_HOST]
+        } else {
+            &[PREP_RESCUE]
+        };
+        all.push(
+            Part::new(
+                format!("rescue-{}", crate::checks::rescue::guest_name(&guest)),
+                "",
+                move || crate::checks::rescue::check_with(ctx, &b.standard, &guest, xen_boot),
+            )
+            .needing(needs),
+        );
     }
     all.push(Part::new("nested", "", move || {
         crate::checks::create::check_nested(ctx, &b.standard.iso.image(), version).map(|_| ())
@@ -432,16 +548,21 @@ fn boot_parts<'a>(ctx: &'a Ctx, b: &'a Builds, xen_once: bool) -> Vec<Part<'a>> 
         if t == Target::XenXl && xen_once {
             continue;
         }
-        parts.push(Part::new(format!("boot-{}", t.name()), "", move || {
+        let part = Part::new(format!("boot-{}", t.name()), "", move || {
             if t == Target::XenXl {
                 // The standard release: its PV guest is reached over SSH
                 // from dom0 (mini has no SSH server).
                 let mut standard = crate::checks::boot::inputs_of_release(ctx, &b.standard)?;
-                standard.xen_host = b.inputs.xen_host.clone();
+                crate::checks::boot::prepare(ctx, &mut standard, &[Target::XenXl])?;
                 return crate::checks::boot::check_boot(ctx, t, &standard).map(|_| ());
             }
             crate::checks::boot::check_boot(ctx, t, &b.inputs).map(|_| ())
-        }));
+        });
+        parts.push(if t == Target::XenXl {
+            part.needing(&[PREP_XEN_HOST])
+        } else {
+            part
+        });
     }
     parts
 }
@@ -1146,6 +1267,59 @@ impl crate::cli::Test {
 mod tests {
     use super::*;
 
+    /// A part that needs a preparation starts once it is done, the others
+    /// at once beside it; one whose preparation failed fails without
+    /// running, naming it.
+    #[test]
+    fn parts_wait_for_their_preparations() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let ms = std::time::Duration::from_millis;
+        let ran_anyway = AtomicBool::new(false);
+        let part = |name: &str| {
+            Part::new(name.to_string(), "", move || {
+                std::thread::sleep(ms(20));
+                Ok(())
+            })
+        };
+        let preps = vec![
+            Prep::new("slow", || {
+                std::thread::sleep(ms(200));
+                Ok(())
+            }),
+            Prep::new("broken", || anyhow::bail!("mmdebstrap failed")),
+        ];
+        let parts = vec![
+            part("after-slow").needing(&["slow"]),
+            Part::new("after-broken", "", || {
+                ran_anyway.store(true, SeqCst);
+                Ok(())
+            })
+            .needing(&["slow", "broken"]),
+            part("free"),
+            part("not-prepared-here").needing(&["not-in-this-run"]),
+        ];
+        let ran = run_parts(parts, preps, 200);
+        let get = |n: &str| ran.iter().find(|r| r.0 == n).unwrap();
+        assert_eq!(ran.len(), 6, "four parts and two preparations");
+        assert!(get("after-slow").3 >= ms(190), "after-slow waited for slow");
+        assert!(get("free").3 < ms(100), "free did not wait");
+        assert!(
+            get("not-prepared-here").3 < ms(100),
+            "an absent preparation is no wait"
+        );
+        assert!(get("after-slow").1.is_none() && get("slow").1.is_none());
+        assert!(
+            get("broken").1.is_some(),
+            "the preparation's own failure is reported"
+        );
+        let err = format!("{:#}", get("after-broken").1.as_ref().unwrap());
+        assert!(err.contains("broken") && !err.contains("slow"), "{err}");
+        assert!(
+            !ran_anyway.load(SeqCst),
+            "a part whose preparation failed does not run"
+        );
+    }
+
     /// Parts run side by side while their CPU shares fit, a later part
     /// filling what an earlier one leaves; no more at once than fit.
     #[test]
@@ -1166,7 +1340,7 @@ mod tests {
         };
         // One core's worth: the 100 alone; the three 30s together once it ends.
         let parts = vec![part("a", 100), part("b", 30), part("c", 30), part("d", 30)];
-        let ran = run_parts(parts, 100);
+        let ran = run_parts(parts, Vec::new(), 100);
         assert_eq!(ran.len(), 4);
         assert_eq!(peak.load(SeqCst), 100, "never more than the core");
         let start = |n: &str| ran.iter().find(|r| r.0 == n).unwrap().3;
@@ -1175,17 +1349,29 @@ mod tests {
         assert!(start("d") < start("b") + ms(100), "b, c, d at once");
         // Two cores: a light part fills what one core part leaves.
         peak.store(0, SeqCst);
-        let ran = run_parts(vec![part("x", 100), part("y", 100), part("z", 50)], 200);
+        let ran = run_parts(
+            vec![part("x", 100), part("y", 100), part("z", 50)],
+            Vec::new(),
+            200,
+        );
         assert_eq!(ran.len(), 3);
         assert_eq!(peak.load(SeqCst), 200, "never more than the cores");
         // A later part that fits starts before an earlier one that does not.
-        let ran = run_parts(vec![part("p", 100), part("all", 200), part("q", 50)], 200);
+        let ran = run_parts(
+            vec![part("p", 100), part("all", 200), part("q", 50)],
+            Vec::new(),
+            200,
+        );
         let start = |n: &str| ran.iter().find(|r| r.0 == n).unwrap().3;
         assert!(start("q") < start("all"), "q filled the core p left");
         // Two cores and the slack: the two-core part and a light one at once.
         peak.store(0, SeqCst);
         assert_eq!(capacity(2), 250);
-        let ran = run_parts(vec![part("hw", 200), part("light", 50)], capacity(2));
+        let ran = run_parts(
+            vec![part("hw", 200), part("light", 50)],
+            Vec::new(),
+            capacity(2),
+        );
         let start = |n: &str| ran.iter().find(|r| r.0 == n).unwrap().3;
         assert!(start("light") < start("hw") + ms(100), "light beside hw");
         assert_eq!(peak.load(SeqCst), 250);
