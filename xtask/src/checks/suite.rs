@@ -238,7 +238,7 @@ pub const PARTS: &[(&str, &str)] = &[
     ("cow", "COW mode: finnix.img booted three times"),
     ("cow-recipe", "the spec's manual COW recipe in the standard live system"),
     ("nested", "finnix create inside the ISO in qemu"),
-    ("rescue-<modes>", "the rescue scenarios in one guest: uml; xen-xl (also boot-xen-xl's checks in its dom0 when both are selected); iso-virtio+virtio-scsi+usb and iso-sata+nvme+megasas (three controllers in one qemu guest)"),
+    ("rescue-<modes>", "the rescue scenarios in one guest: uml; xen-xl (also boot-xen-xl's checks in its dom0 when both are selected, the scenarios then in its PV guest); iso-virtio+virtio-scsi+usb and iso-sata+nvme+megasas (three controllers in one qemu guest)"),
     ("fresh", "the README's commands in a pristine Debian root at a deep path"),
     ("snapshot", "the archive snapshot mechanism against a local mirror"),
     ("repro", "verify-repro --profile mini --keep-kernels"),

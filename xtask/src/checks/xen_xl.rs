@@ -539,24 +539,30 @@ fn drive(
     dom0.only_dom0()?;
     dom0.install(readme)
         .context("the README's tar and ln lines")?;
-    let pvh = guest(dom0, inputs, readme, "PVH")
+    let pvh = guest(dom0, inputs, readme, "PVH", |_| Ok(()))
         .with_context(|| format!("the PVH guest (`{}`)", readme.create))?;
-    Ok(vec![pvh, after_pvh(dom0, inputs, readme, iso_sha)?])
+    Ok(vec![
+        pvh,
+        after_pvh(dom0, inputs, readme, iso_sha, |_| Ok(()))?,
+    ])
 }
 
 /// What follows the PVH guest once it is gone: the PV guest (finnix-conf's
-/// one-line change), xl's refusals of bad configurations, and the ISO
-/// unchanged in dom0. `check-rescue`'s Xen mode runs it in its own dom0
-/// after its PVH guest, so that the suite boots the Xen host once.
+/// one-line change; `during` runs while it does, dom0 at its prompt), xl's
+/// refusals of bad configurations, and the ISO unchanged in dom0.
+/// `check-rescue`'s Xen mode runs it in its own dom0 after its PVH guest,
+/// its scenarios in the PV guest, so that the suite boots the Xen host
+/// once.
 pub fn after_pvh(
     dom0: &mut Dom0,
     inputs: &Inputs,
     readme: &Readme,
     iso_sha: &str,
+    during: impl FnOnce(&mut Dom0) -> Result<()>,
 ) -> Result<GuestRun> {
     // finnix-conf's own advice: change this one line.
     dom0.sh("grep -c '^type = \"pvh\"$' /root/finnix-conf && sed -i 's/^type = \"pvh\"$/type = \"pv\"/' /root/finnix-conf")?;
-    let pv = guest(dom0, inputs, readme, "PV")
+    let pv = guest(dom0, inputs, readme, "PV", during)
         .with_context(|| format!("the PV guest (`{}`)", readme.create))?;
     for bad in BAD_INPUTS {
         refused(dom0, readme, bad).with_context(|| format!("bad input: {}", bad.what))?;
@@ -593,12 +599,14 @@ pub fn describe(runs: &[GuestRun]) -> String {
 }
 
 /// One guest: the README's create line, the checks inside, `xl list`
-/// while it runs, `shutdown -h now`, gone from `xl list`.
+/// while it runs, `during` (dom0 at its prompt), `shutdown -h now`, gone
+/// from `xl list`.
 fn guest(
     dom0: &mut Dom0,
     inputs: &Inputs,
     readme: &Readme,
     kind: &'static str,
+    during: impl FnOnce(&mut Dom0) -> Result<()>,
 ) -> Result<GuestRun> {
     // The PV guest is reached over SSH: a static address on xenbr0 (no
     // DHCP) and root's password, given on xl's command line as a user
@@ -612,6 +620,7 @@ fn guest(
     };
     let (banner_secs, boot_text) = dom0.create(&create, &inputs.version)?;
     running(dom0, inputs, kind, &boot_text)?;
+    during(dom0)?;
     dom0.attach_console("finnix")?;
     let gone_secs = dom0.shutdown_guest("finnix")?;
     Ok(GuestRun {
