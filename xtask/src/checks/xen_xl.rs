@@ -397,7 +397,24 @@ impl Dom0 {
             !left.iter().any(|d| d == name),
             "{name} is still in `xl list` 30 s after it shut down: {left:?}"
         );
-        Ok(start.elapsed().as_secs_f64())
+        let gone = start.elapsed().as_secs_f64();
+        // Then xl releases its disks, a hotplug script each, a file's loop
+        // device among them: with sixteen disks under TCG, minutes after
+        // the domain left `xl list` (the next `xl create` found the ISO's
+        // loop device still there). Wait for that too.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let loops = self.sh("losetup -a")?;
+            if loops.trim().is_empty() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{name}'s loop devices are still in dom0 5 minutes after it left `xl list`:\n{loops}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Ok(gone)
     }
 
     /// What dom0 can tell of a guest that went quiet: xl's view of it, and
