@@ -325,7 +325,8 @@ struct Builds {
     standard: crate::pipeline::Release,
     mini_dist: std::path::PathBuf,
     standard_dist: std::path::PathBuf,
-    /// The mini release's boot inputs, the standard ISO and the Xen host in.
+    /// The mini release's boot inputs and the standard ISO (the Xen host
+    /// is a preparation, [`preps`]).
     inputs: crate::checks::boot::Inputs,
 }
 
