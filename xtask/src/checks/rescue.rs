@@ -1020,8 +1020,8 @@ fn run_xen(
 }
 
 /// The scenarios in the running guest, dom0 at its prompt before and
-/// after: its disks attached ([`attach_disks`]), then each scenario on
-/// its console.
+/// after: its disks attached ([`attach_disks`]), each scenario on its
+/// console, then the disks detached ([`detach_disks`]).
 fn scenarios_in_guest(
     dom0: &mut crate::checks::xen_xl::Dom0,
     s: &mut Stage,
@@ -1033,7 +1033,36 @@ fn scenarios_in_guest(
     dom0.attach_console("finnix")?;
     let cells = run_scenarios(&mut dom0.g, s, Mode::XenXl, disks, scenarios)?;
     dom0.detach()?;
+    detach_disks(dom0, s, scenarios)?;
     Ok(cells)
+}
+
+/// Each scenario's disk detached from the running guest again, one at a
+/// time, as a user hands a disk back when the rescue is done (each
+/// scenario closed what it opened on it). Left to the guest's shutdown,
+/// xl would release all sixteen at once, a hotplug script each, and kill
+/// any not done in 40 s: under TCG, on dom0's one CPU, the ISO's among
+/// them at times (its loop device then stayed in dom0 for good).
+fn detach_disks(
+    dom0: &mut crate::checks::xen_xl::Dom0,
+    s: &mut Stage,
+    scenarios: &[Scenario],
+) -> Result<()> {
+    for (i, sc) in scenarios.iter().enumerate() {
+        let detach = format!("xl block-detach finnix {}", xen_vdev(i));
+        let t = Instant::now();
+        dom0.sh(&detach).with_context(|| {
+            format!(
+                "detaching {}'s disk (does the guest still hold it: a mount, an open LUKS, LVM or md device?)",
+                sc.name
+            )
+        })?;
+        s.note(format!(
+            "in dom0: {detach} ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
 }
 
 /// Each scenario's disk attached to the running guest, one at a time:

@@ -399,19 +399,27 @@ impl Dom0 {
         );
         let gone = start.elapsed().as_secs_f64();
         // Then xl releases its disks, a hotplug script each, a file's loop
-        // device among them: with sixteen disks under TCG, minutes after
-        // the domain left `xl list` (the next `xl create` found the ISO's
-        // loop device still there). Wait for that too.
+        // device among them: under TCG, up to a minute after the domain
+        // left `xl list` (the next `xl create` found the ISO's loop device
+        // still there). Wait for that too. (A script xl killed at its 40 s
+        // leaves the loop device for good: give a guest few disks at its
+        // shutdown; check-rescue detaches its own first.)
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             let loops = self.sh("losetup -a")?;
             if loops.trim().is_empty() {
                 break;
             }
-            ensure!(
-                Instant::now() < deadline,
-                "{name}'s loop devices are still in dom0 5 minutes after it left `xl list`:\n{loops}"
-            );
+            if Instant::now() >= deadline {
+                // xl's log says which hotplug script failed or was killed.
+                let log = self
+                    .sh(&format!("tail -n 40 /var/log/xen/xl-{name}.log; true"))
+                    .unwrap_or_else(|e| format!("(not read: {e:#})"));
+                bail!(
+                    "{name}'s loop devices are still in dom0 5 minutes after it left `xl list`:\n{loops}\n\
+                     /var/log/xen/xl-{name}.log in dom0, last lines:\n{log}"
+                );
+            }
             std::thread::sleep(Duration::from_secs(1));
         }
         Ok(gone)
